@@ -1,0 +1,804 @@
+//! Configuration: twelve-factor environment variables (each secret also from
+//! `NAME_FILE`) plus an optional TOML file for structured settings.
+//!
+//! Loading never stops at the first mistake: every problem is collected with
+//! the variable it belongs to, so an operator fixes them all in one pass.
+
+use crate::catalog::{self, ModelEntry};
+use crate::secret::{redact_url, Secret};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// Where the service runs; production turns on the strict checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Environment {
+    Development,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" => Ok(Self::Development),
+            "staging" => Ok(Self::Staging),
+            "production" | "prod" => Ok(Self::Production),
+            _ => Err("expected development, staging or production".into()),
+        }
+    }
+}
+
+/// Log line format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+impl FromStr for LogFormat {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "json" => Ok(Self::Json),
+            "pretty" | "text" => Ok(Self::Pretty),
+            _ => Err("expected json or pretty".into()),
+        }
+    }
+}
+
+/// Which database engine a `DATABASE_URL` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseKind {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Database connection and pool settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Connection URL; may carry a password, hence secret.
+    pub url: Secret,
+    pub kind: DatabaseKind,
+    /// Maximum open connections (`DATABASE_POOL_SIZE`).
+    pub pool_size: u32,
+    /// Log every SQL statement (`DATABASE_ECHO`).
+    pub echo: bool,
+    /// Prepared statements cached per connection; 0 for pgbouncer in
+    /// transaction pooling mode (`DATABASE_STATEMENT_CACHE_CAPACITY`).
+    pub statement_cache_capacity: usize,
+    /// Connections are closed and replaced after this age (`DATABASE_MAX_LIFETIME_SECONDS`).
+    pub max_lifetime: Duration,
+    /// How long a request waits for a free connection (`DATABASE_ACQUIRE_TIMEOUT_SECONDS`).
+    pub acquire_timeout: Duration,
+    /// Apply pending migrations when `serve` starts (`DATABASE_MIGRATE_ON_START`).
+    pub migrate_on_start: bool,
+}
+
+/// Redis connection settings; absent when `REDIS_URL` is unset.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    pub url: Secret,
+    pub password: Option<Secret>,
+}
+
+/// A per-route limit from the TOML file, e.g. `"POST /v1/task" = { per_minute = 10 }`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteLimit {
+    pub per_minute: u32,
+}
+
+/// `[limits]` section of the TOML file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LimitsFile {
+    #[serde(default)]
+    pub routes: BTreeMap<String, RouteLimit>,
+}
+
+/// The structured settings read from `SWITCHYARD_CONFIG`.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub models: Vec<ModelEntry>,
+    #[serde(default)]
+    pub limits: LimitsFile,
+}
+
+impl FileConfig {
+    /// Parses and validates the TOML text of a configuration file.
+    pub fn parse(text: &str) -> Result<Self, Vec<String>> {
+        let file: FileConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
+        let mut problems = catalog::validate(&file.models);
+        for (route, limit) in &file.limits.routes {
+            let well_formed = route
+                .split_once(' ')
+                .is_some_and(|(method, path)| {
+                    !method.is_empty()
+                        && method.bytes().all(|b| b.is_ascii_uppercase())
+                        && path.starts_with('/')
+                });
+            if !well_formed {
+                problems.push(format!(
+                    "limits.routes.\"{route}\": expected \"METHOD /path\", e.g. \"POST /v1/task\""
+                ));
+            }
+            if limit.per_minute == 0 {
+                problems.push(format!("limits.routes.\"{route}\".per_minute: must be at least 1"));
+            }
+        }
+        if problems.is_empty() {
+            Ok(file)
+        } else {
+            Err(problems)
+        }
+    }
+}
+
+/// The effective, validated configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub environment: Environment,
+    /// `LOG_LEVEL`: a level (`info`) or a tracing filter directive (`info,sqlx=warn`).
+    pub log_level: String,
+    pub log_format: LogFormat,
+    pub debug: bool,
+    pub host: IpAddr,
+    pub port: u16,
+    pub jwt_secret: Option<Secret>,
+    /// Requests per minute per key (`API_RATE_LIMIT`).
+    pub api_rate_limit: u32,
+    /// Longest a request may take before a 504 (`API_TIMEOUT`).
+    pub api_timeout: Duration,
+    pub database: DatabaseConfig,
+    pub redis: Option<RedisConfig>,
+    pub sentry_dsn: Option<Secret>,
+    /// `DEPLOYMENT_SLOT`, e.g. blue or green; reported by `/health`.
+    pub deployment_slot: Option<String>,
+    /// How long in-flight requests get to finish after SIGTERM.
+    pub shutdown_grace: Duration,
+    /// How long probes answer 503 before the listener closes, so that load
+    /// balancers stop routing here first (`SHUTDOWN_DELAY_SECONDS`).
+    pub shutdown_delay: Duration,
+    /// Largest accepted request body (`MAX_REQUEST_BODY_BYTES`).
+    pub max_body_bytes: usize,
+    /// How long a key lookup is cached; the bound on revocation propagation
+    /// across replicas (`KEY_CACHE_TTL_SECONDS`).
+    pub key_cache_ttl: Duration,
+    /// How often `last_used_at` is written back (`KEY_LAST_USED_FLUSH_SECONDS`).
+    pub last_used_flush: Duration,
+    /// The admin key to create on an empty database (`ADMIN_API_KEY`).
+    pub admin_api_key: Option<Secret>,
+    pub allow_sqlite_in_production: bool,
+    /// `SWITCHYARD_CONFIG`, when set.
+    pub config_path: Option<PathBuf>,
+    pub file: FileConfig,
+}
+
+/// One thing wrong with the configuration, tied to the variable that holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigProblem {
+    pub variable: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigProblem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.variable, self.message)
+    }
+}
+
+/// A configuration with every problem found while loading it. The service
+/// refuses to start unless `problems` is empty.
+#[derive(Debug, Clone)]
+pub struct LoadedConfig {
+    pub config: Config,
+    pub problems: Vec<ConfigProblem>,
+}
+
+impl LoadedConfig {
+    pub fn into_result(self) -> Result<Config, ConfigErrors> {
+        if self.problems.is_empty() {
+            Ok(self.config)
+        } else {
+            Err(ConfigErrors(self.problems))
+        }
+    }
+}
+
+/// All problems of a configuration, one per line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigErrors(pub Vec<ConfigProblem>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        writeln!(f, "invalid configuration ({} problem(s)):", self.0.len())?;
+        for p in &self.0 {
+            writeln!(f, "  - {p}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/switchyard.db";
+const MIN_JWT_SECRET_BYTES: usize = 32;
+
+/// Reads variables and records problems as it goes.
+struct Reader<'a> {
+    env: &'a dyn Fn(&str) -> Option<String>,
+    problems: Vec<ConfigProblem>,
+}
+
+impl Reader<'_> {
+    fn problem(&mut self, variable: &str, message: impl Into<String>) {
+        self.problems.push(ConfigProblem {
+            variable: variable.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// A non-empty, trimmed value.
+    fn string(&mut self, name: &str) -> Option<String> {
+        (self.env)(name)
+            .map(|v| v.trim().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    /// A secret from `NAME` or from the file named by `NAME_FILE`.
+    fn secret(&mut self, name: &str) -> Option<Secret> {
+        let file_var = format!("{name}_FILE");
+        let direct = (self.env)(name).filter(|v| !v.is_empty());
+        let file = self.string(&file_var);
+        match (direct, file) {
+            (Some(_), Some(_)) => {
+                self.problem(name, format!("set either {name} or {file_var}, not both"));
+                None
+            }
+            (Some(v), None) => Some(Secret::new(v.trim())),
+            (None, Some(path)) => match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    let value = text.trim_end_matches(['\r', '\n']).to_owned();
+                    if value.is_empty() {
+                        self.problem(&file_var, format!("file `{path}` is empty"));
+                        None
+                    } else {
+                        Some(Secret::new(value))
+                    }
+                }
+                Err(e) => {
+                    self.problem(&file_var, format!("cannot read `{path}`: {e}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        }
+    }
+
+    fn parsed<T: FromStr>(&mut self, name: &str, default: T, expect: &str) -> T
+    where
+        T::Err: fmt::Display,
+    {
+        match self.string(name) {
+            None => default,
+            Some(raw) => match raw.parse::<T>() {
+                Ok(v) => v,
+                Err(e) => {
+                    let detail = e.to_string();
+                    if detail.is_empty() || detail == expect {
+                        self.problem(name, format!("`{raw}` is not valid: {expect}"));
+                    } else {
+                        self.problem(name, format!("`{raw}` is not valid: {expect} ({detail})"));
+                    }
+                    default
+                }
+            },
+        }
+    }
+
+    fn ranged(&mut self, name: &str, default: u64, min: u64, max: u64) -> u64 {
+        let expect = format!("expected an integer from {min} to {max}");
+        let v = self.parsed::<u64>(name, default, &expect);
+        if (min..=max).contains(&v) {
+            v
+        } else {
+            self.problem(name, format!("`{v}` is out of range: {expect}"));
+            default
+        }
+    }
+
+    fn seconds(&mut self, name: &str, default: u64, min: u64, max: u64) -> Duration {
+        Duration::from_secs(self.ranged(name, default, min, max))
+    }
+
+    fn flag(&mut self, name: &str, default: bool) -> bool {
+        match self.string(name) {
+            None => default,
+            Some(raw) => match raw.to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => {
+                    self.problem(name, format!("`{raw}` is not valid: expected true or false"));
+                    default
+                }
+            },
+        }
+    }
+}
+
+fn valid_log_level(s: &str) -> bool {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    s.split(',').all(|part| {
+        let level = part.rsplit('=').next().unwrap_or(part).trim();
+        let target_ok = part
+            .split_once('=')
+            .is_none_or(|(t, _)| !t.trim().is_empty() && !t.contains(char::is_whitespace));
+        target_ok && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    })
+}
+
+fn valid_slot(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 32
+        && s
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
+}
+
+impl Config {
+    /// Loads from the process environment.
+    pub fn from_env() -> LoadedConfig {
+        Self::load(&|name| std::env::var(name).ok())
+    }
+
+    /// Loads from any variable source (tests pass a map).
+    pub fn load(env: &dyn Fn(&str) -> Option<String>) -> LoadedConfig {
+        let mut r = Reader {
+            env,
+            problems: Vec::new(),
+        };
+
+        let environment = r.parsed(
+            "ENVIRONMENT",
+            Environment::Development,
+            "expected development, staging or production",
+        );
+        let log_level = r.string("LOG_LEVEL").unwrap_or_else(|| "info".into());
+        if !valid_log_level(&log_level) {
+            r.problem(
+                "LOG_LEVEL",
+                format!("`{log_level}` is not valid: expected trace, debug, info, warn, error or off, optionally as target=level directives"),
+            );
+        }
+        let log_format = r.parsed("LOG_FORMAT", LogFormat::Json, "expected json or pretty");
+        let debug = r.flag("DEBUG", false);
+        let host = match r.string("HOST").as_deref() {
+            None => IpAddr::from([127, 0, 0, 1]),
+            Some("localhost") => IpAddr::from([127, 0, 0, 1]),
+            Some(raw) => match raw.parse::<IpAddr>() {
+                Ok(ip) => ip,
+                Err(_) => {
+                    r.problem("HOST", format!("`{raw}` is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::)"));
+                    IpAddr::from([127, 0, 0, 1])
+                }
+            },
+        };
+        let port = r.ranged("PORT", 8000, 0, 65535) as u16;
+        let jwt_secret = r.secret("JWT_SECRET");
+        let api_rate_limit = r.ranged("API_RATE_LIMIT", 100, 1, 1_000_000) as u32;
+        let api_timeout = r.seconds("API_TIMEOUT", 300, 1, 86_400);
+
+        let database_url = r
+            .secret("DATABASE_URL")
+            .unwrap_or_else(|| Secret::new(DEFAULT_DATABASE_URL));
+        let kind = match DatabaseKind::of_url(database_url.expose()) {
+            Some(k) => k,
+            None => {
+                r.problem(
+                    "DATABASE_URL",
+                    format!(
+                        "`{}` is not supported: expected sqlite://PATH or postgres://…",
+                        redact_url(database_url.expose())
+                    ),
+                );
+                DatabaseKind::Sqlite
+            }
+        };
+        let database = DatabaseConfig {
+            url: database_url,
+            kind,
+            pool_size: r.ranged("DATABASE_POOL_SIZE", 20, 1, 1000) as u32,
+            echo: r.flag("DATABASE_ECHO", false),
+            statement_cache_capacity: r.ranged("DATABASE_STATEMENT_CACHE_CAPACITY", 100, 0, 10_000)
+                as usize,
+            max_lifetime: r.seconds("DATABASE_MAX_LIFETIME_SECONDS", 1800, 1, 86_400),
+            acquire_timeout: r.seconds("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5, 1, 600),
+            migrate_on_start: r.flag("DATABASE_MIGRATE_ON_START", true),
+        };
+
+        let redis_password = r.secret("REDIS_PASSWORD");
+        let redis = match r.secret("REDIS_URL") {
+            Some(url) => {
+                if !(url.expose().starts_with("redis://")
+                    || url.expose().starts_with("rediss://")
+                    || url.expose().starts_with("redis+unix://")
+                    || url.expose().starts_with("unix://"))
+                {
+                    r.problem(
+                        "REDIS_URL",
+                        format!(
+                            "`{}` is not a Redis URL (redis://host:port/db)",
+                            redact_url(url.expose())
+                        ),
+                    );
+                }
+                Some(RedisConfig {
+                    url,
+                    password: redis_password,
+                })
+            }
+            None => {
+                if redis_password.is_some() {
+                    r.problem("REDIS_PASSWORD", "is set but REDIS_URL is not");
+                }
+                None
+            }
+        };
+
+        let sentry_dsn = r.secret("SENTRY_DSN");
+        if let Some(dsn) = &sentry_dsn {
+            let d = dsn.expose();
+            let shaped = (d.starts_with("https://") || d.starts_with("http://"))
+                && d.contains('@')
+                && d.rsplit('/').next().is_some_and(|p| !p.is_empty());
+            if !shaped {
+                r.problem(
+                    "SENTRY_DSN",
+                    "is not a Sentry DSN (https://PUBLIC_KEY@HOST/PROJECT_ID)",
+                );
+            }
+        }
+
+        let deployment_slot = r.string("DEPLOYMENT_SLOT");
+        if let Some(slot) = &deployment_slot {
+            if !valid_slot(slot) {
+                r.problem(
+                    "DEPLOYMENT_SLOT",
+                    format!("`{slot}` is not valid: use 1-32 of a-z, 0-9, - and _ (e.g. blue)"),
+                );
+            }
+        }
+        let shutdown_grace = r.seconds("SHUTDOWN_GRACE_SECONDS", 30, 0, 3600);
+        let shutdown_delay = r.seconds("SHUTDOWN_DELAY_SECONDS", 0, 0, 600);
+        let max_body_bytes = r.ranged("MAX_REQUEST_BODY_BYTES", 10 * 1024 * 1024, 1024, 1 << 30) as usize;
+        let key_cache_ttl = r.seconds("KEY_CACHE_TTL_SECONDS", 10, 1, 3600);
+        let last_used_flush = r.seconds("KEY_LAST_USED_FLUSH_SECONDS", 30, 1, 3600);
+        let admin_api_key = r.secret("ADMIN_API_KEY");
+        if let Some(k) = &admin_api_key {
+            if crate::keys::PresentedKey::parse(k.expose()).is_err() {
+                r.problem(
+                    "ADMIN_API_KEY",
+                    "must be `sy_` followed by 64 lowercase hex digits (e.g. sy_$(openssl rand -hex 32))",
+                );
+            }
+        }
+        let allow_sqlite_in_production = r.flag("ALLOW_SQLITE_IN_PRODUCTION", false);
+
+        let config_path = r.string("SWITCHYARD_CONFIG").map(PathBuf::from);
+        let file = match &config_path {
+            None => FileConfig::default(),
+            Some(path) => match std::fs::read_to_string(path) {
+                Err(e) => {
+                    r.problem("SWITCHYARD_CONFIG", format!("cannot read `{}`: {e}", path.display()));
+                    FileConfig::default()
+                }
+                Ok(text) => match FileConfig::parse(&text) {
+                    Ok(f) => f,
+                    Err(problems) => {
+                        for p in problems {
+                            r.problem("SWITCHYARD_CONFIG", format!("{}: {p}", path.display()));
+                        }
+                        FileConfig::default()
+                    }
+                },
+            },
+        };
+
+        if environment == Environment::Production {
+            if debug {
+                r.problem("DEBUG", "must not be true when ENVIRONMENT=production");
+            }
+            match &jwt_secret {
+                None => r.problem(
+                    "JWT_SECRET",
+                    "is required when ENVIRONMENT=production (set JWT_SECRET or JWT_SECRET_FILE)",
+                ),
+                Some(s) if s.expose().len() < MIN_JWT_SECRET_BYTES => r.problem(
+                    "JWT_SECRET",
+                    format!("must be at least {MIN_JWT_SECRET_BYTES} bytes when ENVIRONMENT=production"),
+                ),
+                Some(_) => {}
+            }
+            if kind == DatabaseKind::Sqlite && !allow_sqlite_in_production {
+                r.problem(
+                    "DATABASE_URL",
+                    "SQLite is refused when ENVIRONMENT=production; use postgres:// or set ALLOW_SQLITE_IN_PRODUCTION=true",
+                );
+            }
+        }
+
+        LoadedConfig {
+            config: Config {
+                environment,
+                log_level,
+                log_format,
+                debug,
+                host,
+                port,
+                jwt_secret,
+                api_rate_limit,
+                api_timeout,
+                database,
+                redis,
+                sentry_dsn,
+                deployment_slot,
+                shutdown_grace,
+                shutdown_delay,
+                max_body_bytes,
+                key_cache_ttl,
+                last_used_flush,
+                admin_api_key,
+                allow_sqlite_in_production,
+                config_path,
+                file,
+            },
+            problems: r.problems,
+        }
+    }
+
+    /// The effective settings as `(VARIABLE, value)` pairs, secrets redacted:
+    /// what `switchyard config check` prints.
+    pub fn describe(&self) -> Vec<(&'static str, String)> {
+        fn secret(s: &Option<Secret>) -> String {
+            if s.is_some() { "[redacted]" } else { "(unset)" }.to_owned()
+        }
+        fn secs(d: Duration) -> String {
+            d.as_secs().to_string()
+        }
+        vec![
+            ("ENVIRONMENT", self.environment.as_str().to_owned()),
+            ("LOG_LEVEL", self.log_level.clone()),
+            ("LOG_FORMAT", format!("{:?}", self.log_format).to_ascii_lowercase()),
+            ("DEBUG", self.debug.to_string()),
+            ("HOST", self.host.to_string()),
+            ("PORT", self.port.to_string()),
+            ("JWT_SECRET", secret(&self.jwt_secret)),
+            ("API_RATE_LIMIT", self.api_rate_limit.to_string()),
+            ("API_TIMEOUT", secs(self.api_timeout)),
+            ("DATABASE_URL", redact_url(self.database.url.expose())),
+            ("DATABASE_POOL_SIZE", self.database.pool_size.to_string()),
+            ("DATABASE_ECHO", self.database.echo.to_string()),
+            (
+                "DATABASE_STATEMENT_CACHE_CAPACITY",
+                self.database.statement_cache_capacity.to_string(),
+            ),
+            ("DATABASE_MAX_LIFETIME_SECONDS", secs(self.database.max_lifetime)),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", secs(self.database.acquire_timeout)),
+            ("DATABASE_MIGRATE_ON_START", self.database.migrate_on_start.to_string()),
+            (
+                "REDIS_URL",
+                self.redis
+                    .as_ref()
+                    .map_or_else(|| "(unset)".to_owned(), |r| redact_url(r.url.expose())),
+            ),
+            (
+                "REDIS_PASSWORD",
+                secret(&self.redis.as_ref().and_then(|r| r.password.clone())),
+            ),
+            ("SENTRY_DSN", secret(&self.sentry_dsn)),
+            (
+                "DEPLOYMENT_SLOT",
+                self.deployment_slot.clone().unwrap_or_else(|| "(unset)".into()),
+            ),
+            ("SHUTDOWN_GRACE_SECONDS", secs(self.shutdown_grace)),
+            ("SHUTDOWN_DELAY_SECONDS", secs(self.shutdown_delay)),
+            ("MAX_REQUEST_BODY_BYTES", self.max_body_bytes.to_string()),
+            ("KEY_CACHE_TTL_SECONDS", secs(self.key_cache_ttl)),
+            ("KEY_LAST_USED_FLUSH_SECONDS", secs(self.last_used_flush)),
+            ("ADMIN_API_KEY", secret(&self.admin_api_key)),
+            (
+                "ALLOW_SQLITE_IN_PRODUCTION",
+                self.allow_sqlite_in_production.to_string(),
+            ),
+            (
+                "SWITCHYARD_CONFIG",
+                self.config_path
+                    .as_ref()
+                    .map_or_else(|| "(unset)".into(), |p| p.display().to_string()),
+            ),
+            ("models", self.file.models.len().to_string()),
+        ]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn load(vars: &[(&str, &str)]) -> LoadedConfig {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::load(&move |name| map.get(name).cloned())
+    }
+
+    fn variables(l: &LoadedConfig) -> Vec<&str> {
+        l.problems.iter().map(|p| p.variable.as_str()).collect()
+    }
+
+    #[test]
+    fn defaults_need_no_configuration() {
+        let l = load(&[]);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let c = l.config;
+        assert_eq!(c.environment, Environment::Development);
+        assert_eq!(c.port, 8000);
+        assert_eq!(c.host.to_string(), "127.0.0.1");
+        assert_eq!(c.api_rate_limit, 100);
+        assert_eq!(c.api_timeout, Duration::from_secs(300));
+        assert_eq!(c.database.pool_size, 20);
+        assert_eq!(c.database.kind, DatabaseKind::Sqlite);
+        assert_eq!(c.database.url.expose(), DEFAULT_DATABASE_URL);
+        assert!(c.redis.is_none());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once_with_its_variable() {
+        let l = load(&[
+            ("PORT", "eighty"),
+            ("API_TIMEOUT", "0"),
+            ("DATABASE_POOL_SIZE", "-1"),
+            ("DEBUG", "maybe"),
+            ("DATABASE_URL", "mysql://x"),
+            ("LOG_LEVEL", "loud"),
+            ("HOST", "example.com"),
+        ]);
+        assert_eq!(
+            variables(&l),
+            [
+                "LOG_LEVEL",
+                "DEBUG",
+                "HOST",
+                "PORT",
+                "API_TIMEOUT",
+                "DATABASE_URL",
+                "DATABASE_POOL_SIZE"
+            ]
+        );
+        let text = ConfigErrors(l.problems).to_string();
+        assert!(text.contains("PORT: `eighty` is not valid"), "{text}");
+        assert!(text.contains("7 problem(s)"), "{text}");
+    }
+
+    #[test]
+    fn production_refuses_debug_weak_jwt_and_sqlite() {
+        let l = load(&[("ENVIRONMENT", "production"), ("DEBUG", "true")]);
+        assert_eq!(variables(&l), ["DEBUG", "JWT_SECRET", "DATABASE_URL"]);
+
+        let l = load(&[
+            ("ENVIRONMENT", "production"),
+            ("JWT_SECRET", "short"),
+            ("DATABASE_URL", "postgres://u@h/db"),
+        ]);
+        assert_eq!(variables(&l), ["JWT_SECRET"]);
+
+        let l = load(&[
+            ("ENVIRONMENT", "production"),
+            ("JWT_SECRET", &"x".repeat(32)),
+            ("ALLOW_SQLITE_IN_PRODUCTION", "true"),
+        ]);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+    }
+
+    #[test]
+    fn secrets_come_from_files_and_never_print() {
+        let dir = tempfile_dir();
+        let path = dir.join("jwt");
+        std::fs::write(&path, "a-very-long-secret-value-from-a-file-0123\n").unwrap();
+        let path_s = path.display().to_string();
+        let l = load(&[
+            ("JWT_SECRET_FILE", &path_s),
+            ("DATABASE_URL", "postgres://app:pw-123@db/sy"),
+        ]);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        let c = &l.config;
+        assert_eq!(
+            c.jwt_secret.as_ref().map(Secret::expose),
+            Some("a-very-long-secret-value-from-a-file-0123")
+        );
+        let shown = format!("{:?} {:?}", c.describe(), c);
+        assert!(!shown.contains("a-very-long-secret"), "{shown}");
+        assert!(!shown.contains("pw-123"), "{shown}");
+
+        let l = load(&[("JWT_SECRET", "x"), ("JWT_SECRET_FILE", &path_s)]);
+        assert_eq!(variables(&l), ["JWT_SECRET"]);
+        let l = load(&[("REDIS_PASSWORD_FILE", "/nonexistent/file")]);
+        assert_eq!(variables(&l), ["REDIS_PASSWORD_FILE"]);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    fn tempfile_dir() -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("sy-config-{}", crate::keys::new_id("t")));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn the_toml_file_is_validated() {
+        let dir = tempfile_dir();
+        let good = dir.join("good.toml");
+        std::fs::write(
+            &good,
+            "[[models]]\nid = \"m1\"\naliases = [\"fast\"]\n\n[limits.routes]\n\"POST /v1/task\" = { per_minute = 10 }\n",
+        )
+        .unwrap();
+        let l = load(&[("SWITCHYARD_CONFIG", &good.display().to_string())]);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert_eq!(l.config.file.models[0].id, "m1");
+        assert_eq!(l.config.file.limits.routes["POST /v1/task"].per_minute, 10);
+
+        let bad = dir.join("bad.toml");
+        std::fs::write(&bad, "[[models]]\nid = \"m1\"\ncolour = \"red\"\n").unwrap();
+        let l = load(&[("SWITCHYARD_CONFIG", &bad.display().to_string())]);
+        assert_eq!(variables(&l), ["SWITCHYARD_CONFIG"]);
+        assert!(l.problems[0].message.contains("colour"), "{:?}", l.problems);
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn log_levels_accept_directives() {
+        assert!(valid_log_level("info"));
+        assert!(valid_log_level("info,sqlx=warn"));
+        assert!(!valid_log_level("verbose"));
+        assert!(!valid_log_level("=info"));
+    }
+}

@@ -1,0 +1,407 @@
+//! API keys: the secret format, hashing, scopes and the stored record.
+//!
+//! A key is `sy_` followed by 64 lowercase hex digits (256 random bits). Only
+//! the SHA-256 hash of the whole string is stored; the first characters after
+//! the prefix are kept as a display prefix so operators can tell keys apart.
+
+use chrono::{DateTime, Utc};
+use rand::TryRngCore;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+use std::str::FromStr;
+
+/// The literal every Switchyard key starts with, so that secret scanners and
+/// people recognise one.
+pub const KEY_PREFIX: &str = "sy_";
+const SECRET_HEX_LEN: usize = 64;
+/// Characters after [`KEY_PREFIX`] kept in the clear to identify a key.
+const DISPLAY_CHARS: usize = 8;
+
+/// Why a presented key was not even looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("API key is malformed: expected `sy_` followed by 64 lowercase hex digits")]
+pub struct MalformedKey;
+
+/// A freshly generated key. The only moment the secret exists in the clear.
+pub struct NewKeySecret {
+    secret: crate::Secret,
+}
+
+impl NewKeySecret {
+    /// 256 bits from the operating system's CSPRNG.
+    pub fn generate() -> Result<Self, rand::rand_core::OsError> {
+        let mut bytes = [0u8; 32];
+        rand::rngs::OsRng.try_fill_bytes(&mut bytes)?;
+        Ok(Self {
+            secret: crate::Secret::new(format!("{KEY_PREFIX}{}", hex::encode(bytes))),
+        })
+    }
+
+    /// Accepts an operator-provided key (for example `ADMIN_API_KEY`).
+    pub fn from_existing(secret: &str) -> Result<Self, MalformedKey> {
+        PresentedKey::parse(secret)?;
+        Ok(Self {
+            secret: crate::Secret::new(secret),
+        })
+    }
+
+    pub fn secret(&self) -> &crate::Secret {
+        &self.secret
+    }
+
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(self.secret.expose())
+    }
+
+    pub fn display_prefix(&self) -> String {
+        display_prefix(self.secret.expose())
+    }
+}
+
+/// A key as presented by a client, checked for shape but not yet looked up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresentedKey<'a>(&'a str);
+
+impl<'a> PresentedKey<'a> {
+    pub fn parse(raw: &'a str) -> Result<Self, MalformedKey> {
+        let hex_part = raw.strip_prefix(KEY_PREFIX).ok_or(MalformedKey)?;
+        let well_formed = hex_part.len() == SECRET_HEX_LEN
+            && hex_part
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b));
+        if well_formed {
+            Ok(Self(raw))
+        } else {
+            Err(MalformedKey)
+        }
+    }
+
+    pub fn hash(&self) -> KeyHash {
+        KeyHash::of(self.0)
+    }
+
+    /// `sy_1a2b3c4d…`: safe to log and to show in audit records.
+    pub fn redacted(&self) -> String {
+        format!("{}…", display_prefix(self.0))
+    }
+}
+
+fn display_prefix(secret: &str) -> String {
+    secret
+        .chars()
+        .take(KEY_PREFIX.len() + DISPLAY_CHARS)
+        .collect()
+}
+
+/// SHA-256 of a key secret; what the database stores and indexes.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct KeyHash([u8; 32]);
+
+impl KeyHash {
+    pub fn of(secret: &str) -> Self {
+        Self(Sha256::digest(secret.as_bytes()).into())
+    }
+
+    pub fn to_hex(&self) -> String {
+        hex::encode(self.0)
+    }
+}
+
+impl fmt::Debug for KeyHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "KeyHash({}…)", &self.to_hex()[..12])
+    }
+}
+
+/// What a key may do. `admin` includes everything `user` may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Scope {
+    Admin,
+    User,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Admin => "admin",
+            Scope::User => "user",
+        }
+    }
+}
+
+impl FromStr for Scope {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s.trim() {
+            "admin" => Ok(Scope::Admin),
+            "user" => Ok(Scope::User),
+            other => Err(format!("unknown scope `{other}` (expected admin or user)")),
+        }
+    }
+}
+
+/// A non-empty, sorted, de-duplicated set of scopes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(try_from = "Vec<Scope>", into = "Vec<Scope>")]
+#[schema(value_type = Vec<Scope>)]
+pub struct Scopes(Vec<Scope>);
+
+impl Scopes {
+    pub fn new(mut scopes: Vec<Scope>) -> Result<Self, String> {
+        scopes.sort();
+        scopes.dedup();
+        if scopes.is_empty() {
+            return Err("at least one scope is required".into());
+        }
+        Ok(Self(scopes))
+    }
+
+    pub fn user() -> Self {
+        Self(vec![Scope::User])
+    }
+
+    pub fn admin() -> Self {
+        Self(vec![Scope::Admin])
+    }
+
+    /// Whether a key with these scopes may act with `needed`.
+    pub fn allows(&self, needed: Scope) -> bool {
+        self.0.contains(&Scope::Admin) || self.0.contains(&needed)
+    }
+
+    /// Storage form: `admin,user`.
+    pub fn to_db(&self) -> String {
+        self.0
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
+    pub fn from_db(s: &str) -> Result<Self, String> {
+        let parsed = s
+            .split(',')
+            .filter(|p| !p.trim().is_empty())
+            .map(Scope::from_str)
+            .collect::<Result<Vec<_>, _>>()?;
+        Self::new(parsed)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = Scope> + '_ {
+        self.0.iter().copied()
+    }
+}
+
+impl TryFrom<Vec<Scope>> for Scopes {
+    type Error = String;
+    fn try_from(v: Vec<Scope>) -> Result<Self, Self::Error> {
+        Self::new(v)
+    }
+}
+
+impl From<Scopes> for Vec<Scope> {
+    fn from(s: Scopes) -> Self {
+        s.0
+    }
+}
+
+/// A stored API key, without its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+pub struct ApiKey {
+    pub id: String,
+    pub name: String,
+    pub owner: Option<String>,
+    pub project: String,
+    pub scopes: Scopes,
+    /// The first characters of the secret, e.g. `sy_1a2b3c4d`.
+    pub prefix: String,
+    pub created_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    pub revoked_at: Option<DateTime<Utc>>,
+    pub last_used_at: Option<DateTime<Utc>>,
+}
+
+/// Why a known key may not be used right now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyUnusable {
+    Revoked,
+    Expired,
+}
+
+impl ApiKey {
+    pub fn check_usable(&self, now: DateTime<Utc>) -> Result<(), KeyUnusable> {
+        if self.revoked_at.is_some_and(|at| at <= now) {
+            return Err(KeyUnusable::Revoked);
+        }
+        if self.expires_at.is_some_and(|at| at <= now) {
+            return Err(KeyUnusable::Expired);
+        }
+        Ok(())
+    }
+}
+
+/// A random identifier with a readable kind prefix, e.g. `key_3f9a…` (96 bits).
+pub fn new_id(kind: &str) -> String {
+    let bytes: [u8; 12] = rand::random();
+    format!("{kind}_{}", hex::encode(bytes))
+}
+
+/// Validated input for creating a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewKeySpec {
+    pub name: String,
+    pub owner: Option<String>,
+    pub project: String,
+    pub scopes: Scopes,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// A field-level validation error: which field, and what is wrong with it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{field}: {message}")]
+pub struct FieldError {
+    pub field: &'static str,
+    pub message: String,
+}
+
+fn label(field: &'static str, value: &str, max: usize) -> Result<String, FieldError> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Err(FieldError {
+            field,
+            message: "must not be empty".into(),
+        });
+    }
+    if v.chars().count() > max {
+        return Err(FieldError {
+            field,
+            message: format!("must be at most {max} characters"),
+        });
+    }
+    if v.chars().any(char::is_control) {
+        return Err(FieldError {
+            field,
+            message: "must not contain control characters".into(),
+        });
+    }
+    Ok(v.to_owned())
+}
+
+impl NewKeySpec {
+    pub fn new(
+        name: &str,
+        owner: Option<&str>,
+        project: &str,
+        scopes: Scopes,
+        expires_at: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Result<Self, FieldError> {
+        let name = label("name", name, 200)?;
+        let owner = owner.map(|o| label("owner", o, 200)).transpose()?;
+        let project = label("project", project, 200)?;
+        if let Some(at) = expires_at {
+            if at <= now {
+                return Err(FieldError {
+                    field: "expires_at",
+                    message: "must be in the future".into(),
+                });
+            }
+        }
+        Ok(Self {
+            name,
+            owner,
+            project,
+            scopes,
+            expires_at,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::Duration;
+
+    #[test]
+    fn generated_keys_parse_and_hash_consistently() {
+        let k = NewKeySecret::generate().unwrap_or_else(|e| unreachable!("{e}"));
+        let s = k.secret().expose().to_owned();
+        assert!(s.starts_with("sy_") && s.len() == 67, "{}", s.len());
+        let p = PresentedKey::parse(&s).unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(p.hash(), k.hash());
+        assert_eq!(p.redacted(), format!("{}…", &s[..11]));
+        assert_eq!(k.display_prefix(), &s[..11]);
+        let other = NewKeySecret::generate().unwrap_or_else(|e| unreachable!("{e}"));
+        assert_ne!(other.hash(), k.hash());
+    }
+
+    #[test]
+    fn malformed_keys_are_rejected() {
+        let good = format!("sy_{}", "a".repeat(64));
+        assert!(PresentedKey::parse(&good).is_ok());
+        for bad in [
+            String::new(),
+            "sy_".into(),
+            format!("sy_{}", "a".repeat(63)),
+            format!("sy_{}", "a".repeat(65)),
+            format!("sy_{}", "A".repeat(64)),
+            format!("sk_{}", "a".repeat(64)),
+            format!("sy_{}g", "a".repeat(63)),
+            format!(" sy_{}", "a".repeat(64)),
+        ] {
+            assert_eq!(PresentedKey::parse(&bad), Err(MalformedKey), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn scopes_round_trip_and_admin_implies_user() {
+        let s = Scopes::new(vec![Scope::User, Scope::Admin, Scope::User])
+            .unwrap_or_else(|e| unreachable!("{e}"));
+        assert_eq!(s.to_db(), "admin,user");
+        assert_eq!(Scopes::from_db("admin,user"), Ok(s));
+        assert!(Scopes::admin().allows(Scope::User));
+        assert!(!Scopes::user().allows(Scope::Admin));
+        assert!(Scopes::new(vec![]).is_err());
+        assert!(Scopes::from_db("root").is_err());
+    }
+
+    #[test]
+    fn usability_follows_revocation_and_expiry() {
+        let now = Utc::now();
+        let mut k = ApiKey {
+            id: new_id("key"),
+            name: "n".into(),
+            owner: None,
+            project: "p".into(),
+            scopes: Scopes::user(),
+            prefix: "sy_00000000".into(),
+            created_at: now,
+            expires_at: Some(now + Duration::seconds(5)),
+            revoked_at: None,
+            last_used_at: None,
+        };
+        assert_eq!(k.check_usable(now), Ok(()));
+        assert_eq!(
+            k.check_usable(now + Duration::seconds(5)),
+            Err(KeyUnusable::Expired)
+        );
+        k.revoked_at = Some(now);
+        assert_eq!(k.check_usable(now), Err(KeyUnusable::Revoked));
+    }
+
+    #[test]
+    fn key_spec_names_the_bad_field() {
+        let now = Utc::now();
+        let err = NewKeySpec::new(" ", None, "p", Scopes::user(), None, now);
+        assert_eq!(err.map_err(|e| e.field), Err("name"));
+        let err = NewKeySpec::new("n", None, "", Scopes::user(), None, now);
+        assert_eq!(err.map_err(|e| e.field), Err("project"));
+        let err = NewKeySpec::new("n", None, "p", Scopes::user(), Some(now), now);
+        assert_eq!(err.map_err(|e| e.field), Err("expires_at"));
+        let ok = NewKeySpec::new(" n ", Some("o"), "p", Scopes::user(), None, now);
+        assert_eq!(ok.map(|s| s.name), Ok("n".to_owned()));
+    }
+}

@@ -1,0 +1,17 @@
+//! Domain types and rules of Switchyard, free of network and database I/O:
+//! configuration parsing and validation, API keys, the model catalog.
+
+pub mod catalog;
+pub mod config;
+pub mod keys;
+pub mod secret;
+
+pub use config::{Config, ConfigProblem, Environment, LoadedConfig};
+pub use secret::Secret;
+
+/// The current time at the precision both databases store (microseconds), so
+/// that a value read back equals the value written.
+pub fn now() -> chrono::DateTime<chrono::Utc> {
+    use chrono::SubsecRound;
+    chrono::Utc::now().trunc_subsecs(6)
+}

@@ -1,0 +1,67 @@
+//! `ApiJson<T>`: the JSON body extractor whose rejections name the field at
+//! fault and use the service's error shape (400, 413, 415).
+
+use crate::error::ApiError;
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Request};
+use axum::http::{header, StatusCode};
+use serde::de::DeserializeOwned;
+
+pub struct ApiJson<T>(pub T);
+
+fn is_json(content_type: &str) -> bool {
+    let mime = content_type.split(';').next().unwrap_or("").trim();
+    mime.eq_ignore_ascii_case("application/json")
+        || (mime.starts_with("application/") && mime.ends_with("+json"))
+}
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("");
+        if !is_json(content_type) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "the request body must be JSON (Content-Type: application/json)",
+            )
+            .with_code("unsupported_media_type"));
+        }
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| {
+                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                    crate::middleware::payload_too_large()
+                } else {
+                    ApiError::invalid_request(format!("could not read the request body: {rejection}"))
+                }
+            })?;
+        let de = &mut serde_json::Deserializer::from_slice(&bytes);
+        match serde_path_to_error::deserialize(de) {
+            Ok(value) => Ok(ApiJson(value)),
+            Err(err) => {
+                let path = err.path().to_string();
+                let inner = err.into_inner();
+                let mut e = ApiError::invalid_request(if path == "." {
+                    format!("invalid JSON body: {inner}")
+                } else {
+                    format!("invalid value for `{path}`: {inner}")
+                })
+                .with_code("invalid_body");
+                if path != "." {
+                    e = e.with_param(path);
+                }
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! Prometheus metrics: one registry per application instance, rendered in the
+//! text exposition format by `GET /metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: String,
+    /// The route template (`/v1/admin/keys/{id}`), never the raw path, so the
+    /// series count stays bounded.
+    pub route: String,
+    pub status: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: String,
+    pub route: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PoolLabels {
+    pub state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BuildLabels {
+    pub version: &'static str,
+    pub environment: &'static str,
+    pub slot: String,
+}
+
+const LATENCY_BUCKETS: [f64; 14] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0, 60.0,
+];
+
+fn latency_histogram() -> Histogram {
+    Histogram::new(LATENCY_BUCKETS)
+}
+
+/// The service's metrics. Cloning shares the same series.
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
+    pub in_flight: Gauge,
+    pub database_up: Gauge,
+    pub redis_up: Gauge,
+    pub pool_connections: Family<PoolLabels, Gauge>,
+    pub pool_max: Gauge,
+    pub draining: Gauge,
+    pub key_cache_lookups: Family<CacheLabels, Counter>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheLabels {
+    pub result: &'static str,
+}
+
+impl Metrics {
+    pub fn new(environment: &'static str, slot: Option<&str>, redis_enabled: bool) -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register(
+            "http_requests",
+            "HTTP requests answered, by method, route template and status code",
+            requests.clone(),
+        );
+        let duration =
+            Family::<RouteLabels, Histogram, fn() -> Histogram>::new_with_constructor(latency_histogram);
+        registry.register(
+            "http_request_duration_seconds",
+            "Time from receiving a request to sending its response headers",
+            duration.clone(),
+        );
+        let in_flight = Gauge::default();
+        registry.register(
+            "http_requests_in_flight",
+            "Requests being processed now",
+            in_flight.clone(),
+        );
+        let build = Family::<BuildLabels, Gauge>::default();
+        build
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                environment,
+                slot: slot.unwrap_or("").to_owned(),
+            })
+            .set(1);
+        registry.register(
+            "switchyard_build_info",
+            "Always 1; labels carry the version, environment and deployment slot",
+            build,
+        );
+        let database_up = Gauge::default();
+        registry.register(
+            "switchyard_database_up",
+            "1 when the last database probe succeeded, else 0",
+            database_up.clone(),
+        );
+        let redis_up = Gauge::default();
+        if redis_enabled {
+            registry.register(
+                "switchyard_redis_up",
+                "1 when the last Redis probe succeeded, else 0 (absent when Redis is not configured)",
+                redis_up.clone(),
+            );
+        }
+        let pool_connections = Family::<PoolLabels, Gauge>::default();
+        registry.register(
+            "switchyard_db_pool_connections",
+            "Open database connections by state (idle, in_use)",
+            pool_connections.clone(),
+        );
+        let pool_max = Gauge::default();
+        registry.register(
+            "switchyard_db_pool_max_connections",
+            "Configured maximum database connections (DATABASE_POOL_SIZE)",
+            pool_max.clone(),
+        );
+        let draining = Gauge::default();
+        registry.register(
+            "switchyard_draining",
+            "1 once shutdown has begun and probes answer 503",
+            draining.clone(),
+        );
+        let key_cache_lookups = Family::<CacheLabels, Counter>::default();
+        registry.register(
+            "switchyard_key_cache_lookups",
+            "API key lookups by result (hit, miss)",
+            key_cache_lookups.clone(),
+        );
+        Self {
+            registry: Arc::new(registry),
+            requests,
+            duration,
+            in_flight,
+            database_up,
+            redis_up,
+            pool_connections,
+            pool_max,
+            draining,
+            key_cache_lookups,
+        }
+    }
+
+    pub fn set_pool(&self, stats: switchyard_store::PoolStats) {
+        let in_use = stats.size.saturating_sub(stats.idle);
+        self.pool_connections
+            .get_or_create(&PoolLabels { state: "idle" })
+            .set(i64::from(stats.idle));
+        self.pool_connections
+            .get_or_create(&PoolLabels { state: "in_use" })
+            .set(i64::from(in_use));
+        self.pool_max.set(i64::from(stats.max));
+    }
+
+    /// The text exposition format.
+    pub fn render(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::with_capacity(8 * 1024);
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,72 @@
+//! Optional Redis connection: created on first use, reconnected automatically
+//! by redis-rs's connection manager, every call bounded by a timeout so that a
+//! Redis outage never blocks or crashes the service.
+
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Client, ConnectionInfo, RedisError};
+use std::time::{Duration, Instant};
+use switchyard_core::config::RedisConfig;
+use tokio::sync::Mutex;
+
+pub struct Redis {
+    client: Client,
+    manager: Mutex<Option<ConnectionManager>>,
+}
+
+/// Why a Redis call did not succeed.
+#[derive(Debug, thiserror::Error)]
+pub enum RedisUnavailable {
+    #[error("Redis did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("Redis error: {0}")]
+    Redis(#[from] RedisError),
+}
+
+impl Redis {
+    /// Parses the URL and applies `REDIS_PASSWORD` unless the URL has one.
+    /// Does not connect.
+    pub fn new(cfg: &RedisConfig) -> Result<Self, RedisError> {
+        let mut info: ConnectionInfo = cfg.url.expose().parse()?;
+        if let Some(password) = &cfg.password {
+            if info.redis.password.is_none() {
+                info.redis.password = Some(password.expose().to_owned());
+            }
+        }
+        Ok(Self {
+            client: Client::open(info)?,
+            manager: Mutex::new(None),
+        })
+    }
+
+    /// A multiplexed, self-reconnecting connection (cheap to clone).
+    pub async fn connection(&self, timeout: Duration) -> Result<ConnectionManager, RedisUnavailable> {
+        let mut slot = self.manager.lock().await;
+        if let Some(m) = slot.as_ref() {
+            return Ok(m.clone());
+        }
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(timeout)
+            .set_response_timeout(timeout)
+            .set_number_of_retries(1)
+            .set_max_delay(2_000);
+        let manager = tokio::time::timeout(
+            timeout,
+            ConnectionManager::new_with_config(self.client.clone(), config),
+        )
+        .await
+        .map_err(|_| RedisUnavailable::Timeout(timeout))??;
+        *slot = Some(manager.clone());
+        Ok(manager)
+    }
+
+    /// `PING`, bounded by `timeout`; returns the round-trip time.
+    pub async fn ping(&self, timeout: Duration) -> Result<Duration, RedisUnavailable> {
+        let started = Instant::now();
+        let mut conn = self.connection(timeout).await?;
+        let pong: String = tokio::time::timeout(timeout, redis::cmd("PING").query_async(&mut conn))
+            .await
+            .map_err(|_| RedisUnavailable::Timeout(timeout))??;
+        debug_assert_eq!(pong, "PONG");
+        Ok(started.elapsed())
+    }
+}

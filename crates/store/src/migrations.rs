@@ -1,0 +1,59 @@
+//! Embedded schema migrations, one list per database engine, applied with
+//! sqlx's migrator (versioned, checksummed, locked against concurrent runs).
+
+use sqlx::error::BoxDynError;
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use std::borrow::Cow;
+use switchyard_core::config::DatabaseKind;
+
+type Embedded = &'static [(i64, &'static str, &'static str)];
+
+const POSTGRES: Embedded = &[(
+    1,
+    "core",
+    include_str!("../migrations/postgres/0001_core.sql"),
+)];
+
+const SQLITE: Embedded = &[(1, "core", include_str!("../migrations/sqlite/0001_core.sql"))];
+
+#[derive(Debug)]
+struct Source(Embedded);
+
+impl<'s> MigrationSource<'s> for Source {
+    fn resolve(self) -> futures_core::future::BoxFuture<'s, Result<Vec<Migration>, BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+pub(crate) async fn migrator(kind: DatabaseKind) -> Result<Migrator, sqlx::migrate::MigrateError> {
+    Migrator::new(Source(match kind {
+        DatabaseKind::Sqlite => SQLITE,
+        DatabaseKind::Postgres => POSTGRES,
+    }))
+    .await
+}
+
+/// Versions the binary knows about, in order.
+pub(crate) fn known_versions(kind: DatabaseKind) -> Vec<i64> {
+    match kind {
+        DatabaseKind::Sqlite => SQLITE,
+        DatabaseKind::Postgres => POSTGRES,
+    }
+    .iter()
+    .map(|m| m.0)
+    .collect()
+}

@@ -1,0 +1,202 @@
+//! Repository tests, each run on SQLite and on PostgreSQL, each on a fresh
+//! database of its own.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::Duration;
+use switchyard_core::config::DatabaseKind;
+use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, Scopes};
+use switchyard_store::{AuditEvent, KeyInsert, Store};
+use switchyard_testkit::TestDatabase;
+
+async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
+    let db = TestDatabase::of_kind(kind);
+    let store = Store::connect_lazy(&db.config()).unwrap();
+    store.migrate().await.unwrap();
+    (db, store)
+}
+
+macro_rules! on_both {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            use super::*;
+            #[tokio::test]
+            async fn sqlite() { super::$name(DatabaseKind::Sqlite).await }
+            #[tokio::test]
+            async fn postgres() { super::$name(DatabaseKind::Postgres).await }
+        }
+    )*};
+}
+
+on_both!(
+    migrations_apply_once,
+    keys_round_trip,
+    revocation_is_idempotent_and_keeps_first_time,
+    bootstrap_happens_once,
+    last_used_never_moves_backwards,
+    audit_records_read_back,
+);
+
+async fn migrations_apply_once(kind: DatabaseKind) {
+    let db = TestDatabase::of_kind(kind);
+    let store = Store::connect_lazy(&db.config()).unwrap();
+    assert_eq!(store.pending_migrations().await.unwrap(), vec![1]);
+    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.migrate().await.unwrap(), 0);
+    assert!(store.pending_migrations().await.unwrap().is_empty());
+    assert!(store.ping(std::time::Duration::from_secs(2)).await.is_ok());
+    let stats = store.pool_stats();
+    assert_eq!(stats.max, 5);
+    assert!(stats.size >= 1);
+}
+
+fn spec(name: &str, scopes: Scopes) -> NewKeySpec {
+    let now = switchyard_core::now();
+    NewKeySpec::new(name, Some("ops@example.com"), "proj-a", scopes, Some(now + Duration::days(90)), now)
+        .unwrap()
+}
+
+async fn insert(store: &Store, spec: &NewKeySpec) -> (NewKeySecret, switchyard_core::keys::ApiKey) {
+    let secret = NewKeySecret::generate().unwrap();
+    let key = store
+        .insert_key(&KeyInsert {
+            id: new_id("key"),
+            spec,
+            hash: secret.hash(),
+            prefix: secret.display_prefix(),
+            created_at: switchyard_core::now(),
+        })
+        .await
+        .unwrap();
+    (secret, key)
+}
+
+async fn keys_round_trip(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let s = spec("ci", Scopes::admin());
+    let (secret, created) = insert(&store, &s).await;
+    assert_eq!(store.get_key(&created.id).await.unwrap(), Some(created.clone()));
+    assert_eq!(
+        store.find_key_by_hash(&secret.hash()).await.unwrap(),
+        Some(created.clone())
+    );
+    let other = NewKeySecret::generate().unwrap();
+    assert_eq!(store.find_key_by_hash(&other.hash()).await.unwrap(), None);
+    assert_eq!(store.get_key("key_missing").await.unwrap(), None);
+    let (_, second) = insert(&store, &spec("app", Scopes::user())).await;
+    let listed = store.list_keys(false).await.unwrap();
+    assert_eq!(listed.len(), 2);
+    assert!(listed.contains(&created) && listed.contains(&second));
+    assert_eq!(store.count_keys().await.unwrap(), 2);
+    // The secret itself is not stored anywhere in the row.
+    assert!(!format!("{created:?}").contains(secret.secret().expose()));
+}
+
+async fn revocation_is_idempotent_and_keeps_first_time(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let (_, key) = insert(&store, &spec("k", Scopes::user())).await;
+    let t1 = switchyard_core::now();
+    let revoked = store.revoke_key(&key.id, t1).await.unwrap().unwrap();
+    assert_eq!(revoked.revoked_at, Some(t1));
+    let again = store
+        .revoke_key(&key.id, t1 + Duration::seconds(5))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(again.revoked_at, Some(t1));
+    assert_eq!(store.revoke_key("key_nope", t1).await.unwrap(), None);
+    assert!(store.list_keys(false).await.unwrap().is_empty());
+    assert_eq!(store.list_keys(true).await.unwrap(), vec![again]);
+}
+
+async fn bootstrap_happens_once(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let s = spec("admin", Scopes::admin());
+    let mut handles = Vec::new();
+    for _ in 0..4 {
+        let store = store.clone();
+        let s = s.clone();
+        handles.push(tokio::spawn(async move {
+            let secret = NewKeySecret::generate().unwrap();
+            store
+                .bootstrap_admin_key(&KeyInsert {
+                    id: new_id("key"),
+                    spec: &s,
+                    hash: secret.hash(),
+                    prefix: secret.display_prefix(),
+                    created_at: switchyard_core::now(),
+                })
+                .await
+        }));
+    }
+    let mut created = 0;
+    for h in handles {
+        // Concurrent SQLite writers may see SQLITE_BUSY; what matters is that
+        // at most one bootstrap lands.
+        if let Ok(Some(_)) = h.await.unwrap() {
+            created += 1;
+        }
+    }
+    assert_eq!(created, 1);
+    assert_eq!(store.count_keys().await.unwrap(), 1);
+    // Once keys exist (even after revocation), bootstrap never runs again.
+    let secret = NewKeySecret::generate().unwrap();
+    let again = store
+        .bootstrap_admin_key(&KeyInsert {
+            id: new_id("key"),
+            spec: &s,
+            hash: secret.hash(),
+            prefix: secret.display_prefix(),
+            created_at: switchyard_core::now(),
+        })
+        .await
+        .unwrap();
+    assert_eq!(again, None);
+}
+
+async fn last_used_never_moves_backwards(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let (_, key) = insert(&store, &spec("k", Scopes::user())).await;
+    let t = switchyard_core::now();
+    store.touch_last_used(&[(key.id.clone(), t)]).await.unwrap();
+    store
+        .touch_last_used(&[(key.id.clone(), t - Duration::minutes(1))])
+        .await
+        .unwrap();
+    assert_eq!(store.get_key(&key.id).await.unwrap().unwrap().last_used_at, Some(t));
+    let later = t + Duration::minutes(1);
+    store.touch_last_used(&[(key.id.clone(), later)]).await.unwrap();
+    assert_eq!(
+        store.get_key(&key.id).await.unwrap().unwrap().last_used_at,
+        Some(later)
+    );
+}
+
+async fn audit_records_read_back(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let t = switchyard_core::now();
+    for (i, event) in ["key.created", "key.revoked"].into_iter().enumerate() {
+        store
+            .record_audit(
+                &AuditEvent {
+                    event,
+                    actor_key_id: Some("key_a".into()),
+                    actor_key: Some("sy_12345678…".into()),
+                    target: Some("key_b".into()),
+                    client_ip: Some("127.0.0.1".into()),
+                    request_id: Some(format!("req-{i}")),
+                    details: serde_json::json!({"name": "b"}),
+                    ..AuditEvent::default()
+                },
+                t + Duration::seconds(i as i64),
+            )
+            .await
+            .unwrap();
+    }
+    let recent = store.recent_audit(10).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert_eq!(recent[0].event, "key.revoked");
+    assert_eq!(recent[0].timestamp, t + Duration::seconds(1));
+    assert_eq!(recent[1].request_id.as_deref(), Some("req-0"));
+    assert_eq!(recent[1].details, r#"{"name":"b"}"#);
+}

@@ -1,0 +1,409 @@
+//! Test support shared by the workspace's test suites: a fresh database for
+//! each test (SQLite file or PostgreSQL database), and private PostgreSQL and
+//! Redis servers on free ports for tests that stop or break them.
+//!
+//! Nothing here skips: when PostgreSQL or Redis binaries or the shared
+//! PostgreSQL server are missing, the calling test fails with a message that
+//! says what to start or install (`scripts/test.sh` does both).
+
+#![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use switchyard_core::config::{DatabaseConfig, DatabaseKind};
+use switchyard_core::Secret;
+
+/// The PostgreSQL server tests create their databases on.
+pub fn postgres_admin_url() -> String {
+    std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// A database that exists for one test. PostgreSQL databases are dropped when
+/// this value is dropped; SQLite files live in a temporary directory.
+pub struct TestDatabase {
+    pub url: String,
+    pub kind: DatabaseKind,
+    pg_name: Option<String>,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl TestDatabase {
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("switchyard.db").display());
+        Self {
+            url,
+            kind: DatabaseKind::Sqlite,
+            pg_name: None,
+            _dir: Some(dir),
+        }
+    }
+
+    /// Creates `sy_test_<random>` on the shared PostgreSQL server.
+    pub fn postgres() -> Self {
+        let admin = postgres_admin_url();
+        let name = format!("sy_test_{:016x}", rand::random::<u64>());
+        psql(&admin, &format!("CREATE DATABASE {name}"));
+        let url = replace_database(&admin, &name);
+        Self {
+            url,
+            kind: DatabaseKind::Postgres,
+            pg_name: Some(name),
+            _dir: None,
+        }
+    }
+
+    pub fn of_kind(kind: DatabaseKind) -> Self {
+        match kind {
+            DatabaseKind::Sqlite => Self::sqlite(),
+            DatabaseKind::Postgres => Self::postgres(),
+        }
+    }
+
+    pub fn config(&self) -> DatabaseConfig {
+        database_config(&self.url, self.kind)
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        if let Some(name) = &self.pg_name {
+            let _ = Command::new("psql")
+                .args([
+                    postgres_admin_url().as_str(),
+                    "-qAt",
+                    "-c",
+                    &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
+                ])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status();
+        }
+    }
+}
+
+/// Database settings as the service would load them, for a test URL.
+pub fn database_config(url: &str, kind: DatabaseKind) -> DatabaseConfig {
+    DatabaseConfig {
+        url: Secret::new(url),
+        kind,
+        pool_size: 5,
+        echo: false,
+        statement_cache_capacity: 100,
+        max_lifetime: Duration::from_secs(1800),
+        acquire_timeout: Duration::from_secs(3),
+        migrate_on_start: true,
+    }
+}
+
+fn replace_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map_or(0, |i| i + 3);
+    let path_start = base[scheme_end..]
+        .find('/')
+        .map_or(base.len(), |i| scheme_end + i);
+    let mut out = format!("{}/{name}", &base[..path_start]);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+/// Runs one SQL command with `psql`, failing the test loudly if it cannot.
+pub fn psql(url: &str, sql: &str) {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-qAt", "-c", sql])
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run psql (install postgresql-client): {e}"));
+    assert!(
+        out.status.success(),
+        "psql `{sql}` against {url} failed — is PostgreSQL running? (scripts/test.sh starts it)\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A TCP port that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Waits until something accepts TCP connections on `port`.
+pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    while Instant::now() < deadline {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    false
+}
+
+fn find_binary(name: &str, extra_dirs: &[PathBuf]) -> PathBuf {
+    for dir in extra_dirs {
+        let p = dir.join(name);
+        if p.is_file() {
+            return p;
+        }
+    }
+    if let Some(path) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&path) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return p;
+            }
+        }
+    }
+    panic!("`{name}` not found; install it (scripts/test.sh installs test dependencies)")
+}
+
+fn postgres_bin_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|rd| rd.flatten().map(|e| e.path().join("bin")).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs.reverse();
+    dirs
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+        .unwrap_or(false)
+}
+
+/// Builds a command that runs as the `postgres` user when we are root
+/// (PostgreSQL refuses to run as root).
+fn as_postgres_user(program: &Path) -> Command {
+    if is_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(program);
+        c
+    } else {
+        Command::new(program)
+    }
+}
+
+/// A PostgreSQL server of the test's own, in a temporary directory, that the
+/// test may stop and start again.
+pub struct PrivatePostgres {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    child: Option<Child>,
+}
+
+impl PrivatePostgres {
+    pub fn start() -> Self {
+        let dirs = postgres_bin_dirs();
+        let initdb = find_binary("initdb", &dirs);
+        let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
+        let dir = tempfile::Builder::new()
+            .prefix("sy-pg-")
+            .tempdir_in("/tmp")
+            .expect("temporary directory");
+        if is_root() {
+            let status = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status()
+                .expect("chown");
+            assert!(status.success(), "chown of the PostgreSQL data directory failed");
+        }
+        let data = dir.path().join("data");
+        let out = as_postgres_user(&initdb)
+            .args(["-D"])
+            .arg(&data)
+            .args(["-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8"])
+            .output()
+            .expect("run initdb");
+        assert!(
+            out.status.success(),
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut pg = Self {
+            port: free_port(),
+            dir,
+            bin,
+            child: None,
+        };
+        pg.start_again();
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Starts the server (again) on the same port and data directory.
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let data = self.dir.path().join("data");
+        let log = std::fs::File::create(self.dir.path().join("postgres.log")).expect("log file");
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["postgres:postgres"])
+                .arg(self.dir.path().join("postgres.log"))
+                .status();
+        }
+        let child = as_postgres_user(&self.bin.join("postgres"))
+            .arg("-D")
+            .arg(&data)
+            .args(["-p", &self.port.to_string(), "-k"])
+            .arg(self.dir.path())
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("start postgres");
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let ready = Command::new("psql")
+                .args([&self.url(), "-qAt", "-c", "SELECT 1"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success());
+            if ready {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "private PostgreSQL did not start: {}",
+                std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// Stops the server at once (fast shutdown) and waits for it to exit.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SIGINT = PostgreSQL's fast shutdown: disconnect clients, exit.
+            let _ = Command::new("kill")
+                .args(["-INT", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = child.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A Redis server of the test's own, which it may stop and start again.
+pub struct PrivateRedis {
+    pub port: u16,
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    password: Option<String>,
+}
+
+impl PrivateRedis {
+    pub fn start() -> Self {
+        Self::start_with_password(None)
+    }
+
+    pub fn start_with_password(password: Option<&str>) -> Self {
+        let mut r = Self {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("temporary directory"),
+            child: None,
+            password: password.map(str::to_owned),
+        };
+        r.start_again();
+        r
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/0", self.port)
+    }
+
+    pub fn start_again(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = find_binary("redis-server", &[]);
+        let mut cmd = Command::new(bin);
+        cmd.args([
+            "--port",
+            &self.port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+        ])
+        .arg(self.dir.path());
+        if let Some(pw) = &self.password {
+            cmd.args(["--requirepass", pw]);
+        }
+        let child = cmd
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start redis-server");
+        self.child = Some(child);
+        assert!(
+            wait_for_port(self.port, Duration::from_secs(10)),
+            "private Redis did not start on port {}",
+            self.port
+        );
+    }
+
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            replace_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}
