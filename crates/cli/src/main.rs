@@ -1,1 +1,378 @@
-fn main() {}
+//! The `switchyard` command: `serve` (default), `migrate`, `keys …` and
+//! `config check`. A thin layer over the server and store crates.
+
+#![allow(
+    clippy::print_stdout,
+    clippy::print_stderr,
+    reason = "a command-line program talks to its user on stdout and stderr"
+)]
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::process::ExitCode;
+use switchyard_core::keys::{ApiKey, NewKeySpec, Scope, Scopes};
+use switchyard_core::Config;
+use switchyard_server::keys::{self, Actor, Bootstrap};
+use switchyard_server::{telemetry, Application};
+use switchyard_store::Store;
+
+const ENV_HELP: &str = "\
+Configuration comes from the environment (see README.md for the full table):
+  ENVIRONMENT, LOG_LEVEL, LOG_FORMAT, DEBUG, HOST, PORT, JWT_SECRET, API_RATE_LIMIT,
+  API_TIMEOUT, DATABASE_URL, DATABASE_POOL_SIZE, DATABASE_ECHO, REDIS_URL,
+  REDIS_PASSWORD, SENTRY_DSN, DEPLOYMENT_SLOT, SHUTDOWN_GRACE_SECONDS, ADMIN_API_KEY,
+  SWITCHYARD_CONFIG (TOML file with the model catalog and route limits).
+Every secret can also be read from a file named by NAME_FILE.";
+
+#[derive(Parser)]
+#[command(name = "switchyard", version, about = "LLM completions and agentic tasks behind one production-grade front door.", after_help = ENV_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the HTTP service (the default). Applies migrations first unless
+    /// DATABASE_MIGRATE_ON_START=false; on an empty database creates an admin
+    /// key and prints it once.
+    Serve,
+    /// Apply pending database migrations and exit. Running it again is a no-op.
+    Migrate,
+    /// Manage API keys directly in the database (the server need not run).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Inspect the configuration.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Create a key and print its secret once.
+    Create(CreateArgs),
+    /// List keys (secrets are never shown; only their prefixes).
+    List {
+        /// Include revoked keys.
+        #[arg(long)]
+        all: bool,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one key by id.
+    Show {
+        id: String,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a key by id. Running servers stop accepting it within
+    /// KEY_CACHE_TTL_SECONDS (default 10).
+    Revoke { id: String },
+}
+
+#[derive(Args)]
+struct CreateArgs {
+    /// What the key is for, e.g. billing-service.
+    #[arg(long)]
+    name: String,
+    /// Project the key acts for and is billed to.
+    #[arg(long)]
+    project: String,
+    /// Who owns the key (notified about rotation).
+    #[arg(long)]
+    owner: Option<String>,
+    /// Scope to grant; repeat for several. Default: user.
+    #[arg(long = "scope", value_parser = clap::value_parser!(ScopeArg))]
+    scopes: Vec<ScopeArg>,
+    /// Expire the key after this many days.
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
+    expires_in_days: Option<u32>,
+    /// Print JSON (including the secret) instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ScopeArg {
+    Admin,
+    User,
+}
+
+impl From<ScopeArg> for Scope {
+    fn from(s: ScopeArg) -> Self {
+        match s {
+            ScopeArg::Admin => Scope::Admin,
+            ScopeArg::User => Scope::User,
+        }
+    }
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Print the effective configuration (secrets redacted) and every
+    /// problem; exit 1 when there are problems.
+    Check,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(run(cli));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let loaded = Config::from_env();
+    if let Some(Command::Config(ConfigCommand::Check)) = &cli.command {
+        return Ok(config_check(&loaded));
+    }
+    let config = match loaded.into_result() {
+        Ok(c) => c,
+        Err(errors) => {
+            eprint!("{errors}");
+            return Ok(ExitCode::FAILURE);
+        }
+    };
+    telemetry::init(&config)?;
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve(config).await,
+        Command::Migrate => migrate(&config).await,
+        Command::Keys(cmd) => keys_command(&config, cmd).await,
+        Command::Config(ConfigCommand::Check) => Ok(config_check(&Config::from_env())),
+    }
+}
+
+fn config_check(loaded: &switchyard_core::LoadedConfig) -> ExitCode {
+    let rows = loaded.config.describe();
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    for (name, value) in rows {
+        println!("{name:width$}  {value}");
+    }
+    if loaded.problems.is_empty() {
+        println!("\nconfiguration OK");
+        ExitCode::SUCCESS
+    } else {
+        eprintln!();
+        eprint!(
+            "{}",
+            switchyard_core::config::ConfigErrors(loaded.problems.clone())
+        );
+        ExitCode::FAILURE
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect_lazy(&config.database)?;
+    store
+        .migrate()
+        .await
+        .context("applying database migrations (DATABASE_URL)")?;
+    Ok(store)
+}
+
+async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
+    let store = Store::connect_lazy(&config.database)?;
+    let applied = store.migrate().await.context("applying migrations")?;
+    if applied == 0 {
+        println!("database is up to date; no migrations applied");
+    } else {
+        println!("applied {applied} migration(s)");
+    }
+    store.close().await;
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let admin_key = config.admin_api_key.clone();
+    let app = Application::build(config).await?;
+    let state = app.state();
+    match keys::bootstrap_admin(&state.store, admin_key.as_ref()).await? {
+        Bootstrap::NotNeeded => {}
+        Bootstrap::Installed(key) => {
+            tracing::info!(key_id = %key.id, prefix = %key.prefix, "installed ADMIN_API_KEY as the first admin key");
+        }
+        Bootstrap::Generated(issued) => {
+            println!(
+                "\n  Created the first admin API key. It is shown only this once; store it now:\n\n    {}\n\n  (id {}; manage keys with `switchyard keys --help`)\n",
+                issued.secret.expose(),
+                issued.key.id
+            );
+        }
+    }
+    spawn_reload_on_sighup(state);
+    app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// SIGHUP re-reads `SWITCHYARD_CONFIG` and swaps in the new model catalog; an
+/// invalid file is reported and the running catalog kept.
+fn spawn_reload_on_sighup(state: switchyard_server::AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let loaded = Config::from_env();
+            if loaded.problems.is_empty() {
+                let n = loaded.config.file.models.len();
+                state.replace_catalog(loaded.config.file.models).await;
+                tracing::info!(models = n, "configuration reloaded");
+            } else {
+                for p in &loaded.problems {
+                    tracing::error!(variable = %p.variable, problem = %p.message, "configuration reload rejected");
+                }
+            }
+        }
+    });
+}
+
+fn print_key_table(keys: &[ApiKey]) {
+    println!(
+        "{:<28} {:<13} {:<20} {:<16} {:<11} {:<8} EXPIRES",
+        "ID", "PREFIX", "NAME", "PROJECT", "SCOPES", "STATE"
+    );
+    let now = chrono::Utc::now();
+    for k in keys {
+        let state = match k.check_usable(now) {
+            Ok(()) => "active",
+            Err(switchyard_core::keys::KeyUnusable::Revoked) => "revoked",
+            Err(switchyard_core::keys::KeyUnusable::Expired) => "expired",
+        };
+        println!(
+            "{:<28} {:<13} {:<20} {:<16} {:<11} {:<8} {}",
+            k.id,
+            k.prefix,
+            k.name,
+            k.project,
+            k.scopes.to_db(),
+            state,
+            k.expires_at
+                .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+        );
+    }
+}
+
+async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let actor = Actor {
+        via: "cli",
+        ..Actor::default()
+    };
+    let code = match cmd {
+        KeysCommand::Create(args) => {
+            let now = switchyard_core::now();
+            let scopes = if args.scopes.is_empty() {
+                Scopes::user()
+            } else {
+                Scopes::new(args.scopes.into_iter().map(Scope::from).collect())
+                    .map_err(anyhow::Error::msg)?
+            };
+            let expires_at = args
+                .expires_in_days
+                .map(|d| now + chrono::Duration::days(i64::from(d)));
+            let spec = NewKeySpec::new(
+                &args.name,
+                args.owner.as_deref(),
+                &args.project,
+                scopes,
+                expires_at,
+                now,
+            )
+            .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+            let issued = keys::issue(&store, &spec, &actor).await?;
+            if args.json {
+                let mut v = serde_json::to_value(&issued.key)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("key".into(), issued.secret.expose().into());
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", issued.secret.expose());
+                eprintln!(
+                    "created key {} ({}) for project {}; the secret above is shown only once",
+                    issued.key.id, issued.key.name, issued.key.project
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::List { all, json } => {
+            let keys = store.list_keys(all).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&keys)?);
+            } else {
+                print_key_table(&keys);
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::Show { id, json } => match store.get_key(&id).await? {
+            Some(k) if json => {
+                println!("{}", serde_json::to_string_pretty(&k)?);
+                ExitCode::SUCCESS
+            }
+            Some(k) => {
+                print_key_table(std::slice::from_ref(&k));
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no key with id `{id}`");
+                ExitCode::FAILURE
+            }
+        },
+        KeysCommand::Revoke { id } => match keys::revoke(&store, &id, &actor).await? {
+            Some(k) => {
+                println!(
+                    "revoked {} at {}",
+                    k.id,
+                    k.revoked_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                );
+                ExitCode::SUCCESS
+            }
+            None => {
+                eprintln!("error: no key with id `{id}`");
+                ExitCode::FAILURE
+            }
+        },
+    };
+    store.close().await;
+    Ok(code)
+}

@@ -15,6 +15,11 @@ fn is_json(content_type: &str) -> bool {
         || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
+fn missing_field(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("missing field `")?;
+    rest.split_once('`').map(|(field, _)| field.to_owned())
+}
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
@@ -49,8 +54,12 @@ where
         match serde_path_to_error::deserialize(de) {
             Ok(value) => Ok(ApiJson(value)),
             Err(err) => {
-                let path = err.path().to_string();
+                let mut path = err.path().to_string();
                 let inner = err.into_inner();
+                // serde reports a missing field at its parent; name the field itself.
+                if let Some(field) = missing_field(&inner.to_string()) {
+                    path = if path == "." { field } else { format!("{path}.{field}") };
+                }
                 let mut e = ApiError::invalid_request(if path == "." {
                     format!("invalid JSON body: {inner}")
                 } else {

@@ -1,1 +1,18 @@
-//! placeholder
+//! The Switchyard HTTP service: router, middleware, handlers, metrics and
+//! OpenAPI, plus the key service shared with the CLI.
+
+pub mod app;
+pub mod auth;
+pub mod error;
+pub mod json;
+pub mod keys;
+pub mod metrics;
+pub mod middleware;
+pub mod openapi;
+pub mod redis;
+pub mod routes;
+pub mod state;
+pub mod telemetry;
+
+pub use app::{router, Application};
+pub use state::AppState;

@@ -1,0 +1,186 @@
+//! Edge middleware, one concern each: request context (id, span, access log,
+//! metrics), request timeout, body size limit, and JSON for framework errors.
+
+use crate::error::ApiError;
+use crate::metrics::{RequestLabels, RouteLabels};
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::time::Instant;
+use tracing::Instrument;
+
+/// The request id: the client's `x-request-id` when it is sane, else generated.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+/// The client's address as this process sees it (the TCP peer). Handlers and
+/// audit records take it from here, never from headers directly.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientIp(pub Option<std::net::IpAddr>);
+
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+
+fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
+    let s = v.to_str().ok()?;
+    let ok = !s.is_empty()
+        && s.len() <= 128
+        && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+    ok.then(|| s.to_owned())
+}
+
+fn generate_request_id() -> String {
+    let bytes: [u8; 16] = rand::random();
+    hex::encode(bytes)
+}
+
+/// Outermost layer: assigns the request id, opens the span every log line of
+/// the request carries, and records the access log line and metrics.
+pub async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let id = req
+        .headers()
+        .get(REQUEST_ID_HEADER)
+        .and_then(acceptable_request_id)
+        .unwrap_or_else(generate_request_id);
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
+    let peer = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+        .map(|c| c.0.ip());
+    req.extensions_mut().insert(ClientIp(peer));
+    req.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %method,
+        route = %route,
+        key_id = tracing::field::Empty,
+    );
+    state.metrics.in_flight.inc();
+    let mut response = next.run(req).instrument(span.clone()).await;
+    state.metrics.in_flight.dec();
+
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && !response.headers().contains_key(header::CONTENT_TYPE)
+    {
+        let allow = response.headers().get(header::ALLOW).cloned();
+        response = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "invalid_request_error",
+            format!("method {method} is not allowed on this route"),
+        )
+        .with_code("method_not_allowed")
+        .into_response();
+        if let Some(allow) = allow {
+            response.headers_mut().insert(header::ALLOW, allow);
+        }
+    }
+
+    let status = response.status();
+    let elapsed = started.elapsed();
+    state
+        .metrics
+        .requests
+        .get_or_create(&RequestLabels {
+            method: method.as_str().to_owned(),
+            route: route.clone(),
+            status: status.as_u16().to_string(),
+        })
+        .inc();
+    state
+        .metrics
+        .duration
+        .get_or_create(&RouteLabels {
+            method: method.as_str().to_owned(),
+            route,
+        })
+        .observe(elapsed.as_secs_f64());
+    span.in_scope(|| {
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        if status.is_server_error() {
+            tracing::warn!(status = status.as_u16(), latency_ms, "request finished");
+        } else {
+            tracing::info!(status = status.as_u16(), latency_ms, "request finished");
+        }
+    });
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Ends a request that exceeds `API_TIMEOUT` with a 504 JSON error.
+pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let limit = state.config.api_timeout;
+    match tokio::time::timeout(limit, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => {
+            tracing::warn!(timeout_s = limit.as_secs(), "request timed out");
+            ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                "timeout",
+                format!(
+                    "the request did not complete within API_TIMEOUT ({} s)",
+                    limit.as_secs()
+                ),
+            )
+            .with_code("request_timeout")
+            .into_response()
+        }
+    }
+}
+
+pub fn payload_too_large() -> ApiError {
+    ApiError::new(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "invalid_request_error",
+        "the request body is larger than the limit (MAX_REQUEST_BODY_BYTES)",
+    )
+    .with_code("payload_too_large")
+}
+
+/// Rejects a declared `Content-Length` over the limit before reading the
+/// body; bodies without one are capped while read (`DefaultBodyLimit`).
+pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > state.config.max_body_bytes as u64) {
+        return payload_too_large().into_response();
+    }
+    next.run(req).await
+}
+
+/// A panic in a handler becomes an opaque 500 JSON error; the process lives on.
+pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("(non-string panic payload)");
+    ApiError::internal(&format!("handler panicked: {detail}")).into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_request_ids_are_checked() {
+        let ok = HeaderValue::from_static("abc-123_x.y:z");
+        assert_eq!(acceptable_request_id(&ok).as_deref(), Some("abc-123_x.y:z"));
+        for bad in ["", "has space", "quote\"", &"a".repeat(129)] {
+            let v = HeaderValue::from_str(bad).unwrap();
+            assert_eq!(acceptable_request_id(&v), None, "{bad:?}");
+        }
+        assert_eq!(generate_request_id().len(), 32);
+    }
+}

@@ -1,0 +1,181 @@
+//! Admin API for keys: create, list, show, revoke. Needs the `admin` scope
+//! (enforced by the auth layer for every `/v1/admin/` path).
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+use crate::keys::{self, Actor, IssueError};
+use crate::middleware::{ClientIp, RequestId};
+use crate::state::AppState;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::{Extension, Json};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use switchyard_core::keys::{ApiKey, NewKeySpec, Scope, Scopes};
+use utoipa::{IntoParams, ToSchema};
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateKeyRequest {
+    /// What the key is for, e.g. `billing-service`.
+    pub name: String,
+    /// The project the key acts for and is billed to.
+    pub project: String,
+    /// Who to notify about the key (rotation, expiry).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// Defaults to `["user"]`.
+    #[serde(default)]
+    pub scopes: Option<Vec<Scope>>,
+    /// Absolute expiry time (RFC 3339).
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Expiry relative to now, in days (1 to 3650); exclusive with `expires_at`.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CreatedKey {
+    /// The secret. Shown only in this response; store it now.
+    pub key: String,
+    #[serde(flatten)]
+    pub record: ApiKey,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct KeyList {
+    pub object: &'static str,
+    pub data: Vec<ApiKey>,
+}
+
+#[derive(Deserialize, IntoParams)]
+pub struct ListParams {
+    /// Include revoked keys (default false).
+    #[serde(default)]
+    pub include_revoked: bool,
+}
+
+fn actor(caller: &Caller, request_id: &RequestId, peer: ClientIp) -> Actor {
+    Actor {
+        key_id: Some(caller.key.id.clone()),
+        key: Some(caller.redacted.clone()),
+        client_ip: peer.0.map(|ip| ip.to_string()),
+        request_id: Some(request_id.0.clone()),
+        via: "api",
+    }
+}
+
+fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
+    let now = switchyard_core::now();
+    let scopes = match req.scopes {
+        None => Scopes::user(),
+        Some(list) => Scopes::new(list)
+            .map_err(|m| ApiError::invalid_request(format!("scopes: {m}")).with_param("scopes"))?,
+    };
+    let expires_at = match (req.expires_at, req.expires_in_days) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "give either expires_at or expires_in_days, not both",
+            )
+            .with_param("expires_in_days"))
+        }
+        (Some(at), None) => Some(at),
+        (None, Some(days)) if (1..=3650).contains(&days) => {
+            Some(now + chrono::Duration::days(i64::from(days)))
+        }
+        (None, Some(_)) => {
+            return Err(ApiError::invalid_request("expires_in_days must be from 1 to 3650")
+                .with_param("expires_in_days"))
+        }
+        (None, None) => None,
+    };
+    NewKeySpec::new(
+        &req.name,
+        req.owner.as_deref(),
+        &req.project,
+        scopes,
+        expires_at,
+        now,
+    )
+    .map_err(|e| ApiError::invalid_request(e.to_string()).with_param(e.field))
+}
+
+/// Creates a key and returns its secret once.
+#[utoipa::path(post, path = "/v1/admin/keys", tag = "admin",
+    security(("api_key" = [])),
+    request_body = CreateKeyRequest,
+    responses((status = 201, body = CreatedKey), (status = 400, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody)))]
+pub async fn create_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(peer): Extension<ClientIp>,
+    ApiJson(req): ApiJson<CreateKeyRequest>,
+) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
+    let spec = spec_from(req)?;
+    let who = actor(&caller, &request_id, peer);
+    let issued = keys::issue(&state.store, &spec, &who)
+        .await
+        .map_err(|e| match e {
+            IssueError::Store(s) => ApiError::from(s),
+            other => ApiError::internal(&other),
+        })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(CreatedKey {
+            key: issued.secret.expose().to_owned(),
+            record: issued.key,
+        }),
+    ))
+}
+
+/// Lists keys, newest first. Secrets are never returned.
+#[utoipa::path(get, path = "/v1/admin/keys", tag = "admin",
+    security(("api_key" = [])), params(ListParams),
+    responses((status = 200, body = KeyList)))]
+pub async fn list_keys(
+    State(state): State<AppState>,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<KeyList>> {
+    let data = state.store.list_keys(params.include_revoked).await?;
+    Ok(Json(KeyList {
+        object: "list",
+        data,
+    }))
+}
+
+/// One key by id.
+#[utoipa::path(get, path = "/v1/admin/keys/{id}", tag = "admin",
+    security(("api_key" = [])), params(("id" = String, Path, description = "key id")),
+    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get_key(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
+    state
+        .store
+        .get_key(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found"))
+}
+
+/// Revokes a key. Takes effect on this replica at once and on every replica
+/// within `KEY_CACHE_TTL_SECONDS`. Revoking twice keeps the first time.
+#[utoipa::path(delete, path = "/v1/admin/keys/{id}", tag = "admin",
+    security(("api_key" = [])), params(("id" = String, Path, description = "key id")),
+    responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn revoke_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(peer): Extension<ClientIp>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKey>> {
+    let who = actor(&caller, &request_id, peer);
+    let revoked = keys::revoke(&state.store, &id, &who).await?;
+    state.keys.invalidate_all();
+    revoked
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found"))
+}

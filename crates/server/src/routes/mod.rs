@@ -1,0 +1,7 @@
+//! HTTP handlers, one module per area.
+
+pub mod admin_keys;
+pub mod debug;
+pub mod docs;
+pub mod models;
+pub mod probes;
