@@ -147,20 +147,20 @@ impl FileConfig {
         let file: FileConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
         let mut problems = catalog::validate(&file.models);
         for (route, limit) in &file.limits.routes {
-            let well_formed = route
-                .split_once(' ')
-                .is_some_and(|(method, path)| {
-                    !method.is_empty()
-                        && method.bytes().all(|b| b.is_ascii_uppercase())
-                        && path.starts_with('/')
-                });
+            let well_formed = route.split_once(' ').is_some_and(|(method, path)| {
+                !method.is_empty()
+                    && method.bytes().all(|b| b.is_ascii_uppercase())
+                    && path.starts_with('/')
+            });
             if !well_formed {
                 problems.push(format!(
                     "limits.routes.\"{route}\": expected \"METHOD /path\", e.g. \"POST /v1/task\""
                 ));
             }
             if limit.per_minute == 0 {
-                problems.push(format!("limits.routes.\"{route}\".per_minute: must be at least 1"));
+                problems.push(format!(
+                    "limits.routes.\"{route}\".per_minute: must be at least 1"
+                ));
             }
         }
         if problems.is_empty() {
@@ -355,7 +355,10 @@ impl Reader<'_> {
                 "1" | "true" | "yes" | "on" => true,
                 "0" | "false" | "no" | "off" => false,
                 _ => {
-                    self.problem(name, format!("`{raw}` is not valid: expected true or false"));
+                    self.problem(
+                        name,
+                        format!("`{raw}` is not valid: expected true or false"),
+                    );
                     default
                 }
             },
@@ -377,8 +380,7 @@ fn valid_log_level(s: &str) -> bool {
 fn valid_slot(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 32
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_')
 }
 
@@ -415,7 +417,10 @@ impl Config {
             Some(raw) => match raw.parse::<IpAddr>() {
                 Ok(ip) => ip,
                 Err(_) => {
-                    r.problem("HOST", format!("`{raw}` is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::)"));
+                    r.problem(
+                        "HOST",
+                        format!("`{raw}` is not an IP address (e.g. 127.0.0.1, 0.0.0.0, ::)"),
+                    );
                     IpAddr::from([127, 0, 0, 1])
                 }
             },
@@ -507,7 +512,8 @@ impl Config {
         }
         let shutdown_grace = r.seconds("SHUTDOWN_GRACE_SECONDS", 30, 0, 3600);
         let shutdown_delay = r.seconds("SHUTDOWN_DELAY_SECONDS", 0, 0, 600);
-        let max_body_bytes = r.ranged("MAX_REQUEST_BODY_BYTES", 10 * 1024 * 1024, 1024, 1 << 30) as usize;
+        let max_body_bytes =
+            r.ranged("MAX_REQUEST_BODY_BYTES", 10 * 1024 * 1024, 1024, 1 << 30) as usize;
         let key_cache_ttl = r.seconds("KEY_CACHE_TTL_SECONDS", 10, 1, 3600);
         let last_used_flush = r.seconds("KEY_LAST_USED_FLUSH_SECONDS", 30, 1, 3600);
         let admin_api_key = r.secret("ADMIN_API_KEY");
@@ -526,7 +532,10 @@ impl Config {
             None => FileConfig::default(),
             Some(path) => match std::fs::read_to_string(path) {
                 Err(e) => {
-                    r.problem("SWITCHYARD_CONFIG", format!("cannot read `{}`: {e}", path.display()));
+                    r.problem(
+                        "SWITCHYARD_CONFIG",
+                        format!("cannot read `{}`: {e}", path.display()),
+                    );
                     FileConfig::default()
                 }
                 Ok(text) => match FileConfig::parse(&text) {
@@ -552,7 +561,9 @@ impl Config {
                 ),
                 Some(s) if s.expose().len() < MIN_JWT_SECRET_BYTES => r.problem(
                     "JWT_SECRET",
-                    format!("must be at least {MIN_JWT_SECRET_BYTES} bytes when ENVIRONMENT=production"),
+                    format!(
+                        "must be at least {MIN_JWT_SECRET_BYTES} bytes when ENVIRONMENT=production"
+                    ),
                 ),
                 Some(_) => {}
             }
@@ -605,7 +616,10 @@ impl Config {
         vec![
             ("ENVIRONMENT", self.environment.as_str().to_owned()),
             ("LOG_LEVEL", self.log_level.clone()),
-            ("LOG_FORMAT", format!("{:?}", self.log_format).to_ascii_lowercase()),
+            (
+                "LOG_FORMAT",
+                format!("{:?}", self.log_format).to_ascii_lowercase(),
+            ),
             ("DEBUG", self.debug.to_string()),
             ("HOST", self.host.to_string()),
             ("PORT", self.port.to_string()),
@@ -619,9 +633,18 @@ impl Config {
                 "DATABASE_STATEMENT_CACHE_CAPACITY",
                 self.database.statement_cache_capacity.to_string(),
             ),
-            ("DATABASE_MAX_LIFETIME_SECONDS", secs(self.database.max_lifetime)),
-            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", secs(self.database.acquire_timeout)),
-            ("DATABASE_MIGRATE_ON_START", self.database.migrate_on_start.to_string()),
+            (
+                "DATABASE_MAX_LIFETIME_SECONDS",
+                secs(self.database.max_lifetime),
+            ),
+            (
+                "DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+                secs(self.database.acquire_timeout),
+            ),
+            (
+                "DATABASE_MIGRATE_ON_START",
+                self.database.migrate_on_start.to_string(),
+            ),
             (
                 "REDIS_URL",
                 self.redis
@@ -635,7 +658,9 @@ impl Config {
             ("SENTRY_DSN", secret(&self.sentry_dsn)),
             (
                 "DEPLOYMENT_SLOT",
-                self.deployment_slot.clone().unwrap_or_else(|| "(unset)".into()),
+                self.deployment_slot
+                    .clone()
+                    .unwrap_or_else(|| "(unset)".into()),
             ),
             ("SHUTDOWN_GRACE_SECONDS", secs(self.shutdown_grace)),
             ("SHUTDOWN_DELAY_SECONDS", secs(self.shutdown_delay)),

@@ -28,7 +28,9 @@ pub const COMPRESS_MIN_BYTES: u16 = 1000;
 const MONITOR_INTERVAL: Duration = Duration::from_secs(5);
 
 async fn not_found() -> Response {
-    ApiError::not_found("no such route").with_code("route_not_found").into_response()
+    ApiError::not_found("no such route")
+        .with_code("route_not_found")
+        .into_response()
 }
 
 /// The complete router: routes, then (inner to outer) authentication, body

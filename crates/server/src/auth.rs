@@ -83,10 +83,7 @@ impl KeyAuthority {
         hit(false);
         self.cache
             .try_get_with(hash, async move {
-                store
-                    .find_key_by_hash(&hash)
-                    .await
-                    .map(|k| k.map(Arc::new))
+                store.find_key_by_hash(&hash).await.map(|k| k.map(Arc::new))
             })
             .await
     }
@@ -195,7 +192,11 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
     }
 }
 
-async fn identify(state: &AppState, headers: &HeaderMap, needed: Scope) -> Result<Caller, ApiError> {
+async fn identify(
+    state: &AppState,
+    headers: &HeaderMap,
+    needed: Scope,
+) -> Result<Caller, ApiError> {
     let raw = presented(headers)?;
     let key = PresentedKey::parse(raw).map_err(|_| malformed())?;
     let metrics = &state.metrics;
@@ -220,16 +221,25 @@ async fn identify(state: &AppState, headers: &HeaderMap, needed: Scope) -> Resul
             }
         })?;
     let Some(api_key) = found else {
-        return Err(ApiError::unauthenticated("invalid_api_key", "the API key is not valid"));
+        return Err(ApiError::unauthenticated(
+            "invalid_api_key",
+            "the API key is not valid",
+        ));
     };
     let now = Utc::now();
     match api_key.check_usable(now) {
         Ok(()) => {}
         Err(KeyUnusable::Revoked) => {
-            return Err(ApiError::unauthenticated("key_revoked", "the API key has been revoked"))
+            return Err(ApiError::unauthenticated(
+                "key_revoked",
+                "the API key has been revoked",
+            ))
         }
         Err(KeyUnusable::Expired) => {
-            return Err(ApiError::unauthenticated("key_expired", "the API key has expired"))
+            return Err(ApiError::unauthenticated(
+                "key_expired",
+                "the API key has expired",
+            ))
         }
     }
     if !api_key.scopes.allows(needed) {
@@ -263,12 +273,18 @@ mod tests {
     #[test]
     fn credentials_come_from_either_header() {
         let mut h = HeaderMap::new();
-        assert_eq!(presented(&h).map_err(|e| e.code), Err(Some("missing_api_key")));
+        assert_eq!(
+            presented(&h).map_err(|e| e.code),
+            Err(Some("missing_api_key"))
+        );
         h.insert("x-api-key", "abc".parse().unwrap());
         assert_eq!(presented(&h).ok(), Some("abc"));
         h.insert("authorization", "bearer  xyz ".parse().unwrap());
         assert_eq!(presented(&h).ok(), Some("xyz"));
         h.insert("authorization", "Basic xyz".parse().unwrap());
-        assert_eq!(presented(&h).map_err(|e| e.code), Err(Some("invalid_api_key")));
+        assert_eq!(
+            presented(&h).map_err(|e| e.code),
+            Err(Some("invalid_api_key"))
+        );
     }
 }

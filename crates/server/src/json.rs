@@ -41,15 +41,13 @@ where
             )
             .with_code("unsupported_media_type"));
         }
-        let bytes = Bytes::from_request(req, state)
-            .await
-            .map_err(|rejection| {
-                if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                    crate::middleware::payload_too_large()
-                } else {
-                    ApiError::invalid_request(format!("could not read the request body: {rejection}"))
-                }
-            })?;
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                crate::middleware::payload_too_large()
+            } else {
+                ApiError::invalid_request(format!("could not read the request body: {rejection}"))
+            }
+        })?;
         let de = &mut serde_json::Deserializer::from_slice(&bytes);
         match serde_path_to_error::deserialize(de) {
             Ok(value) => Ok(ApiJson(value)),
@@ -58,7 +56,11 @@ where
                 let inner = err.into_inner();
                 // serde reports a missing field at its parent; name the field itself.
                 if let Some(field) = missing_field(&inner.to_string()) {
-                    path = if path == "." { field } else { format!("{path}.{field}") };
+                    path = if path == "." {
+                        field
+                    } else {
+                        format!("{path}.{field}")
+                    };
                 }
                 let mut e = ApiError::invalid_request(if path == "." {
                     format!("invalid JSON body: {inner}")

@@ -68,7 +68,11 @@ async fn audit(store: &Store, event: &'static str, key: &ApiKey, actor: &Actor, 
     }
 }
 
-pub async fn issue(store: &Store, spec: &NewKeySpec, actor: &Actor) -> Result<IssuedKey, IssueError> {
+pub async fn issue(
+    store: &Store,
+    spec: &NewKeySpec,
+    actor: &Actor,
+) -> Result<IssuedKey, IssueError> {
     let secret = NewKeySecret::generate().map_err(|e| IssueError::Random(e.to_string()))?;
     let now = switchyard_core::now();
     let key = store.insert_key(&insert_for(&secret, spec, now)).await?;
@@ -105,7 +109,10 @@ pub enum Bootstrap {
 
 /// On an empty database, creates the first admin key: the configured one, or
 /// a fresh one whose secret is returned for printing. Safe across replicas.
-pub async fn bootstrap_admin(store: &Store, configured: Option<&Secret>) -> Result<Bootstrap, IssueError> {
+pub async fn bootstrap_admin(
+    store: &Store,
+    configured: Option<&Secret>,
+) -> Result<Bootstrap, IssueError> {
     if store.count_keys().await? > 0 {
         return Ok(Bootstrap::NotNeeded);
     }
@@ -115,9 +122,19 @@ pub async fn bootstrap_admin(store: &Store, configured: Option<&Secret>) -> Resu
         None => NewKeySecret::generate().map_err(|e| IssueError::Random(e.to_string()))?,
     };
     let now = switchyard_core::now();
-    let spec = NewKeySpec::new("bootstrap-admin", None, "default", Scopes::admin(), None, now)
-        .map_err(|e| IssueError::Invalid(e.to_string()))?;
-    let Some(key) = store.bootstrap_admin_key(&insert_for(&secret, &spec, now)).await? else {
+    let spec = NewKeySpec::new(
+        "bootstrap-admin",
+        None,
+        "default",
+        Scopes::admin(),
+        None,
+        now,
+    )
+    .map_err(|e| IssueError::Invalid(e.to_string()))?;
+    let Some(key) = store
+        .bootstrap_admin_key(&insert_for(&secret, &spec, now))
+        .await?
+    else {
         return Ok(Bootstrap::NotNeeded);
     };
     let actor = Actor {

@@ -39,7 +39,10 @@ impl Redis {
     }
 
     /// A multiplexed, self-reconnecting connection (cheap to clone).
-    pub async fn connection(&self, timeout: Duration) -> Result<ConnectionManager, RedisUnavailable> {
+    pub async fn connection(
+        &self,
+        timeout: Duration,
+    ) -> Result<ConnectionManager, RedisUnavailable> {
         let mut slot = self.manager.lock().await;
         if let Some(m) = slot.as_ref() {
             return Ok(m.clone());

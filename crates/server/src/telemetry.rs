@@ -8,8 +8,8 @@ use tracing_subscriber::{fmt, EnvFilter};
 
 /// Installs the global subscriber. Fails if `LOG_LEVEL` is not a valid filter.
 pub fn init(config: &Config) -> anyhow::Result<()> {
-    let filter = EnvFilter::try_new(&config.log_level)
-        .map_err(|e| anyhow::anyhow!("LOG_LEVEL: {e}"))?;
+    let filter =
+        EnvFilter::try_new(&config.log_level).map_err(|e| anyhow::anyhow!("LOG_LEVEL: {e}"))?;
     let registry = tracing_subscriber::registry().with(filter);
     let result = match config.log_format {
         LogFormat::Json => registry

@@ -77,16 +77,24 @@ impl TestApp {
 
 async fn issue(state: &AppState, name: &str, scopes: Scopes) -> String {
     let spec = NewKeySpec::new(name, None, "proj", scopes, None, switchyard_core::now()).unwrap();
-    let issued = keys::issue(&state.store, &spec, &Actor { via: "test", ..Actor::default() })
-        .await
-        .unwrap();
+    let issued = keys::issue(
+        &state.store,
+        &spec,
+        &Actor {
+            via: "test",
+            ..Actor::default()
+        },
+    )
+    .await
+    .unwrap();
     issued.secret.expose().to_owned()
 }
 
 async fn error_of(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();
     assert_eq!(
-        resp.headers()["content-type"], "application/json",
+        resp.headers()["content-type"],
+        "application/json",
         "errors are JSON"
     );
     assert!(resp.headers().contains_key("x-request-id"));
@@ -118,18 +126,30 @@ async fn authentication_matrix(kind: DatabaseKind) {
     let app = TestApp::start(&db.url, &[]).await;
 
     let (s, e) = error_of(app.get("/v1/models", None).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("missing_api_key")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("missing_api_key"))
+    );
     assert_eq!(e["error"]["type"], "authentication_error");
 
     let (s, e) = error_of(app.get("/v1/models", Some("not-a-key")).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_api_key")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_api_key"))
+    );
 
     let unknown = format!("sy_{}", "0".repeat(64));
     let (s, e) = error_of(app.get("/v1/models", Some(&unknown)).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("invalid_api_key")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("invalid_api_key"))
+    );
 
     let user = issue(&app.state, "user", Scopes::user()).await;
-    assert_eq!(app.get("/v1/models", Some(&user)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/models", Some(&user)).await.status(),
+        StatusCode::OK
+    );
     let via_header = app
         .client
         .get(app.url("/v1/models"))
@@ -148,8 +168,14 @@ async fn authentication_matrix(kind: DatabaseKind) {
     assert_eq!(basic.status(), StatusCode::UNAUTHORIZED);
 
     let (s, e) = error_of(app.get("/v1/admin/keys", Some(&user)).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::FORBIDDEN, Some("insufficient_scope")));
-    assert_eq!(app.get("/v1/admin/keys", Some(&app.admin)).await.status(), StatusCode::OK);
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::FORBIDDEN, Some("insufficient_scope"))
+    );
+    assert_eq!(
+        app.get("/v1/admin/keys", Some(&app.admin)).await.status(),
+        StatusCode::OK
+    );
 
     // Expired: written straight to the store with an expiry in the past.
     let now = switchyard_core::now();
@@ -173,15 +199,32 @@ async fn authentication_matrix(kind: DatabaseKind) {
         .await
         .unwrap();
     let (s, e) = error_of(app.get("/v1/models", Some(secret.secret().expose())).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("key_expired")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("key_expired"))
+    );
 
     // Public routes need no key; unknown routes are not public.
-    for path in ["/health", "/ready", "/db-check", "/redis-check", "/metrics", "/openapi.json", "/docs"] {
+    for path in [
+        "/health",
+        "/ready",
+        "/db-check",
+        "/redis-check",
+        "/metrics",
+        "/openapi.json",
+        "/docs",
+    ] {
         assert_eq!(app.get(path, None).await.status(), StatusCode::OK, "{path}");
     }
-    assert_eq!(app.get("/nope", None).await.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/nope", None).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
     let (s, e) = error_of(app.get("/nope", Some(&user)).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::NOT_FOUND, Some("route_not_found")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("route_not_found"))
+    );
     let resp = app
         .client
         .delete(app.url("/v1/models"))
@@ -190,7 +233,10 @@ async fn authentication_matrix(kind: DatabaseKind) {
         .await
         .unwrap();
     let (s, e) = error_of(resp).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
+    );
     app.stop().await;
 }
 
@@ -208,11 +254,23 @@ async fn admin_key_lifecycle_is_audited(kind: DatabaseKind) {
 
     for (body, param) in [
         (json!({"project": "p"}), Some("name")),
-        (json!({"name": "n", "project": "p", "scopes": ["root"]}), Some("scopes[0]")),
+        (
+            json!({"name": "n", "project": "p", "scopes": ["root"]}),
+            Some("scopes[0]"),
+        ),
         (json!({"name": " ", "project": "p"}), Some("name")),
-        (json!({"name": "n", "project": "p", "expires_in_days": 0}), Some("expires_in_days")),
-        (json!({"name": "n", "project": "p", "colour": "red"}), Some("colour")),
-        (json!({"name": "n", "project": "p", "expires_at": "2001-01-01T00:00:00Z"}), Some("expires_at")),
+        (
+            json!({"name": "n", "project": "p", "expires_in_days": 0}),
+            Some("expires_in_days"),
+        ),
+        (
+            json!({"name": "n", "project": "p", "colour": "red"}),
+            Some("colour"),
+        ),
+        (
+            json!({"name": "n", "project": "p", "expires_at": "2001-01-01T00:00:00Z"}),
+            Some("expires_at"),
+        ),
     ] {
         let (s, e) = error_of(post(body.clone()).await.unwrap()).await;
         assert_eq!(s, StatusCode::BAD_REQUEST, "{body} -> {e}");
@@ -240,14 +298,29 @@ async fn admin_key_lifecycle_is_audited(kind: DatabaseKind) {
     assert_eq!(created["prefix"].as_str().unwrap(), &secret[..11]);
     assert_eq!(created["scopes"], json!(["user"]));
 
-    let shown: Value = app.get(&format!("/v1/admin/keys/{id}"), Some(&app.admin)).await.json().await.unwrap();
+    let shown: Value = app
+        .get(&format!("/v1/admin/keys/{id}"), Some(&app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(shown["name"], "billing");
-    assert!(shown.get("key").is_none(), "the secret is never shown again");
+    assert!(
+        shown.get("key").is_none(),
+        "the secret is never shown again"
+    );
     assert!(!shown.to_string().contains(&secret));
-    let (s, _) = error_of(app.get("/v1/admin/keys/key_missing", Some(&app.admin)).await).await;
+    let (s, _) = error_of(
+        app.get("/v1/admin/keys/key_missing", Some(&app.admin))
+            .await,
+    )
+    .await;
     assert_eq!(s, StatusCode::NOT_FOUND);
 
-    assert_eq!(app.get("/v1/models", Some(&secret)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/models", Some(&secret)).await.status(),
+        StatusCode::OK
+    );
     let revoked = app
         .client
         .delete(app.url(&format!("/v1/admin/keys/{id}")))
@@ -260,17 +333,33 @@ async fn admin_key_lifecycle_is_audited(kind: DatabaseKind) {
     assert!(revoked["revoked_at"].is_string());
     // Same replica: effective at once.
     let (s, e) = error_of(app.get("/v1/models", Some(&secret)).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::UNAUTHORIZED, Some("key_revoked")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("key_revoked"))
+    );
 
-    let listed: Value = app.get("/v1/admin/keys", Some(&app.admin)).await.json().await.unwrap();
-    assert!(listed["data"].as_array().unwrap().iter().all(|k| k["id"] != id.as_str()));
+    let listed: Value = app
+        .get("/v1/admin/keys", Some(&app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert!(listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .all(|k| k["id"] != id.as_str()));
     let all: Value = app
         .get("/v1/admin/keys?include_revoked=true", Some(&app.admin))
         .await
         .json()
         .await
         .unwrap();
-    assert!(all["data"].as_array().unwrap().iter().any(|k| k["id"] == id.as_str()));
+    assert!(all["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|k| k["id"] == id.as_str()));
 
     let audit = app.state.store.recent_audit(10).await.unwrap();
     let created_event = audit
@@ -279,8 +368,14 @@ async fn admin_key_lifecycle_is_audited(kind: DatabaseKind) {
         .expect("key.created audited");
     assert_eq!(created_event.request_id.as_deref(), Some("req-create-1"));
     assert_eq!(created_event.client_ip.as_deref(), Some("127.0.0.1"));
-    assert!(created_event.actor_key.as_deref().unwrap().starts_with(&app.admin[..11]));
-    assert!(audit.iter().any(|a| a.event == "key.revoked" && a.target.as_deref() == Some(&id)));
+    assert!(created_event
+        .actor_key
+        .as_deref()
+        .unwrap()
+        .starts_with(&app.admin[..11]));
+    assert!(audit
+        .iter()
+        .any(|a| a.event == "key.revoked" && a.target.as_deref() == Some(&id)));
     for a in &audit {
         let row = format!("{a:?}");
         assert!(!row.contains(&secret) && !row.contains(&app.admin), "{row}");
@@ -293,8 +388,20 @@ async fn revocation_reaches_other_replicas_within_the_cache_ttl(kind: DatabaseKi
     let a = TestApp::start(&db.url, &[("KEY_CACHE_TTL_SECONDS", "1")]).await;
     let b = TestApp::start(&db.url, &[("KEY_CACHE_TTL_SECONDS", "1")]).await;
     let user = issue(&a.state, "shared", Scopes::user()).await;
-    assert_eq!(b.get("/v1/models", Some(&user)).await.status(), StatusCode::OK);
-    let id = a.state.store.list_keys(false).await.unwrap().into_iter().find(|k| k.name == "shared").unwrap().id;
+    assert_eq!(
+        b.get("/v1/models", Some(&user)).await.status(),
+        StatusCode::OK
+    );
+    let id = a
+        .state
+        .store
+        .list_keys(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "shared")
+        .unwrap()
+        .id;
     let resp = a
         .client
         .delete(a.url(&format!("/v1/admin/keys/{id}")))
@@ -324,9 +431,21 @@ async fn last_use_is_written_back_in_batches(kind: DatabaseKind) {
     let db = TestDatabase::of_kind(kind);
     let app = TestApp::start(&db.url, &[("KEY_LAST_USED_FLUSH_SECONDS", "1")]).await;
     let user = issue(&app.state, "u", Scopes::user()).await;
-    let id = app.state.store.list_keys(false).await.unwrap().into_iter().find(|k| k.name == "u").unwrap().id;
+    let id = app
+        .state
+        .store
+        .list_keys(false)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|k| k.name == "u")
+        .unwrap()
+        .id;
     for _ in 0..5 {
-        assert_eq!(app.get("/v1/models", Some(&user)).await.status(), StatusCode::OK);
+        assert_eq!(
+            app.get("/v1/models", Some(&user)).await.status(),
+            StatusCode::OK
+        );
     }
     let deadline = Instant::now() + Duration::from_secs(5);
     loop {
@@ -338,12 +457,21 @@ async fn last_use_is_written_back_in_batches(kind: DatabaseKind) {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // A use just before shutdown is flushed by the shutdown itself.
-    let before = app.state.store.get_key(&id).await.unwrap().unwrap().last_used_at;
+    let before = app
+        .state
+        .store
+        .get_key(&id)
+        .await
+        .unwrap()
+        .unwrap()
+        .last_used_at;
     tokio::time::sleep(Duration::from_millis(20)).await;
     app.get("/v1/models", Some(&user)).await;
     let store = app.state.store.clone();
     app.stop().await;
-    let reopened = switchyard_store::Store::connect_lazy(&switchyard_testkit::database_config(&db.url, kind)).unwrap();
+    let reopened =
+        switchyard_store::Store::connect_lazy(&switchyard_testkit::database_config(&db.url, kind))
+            .unwrap();
     let after = reopened.get_key(&id).await.unwrap().unwrap().last_used_at;
     assert!(after > before, "{after:?} > {before:?}");
     drop(store);
@@ -357,7 +485,10 @@ async fn probes_report_and_drain(kind: DatabaseKind) {
     assert_eq!(health["deployment_slot"], "green");
     assert_eq!(health["environment"], "development");
     let ready: Value = app.get("/ready", None).await.json().await.unwrap();
-    assert_eq!(ready, json!({"status": "ready", "database": "ok", "pending_migrations": [], "redis": "disabled"}));
+    assert_eq!(
+        ready,
+        json!({"status": "ready", "database": "ok", "pending_migrations": [], "redis": "disabled"})
+    );
     let db_check: Value = app.get("/db-check", None).await.json().await.unwrap();
     assert_eq!(db_check["status"], "ok");
     assert_eq!(db_check["backend"], kind.as_str());
@@ -366,7 +497,10 @@ async fn probes_report_and_drain(kind: DatabaseKind) {
     assert_eq!(redis["status"], "disabled");
 
     app.state.begin_draining();
-    assert_eq!(app.get("/health", None).await.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        app.get("/health", None).await.status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
     let ready = app.get("/ready", None).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "draining");
@@ -378,15 +512,51 @@ async fn metrics_count_requests_by_route_template() {
     let db = TestDatabase::sqlite();
     let app = TestApp::start(&db.url, &[]).await;
     for id in ["key_aaa", "key_bbb"] {
-        assert_eq!(app.get(&format!("/v1/admin/keys/{id}"), Some(&app.admin)).await.status(), StatusCode::NOT_FOUND);
+        assert_eq!(
+            app.get(&format!("/v1/admin/keys/{id}"), Some(&app.admin))
+                .await
+                .status(),
+            StatusCode::NOT_FOUND
+        );
     }
     app.get("/v1/models", None).await;
     app.get("/v1/models", Some(&app.admin)).await;
+    let om = app
+        .client
+        .get(app.url("/metrics"))
+        .header(
+            "accept",
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5",
+        )
+        .send()
+        .await
+        .unwrap();
+    assert!(om.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("application/openmetrics-text"));
+    assert!(om.text().await.unwrap().ends_with("# EOF\n"));
     let resp = app.get("/metrics", None).await;
-    assert!(resp.headers()["content-type"].to_str().unwrap().starts_with("application/openmetrics-text"));
+    assert!(resp.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/plain; version=0.0.4"));
     let text = resp.text().await.unwrap();
+    // Prometheus's own linter accepts the exposition.
+    let promtool = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .output_with_stdin(text.as_bytes());
     assert!(
-        text.contains(r#"http_requests_total{method="GET",route="/v1/admin/keys/{id}",status="404"} 2"#),
+        promtool.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&promtool.stdout),
+        String::from_utf8_lossy(&promtool.stderr)
+    );
+    assert!(
+        text.contains(
+            r#"http_requests_total{method="GET",route="/v1/admin/keys/{id}",status="404"} 2"#
+        ),
         "{text}"
     );
     assert!(!text.contains("key_aaa"));
@@ -404,24 +574,63 @@ async fn edge_behaviour_request_id_compression_limits_and_timeout() {
     let db = TestDatabase::sqlite();
     let app = TestApp::start(
         &db.url,
-        &[("MAX_REQUEST_BODY_BYTES", "1024"), ("API_TIMEOUT", "1"), ("DEBUG", "true")],
+        &[
+            ("MAX_REQUEST_BODY_BYTES", "1024"),
+            ("API_TIMEOUT", "1"),
+            ("DEBUG", "true"),
+        ],
     )
     .await;
 
-    let r = app.client.get(app.url("/health")).header("x-request-id", "trace-abc-1").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "trace-abc-1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["x-request-id"], "trace-abc-1");
-    let r = app.client.get(app.url("/health")).header("x-request-id", "bad id!").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/health"))
+        .header("x-request-id", "bad id!")
+        .send()
+        .await
+        .unwrap();
     let generated = r.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(generated.len(), 32);
 
     // Large bodies are compressed for clients that accept it; small ones not.
-    let r = app.client.get(app.url("/openapi.json")).header("accept-encoding", "gzip").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-encoding"], "gzip");
-    let r = app.client.get(app.url("/openapi.json")).header("accept-encoding", "br").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .header("accept-encoding", "br")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.headers()["content-encoding"], "br");
-    let r = app.client.get(app.url("/health")).header("accept-encoding", "gzip").send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/health"))
+        .header("accept-encoding", "gzip")
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("content-encoding").is_none());
-    let r = app.client.get(app.url("/openapi.json")).send().await.unwrap();
+    let r = app
+        .client
+        .get(app.url("/openapi.json"))
+        .send()
+        .await
+        .unwrap();
     assert!(r.headers().get("content-encoding").is_none());
     let doc: Value = r.json().await.unwrap();
     assert!(doc["paths"]["/v1/admin/keys/{id}"]["delete"].is_object());
@@ -429,10 +638,24 @@ async fn edge_behaviour_request_id_compression_limits_and_timeout() {
 
     // Bodies over the limit: declared length, and streamed without one.
     let big = json!({"name": "x".repeat(2000), "project": "p"});
-    let r = app.client.post(app.url("/v1/admin/keys")).bearer_auth(&app.admin).json(&big).send().await.unwrap();
+    let r = app
+        .client
+        .post(app.url("/v1/admin/keys"))
+        .bearer_auth(&app.admin)
+        .json(&big)
+        .send()
+        .await
+        .unwrap();
     let (s, e) = error_of(r).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large")));
-    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![Ok(b"{\"name\":\"".to_vec()), Ok(vec![b'y'; 2000]), Ok(b"\",\"project\":\"p\"}".to_vec())];
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::PAYLOAD_TOO_LARGE, Some("payload_too_large"))
+    );
+    let chunks: Vec<Result<Vec<u8>, std::io::Error>> = vec![
+        Ok(b"{\"name\":\"".to_vec()),
+        Ok(vec![b'y'; 2000]),
+        Ok(b"\",\"project\":\"p\"}".to_vec()),
+    ];
     let r = app
         .client
         .post(app.url("/v1/admin/keys"))
@@ -448,7 +671,10 @@ async fn edge_behaviour_request_id_compression_limits_and_timeout() {
     // API_TIMEOUT=1: a 3 s request ends as a 504 JSON error after about 1 s.
     let started = Instant::now();
     let (s, e) = error_of(app.get("/debug/sleep?ms=3000", Some(&app.admin)).await).await;
-    assert_eq!((s, e["error"]["code"].as_str()), (StatusCode::GATEWAY_TIMEOUT, Some("request_timeout")));
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::GATEWAY_TIMEOUT, Some("request_timeout"))
+    );
     assert!(started.elapsed() < Duration::from_millis(2500));
     let ok = app.get("/debug/sleep?ms=10", Some(&app.admin)).await;
     assert_eq!(ok.status(), StatusCode::OK);
@@ -460,6 +686,23 @@ async fn edge_behaviour_request_id_compression_limits_and_timeout() {
     assert_eq!(js.status(), StatusCode::OK);
     assert!(js.bytes().await.unwrap().len() > 100_000);
     app.stop().await;
+}
+
+trait OutputWithStdin {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output;
+}
+
+impl OutputWithStdin for std::process::Command {
+    fn output_with_stdin(&mut self, input: &[u8]) -> std::process::Output {
+        use std::io::Write;
+        let mut child = self
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("promtool must be installed (Debian package prometheus; scripts/test.sh installs it)");
+        child.stdin.take().unwrap().write_all(input).unwrap();
+        child.wait_with_output().unwrap()
+    }
 }
 
 fn futures_stream(
@@ -477,9 +720,18 @@ async fn the_model_catalog_is_cached_and_reloadable() {
     let db = TestDatabase::sqlite();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchyard.toml");
-    std::fs::write(&file, "[[models]]\nid = \"small\"\naliases = [\"fast\"]\ncontext_window = 8192\n").unwrap();
+    std::fs::write(
+        &file,
+        "[[models]]\nid = \"small\"\naliases = [\"fast\"]\ncontext_window = 8192\n",
+    )
+    .unwrap();
     let app = TestApp::start(&db.url, &[("SWITCHYARD_CONFIG", file.to_str().unwrap())]).await;
-    let list: Value = app.get("/v1/models", Some(&app.admin)).await.json().await.unwrap();
+    let list: Value = app
+        .get("/v1/models", Some(&app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["object"], "list");
     assert_eq!(list["data"][0]["id"], "small");
     assert_eq!(list["data"][0]["object"], "model");
@@ -490,7 +742,12 @@ async fn the_model_catalog_is_cached_and_reloadable() {
     entry.id = "large".into();
     entry.aliases.clear();
     app.state.replace_catalog(vec![entry]).await;
-    let list: Value = app.get("/v1/models", Some(&app.admin)).await.json().await.unwrap();
+    let list: Value = app
+        .get("/v1/models", Some(&app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
     assert_eq!(list["data"][0]["id"], "large");
     app.stop().await;
 }
@@ -500,7 +757,11 @@ async fn redis_outage_degrades_readiness_and_recovers() {
     let db = TestDatabase::sqlite();
     let mut redis = PrivateRedis::start_with_password(Some("s3cret-redis"));
     let url = redis.url();
-    let app = TestApp::start(&db.url, &[("REDIS_URL", &url), ("REDIS_PASSWORD", "s3cret-redis")]).await;
+    let app = TestApp::start(
+        &db.url,
+        &[("REDIS_URL", &url), ("REDIS_PASSWORD", "s3cret-redis")],
+    )
+    .await;
     let check: Value = app.get("/redis-check", None).await.json().await.unwrap();
     assert_eq!(check["status"], "ok", "{check}");
     assert!(check["latency_ms"].as_f64().unwrap() >= 0.0);
@@ -511,9 +772,15 @@ async fn redis_outage_degrades_readiness_and_recovers() {
     let ready = app.get("/ready", None).await;
     assert_eq!(ready.status(), StatusCode::OK);
     let ready: Value = ready.json().await.unwrap();
-    assert_eq!((ready["status"].as_str(), ready["redis"].as_str()), (Some("degraded"), Some("down")));
+    assert_eq!(
+        (ready["status"].as_str(), ready["redis"].as_str()),
+        (Some("degraded"), Some("down"))
+    );
     // The service itself keeps working.
-    assert_eq!(app.get("/v1/models", Some(&app.admin)).await.status(), StatusCode::OK);
+    assert_eq!(
+        app.get("/v1/models", Some(&app.admin)).await.status(),
+        StatusCode::OK
+    );
 
     redis.start_again();
     let deadline = Instant::now() + Duration::from_secs(15);

@@ -139,7 +139,8 @@ impl Store {
 
     /// Keys ordered by creation, newest first; revoked ones only when asked.
     pub async fn list_keys(&self, include_revoked: bool) -> Result<Vec<ApiKey>> {
-        const SQL: &str = "SELECT id, prefix, name, owner, project, scopes, created_at, expires_at, \
+        const SQL: &str =
+            "SELECT id, prefix, name, owner, project, scopes, created_at, expires_at, \
             revoked_at, last_used_at FROM api_keys \
             WHERE ($1 OR revoked_at IS NULL) ORDER BY created_at DESC, id";
         let rows: Vec<KeyRow> =
@@ -183,4 +184,3 @@ impl Store {
         Ok(())
     }
 }
-

@@ -14,7 +14,11 @@ const POSTGRES: Embedded = &[(
     include_str!("../migrations/postgres/0001_core.sql"),
 )];
 
-const SQLITE: Embedded = &[(1, "core", include_str!("../migrations/sqlite/0001_core.sql"))];
+const SQLITE: Embedded = &[(
+    1,
+    "core",
+    include_str!("../migrations/sqlite/0001_core.sql"),
+)];
 
 #[derive(Debug)]
 struct Source(Embedded);

@@ -51,9 +51,11 @@ impl Store {
                 opts = opts.log_statements(statement_log_level(cfg.echo));
                 let dir = opts.get_filename().parent().map(|p| p.to_path_buf());
                 if let Some(dir) = dir.filter(|d| !d.as_os_str().is_empty()) {
-                    std::fs::create_dir_all(&dir).map_err(|source| StoreError::SqliteDirectory {
-                        path: dir.display().to_string(),
-                        source,
+                    std::fs::create_dir_all(&dir).map_err(|source| {
+                        StoreError::SqliteDirectory {
+                            path: dir.display().to_string(),
+                            source,
+                        }
                     })?;
                 }
                 let pool = SqlitePoolOptions::new()
@@ -101,7 +103,8 @@ impl Store {
     }
 
     async fn applied_versions(&self) -> Result<Vec<i64>> {
-        const SQL: &str = "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version";
+        const SQL: &str =
+            "SELECT version FROM _sqlx_migrations WHERE success = TRUE ORDER BY version";
         Ok(on_pool!(self, p => sqlx::query_scalar::<_, i64>(SQL).fetch_all(p).await)?)
     }
 

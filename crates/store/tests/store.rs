@@ -52,8 +52,15 @@ async fn migrations_apply_once(kind: DatabaseKind) {
 
 fn spec(name: &str, scopes: Scopes) -> NewKeySpec {
     let now = switchyard_core::now();
-    NewKeySpec::new(name, Some("ops@example.com"), "proj-a", scopes, Some(now + Duration::days(90)), now)
-        .unwrap()
+    NewKeySpec::new(
+        name,
+        Some("ops@example.com"),
+        "proj-a",
+        scopes,
+        Some(now + Duration::days(90)),
+        now,
+    )
+    .unwrap()
 }
 
 async fn insert(store: &Store, spec: &NewKeySpec) -> (NewKeySecret, switchyard_core::keys::ApiKey) {
@@ -75,7 +82,10 @@ async fn keys_round_trip(kind: DatabaseKind) {
     let (_db, store) = fresh(kind).await;
     let s = spec("ci", Scopes::admin());
     let (secret, created) = insert(&store, &s).await;
-    assert_eq!(store.get_key(&created.id).await.unwrap(), Some(created.clone()));
+    assert_eq!(
+        store.get_key(&created.id).await.unwrap(),
+        Some(created.clone())
+    );
     assert_eq!(
         store.find_key_by_hash(&secret.hash()).await.unwrap(),
         Some(created.clone())
@@ -163,9 +173,15 @@ async fn last_used_never_moves_backwards(kind: DatabaseKind) {
         .touch_last_used(&[(key.id.clone(), t - Duration::minutes(1))])
         .await
         .unwrap();
-    assert_eq!(store.get_key(&key.id).await.unwrap().unwrap().last_used_at, Some(t));
+    assert_eq!(
+        store.get_key(&key.id).await.unwrap().unwrap().last_used_at,
+        Some(t)
+    );
     let later = t + Duration::minutes(1);
-    store.touch_last_used(&[(key.id.clone(), later)]).await.unwrap();
+    store
+        .touch_last_used(&[(key.id.clone(), later)])
+        .await
+        .unwrap();
     assert_eq!(
         store.get_key(&key.id).await.unwrap().unwrap().last_used_at,
         Some(later)

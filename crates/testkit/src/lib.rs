@@ -202,7 +202,7 @@ pub struct PrivatePostgres {
     pub port: u16,
     dir: tempfile::TempDir,
     bin: PathBuf,
-    child: Option<Child>,
+    running: bool,
 }
 
 impl PrivatePostgres {
@@ -220,7 +220,10 @@ impl PrivatePostgres {
                 .arg(dir.path())
                 .status()
                 .expect("chown");
-            assert!(status.success(), "chown of the PostgreSQL data directory failed");
+            assert!(
+                status.success(),
+                "chown of the PostgreSQL data directory failed"
+            );
         }
         let data = dir.path().join("data");
         let out = as_postgres_user(&initdb)
@@ -238,7 +241,7 @@ impl PrivatePostgres {
             port: free_port(),
             dir,
             bin,
-            child: None,
+            running: false,
         };
         pg.start_again();
         pg
@@ -248,65 +251,49 @@ impl PrivatePostgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
-    /// Starts the server (again) on the same port and data directory.
+    /// Starts the server (again) on the same port and data directory, and
+    /// waits until it accepts connections.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "already running");
+        assert!(!self.running, "already running");
         let data = self.dir.path().join("data");
-        let log = std::fs::File::create(self.dir.path().join("postgres.log")).expect("log file");
-        if is_root() {
-            let _ = Command::new("chown")
-                .args(["postgres:postgres"])
-                .arg(self.dir.path().join("postgres.log"))
-                .status();
-        }
-        let child = as_postgres_user(&self.bin.join("postgres"))
+        let log = self.dir.path().join("postgres.log");
+        let options = format!(
+            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let out = as_postgres_user(&self.bin.join("pg_ctl"))
+            .arg("start")
             .arg("-D")
             .arg(&data)
-            .args(["-p", &self.port.to_string(), "-k"])
-            .arg(self.dir.path())
-            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off"])
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .expect("start postgres");
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let ready = Command::new("psql")
-                .args([&self.url(), "-qAt", "-c", "SELECT 1"])
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
-            if ready {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "private PostgreSQL did not start: {}",
-                std::fs::read_to_string(self.dir.path().join("postgres.log")).unwrap_or_default()
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "30", "-o", &options])
+            .output()
+            .expect("run pg_ctl start");
+        assert!(
+            out.status.success(),
+            "private PostgreSQL did not start: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        self.running = true;
     }
 
-    /// Stops the server at once (fast shutdown) and waits for it to exit.
+    /// Stops the server (fast shutdown: clients are disconnected) and waits
+    /// until it has exited.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            // SIGINT = PostgreSQL's fast shutdown: disconnect clients, exit.
-            let _ = Command::new("kill")
-                .args(["-INT", &child.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(20);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = child.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
+        if !self.running {
+            return;
         }
+        let data = self.dir.path().join("data");
+        let _ = as_postgres_user(&self.bin.join("pg_ctl"))
+            .arg("stop")
+            .arg("-D")
+            .arg(&data)
+            .args(["-m", "fast", "-w", "-t", "30"])
+            .output();
+        self.running = false;
     }
 }
 

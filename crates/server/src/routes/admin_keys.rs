@@ -86,8 +86,10 @@ fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
             Some(now + chrono::Duration::days(i64::from(days)))
         }
         (None, Some(_)) => {
-            return Err(ApiError::invalid_request("expires_in_days must be from 1 to 3650")
-                .with_param("expires_in_days"))
+            return Err(
+                ApiError::invalid_request("expires_in_days must be from 1 to 3650")
+                    .with_param("expires_in_days"),
+            )
         }
         (None, None) => None,
     };
@@ -151,13 +153,13 @@ pub async fn list_keys(
 #[utoipa::path(get, path = "/v1/admin/keys/{id}", tag = "admin",
     security(("api_key" = [])), params(("id" = String, Path, description = "key id")),
     responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
-pub async fn get_key(State(state): State<AppState>, Path(id): Path<String>) -> ApiResult<Json<ApiKey>> {
-    state
-        .store
-        .get_key(&id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found"))
+pub async fn get_key(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ApiKey>> {
+    state.store.get_key(&id).await?.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found")
+    })
 }
 
 /// Revokes a key. Takes effect on this replica at once and on every replica
@@ -175,7 +177,7 @@ pub async fn revoke_key(
     let who = actor(&caller, &request_id, peer);
     let revoked = keys::revoke(&state.store, &id, &who).await?;
     state.keys.invalidate_all();
-    revoked
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found"))
+    revoked.map(Json).ok_or_else(|| {
+        ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found")
+    })
 }

@@ -4,7 +4,7 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::State;
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
@@ -182,18 +182,31 @@ pub async fn redis_check(State(state): State<AppState>) -> Response {
     (status_code(body.status == "ok"), Json(body)).into_response()
 }
 
-/// Prometheus text exposition.
+/// Prometheus metrics: OpenMetrics when the scraper asks for it (Prometheus
+/// does), else the classic text format.
 #[utoipa::path(get, path = "/metrics", tag = "probes",
-    responses((status = 200, content_type = "application/openmetrics-text", description = "OpenMetrics text format")))]
-pub async fn metrics(State(state): State<AppState>) -> Response {
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format (OpenMetrics on request)")))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.metrics.set_pool(state.store.pool_stats());
+    let openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/openmetrics-text"));
     match state.metrics.render() {
-        Ok(text) => (
+        Ok(text) if openmetrics => (
             [(
                 header::CONTENT_TYPE,
                 "application/openmetrics-text; version=1.0.0; charset=utf-8",
             )],
             text,
+        )
+            .into_response(),
+        Ok(text) => (
+            [(
+                header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            crate::metrics::openmetrics_to_prometheus_text(&text),
         )
             .into_response(),
         Err(e) => ApiError::internal(&e).into_response(),

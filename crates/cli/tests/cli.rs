@@ -1,0 +1,540 @@
+//! End-to-end tests of the `switchyard` binary as an operator runs it: real
+//! processes, real signals, real PostgreSQL (shared and private) and SQLite.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use reqwest::StatusCode;
+use serde_json::Value;
+use std::io::{BufRead, BufReader, Read};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use switchyard_testkit::{free_port, PrivatePostgres, TestDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+/// A command with a clean environment: only what the test gives it.
+fn switchyard(envs: &[(&str, &str)]) -> Command {
+    let mut c = Command::new(BIN);
+    c.env_clear();
+    if let Some(path) = std::env::var_os("PATH") {
+        c.env("PATH", path);
+    }
+    for (k, v) in envs {
+        c.env(k, v);
+    }
+    c
+}
+
+fn run(envs: &[(&str, &str)], args: &[&str]) -> Output {
+    switchyard(envs).args(args).output().unwrap()
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A running `switchyard serve` with its output collected as it comes.
+struct Server {
+    child: Child,
+    port: u16,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+}
+
+fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
+    let buf = Arc::new(Mutex::new(String::new()));
+    let sink = buf.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut b = sink.lock().unwrap();
+            b.push_str(&line);
+            b.push('\n');
+        }
+    });
+    buf
+}
+
+impl Server {
+    fn start(envs: &[(&str, &str)]) -> Self {
+        let port = free_port();
+        let port_s = port.to_string();
+        let mut all: Vec<(&str, &str)> = vec![("PORT", &port_s)];
+        all.extend_from_slice(envs);
+        let mut child = switchyard(&all)
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stdout = collect(child.stdout.take().unwrap());
+        let stderr = collect(child.stderr.take().unwrap());
+        let server = Self {
+            child,
+            port,
+            stdout,
+            stderr,
+        };
+        server.wait_healthy();
+        server
+    }
+
+    fn wait_healthy(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Ok(r) = reqwest::blocking::get(self.url("/health")) {
+                if r.status() == StatusCode::OK {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "server did not become healthy; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// The admin key printed at first start.
+    fn printed_key(&self) -> String {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            if let Some(k) = find_keys(&self.stdout()).into_iter().next() {
+                return k;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no key printed: {}",
+                self.stdout()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let status = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+    }
+
+    /// Waits for the process to exit; returns its exit code.
+    fn wait_exit(&mut self, within: Duration) -> i32 {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status.code().unwrap_or(-1);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "process did not exit; stderr:\n{}",
+                self.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn stop(mut self) -> (i32, String, String) {
+        self.signal("TERM");
+        let code = self.wait_exit(Duration::from_secs(20));
+        std::thread::sleep(Duration::from_millis(100));
+        (code, self.stdout(), self.stderr())
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn find_keys(s: &str) -> Vec<String> {
+    s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
+        .filter(|w| w.starts_with("sy_") && w.len() == 67)
+        .map(str::to_owned)
+        .collect()
+}
+
+fn get(url: &str, key: Option<&str>) -> reqwest::blocking::Response {
+    let client = reqwest::blocking::Client::new();
+    let mut r = client.get(url);
+    if let Some(k) = key {
+        r = r.bearer_auth(k);
+    }
+    r.send().unwrap()
+}
+
+fn fresh_start(db: &TestDatabase) {
+    let server = Server::start(&[("DATABASE_URL", &db.url)]);
+    let key = server.printed_key();
+    assert_eq!(get(&server.url("/health"), None).status(), StatusCode::OK);
+    let unauth = get(&server.url("/v1/models"), None);
+    assert_eq!(unauth.status(), StatusCode::UNAUTHORIZED);
+    let body: Value = unauth.json().unwrap();
+    assert_eq!(body["error"]["code"], "missing_api_key");
+    let ok = get(&server.url("/v1/models"), Some(&key));
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(ok.json::<Value>().unwrap()["object"], "list");
+    let (code, stdout, _) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(stdout.matches(&key).count(), 1, "printed exactly once");
+
+    // A second start on the same database prints no key and the old one works.
+    let again = Server::start(&[("DATABASE_URL", &db.url)]);
+    assert_eq!(
+        get(&again.url("/v1/models"), Some(&key)).status(),
+        StatusCode::OK
+    );
+    let (code, stdout, _) = again.stop();
+    assert_eq!(code, 0);
+    assert!(find_keys(&stdout).is_empty(), "{stdout}");
+}
+
+#[test]
+fn fresh_start_on_sqlite_prints_the_admin_key_once() {
+    fresh_start(&TestDatabase::sqlite());
+}
+
+#[test]
+fn fresh_start_on_postgres_prints_the_admin_key_once() {
+    fresh_start(&TestDatabase::postgres());
+}
+
+#[test]
+fn the_default_database_is_created_under_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port().to_string();
+    let mut child = switchyard(&[("PORT", &port)])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/ready"))
+        .map(|r| r.status() != StatusCode::OK)
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "no /ready");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(dir.path().join("data/switchyard.db").is_file());
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    assert!(child.wait().unwrap().success());
+}
+
+#[test]
+fn migrate_twice_is_a_no_op_the_second_time() {
+    for db in [TestDatabase::sqlite(), TestDatabase::postgres()] {
+        let env = [("DATABASE_URL", db.url.as_str())];
+        let first = run(&env, &["migrate"]);
+        assert!(first.status.success(), "{}", text(&first.stderr));
+        assert!(
+            text(&first.stdout).contains("applied 1 migration(s)"),
+            "{}",
+            text(&first.stdout)
+        );
+        let second = run(&env, &["migrate"]);
+        assert!(second.status.success());
+        assert!(
+            text(&second.stdout).contains("up to date"),
+            "{}",
+            text(&second.stdout)
+        );
+    }
+}
+
+#[test]
+fn production_refuses_debug_and_reports_every_problem() {
+    let out = run(
+        &[
+            ("ENVIRONMENT", "production"),
+            ("DEBUG", "true"),
+            ("PORT", "nope"),
+        ],
+        &["serve"],
+    );
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("DEBUG: must not be true when ENVIRONMENT=production"),
+        "{err}"
+    );
+    assert!(err.contains("JWT_SECRET"), "{err}");
+    assert!(err.contains("PORT"), "{err}");
+    assert!(err.contains("DATABASE_URL"), "{err}");
+}
+
+#[test]
+fn config_check_redacts_secrets_and_fails_on_problems() {
+    let dir = tempfile::tempdir().unwrap();
+    let jwt_file = dir.path().join("jwt");
+    std::fs::write(&jwt_file, "jwt-secret-from-file-0123456789abcdef\n").unwrap();
+    let ok = run(
+        &[
+            ("JWT_SECRET_FILE", jwt_file.to_str().unwrap()),
+            (
+                "DATABASE_URL",
+                "postgres://app:db-password-42@db.internal:5432/sy",
+            ),
+            ("REDIS_URL", "redis://:redis-pw-7@cache:6379/0"),
+        ],
+        &["config", "check"],
+    );
+    let out = text(&ok.stdout);
+    assert!(ok.status.success(), "{out}{}", text(&ok.stderr));
+    assert!(out.contains("configuration OK"));
+    assert!(
+        out.contains("postgres://app:[redacted]@db.internal:5432/sy"),
+        "{out}"
+    );
+    for secret in ["jwt-secret-from-file", "db-password-42", "redis-pw-7"] {
+        assert!(
+            !out.contains(secret) && !text(&ok.stderr).contains(secret),
+            "{secret} leaked"
+        );
+    }
+    let bad = run(
+        &[("API_TIMEOUT", "0"), ("LOG_FORMAT", "xml")],
+        &["config", "check"],
+    );
+    assert_eq!(bad.status.code(), Some(1));
+    let err = text(&bad.stderr);
+    assert!(
+        err.contains("API_TIMEOUT") && err.contains("LOG_FORMAT"),
+        "{err}"
+    );
+}
+
+#[test]
+fn keys_cli_works_on_the_database_and_a_running_server_honours_it() {
+    let db = TestDatabase::postgres();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("KEY_CACHE_TTL_SECONDS", "1"),
+    ];
+    let created = run(
+        &env,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "etl",
+            "--project",
+            "data",
+            "--scope",
+            "user",
+            "--expires-in-days",
+            "30",
+            "--json",
+        ],
+    );
+    assert!(created.status.success(), "{}", text(&created.stderr));
+    let created: Value = serde_json::from_slice(&created.stdout).unwrap();
+    let secret = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+
+    let listed = run(&env, &["keys", "list"]);
+    let table = text(&listed.stdout);
+    assert!(
+        table.contains(&id) && table.contains(&secret[..11]),
+        "{table}"
+    );
+    assert!(!table.contains(&secret), "list never shows secrets");
+    let shown = run(&env, &["keys", "show", &id, "--json"]);
+    let shown: Value = serde_json::from_slice(&shown.stdout).unwrap();
+    assert_eq!(shown["project"], "data");
+    assert!(shown.get("key").is_none());
+    let missing = run(&env, &["keys", "show", "key_nope"]);
+    assert!(!missing.status.success());
+
+    // Keys exist, so the server prints no bootstrap key.
+    let server = Server::start(&env);
+    assert_eq!(
+        get(&server.url("/v1/models"), Some(&secret)).status(),
+        StatusCode::OK
+    );
+    let revoked = run(&env, &["keys", "revoke", &id]);
+    assert!(revoked.status.success(), "{}", text(&revoked.stderr));
+    let deadline = Instant::now() + Duration::from_millis(1500);
+    loop {
+        let status = get(&server.url("/v1/models"), Some(&secret)).status();
+        if status == StatusCode::UNAUTHORIZED {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "revoked key still accepted past the TTL"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let (code, stdout, _) = server.stop();
+    assert_eq!(code, 0);
+    assert!(find_keys(&stdout).is_empty());
+    let all = run(&env, &["keys", "list", "--all", "--json"]);
+    let all: Value = serde_json::from_slice(&all.stdout).unwrap();
+    assert!(all[0]["revoked_at"].is_string());
+}
+
+#[test]
+fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
+    let db = TestDatabase::sqlite();
+    let mut server = Server::start(&[
+        ("DATABASE_URL", &db.url),
+        ("DEBUG", "true"),
+        ("SHUTDOWN_GRACE_SECONDS", "10"),
+    ]);
+    let key = server.printed_key();
+    let url = server.url("/debug/sleep?ms=1500");
+    let slow = std::thread::spawn(move || {
+        let r = get(&url, Some(&key));
+        (r.status(), r.text().unwrap())
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    server.signal("TERM");
+    let (status, body) = slow.join().unwrap();
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert!(body.contains("1500"));
+    assert_eq!(server.wait_exit(Duration::from_secs(10)), 0);
+    // Closed for new connections.
+    assert!(reqwest::blocking::get(server.url("/health")).is_err());
+    let logs = server.stderr();
+    assert!(
+        logs.contains("shutdown requested") && logs.contains("in-flight requests finished"),
+        "{logs}"
+    );
+}
+
+#[test]
+fn postgres_outage_is_reported_and_recovered_from() {
+    let mut pg = PrivatePostgres::start();
+    let url = pg.url();
+    let server = Server::start(&[
+        ("DATABASE_URL", &url),
+        ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "2"),
+    ]);
+    let key = server.printed_key();
+    assert_eq!(get(&server.url("/ready"), None).status(), StatusCode::OK);
+
+    pg.stop();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let ready = get(&server.url("/ready"), None).status();
+        let db = get(&server.url("/db-check"), None).status();
+        if ready == StatusCode::SERVICE_UNAVAILABLE && db == StatusCode::SERVICE_UNAVAILABLE {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probes still {ready}/{db} with PostgreSQL down"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let body: Value = get(&server.url("/db-check"), None).json().unwrap();
+    assert_eq!(body["status"], "down");
+    // Liveness is unaffected: restarting the process would not help.
+    assert_eq!(get(&server.url("/health"), None).status(), StatusCode::OK);
+
+    pg.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready = get(&server.url("/ready"), None).status();
+        let db = get(&server.url("/db-check"), None).status();
+        if ready == StatusCode::OK && db == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "probes did not recover: {ready}/{db}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(
+        get(&server.url("/v1/models"), Some(&key)).status(),
+        StatusCode::OK
+    );
+    let (code, _, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn key_secrets_never_appear_in_logs() {
+    let db = TestDatabase::sqlite();
+    let server = Server::start(&[
+        ("DATABASE_URL", &db.url),
+        ("LOG_LEVEL", "trace"),
+        ("DATABASE_ECHO", "true"),
+    ]);
+    let admin = server.printed_key();
+    let client = reqwest::blocking::Client::new();
+    let created: Value = client
+        .post(server.url("/v1/admin/keys"))
+        .bearer_auth(&admin)
+        .json(&serde_json::json!({"name": "leak-check", "project": "p"}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let user = created["key"].as_str().unwrap().to_owned();
+    let id = created["id"].as_str().unwrap().to_owned();
+    assert_eq!(
+        get(&server.url("/v1/models"), Some(&user)).status(),
+        StatusCode::OK
+    );
+    let wrong = format!("{}0", &user[..66]);
+    assert_eq!(
+        get(&server.url("/v1/models"), Some(&wrong)).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    client
+        .get(server.url("/v1/models"))
+        .header("x-api-key", &user)
+        .send()
+        .unwrap();
+    client
+        .delete(server.url(&format!("/v1/admin/keys/{id}")))
+        .bearer_auth(&admin)
+        .send()
+        .unwrap();
+    assert_eq!(
+        get(&server.url("/v1/models"), Some(&user)).status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let (code, stdout, logs) = server.stop();
+    assert_eq!(code, 0);
+    assert!(logs.lines().count() > 20, "trace logging produced output");
+    assert!(
+        logs.contains("INSERT INTO api_keys"),
+        "DATABASE_ECHO logs statements"
+    );
+    for secret in [&admin, &user, &wrong] {
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a key secret reached the logs"
+        );
+        assert!(
+            !logs.contains(&secret[3..]),
+            "a key secret's body reached the logs"
+        );
+    }
+    assert_eq!(stdout.matches(&admin).count(), 1);
+    assert!(!stdout.contains(&user));
+}

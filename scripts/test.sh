@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Runs the whole test suite against real dependencies.
+#
+# Installs (from Debian packages) and starts whatever is missing: PostgreSQL
+# (shared server on 127.0.0.1:5432 plus the binaries tests use for private
+# servers), Redis, and promtool. Then runs every test of the workspace, on
+# SQLite and PostgreSQL. Extra arguments go to `cargo test`.
+#
+#   scripts/test.sh                 # everything
+#   scripts/test.sh -p switchyard   # one crate
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; else sudo "$@"; fi
+}
+
+missing=()
+command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "==> installing test dependencies: ${missing[*]}"
+  as_root apt-get update -qq
+  as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi
+
+# PostgreSQL on 127.0.0.1:5432.
+if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+  echo "==> starting PostgreSQL"
+  version=$(ls /etc/postgresql 2>/dev/null | sort -V | tail -n 1)
+  if [ -z "$version" ]; then
+    echo "no PostgreSQL cluster found under /etc/postgresql" >&2
+    exit 1
+  fi
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start
+  for _ in $(seq 1 60); do pg_isready -q -h 127.0.0.1 -p 5432 && break; sleep 0.5; done
+  pg_isready -h 127.0.0.1 -p 5432
+fi
+
+# Tests connect as postgres over TCP. Where the server asks for a password
+# (a stock Debian install), give the postgres role a known one for tests.
+if [ -z "${SWITCHYARD_TEST_POSTGRES_URL:-}" ]; then
+  SWITCHYARD_TEST_POSTGRES_URL=postgres://postgres@127.0.0.1:5432/postgres
+  if ! psql "$SWITCHYARD_TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+    as_root runuser -u postgres -- psql -qc "ALTER ROLE postgres PASSWORD 'postgres'" >/dev/null
+    SWITCHYARD_TEST_POSTGRES_URL=postgres://postgres:postgres@127.0.0.1:5432/postgres
+  fi
+fi
+export SWITCHYARD_TEST_POSTGRES_URL
+psql "$SWITCHYARD_TEST_POSTGRES_URL" -qAtc 'SELECT 1' >/dev/null
+
+# Databases left behind by an interrupted earlier run.
+psql "$SWITCHYARD_TEST_POSTGRES_URL" -qAt -c \
+  "SELECT datname FROM pg_database WHERE datname LIKE 'sy\_test\_%'" |
+  while read -r name; do
+    [ -n "$name" ] && psql "$SWITCHYARD_TEST_POSTGRES_URL" -qc "DROP DATABASE IF EXISTS \"$name\" WITH (FORCE)" >/dev/null
+  done
+
+# Redis on 127.0.0.1:6379.
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  echo "==> starting Redis"
+  mkdir -p /tmp/switchyard-redis
+  redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" --appendonly no \
+    --dir /tmp/switchyard-redis --logfile /tmp/switchyard-redis/redis.log
+  for _ in $(seq 1 40); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 0.25; done
+  redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
+fi
+
+echo "==> cargo test --workspace $*"
+exec cargo test --workspace "$@"
