@@ -538,3 +538,74 @@ fn key_secrets_never_appear_in_logs() {
     assert_eq!(stdout.matches(&admin).count(), 1);
     assert!(!stdout.contains(&user));
 }
+
+#[test]
+fn works_behind_pgbouncer_in_transaction_pooling_mode() {
+    let db = TestDatabase::postgres();
+    let admin = switchyard_testkit::postgres_admin_url();
+    let upstream: reqwest::Url = admin.parse().unwrap();
+    let bouncer = switchyard_testkit::PrivatePgbouncer::start(
+        upstream.host_str().unwrap(),
+        upstream.port().unwrap_or(5432),
+        2,
+    );
+    let url = bouncer.url(db.postgres_name().unwrap());
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("DATABASE_TRANSACTION_POOLING", "true"),
+        ("DATABASE_POOL_SIZE", "10"),
+        ("KEY_CACHE_TTL_SECONDS", "1"),
+    ];
+    let server = Server::start(&env);
+    let admin_key = server.printed_key();
+    // Many concurrent requests that each hit the database (creating keys,
+    // listing, cache-missing lookups) through a two-connection server pool.
+    let mut workers = Vec::new();
+    for w in 0..8 {
+        let base = server.url("");
+        let admin_key = admin_key.clone();
+        workers.push(std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            for i in 0..10 {
+                let created = client
+                    .post(format!("{base}/v1/admin/keys"))
+                    .bearer_auth(&admin_key)
+                    .json(&serde_json::json!({"name": format!("w{w}-{i}"), "project": "p"}))
+                    .send()
+                    .unwrap();
+                assert_eq!(created.status(), StatusCode::CREATED);
+                let key: Value = created.json().unwrap();
+                let secret = key["key"].as_str().unwrap();
+                let models = client
+                    .get(format!("{base}/v1/models"))
+                    .bearer_auth(secret)
+                    .send()
+                    .unwrap();
+                assert_eq!(models.status(), StatusCode::OK);
+                let list = client
+                    .get(format!("{base}/v1/admin/keys"))
+                    .bearer_auth(&admin_key)
+                    .send()
+                    .unwrap();
+                assert_eq!(list.status(), StatusCode::OK);
+                assert_eq!(
+                    client
+                        .get(format!("{base}/db-check"))
+                        .send()
+                        .unwrap()
+                        .status(),
+                    StatusCode::OK
+                );
+            }
+        }));
+    }
+    for w in workers {
+        w.join().unwrap();
+    }
+    let listed = run(&env, &["keys", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 81);
+    let (code, _, logs) = server.stop();
+    assert_eq!(code, 0);
+    assert!(!logs.contains("prepared statement"), "{logs}");
+}

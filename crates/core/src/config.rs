@@ -107,6 +107,11 @@ pub struct DatabaseConfig {
     pub acquire_timeout: Duration,
     /// Apply pending migrations when `serve` starts (`DATABASE_MIGRATE_ON_START`).
     pub migrate_on_start: bool,
+    /// The database is reached through a transaction-pooling proxy such as
+    /// pgbouncer with `pool_mode = transaction` (`DATABASE_TRANSACTION_POOLING`):
+    /// no statement cache, and every operation runs in one transaction so a
+    /// statement never outlives the server connection it was prepared on.
+    pub transaction_pooling: bool,
 }
 
 /// Redis connection settings; absent when `REDIS_URL` is unset.
@@ -456,7 +461,14 @@ impl Config {
             max_lifetime: r.seconds("DATABASE_MAX_LIFETIME_SECONDS", 1800, 1, 86_400),
             acquire_timeout: r.seconds("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 5, 1, 600),
             migrate_on_start: r.flag("DATABASE_MIGRATE_ON_START", true),
+            transaction_pooling: r.flag("DATABASE_TRANSACTION_POOLING", false),
         };
+        if database.transaction_pooling && kind != DatabaseKind::Postgres {
+            r.problem(
+                "DATABASE_TRANSACTION_POOLING",
+                "applies only to PostgreSQL (a pgbouncer in front of it)",
+            );
+        }
 
         let redis_password = r.secret("REDIS_PASSWORD");
         let redis = match r.secret("REDIS_URL") {
@@ -825,5 +837,16 @@ mod tests {
         assert!(valid_log_level("info,sqlx=warn"));
         assert!(!valid_log_level("verbose"));
         assert!(!valid_log_level("=info"));
+    }
+}
+
+#[cfg(test)]
+mod example_file {
+    #[test]
+    fn the_shipped_example_configuration_is_valid() {
+        let text = include_str!("../../../config/switchyard.example.toml");
+        let file = super::FileConfig::parse(text).unwrap();
+        assert_eq!(file.models.len(), 2);
+        assert_eq!(file.limits.routes["POST /v1/task"].per_minute, 10);
     }
 }

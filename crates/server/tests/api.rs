@@ -65,6 +65,15 @@ impl TestApp {
         r.send().await.unwrap()
     }
 
+    async fn get_with(&self, path: &str, header: &str, value: &str) -> reqwest::Response {
+        self.client
+            .get(self.url(path))
+            .header(header, value)
+            .send()
+            .await
+            .unwrap()
+    }
+
     async fn stop(mut self) {
         if let Some(tx) = self.stop.take() {
             let _ = tx.send(());
@@ -582,48 +591,20 @@ async fn edge_behaviour_request_id_compression_limits_and_timeout() {
     )
     .await;
 
-    let r = app
-        .client
-        .get(app.url("/health"))
-        .header("x-request-id", "trace-abc-1")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/health", "x-request-id", "trace-abc-1").await;
     assert_eq!(r.headers()["x-request-id"], "trace-abc-1");
-    let r = app
-        .client
-        .get(app.url("/health"))
-        .header("x-request-id", "bad id!")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/health", "x-request-id", "bad id!").await;
     let generated = r.headers()["x-request-id"].to_str().unwrap();
     assert_eq!(generated.len(), 32);
 
     // Large bodies are compressed for clients that accept it; small ones not.
     let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+        .get_with("/openapi.json", "accept-encoding", "gzip")
+        .await;
     assert_eq!(r.headers()["content-encoding"], "gzip");
-    let r = app
-        .client
-        .get(app.url("/openapi.json"))
-        .header("accept-encoding", "br")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/openapi.json", "accept-encoding", "br").await;
     assert_eq!(r.headers()["content-encoding"], "br");
-    let r = app
-        .client
-        .get(app.url("/health"))
-        .header("accept-encoding", "gzip")
-        .send()
-        .await
-        .unwrap();
+    let r = app.get_with("/health", "accept-encoding", "gzip").await;
     assert!(r.headers().get("content-encoding").is_none());
     let r = app
         .client

@@ -2,6 +2,7 @@
 
 use crate::{on_pool, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
+use sqlx::Connection;
 use switchyard_core::keys::{ApiKey, KeyHash, NewKeySpec, Scopes};
 
 #[derive(sqlx::FromRow)]

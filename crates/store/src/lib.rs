@@ -50,14 +50,24 @@ impl StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
-/// Runs the same statement-building expression against whichever pool the
-/// store holds. The expression is expanded once per driver, so type inference
-/// works for each.
+/// Runs the same statement-building expression against whichever database
+/// the store holds. The expression is expanded once per driver, so type
+/// inference works for each. Behind a transaction-pooling proxy the
+/// expression runs inside one transaction (see [`pool::POOLER_BEGIN`]).
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
             $crate::pool::Store::Sqlite($pool) => $body,
             $crate::pool::Store::Postgres($pool) => $body,
+            $crate::pool::Store::PostgresPooled(pool) => {
+                let mut tx = pool.begin_with($crate::pool::POOLER_BEGIN).await?;
+                let out = {
+                    let $pool = &mut *tx;
+                    $body
+                };
+                tx.commit().await?;
+                out
+            }
         }
     };
 }

@@ -2,8 +2,9 @@
 //! statement echo), health probes and migrations.
 
 use crate::{migrations, on_pool, Result, StoreError};
-use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::PgConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqliteSynchronous};
 use sqlx::{ConnectOptions, PgPool, SqlitePool};
 use std::str::FromStr;
 use std::time::{Duration, Instant};
@@ -14,7 +15,21 @@ use switchyard_core::config::{DatabaseConfig, DatabaseKind};
 pub enum Store {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+    /// PostgreSQL behind a transaction-pooling proxy (pgbouncer
+    /// `pool_mode = transaction`): every operation is one transaction.
+    PostgresPooled(PgPool),
 }
+
+/// How each operation starts behind a transaction-pooling proxy. The proxy
+/// hands this client a server connection for the length of one transaction
+/// only, and that connection may still hold named statements prepared by
+/// other clients; dropping them first means the statements this transaction
+/// prepares can neither collide with nor outlive it.
+pub const POOLER_BEGIN: &str = "BEGIN; DEALLOCATE ALL";
+
+/// Key of the transaction-scoped advisory lock that serialises migrations
+/// when session locks are unavailable (behind a transaction-pooling proxy).
+const MIGRATION_LOCK: i64 = 0x5357_4954_4348; // "SWITCH"
 
 /// Connection pool occupancy, for `/db-check` and metrics.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -31,6 +46,17 @@ fn statement_log_level(echo: bool) -> log::LevelFilter {
     } else {
         log::LevelFilter::Off
     }
+}
+
+/// Pool settings shared by both engines: size, pre-ping, recycling, timeouts.
+fn pool_options<DB: sqlx::Database>(cfg: &DatabaseConfig) -> PoolOptions<DB> {
+    PoolOptions::new()
+        .max_connections(cfg.pool_size)
+        .min_connections(0)
+        .test_before_acquire(true)
+        .max_lifetime(cfg.max_lifetime)
+        .idle_timeout(Duration::from_secs(600))
+        .acquire_timeout(cfg.acquire_timeout)
 }
 
 impl Store {
@@ -58,30 +84,25 @@ impl Store {
                         }
                     })?;
                 }
-                let pool = SqlitePoolOptions::new()
-                    .max_connections(cfg.pool_size)
-                    .min_connections(0)
-                    .test_before_acquire(true)
-                    .max_lifetime(cfg.max_lifetime)
-                    .idle_timeout(Duration::from_secs(600))
-                    .acquire_timeout(cfg.acquire_timeout)
-                    .connect_lazy_with(opts);
+                let pool = pool_options::<sqlx::Sqlite>(cfg).connect_lazy_with(opts);
                 Ok(Store::Sqlite(pool))
             }
             DatabaseKind::Postgres => {
+                let cache = if cfg.transaction_pooling {
+                    0
+                } else {
+                    cfg.statement_cache_capacity
+                };
                 let opts = PgConnectOptions::from_str(url)?
-                    .statement_cache_capacity(cfg.statement_cache_capacity)
+                    .statement_cache_capacity(cache)
                     .application_name("switchyard")
                     .log_statements(statement_log_level(cfg.echo));
-                let pool = PgPoolOptions::new()
-                    .max_connections(cfg.pool_size)
-                    .min_connections(0)
-                    .test_before_acquire(true)
-                    .max_lifetime(cfg.max_lifetime)
-                    .idle_timeout(Duration::from_secs(600))
-                    .acquire_timeout(cfg.acquire_timeout)
-                    .connect_lazy_with(opts);
-                Ok(Store::Postgres(pool))
+                let pool = pool_options::<sqlx::Postgres>(cfg).connect_lazy_with(opts);
+                Ok(if cfg.transaction_pooling {
+                    Store::PostgresPooled(pool)
+                } else {
+                    Store::Postgres(pool)
+                })
             }
         }
     }
@@ -89,15 +110,31 @@ impl Store {
     pub fn kind(&self) -> DatabaseKind {
         match self {
             Store::Sqlite(_) => DatabaseKind::Sqlite,
-            Store::Postgres(_) => DatabaseKind::Postgres,
+            Store::Postgres(_) | Store::PostgresPooled(_) => DatabaseKind::Postgres,
         }
     }
 
     /// Applies pending migrations; returns how many were applied.
     pub async fn migrate(&self) -> Result<usize> {
         let before = self.applied_versions().await.unwrap_or_default().len();
-        let migrator = migrations::migrator(self.kind()).await?;
-        on_pool!(self, p => migrator.run(p).await)?;
+        let mut migrator = migrations::migrator(self.kind()).await?;
+        match self {
+            Store::Sqlite(p) => migrator.run(p).await?,
+            Store::Postgres(p) => migrator.run(p).await?,
+            Store::PostgresPooled(p) => {
+                // Session advisory locks do not survive transaction pooling;
+                // run every migration in one transaction under a
+                // transaction-scoped lock instead.
+                migrator.set_locking(false);
+                let mut tx = p.begin_with(POOLER_BEGIN).await?;
+                sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                    .bind(MIGRATION_LOCK)
+                    .execute(&mut *tx)
+                    .await?;
+                migrator.run(&mut *tx).await?;
+                tx.commit().await?;
+            }
+        }
         let after = self.applied_versions().await?.len();
         Ok(after.saturating_sub(before))
     }
@@ -135,15 +172,24 @@ impl Store {
     }
 
     pub fn pool_stats(&self) -> PoolStats {
-        on_pool!(self, p => PoolStats {
-            size: p.size(),
-            idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
-            max: p.options().get_max_connections(),
-        })
+        fn stats<DB: sqlx::Database>(p: &sqlx::Pool<DB>) -> PoolStats {
+            PoolStats {
+                size: p.size(),
+                idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                max: p.options().get_max_connections(),
+            }
+        }
+        match self {
+            Store::Sqlite(p) => stats(p),
+            Store::Postgres(p) | Store::PostgresPooled(p) => stats(p),
+        }
     }
 
     /// Closes every connection; waits for checked-out ones to come back.
     pub async fn close(&self) {
-        on_pool!(self, p => p.close().await)
+        match self {
+            Store::Sqlite(p) => p.close().await,
+            Store::Postgres(p) | Store::PostgresPooled(p) => p.close().await,
+        }
     }
 }

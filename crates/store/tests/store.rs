@@ -63,19 +63,22 @@ fn spec(name: &str, scopes: Scopes) -> NewKeySpec {
     .unwrap()
 }
 
-async fn insert(store: &Store, spec: &NewKeySpec) -> (NewKeySecret, switchyard_core::keys::ApiKey) {
+/// A fresh secret and the row that would store it.
+fn row_for(spec: &NewKeySpec) -> (NewKeySecret, KeyInsert<'_>) {
     let secret = NewKeySecret::generate().unwrap();
-    let key = store
-        .insert_key(&KeyInsert {
-            id: new_id("key"),
-            spec,
-            hash: secret.hash(),
-            prefix: secret.display_prefix(),
-            created_at: switchyard_core::now(),
-        })
-        .await
-        .unwrap();
-    (secret, key)
+    let row = KeyInsert {
+        id: new_id("key"),
+        spec,
+        hash: secret.hash(),
+        prefix: secret.display_prefix(),
+        created_at: switchyard_core::now(),
+    };
+    (secret, row)
+}
+
+async fn insert(store: &Store, spec: &NewKeySpec) -> (NewKeySecret, switchyard_core::keys::ApiKey) {
+    let (secret, row) = row_for(spec);
+    (secret, store.insert_key(&row).await.unwrap())
 }
 
 async fn keys_round_trip(kind: DatabaseKind) {
@@ -127,16 +130,8 @@ async fn bootstrap_happens_once(kind: DatabaseKind) {
         let store = store.clone();
         let s = s.clone();
         handles.push(tokio::spawn(async move {
-            let secret = NewKeySecret::generate().unwrap();
-            store
-                .bootstrap_admin_key(&KeyInsert {
-                    id: new_id("key"),
-                    spec: &s,
-                    hash: secret.hash(),
-                    prefix: secret.display_prefix(),
-                    created_at: switchyard_core::now(),
-                })
-                .await
+            let (_, row) = row_for(&s);
+            store.bootstrap_admin_key(&row).await
         }));
     }
     let mut created = 0;
@@ -150,17 +145,8 @@ async fn bootstrap_happens_once(kind: DatabaseKind) {
     assert_eq!(created, 1);
     assert_eq!(store.count_keys().await.unwrap(), 1);
     // Once keys exist (even after revocation), bootstrap never runs again.
-    let secret = NewKeySecret::generate().unwrap();
-    let again = store
-        .bootstrap_admin_key(&KeyInsert {
-            id: new_id("key"),
-            spec: &s,
-            hash: secret.hash(),
-            prefix: secret.display_prefix(),
-            created_at: switchyard_core::now(),
-        })
-        .await
-        .unwrap();
+    let (_, row) = row_for(&s);
+    let again = store.bootstrap_admin_key(&row).await.unwrap();
     assert_eq!(again, None);
 }
 

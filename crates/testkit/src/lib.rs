@@ -96,6 +96,7 @@ pub fn database_config(url: &str, kind: DatabaseKind) -> DatabaseConfig {
         max_lifetime: Duration::from_secs(1800),
         acquire_timeout: Duration::from_secs(3),
         migrate_on_start: true,
+        transaction_pooling: false,
     }
 }
 
@@ -392,5 +393,83 @@ mod tests {
             "postgres://u@h/x?sslmode=disable"
         );
         assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
+    }
+}
+
+/// A pgbouncer of the test's own in transaction pooling mode, in front of a
+/// PostgreSQL server, with a deliberately small server pool so that client
+/// transactions really do move between server connections.
+pub struct PrivatePgbouncer {
+    pub port: u16,
+    _dir: tempfile::TempDir,
+    child: Child,
+}
+
+impl PrivatePgbouncer {
+    pub fn start(upstream_host: &str, upstream_port: u16, server_pool_size: u32) -> Self {
+        let bin = find_binary("pgbouncer", &[PathBuf::from("/usr/sbin")]);
+        let dir = tempfile::Builder::new()
+            .prefix("sy-pgb-")
+            .tempdir_in("/tmp")
+            .expect("temporary directory");
+        let port = free_port();
+        let ini = dir.path().join("pgbouncer.ini");
+        std::fs::write(
+            &ini,
+            format!(
+                "[databases]\n* = host={upstream_host} port={upstream_port} user=postgres\n\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 auth_type = any\npool_mode = transaction\ndefault_pool_size = {server_pool_size}\n\
+                 max_client_conn = 200\nserver_reset_query =\nignore_startup_parameters = extra_float_digits,application_name\n\
+                 logfile = {log}\n",
+                log = dir.path().join("pgbouncer.log").display()
+            ),
+        )
+        .expect("write pgbouncer.ini");
+        if is_root() {
+            let _ = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path())
+                .status();
+        }
+        let mut cmd = Command::new(bin);
+        if is_root() {
+            cmd.args(["-u", "postgres"]);
+        }
+        let child = cmd
+            .arg(&ini)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start pgbouncer");
+        assert!(
+            wait_for_port(port, Duration::from_secs(10)),
+            "pgbouncer did not start: {}",
+            std::fs::read_to_string(dir.path().join("pgbouncer.log")).unwrap_or_default()
+        );
+        Self {
+            port,
+            _dir: dir,
+            child,
+        }
+    }
+
+    /// The URL of `database` through this pgbouncer.
+    pub fn url(&self, database: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
+    }
+}
+
+impl Drop for PrivatePgbouncer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl TestDatabase {
+    /// The database's name on the PostgreSQL server.
+    pub fn postgres_name(&self) -> Option<&str> {
+        self.pg_name.as_deref()
     }
 }
