@@ -378,24 +378,6 @@ impl Drop for PrivateRedis {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::replace_database;
-
-    #[test]
-    fn database_name_is_replaced() {
-        assert_eq!(
-            replace_database("postgres://u@h:5432/postgres", "x"),
-            "postgres://u@h:5432/x"
-        );
-        assert_eq!(
-            replace_database("postgres://u@h/postgres?sslmode=disable", "x"),
-            "postgres://u@h/x?sslmode=disable"
-        );
-        assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
-    }
-}
-
 /// A pgbouncer of the test's own in transaction pooling mode, in front of a
 /// PostgreSQL server, with a deliberately small server pool so that client
 /// transactions really do move between server connections.
@@ -471,5 +453,23 @@ impl TestDatabase {
     /// The database's name on the PostgreSQL server.
     pub fn postgres_name(&self) -> Option<&str> {
         self.pg_name.as_deref()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::replace_database;
+
+    #[test]
+    fn database_name_is_replaced() {
+        assert_eq!(
+            replace_database("postgres://u@h:5432/postgres", "x"),
+            "postgres://u@h:5432/x"
+        );
+        assert_eq!(
+            replace_database("postgres://u@h/postgres?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(replace_database("postgres://u@h", "x"), "postgres://u@h/x");
     }
 }
