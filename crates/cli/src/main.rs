@@ -10,7 +10,7 @@
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
-use switchyard_core::keys::{ApiKey, NewKeySpec, Scope, Scopes};
+use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes};
 use switchyard_core::Config;
 use switchyard_server::keys::{self, Actor, Bootstrap};
 use switchyard_server::{telemetry, Application};
@@ -69,6 +69,13 @@ enum KeysCommand {
     /// Revoke a key by id. Running servers stop accepting it within
     /// KEY_CACHE_TTL_SECONDS (default 10).
     Revoke { id: String },
+    /// Give a key its own request rate (e.g. 600/minute, 10000/day), or
+    /// `default` to return it to API_RATE_LIMIT per minute.
+    SetRateLimit {
+        id: String,
+        /// N/second, N/minute, N/hour, N/day, or `default`.
+        rate: String,
+    },
 }
 
 #[derive(Args)]
@@ -88,6 +95,10 @@ struct CreateArgs {
     /// Expire the key after this many days.
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=3650))]
     expires_in_days: Option<u32>,
+    /// The key's own request rate instead of API_RATE_LIMIT per minute,
+    /// e.g. 600/minute or 10000/day.
+    #[arg(long, value_parser = clap::value_parser!(RateLimit))]
+    rate_limit: Option<RateLimit>,
     /// Print JSON (including the secret) instead of text.
     #[arg(long)]
     json: bool,
@@ -258,7 +269,7 @@ fn spawn_reload_on_sighup(state: switchyard_server::AppState) {
             let loaded = Config::from_env();
             if loaded.problems.is_empty() {
                 let n = loaded.config.file.models.len();
-                state.replace_catalog(loaded.config.file.models).await;
+                state.replace_catalog(loaded.config.file.models);
                 tracing::info!(models = n, "configuration reloaded");
             } else {
                 for p in &loaded.problems {
@@ -313,7 +324,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
             let expires_at = args
                 .expires_in_days
                 .map(|d| now + chrono::Duration::days(i64::from(d)));
-            let spec = NewKeySpec::new(
+            let mut spec = NewKeySpec::new(
                 &args.name,
                 args.owner.as_deref(),
                 &args.project,
@@ -322,6 +333,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
                 now,
             )
             .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
+            spec.rate_limit = args.rate_limit;
             let issued = keys::issue(&store, &spec, &actor).await?;
             if args.json {
                 let mut v = serde_json::to_value(&issued.key)?;
@@ -361,6 +373,29 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
                 ExitCode::FAILURE
             }
         },
+        KeysCommand::SetRateLimit { id, rate } => {
+            let rate_limit = if rate == "default" {
+                None
+            } else {
+                Some(rate.parse::<RateLimit>().map_err(anyhow::Error::msg)?)
+            };
+            match keys::set_rate_limit(&store, &id, rate_limit, &actor).await? {
+                Some(k) => {
+                    match k.rate_limit {
+                        Some(r) => println!(
+                            "{}: {} requests per {} s",
+                            k.id, r.requests, r.period_seconds
+                        ),
+                        None => println!("{}: default rate (API_RATE_LIMIT per minute)", k.id),
+                    }
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("error: no key with id `{id}`");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         KeysCommand::Revoke { id } => match keys::revoke(&store, &id, &actor).await? {
             Some(k) => {
                 println!(

@@ -128,6 +128,115 @@ pub struct RouteLimit {
     pub per_minute: u32,
 }
 
+/// Where rate-limit state lives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LimitBackend {
+    /// In this process; each replica counts alone.
+    Local,
+    /// In Redis; every replica shares one count.
+    Redis,
+}
+
+/// What the Redis limiter does while Redis is unreachable.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RedisFailurePolicy {
+    /// Each replica falls back to its own in-process limiter.
+    Fallback,
+    /// Limited requests are refused with 503.
+    Refuse,
+}
+
+/// An IP network (`10.0.0.0/8`, `::1/128`, or a single address).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IpNet {
+    addr: IpAddr,
+    prefix: u8,
+}
+
+impl IpNet {
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        fn masked(bits: u128, prefix: u8, width: u8) -> u128 {
+            if prefix == 0 {
+                0
+            } else {
+                bits >> (width - prefix)
+            }
+        }
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+            v4 => v4,
+        };
+        match (self.addr, ip) {
+            (IpAddr::V4(net), IpAddr::V4(ip)) => {
+                masked(u128::from(u32::from(net)), self.prefix, 32)
+                    == masked(u128::from(u32::from(ip)), self.prefix, 32)
+            }
+            (IpAddr::V6(net), IpAddr::V6(ip)) => {
+                masked(u128::from(net), self.prefix, 128)
+                    == masked(u128::from(ip), self.prefix, 128)
+            }
+            _ => false,
+        }
+    }
+}
+
+impl FromStr for IpNet {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, prefix) = match s.split_once('/') {
+            Some((a, p)) => (a, Some(p)),
+            None => (s, None),
+        };
+        let addr: IpAddr = addr
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{s}` is not an IP address or network"))?;
+        let width = if addr.is_ipv4() { 32 } else { 128 };
+        let prefix = match prefix {
+            None => width,
+            Some(p) => p
+                .trim()
+                .parse::<u8>()
+                .ok()
+                .filter(|p| *p <= width)
+                .ok_or_else(|| format!("`{s}`: prefix length must be 0 to {width}"))?,
+        };
+        Ok(Self { addr, prefix })
+    }
+}
+
+impl fmt::Display for IpNet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// Rate limiting and caching settings.
+#[derive(Debug, Clone)]
+pub struct LimitsConfig {
+    /// `RATE_LIMIT_BACKEND`; defaults to `redis` when `REDIS_URL` is set.
+    pub backend: LimitBackend,
+    /// `RATE_LIMIT_REDIS_FAILURE`.
+    pub redis_failure: RedisFailurePolicy,
+    /// Requests per minute per client IP for requests without a valid key
+    /// (`UNAUTHENTICATED_RATE_LIMIT`); probes and `/metrics` are exempt.
+    pub unauthenticated_per_minute: u32,
+    /// Failed authentications per minute per client IP before that IP is
+    /// refused (`AUTH_FAILURE_RATE_LIMIT`).
+    pub auth_failures_per_minute: u32,
+    /// Peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<IpNet>,
+    /// Per-route limits (`METHOD /template` → per minute): built-in defaults
+    /// overlaid with `[limits.routes]` from the TOML file.
+    pub routes: BTreeMap<String, u32>,
+    /// Use Redis as a shared cache tier (`CACHE_BACKEND`); defaults to
+    /// `redis` when `REDIS_URL` is set.
+    pub shared_cache: bool,
+}
+
+/// Built-in per-route limits, per key per minute.
+pub const DEFAULT_ROUTE_LIMITS: &[(&str, u32)] = &[("POST /v1/task", 10)];
+
 /// `[limits]` section of the TOML file.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -214,6 +323,7 @@ pub struct Config {
     /// `SWITCHYARD_CONFIG`, when set.
     pub config_path: Option<PathBuf>,
     pub file: FileConfig,
+    pub limits: LimitsConfig,
 }
 
 /// One thing wrong with the configuration, tied to the variable that holds it.
@@ -562,6 +672,89 @@ impl Config {
             },
         };
 
+        let redis_default = if redis.is_some() { "redis" } else { "local" };
+        let backend = match r
+            .string("RATE_LIMIT_BACKEND")
+            .as_deref()
+            .unwrap_or(redis_default)
+        {
+            "local" => LimitBackend::Local,
+            "redis" => {
+                if redis.is_none() {
+                    r.problem("RATE_LIMIT_BACKEND", "is redis but REDIS_URL is not set");
+                }
+                LimitBackend::Redis
+            }
+            other => {
+                r.problem(
+                    "RATE_LIMIT_BACKEND",
+                    format!("`{other}` is not valid: expected local or redis"),
+                );
+                LimitBackend::Local
+            }
+        };
+        let redis_failure = match r
+            .string("RATE_LIMIT_REDIS_FAILURE")
+            .as_deref()
+            .unwrap_or("fallback")
+        {
+            "fallback" => RedisFailurePolicy::Fallback,
+            "refuse" => RedisFailurePolicy::Refuse,
+            other => {
+                r.problem(
+                    "RATE_LIMIT_REDIS_FAILURE",
+                    format!("`{other}` is not valid: expected fallback or refuse"),
+                );
+                RedisFailurePolicy::Fallback
+            }
+        };
+        let shared_cache = match r
+            .string("CACHE_BACKEND")
+            .as_deref()
+            .unwrap_or(redis_default)
+        {
+            "local" => false,
+            "redis" => {
+                if redis.is_none() {
+                    r.problem("CACHE_BACKEND", "is redis but REDIS_URL is not set");
+                }
+                true
+            }
+            other => {
+                r.problem(
+                    "CACHE_BACKEND",
+                    format!("`{other}` is not valid: expected local or redis"),
+                );
+                false
+            }
+        };
+        let mut trusted_proxies = Vec::new();
+        if let Some(list) = r.string("TRUSTED_PROXIES") {
+            for item in list.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+                match item.parse::<IpNet>() {
+                    Ok(net) => trusted_proxies.push(net),
+                    Err(e) => r.problem("TRUSTED_PROXIES", e),
+                }
+            }
+        }
+        let mut routes: BTreeMap<String, u32> = DEFAULT_ROUTE_LIMITS
+            .iter()
+            .map(|(route, n)| ((*route).to_owned(), *n))
+            .collect();
+        for (route, limit) in &file.limits.routes {
+            routes.insert(route.clone(), limit.per_minute);
+        }
+        let limits = LimitsConfig {
+            backend,
+            redis_failure,
+            unauthenticated_per_minute: r.ranged("UNAUTHENTICATED_RATE_LIMIT", 60, 1, 1_000_000)
+                as u32,
+            auth_failures_per_minute: r.ranged("AUTH_FAILURE_RATE_LIMIT", 10, 1, 1_000_000) as u32,
+            trusted_proxies,
+            routes,
+            shared_cache,
+        };
+
         if environment == Environment::Production {
             if debug {
                 r.problem("DEBUG", "must not be true when ENVIRONMENT=production");
@@ -611,6 +804,7 @@ impl Config {
                 allow_sqlite_in_production,
                 config_path,
                 file,
+                limits,
             },
             problems: r.problems,
         }
@@ -689,6 +883,57 @@ impl Config {
                 self.config_path
                     .as_ref()
                     .map_or_else(|| "(unset)".into(), |p| p.display().to_string()),
+            ),
+            (
+                "RATE_LIMIT_BACKEND",
+                match self.limits.backend {
+                    LimitBackend::Local => "local",
+                    LimitBackend::Redis => "redis",
+                }
+                .to_owned(),
+            ),
+            (
+                "RATE_LIMIT_REDIS_FAILURE",
+                match self.limits.redis_failure {
+                    RedisFailurePolicy::Fallback => "fallback",
+                    RedisFailurePolicy::Refuse => "refuse",
+                }
+                .to_owned(),
+            ),
+            (
+                "CACHE_BACKEND",
+                if self.limits.shared_cache {
+                    "redis"
+                } else {
+                    "local"
+                }
+                .to_owned(),
+            ),
+            (
+                "UNAUTHENTICATED_RATE_LIMIT",
+                self.limits.unauthenticated_per_minute.to_string(),
+            ),
+            (
+                "AUTH_FAILURE_RATE_LIMIT",
+                self.limits.auth_failures_per_minute.to_string(),
+            ),
+            (
+                "TRUSTED_PROXIES",
+                self.limits
+                    .trusted_proxies
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(","),
+            ),
+            (
+                "route limits",
+                self.limits
+                    .routes
+                    .iter()
+                    .map(|(r, n)| format!("{r}={n}/min"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
             ),
             ("models", self.file.models.len().to_string()),
         ]
@@ -829,6 +1074,48 @@ mod tests {
         assert_eq!(variables(&l), ["SWITCHYARD_CONFIG"]);
         assert!(l.problems[0].message.contains("colour"), "{:?}", l.problems);
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn limits_follow_redis_and_are_validated() {
+        let c = load(&[]).config;
+        assert_eq!(c.limits.backend, LimitBackend::Local);
+        assert!(!c.limits.shared_cache);
+        assert_eq!(c.limits.routes["POST /v1/task"], 10);
+        let c = load(&[("REDIS_URL", "redis://127.0.0.1:6379")]).config;
+        assert_eq!(c.limits.backend, LimitBackend::Redis);
+        assert!(c.limits.shared_cache);
+        let l = load(&[
+            ("RATE_LIMIT_BACKEND", "redis"),
+            ("RATE_LIMIT_REDIS_FAILURE", "panic"),
+            ("TRUSTED_PROXIES", "10.0.0.0/8, nonsense, ::1/129"),
+        ]);
+        assert_eq!(
+            variables(&l),
+            [
+                "RATE_LIMIT_BACKEND",
+                "RATE_LIMIT_REDIS_FAILURE",
+                "TRUSTED_PROXIES",
+                "TRUSTED_PROXIES"
+            ]
+        );
+    }
+
+    #[test]
+    fn ip_networks_match_addresses() {
+        let net: IpNet = "10.1.0.0/16".parse().unwrap();
+        assert!(net.contains("10.1.200.3".parse().unwrap()));
+        assert!(!net.contains("10.2.0.1".parse().unwrap()));
+        assert!(net.contains("::ffff:10.1.0.9".parse().unwrap()));
+        let one: IpNet = "127.0.0.1".parse().unwrap();
+        assert!(one.contains("127.0.0.1".parse().unwrap()));
+        assert!(!one.contains("127.0.0.2".parse().unwrap()));
+        let v6: IpNet = "fd00::/8".parse().unwrap();
+        assert!(v6.contains("fd12::1".parse().unwrap()));
+        assert!(!v6.contains("10.0.0.1".parse().unwrap()));
+        let all: IpNet = "0.0.0.0/0".parse().unwrap();
+        assert!(all.contains("8.8.8.8".parse().unwrap()));
+        assert!("1.2.3.4/33".parse::<IpNet>().is_err());
     }
 
     #[test]

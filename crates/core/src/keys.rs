@@ -219,8 +219,67 @@ impl From<Scopes> for Vec<Scope> {
     }
 }
 
+/// A per-key request rate that replaces the default (`API_RATE_LIMIT` per
+/// minute): `requests` per `period_seconds`, burst equal to `requests`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub requests: u32,
+    pub period_seconds: u32,
+}
+
+impl RateLimit {
+    pub const MAX_REQUESTS: u32 = 1_000_000;
+    pub const MAX_PERIOD_SECONDS: u32 = 86_400;
+
+    pub fn new(requests: u32, period_seconds: u32) -> Result<Self, String> {
+        if !(1..=Self::MAX_REQUESTS).contains(&requests) {
+            return Err(format!("requests must be from 1 to {}", Self::MAX_REQUESTS));
+        }
+        if !(1..=Self::MAX_PERIOD_SECONDS).contains(&period_seconds) {
+            return Err(format!(
+                "period_seconds must be from 1 to {}",
+                Self::MAX_PERIOD_SECONDS
+            ));
+        }
+        if u64::from(period_seconds) * 1_000_000 < u64::from(requests) {
+            return Err("more than one request per microsecond cannot be limited".into());
+        }
+        Ok(Self {
+            requests,
+            period_seconds,
+        })
+    }
+}
+
+impl FromStr for RateLimit {
+    type Err = String;
+    /// `100/minute`, `5/s`, `1000/hour`, `20000/day`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (n, unit) = s
+            .split_once('/')
+            .ok_or_else(|| format!("`{s}`: expected N/UNIT, e.g. 100/minute"))?;
+        let requests: u32 = n
+            .trim()
+            .parse()
+            .map_err(|_| format!("`{n}` is not a whole number of requests"))?;
+        let period_seconds = match unit.trim() {
+            "s" | "sec" | "second" => 1,
+            "m" | "min" | "minute" => 60,
+            "h" | "hour" => 3600,
+            "d" | "day" => 86_400,
+            other => {
+                return Err(format!(
+                    "unknown unit `{other}` (second, minute, hour, day)"
+                ))
+            }
+        };
+        Self::new(requests, period_seconds)
+    }
+}
+
 /// A stored API key, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -233,6 +292,8 @@ pub struct ApiKey {
     pub expires_at: Option<DateTime<Utc>>,
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// Replaces the default per-key rate when set.
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// Why a known key may not be used right now.
@@ -268,6 +329,7 @@ pub struct NewKeySpec {
     pub project: String,
     pub scopes: Scopes,
     pub expires_at: Option<DateTime<Utc>>,
+    pub rate_limit: Option<RateLimit>,
 }
 
 /// A field-level validation error: which field, and what is wrong with it.
@@ -327,6 +389,7 @@ impl NewKeySpec {
             project,
             scopes,
             expires_at,
+            rate_limit: None,
         })
     }
 }
@@ -393,6 +456,7 @@ mod tests {
             expires_at: Some(now + Duration::seconds(5)),
             revoked_at: None,
             last_used_at: None,
+            rate_limit: None,
         };
         assert_eq!(k.check_usable(now), Ok(()));
         assert_eq!(
@@ -401,6 +465,17 @@ mod tests {
         );
         k.revoked_at = Some(now);
         assert_eq!(k.check_usable(now), Err(KeyUnusable::Revoked));
+    }
+
+    #[test]
+    fn rate_limits_parse_from_text() {
+        assert_eq!("100/minute".parse(), RateLimit::new(100, 60));
+        assert_eq!("5/s".parse(), RateLimit::new(5, 1));
+        assert_eq!(" 1000 / hour ".parse(), RateLimit::new(1000, 3600));
+        assert!("0/minute".parse::<RateLimit>().is_err());
+        assert!("10/fortnight".parse::<RateLimit>().is_err());
+        assert!("ten/minute".parse::<RateLimit>().is_err());
+        assert!("2000000/s".parse::<RateLimit>().is_err());
     }
 
     #[test]

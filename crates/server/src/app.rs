@@ -2,7 +2,6 @@
 //! background tasks, and graceful shutdown.
 
 use crate::middleware;
-use crate::redis::Redis;
 use crate::routes::{admin_keys, debug, docs, models, probes};
 use crate::state::AppState;
 use crate::{auth, error::ApiError};
@@ -14,6 +13,7 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use switchyard_core::Config;
+use switchyard_limits::Redis;
 use switchyard_store::Store;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
@@ -33,8 +33,9 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// The complete router: routes, then (inner to outer) authentication, body
-/// limit, timeout, compression, panic recovery and request context.
+/// The complete router: routes, then (inner to outer) rate limits,
+/// authentication, body limit, timeout, compression, panic recovery and
+/// request context.
 pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
         .route("/health", get(probes::health))
@@ -54,7 +55,9 @@ pub fn router(state: AppState) -> Router {
         )
         .route(
             "/v1/admin/keys/{id}",
-            get(admin_keys::get_key).delete(admin_keys::revoke_key),
+            get(admin_keys::get_key)
+                .patch(admin_keys::update_key)
+                .delete(admin_keys::revoke_key),
         );
     if state.config.debug {
         routes = routes.route("/debug/sleep", get(debug::sleep));
@@ -65,6 +68,10 @@ pub fn router(state: AppState) -> Router {
         .and(NotForContentType::SSE);
     routes
         .fallback(not_found)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::ratelimit::limit_requests,
+        ))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::authenticate,
@@ -109,13 +116,15 @@ impl Application {
         }
         let redis = match &config.redis {
             None => None,
-            Some(r) => Some(Redis::new(r).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?),
+            Some(r) => Some(std::sync::Arc::new(
+                Redis::new(r).map_err(|e| anyhow::anyhow!("REDIS_URL: {e}"))?,
+            )),
         };
         let addr = SocketAddr::new(config.host, config.port);
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (HOST, PORT): {e}"))?;
-        let state = AppState::new(config, store, redis);
+        let state = AppState::new(config, store, redis)?;
         Ok(Self { listener, state })
     }
 
@@ -186,8 +195,9 @@ impl Application {
     }
 }
 
-/// Background work: dependency probes for the gauges and the periodic
-/// write-back of key last-use times (flushed once more on stop).
+/// Background work: dependency probes for the gauges, forgetting idle
+/// in-process limiter state, and the periodic write-back of key last-use
+/// times (flushed once more on stop).
 fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandle<()>> {
     let monitor = {
         let state = state.clone();
@@ -199,6 +209,7 @@ fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHa
                     _ = tick.tick() => {}
                     _ = stop.changed() => return,
                 }
+                state.limiter.purge_idle();
                 let db_up = state.store.ping(probes::PROBE_TIMEOUT).await.is_ok();
                 state.metrics.database_up.set(i64::from(db_up));
                 if let Some(redis) = &state.redis {

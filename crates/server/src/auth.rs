@@ -4,7 +4,9 @@
 
 use crate::error::ApiError;
 use crate::metrics::CacheLabels;
-use crate::state::AppState;
+use crate::middleware::ClientIp;
+use crate::ratelimit::{self, Scope as LimitScope};
+use crate::state::{AppState, REDIS_CALL_TIMEOUT};
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -14,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::keys::{ApiKey, KeyHash, KeyUnusable, PresentedKey, Scope};
+use switchyard_limits::{Redis, Served, TieredCache};
 use switchyard_store::{Store, StoreError};
 
 /// Paths served without a key: probes, metrics and API documentation.
@@ -27,6 +30,10 @@ const PUBLIC_PATHS: &[&str] = &[
     "/docs",
 ];
 const PUBLIC_PREFIXES: &[&str] = &["/docs/"];
+/// Public paths for infrastructure (probes, scrapes), exempt from the
+/// per-IP limit on unauthenticated traffic.
+const INFRASTRUCTURE_PATHS: &[&str] =
+    &["/health", "/ready", "/db-check", "/redis-check", "/metrics"];
 /// Paths that need the `admin` scope; everything else needs `user`.
 const ADMIN_PREFIXES: &[&str] = &["/v1/admin/", "/debug/"];
 
@@ -52,17 +59,21 @@ pub struct Caller {
 
 /// The key cache and the in-memory record of when keys were last used.
 pub struct KeyAuthority {
-    cache: moka::future::Cache<KeyHash, Option<Arc<ApiKey>>>,
+    cache: TieredCache<Option<Arc<ApiKey>>>,
     last_used: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl KeyAuthority {
-    pub fn new(ttl: Duration) -> Self {
+    /// `shared`: a Redis tier in front of the database, shared by replicas.
+    pub fn new(ttl: Duration, shared: Option<Arc<Redis>>) -> Self {
+        let cache = match shared {
+            Some(redis) => {
+                TieredCache::with_redis(100_000, ttl, redis, "sy:key:", REDIS_CALL_TIMEOUT)
+            }
+            None => TieredCache::local(100_000, ttl),
+        };
         Self {
-            cache: moka::future::Cache::builder()
-                .max_capacity(100_000)
-                .time_to_live(ttl)
-                .build(),
+            cache,
             last_used: Mutex::new(HashMap::new()),
         }
     }
@@ -74,24 +85,22 @@ impl KeyAuthority {
         &self,
         store: &Store,
         hash: KeyHash,
-        hit: impl FnOnce(bool),
-    ) -> Result<Option<Arc<ApiKey>>, Arc<StoreError>> {
-        if let Some(found) = self.cache.get(&hash).await {
-            hit(true);
-            return Ok(found);
-        }
-        hit(false);
+    ) -> Result<(Option<Arc<ApiKey>>, Served), Arc<StoreError>> {
         self.cache
-            .try_get_with(hash, async move {
+            .get_or_load(&hash.to_hex(), async move {
                 store.find_key_by_hash(&hash).await.map(|k| k.map(Arc::new))
             })
             .await
     }
 
-    /// Forgets every cached key so a change (revocation) applies at once on
-    /// this replica. Other replicas see it within the cache TTL.
-    pub fn invalidate_all(&self) {
-        self.cache.invalidate_all();
+    /// Evicts a changed key (revoked, re-limited) so the change applies at
+    /// once on this replica and in the shared tier; other replicas' memory
+    /// follows within the cache TTL.
+    pub async fn forget(&self, store: &Store, key_id: &str) -> Result<(), StoreError> {
+        if let Some(hash) = store.key_hash(key_id).await? {
+            self.cache.invalidate(&hash).await;
+        }
+        Ok(())
     }
 
     pub fn touch(&self, key_id: &str, at: DateTime<Utc>) {
@@ -176,10 +185,32 @@ fn malformed() -> ApiError {
 }
 
 /// The middleware: authenticates every non-public request and checks scope.
+/// Unauthenticated traffic is limited per client IP, and an IP that keeps
+/// failing authentication is refused for a while (brute-force protection).
 pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
+    let ip = req
+        .extensions()
+        .get::<ClientIp>()
+        .and_then(|c| c.0)
+        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     if is_public(path) {
+        if !INFRASTRUCTURE_PATHS.contains(&path) {
+            let quota = state.quotas.unauthenticated;
+            if let Err(rejection) =
+                ratelimit::enforce(&state, LimitScope::Ip, &format!("ip:{ip}"), &quota).await
+            {
+                return rejection;
+            }
+        }
         return next.run(req).await;
+    }
+    let failures_key = format!("authfail:{ip}");
+    let failures = state.quotas.auth_failures;
+    if let Err(rejection) =
+        ratelimit::guard(&state, LimitScope::AuthFailure, &failures_key, &failures).await
+    {
+        return rejection;
     }
     let needed = needed_scope(path);
     match identify(&state, req.headers(), needed).await {
@@ -188,7 +219,12 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
             req.extensions_mut().insert(caller);
             next.run(req).await
         }
-        Err(e) => e.into_response(),
+        Err(e) => {
+            if e.status == axum::http::StatusCode::UNAUTHORIZED {
+                ratelimit::count_failure(&state, &failures_key, &failures).await;
+            }
+            e.into_response()
+        }
     }
 }
 
@@ -199,17 +235,9 @@ async fn identify(
 ) -> Result<Caller, ApiError> {
     let raw = presented(headers)?;
     let key = PresentedKey::parse(raw).map_err(|_| malformed())?;
-    let metrics = &state.metrics;
-    let found = state
+    let (found, served) = state
         .keys
-        .lookup(&state.store, key.hash(), |hit| {
-            metrics
-                .key_cache_lookups
-                .get_or_create(&CacheLabels {
-                    result: if hit { "hit" } else { "miss" },
-                })
-                .inc();
-        })
+        .lookup(&state.store, key.hash())
         .await
         .map_err(|e| {
             if e.is_unavailable() {
@@ -220,6 +248,18 @@ async fn identify(
                 ApiError::internal(&e)
             }
         })?;
+    state
+        .metrics
+        .cache_requests
+        .get_or_create(&CacheLabels {
+            cache: "api_keys",
+            result: if served == Served::Loaded {
+                "miss"
+            } else {
+                "hit"
+            },
+        })
+        .inc();
     let Some(api_key) = found else {
         return Err(ApiError::unauthenticated(
             "invalid_api_key",

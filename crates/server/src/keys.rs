@@ -2,7 +2,7 @@
 //! so both write the same rows and the same audit events.
 
 use chrono::{DateTime, Utc};
-use switchyard_core::keys::{new_id, ApiKey, NewKeySecret, NewKeySpec, Scopes};
+use switchyard_core::keys::{new_id, ApiKey, NewKeySecret, NewKeySpec, RateLimit, Scopes};
 use switchyard_core::Secret;
 use switchyard_store::{AuditEvent, KeyInsert, Store, StoreError};
 
@@ -59,6 +59,7 @@ async fn audit(store: &Store, event: &'static str, key: &ApiKey, actor: &Actor, 
             "name": key.name,
             "prefix": key.prefix,
             "scopes": key.scopes,
+            "rate_limit": key.rate_limit,
         }),
     };
     // The key change itself has landed; a failed audit write is logged loudly
@@ -94,6 +95,23 @@ pub async fn revoke(store: &Store, id: &str, actor: &Actor) -> Result<Option<Api
         audit(store, "key.revoked", &key, actor, now).await;
         tracing::info!(key_id = %key.id, prefix = %key.prefix, "API key revoked");
     }
+    Ok(Some(key))
+}
+
+/// Sets or clears a key's rate-limit override; `None` when the key does
+/// not exist.
+pub async fn set_rate_limit(
+    store: &Store,
+    id: &str,
+    rate_limit: Option<RateLimit>,
+    actor: &Actor,
+) -> Result<Option<ApiKey>, StoreError> {
+    let Some(key) = store.set_key_rate_limit(id, rate_limit).await? else {
+        return Ok(None);
+    };
+    let now = switchyard_core::now();
+    audit(store, "key.rate_limit_changed", &key, actor, now).await;
+    tracing::info!(key_id = %key.id, rate_limit = ?key.rate_limit, "API key rate limit changed");
     Ok(Some(key))
 }
 

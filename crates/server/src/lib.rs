@@ -9,7 +9,7 @@ pub mod keys;
 pub mod metrics;
 pub mod middleware;
 pub mod openapi;
-pub mod redis;
+pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod telemetry;

@@ -56,11 +56,21 @@ pub struct Metrics {
     pub pool_connections: Family<PoolLabels, Gauge>,
     pub pool_max: Gauge,
     pub draining: Gauge,
-    pub key_cache_lookups: Family<CacheLabels, Counter>,
+    pub cache_requests: Family<CacheLabels, Counter>,
+    pub ratelimit_decisions: Family<DecisionLabels, Counter>,
+    pub ratelimit_backend_errors: Counter,
+    pub ratelimit_degraded: Gauge,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
+    pub cache: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    pub scope: &'static str,
     pub result: &'static str,
 }
 
@@ -132,11 +142,29 @@ impl Metrics {
             "1 once shutdown has begun and probes answer 503",
             draining.clone(),
         );
-        let key_cache_lookups = Family::<CacheLabels, Counter>::default();
+        let cache_requests = Family::<CacheLabels, Counter>::default();
         registry.register(
-            "switchyard_key_cache_lookups",
-            "API key lookups by result (hit, miss)",
-            key_cache_lookups.clone(),
+            "cache_requests",
+            "Cache lookups by cache (api_keys, models) and result (hit, miss)",
+            cache_requests.clone(),
+        );
+        let ratelimit_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "ratelimit_decisions",
+            "Rate-limit decisions by scope (key, route, ip, auth_failure) and result (allowed, denied, refused)",
+            ratelimit_decisions.clone(),
+        );
+        let ratelimit_backend_errors = Counter::default();
+        registry.register(
+            "ratelimit_backend_errors",
+            "Failed calls to the shared (Redis) rate-limit backend",
+            ratelimit_backend_errors.clone(),
+        );
+        let ratelimit_degraded = Gauge::default();
+        registry.register(
+            "ratelimit_degraded",
+            "1 while the Redis rate limiter is unreachable and decisions fall back or are refused",
+            ratelimit_degraded.clone(),
         );
         Self {
             registry: Arc::new(registry),
@@ -148,7 +176,10 @@ impl Metrics {
             pool_connections,
             pool_max,
             draining,
-            key_cache_lookups,
+            cache_requests,
+            ratelimit_decisions,
+            ratelimit_backend_errors,
+            ratelimit_degraded,
         }
     }
 

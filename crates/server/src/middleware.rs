@@ -36,6 +36,39 @@ fn generate_request_id() -> String {
     hex::encode(bytes)
 }
 
+/// The client's address: the TCP peer, unless the peer is a trusted proxy,
+/// in which case `X-Forwarded-For` is read from the right, skipping trusted
+/// hops, and the first untrusted address is the client. A malformed entry
+/// stops the walk and the last trusted hop is used, so a forged header can
+/// never make traffic look like it came from somewhere it did not pass.
+pub fn client_ip(
+    peer: Option<std::net::IpAddr>,
+    headers: &axum::http::HeaderMap,
+    trusted: &[switchyard_core::config::IpNet],
+) -> Option<std::net::IpAddr> {
+    let peer = peer?;
+    let is_trusted = |ip: std::net::IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(peer) {
+        return Some(peer);
+    }
+    let hops: Vec<&str> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect();
+    let mut last_trusted = peer;
+    for hop in hops.iter().rev() {
+        match hop.parse::<std::net::IpAddr>() {
+            Ok(ip) if is_trusted(ip) => last_trusted = ip,
+            Ok(ip) => return Some(ip),
+            Err(_) => return Some(last_trusted),
+        }
+    }
+    Some(last_trusted)
+}
+
 /// Outermost layer: assigns the request id, opens the span every log line of
 /// the request carries, and records the access log line and metrics.
 pub async fn request_context(
@@ -58,7 +91,8 @@ pub async fn request_context(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    req.extensions_mut().insert(ClientIp(peer));
+    let client = client_ip(peer, req.headers(), &state.config.limits.trusted_proxies);
+    req.extensions_mut().insert(ClientIp(client));
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
         "request",
@@ -177,6 +211,37 @@ pub fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> Respons
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies() {
+        let trusted: Vec<switchyard_core::config::IpNet> =
+            vec!["10.0.0.0/8".parse().unwrap(), "127.0.0.1".parse().unwrap()];
+        let mut h = axum::http::HeaderMap::new();
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("6.6.6.6, 203.0.113.7, 10.1.1.1"),
+        );
+        let ip = |s: &str| Some(s.parse::<std::net::IpAddr>().unwrap());
+        // An untrusted peer's header is ignored.
+        assert_eq!(
+            client_ip(ip("198.51.100.1"), &h, &trusted),
+            ip("198.51.100.1")
+        );
+        // Through trusted hops: the first untrusted address from the right.
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("203.0.113.7"));
+        // No header: the peer.
+        assert_eq!(
+            client_ip(ip("10.2.2.2"), &axum::http::HeaderMap::new(), &trusted),
+            ip("10.2.2.2")
+        );
+        // Garbage stops the walk at the last trusted hop.
+        h.insert(
+            "x-forwarded-for",
+            HeaderValue::from_static("1.2.3.4, junk, 10.9.9.9"),
+        );
+        assert_eq!(client_ip(ip("127.0.0.1"), &h, &trusted), ip("10.9.9.9"));
+        assert_eq!(client_ip(None, &h, &trusted), None);
+    }
 
     #[test]
     fn client_request_ids_are_checked() {

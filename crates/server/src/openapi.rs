@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::admin_keys::create_key,
         crate::routes::admin_keys::list_keys,
         crate::routes::admin_keys::get_key,
+        crate::routes::admin_keys::update_key,
         crate::routes::admin_keys::revoke_key,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),

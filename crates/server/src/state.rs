@@ -2,18 +2,21 @@
 
 use crate::auth::KeyAuthority;
 use crate::metrics::Metrics;
-use crate::redis::Redis;
-use axum::body::Bytes;
+use crate::ratelimit::Quotas;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_core::catalog::ModelEntry;
+use switchyard_core::config::{LimitBackend, RedisFailurePolicy};
 use switchyard_core::Config;
+use switchyard_limits::{FailurePolicy, Limiter, Redis, RedisLimiter, SystemClock, TieredCache};
 use switchyard_store::Store;
 
 /// How long a rendered `/v1/models` answer is served from memory.
 pub const MODELS_CACHE_TTL: Duration = Duration::from_secs(3600);
+/// Bound on any single Redis call made while serving a request.
+pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
@@ -21,14 +24,17 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     pub config: Config,
     pub store: Store,
-    pub redis: Option<Redis>,
+    pub redis: Option<Arc<Redis>>,
     pub keys: KeyAuthority,
+    pub limiter: Limiter,
+    pub quotas: Quotas,
     pub metrics: Metrics,
     pub started: Instant,
     draining: AtomicBool,
     catalog: RwLock<Arc<Vec<ModelEntry>>>,
-    /// The rendered `/v1/models` body.
-    pub models_response: moka::future::Cache<(), Bytes>,
+    /// The rendered `/v1/models` body. In-process only: replicas in a rollout
+    /// may serve different catalogs, so a shared copy could be wrong.
+    pub models_response: TieredCache<Arc<String>>,
 }
 
 impl Deref for AppState {
@@ -39,28 +45,40 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    pub fn new(config: Config, store: Store, redis: Option<Redis>) -> Self {
+    pub fn new(config: Config, store: Store, redis: Option<Arc<Redis>>) -> anyhow::Result<Self> {
         let metrics = Metrics::new(
             config.environment.as_str(),
             config.deployment_slot.as_deref(),
             redis.is_some(),
         );
-        let keys = KeyAuthority::new(config.key_cache_ttl);
+        let shared_cache = redis.clone().filter(|_| config.limits.shared_cache);
+        let keys = KeyAuthority::new(config.key_cache_ttl, shared_cache);
+        let limiter = match (&redis, config.limits.backend) {
+            (Some(r), LimitBackend::Redis) => Limiter::redis(
+                RedisLimiter::new(r.clone(), "sy:rl:", REDIS_CALL_TIMEOUT),
+                match config.limits.redis_failure {
+                    RedisFailurePolicy::Fallback => FailurePolicy::Fallback,
+                    RedisFailurePolicy::Refuse => FailurePolicy::Refuse,
+                },
+                Arc::new(SystemClock),
+            ),
+            _ => Limiter::local(Arc::new(SystemClock)),
+        };
+        let quotas = Quotas::from_config(&config)?;
         let catalog = RwLock::new(Arc::new(config.file.models.clone()));
-        Self(Arc::new(Inner {
+        Ok(Self(Arc::new(Inner {
             config,
             store,
             redis,
             keys,
+            limiter,
+            quotas,
             metrics,
             started: Instant::now(),
             draining: AtomicBool::new(false),
             catalog,
-            models_response: moka::future::Cache::builder()
-                .max_capacity(1)
-                .time_to_live(MODELS_CACHE_TTL)
-                .build(),
-        }))
+            models_response: TieredCache::local(1, MODELS_CACHE_TTL),
+        })))
     }
 
     pub fn is_draining(&self) -> bool {
@@ -82,7 +100,7 @@ impl AppState {
 
     /// Swaps in a new model catalog (configuration reload) and drops the
     /// cached `/v1/models` answer.
-    pub async fn replace_catalog(&self, models: Vec<ModelEntry>) {
+    pub fn replace_catalog(&self, models: Vec<ModelEntry>) {
         {
             let mut guard = match self.catalog.write() {
                 Ok(guard) => guard,
@@ -90,6 +108,6 @@ impl AppState {
             };
             *guard = Arc::new(models);
         }
-        self.models_response.invalidate_all();
+        self.models_response.invalidate_local();
     }
 }

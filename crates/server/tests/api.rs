@@ -195,6 +195,7 @@ async fn authentication_matrix(kind: DatabaseKind) {
         project: "proj".into(),
         scopes: Scopes::user(),
         expires_at: Some(now - chrono::Duration::seconds(1)),
+        rate_limit: None,
     };
     app.state
         .store
@@ -496,7 +497,7 @@ async fn probes_report_and_drain(kind: DatabaseKind) {
     let ready: Value = app.get("/ready", None).await.json().await.unwrap();
     assert_eq!(
         ready,
-        json!({"status": "ready", "database": "ok", "pending_migrations": [], "redis": "disabled"})
+        json!({"status": "ready", "database": "ok", "pending_migrations": [], "redis": "disabled", "rate_limiter": "local"})
     );
     let db_check: Value = app.get("/db-check", None).await.json().await.unwrap();
     assert_eq!(db_check["status"], "ok");
@@ -722,7 +723,7 @@ async fn the_model_catalog_is_cached_and_reloadable() {
     let mut entry = app.state.catalog()[0].clone();
     entry.id = "large".into();
     entry.aliases.clear();
-    app.state.replace_catalog(vec![entry]).await;
+    app.state.replace_catalog(vec![entry]);
     let list: Value = app
         .get("/v1/models", Some(&app.admin))
         .await

@@ -3,7 +3,7 @@
 use crate::{on_pool, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
-use switchyard_core::keys::{ApiKey, KeyHash, NewKeySpec, Scopes};
+use switchyard_core::keys::{ApiKey, KeyHash, NewKeySpec, RateLimit, Scopes};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -17,6 +17,8 @@ struct KeyRow {
     expires_at: Option<DateTime<Utc>>,
     revoked_at: Option<DateTime<Utc>>,
     last_used_at: Option<DateTime<Utc>>,
+    rate_limit_requests: Option<i64>,
+    rate_limit_period_seconds: Option<i64>,
 }
 
 impl TryFrom<KeyRow> for ApiKey {
@@ -24,6 +26,16 @@ impl TryFrom<KeyRow> for ApiKey {
     fn try_from(r: KeyRow) -> Result<Self> {
         let scopes = Scopes::from_db(&r.scopes)
             .map_err(|e| StoreError::Corrupt(format!("api_keys.scopes of {}: {e}", r.id)))?;
+        let rate_limit = match (r.rate_limit_requests, r.rate_limit_period_seconds) {
+            (Some(n), Some(p)) => {
+                let n = u32::try_from(n).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                let p = u32::try_from(p).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+                Some(RateLimit::new(n, p).map_err(|e| {
+                    StoreError::Corrupt(format!("api_keys rate limit of {}: {e}", r.id))
+                })?)
+            }
+            _ => None,
+        };
         Ok(ApiKey {
             id: r.id,
             name: r.name,
@@ -35,14 +47,25 @@ impl TryFrom<KeyRow> for ApiKey {
             expires_at: r.expires_at,
             revoked_at: r.revoked_at,
             last_used_at: r.last_used_at,
+            rate_limit,
         })
     }
 }
 
-const BY_HASH: &str = "SELECT id, prefix, name, owner, project, scopes, created_at, \
-    expires_at, revoked_at, last_used_at FROM api_keys WHERE key_hash = $1";
-const BY_ID: &str = "SELECT id, prefix, name, owner, project, scopes, created_at, \
-    expires_at, revoked_at, last_used_at FROM api_keys WHERE id = $1";
+/// `SELECT <every KeyRow column> FROM api_keys <rest>`, as one static string.
+macro_rules! select_keys {
+    ($rest:literal) => {
+        concat!(
+            "SELECT id, prefix, name, owner, project, scopes, created_at, expires_at, ",
+            "revoked_at, last_used_at, rate_limit_requests, rate_limit_period_seconds ",
+            "FROM api_keys ",
+            $rest
+        )
+    };
+}
+
+const BY_HASH: &str = select_keys!("WHERE key_hash = $1");
+const BY_ID: &str = select_keys!("WHERE id = $1");
 
 /// What is written for a new key: the validated spec plus the hash and display
 /// prefix of its secret.
@@ -67,13 +90,15 @@ impl KeyInsert<'_> {
             expires_at: self.spec.expires_at,
             revoked_at: None,
             last_used_at: None,
+            rate_limit: self.spec.rate_limit,
         }
     }
 }
 
 const INSERT: &str = "INSERT INTO api_keys \
-    (id, key_hash, prefix, name, owner, project, scopes, created_at, expires_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+    (id, key_hash, prefix, name, owner, project, scopes, created_at, expires_at, \
+    rate_limit_requests, rate_limit_period_seconds) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)";
 
 macro_rules! bind_insert {
     ($k:expr) => {
@@ -87,6 +112,8 @@ macro_rules! bind_insert {
             .bind($k.spec.scopes.to_db())
             .bind($k.created_at)
             .bind($k.spec.expires_at)
+            .bind($k.spec.rate_limit.map(|r| i64::from(r.requests)))
+            .bind($k.spec.rate_limit.map(|r| i64::from(r.period_seconds)))
     };
 }
 
@@ -141,9 +168,7 @@ impl Store {
     /// Keys ordered by creation, newest first; revoked ones only when asked.
     pub async fn list_keys(&self, include_revoked: bool) -> Result<Vec<ApiKey>> {
         const SQL: &str =
-            "SELECT id, prefix, name, owner, project, scopes, created_at, expires_at, \
-            revoked_at, last_used_at FROM api_keys \
-            WHERE ($1 OR revoked_at IS NULL) ORDER BY created_at DESC, id";
+            select_keys!("WHERE ($1 OR revoked_at IS NULL) ORDER BY created_at DESC, id");
         let rows: Vec<KeyRow> =
             on_pool!(self, p => sqlx::query_as(SQL).bind(include_revoked).fetch_all(p).await)?;
         rows.into_iter().map(ApiKey::try_from).collect()
@@ -166,6 +191,30 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         self.get_key(id).await
+    }
+
+    /// Sets or clears a key's rate-limit override. `None` when no such key.
+    pub async fn set_key_rate_limit(
+        &self,
+        id: &str,
+        rate_limit: Option<RateLimit>,
+    ) -> Result<Option<ApiKey>> {
+        const SQL: &str = "UPDATE api_keys \
+            SET rate_limit_requests = $2, rate_limit_period_seconds = $3 WHERE id = $1";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(rate_limit.map(|r| i64::from(r.requests)))
+            .bind(rate_limit.map(|r| i64::from(r.period_seconds)))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        self.get_key(id).await
+    }
+
+    /// The stored hash of a key's secret (hex), to evict it from caches.
+    pub async fn key_hash(&self, id: &str) -> Result<Option<String>> {
+        const SQL: &str = "SELECT key_hash FROM api_keys WHERE id = $1";
+        Ok(on_pool!(self, p => sqlx::query_scalar(SQL).bind(id).fetch_optional(p).await)?)
     }
 
     /// Writes back last-use times collected in memory; never moves one backwards.

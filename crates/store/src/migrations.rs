@@ -8,17 +8,26 @@ use switchyard_core::config::DatabaseKind;
 
 type Embedded = &'static [(i64, &'static str, &'static str)];
 
-const POSTGRES: Embedded = &[(
-    1,
-    "core",
-    include_str!("../migrations/postgres/0001_core.sql"),
-)];
+/// Declares each migration once; every one must exist for both engines.
+macro_rules! embedded {
+    ($(($version:literal, $description:literal, $file:literal)),* $(,)?) => {
+        const POSTGRES: Embedded = &[$((
+            $version,
+            $description,
+            include_str!(concat!("../migrations/postgres/", $file)),
+        )),*];
+        const SQLITE: Embedded = &[$((
+            $version,
+            $description,
+            include_str!(concat!("../migrations/sqlite/", $file)),
+        )),*];
+    };
+}
 
-const SQLITE: Embedded = &[(
-    1,
-    "core",
-    include_str!("../migrations/sqlite/0001_core.sql"),
-)];
+embedded!(
+    (1, "core", "0001_core.sql"),
+    (2, "key rate limits", "0002_key_rate_limits.sql"),
+);
 
 #[derive(Debug)]
 struct Source(Embedded);

@@ -5,7 +5,7 @@
 
 use chrono::Duration;
 use switchyard_core::config::DatabaseKind;
-use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, Scopes};
+use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
 use switchyard_store::{AuditEvent, KeyInsert, Store};
 use switchyard_testkit::TestDatabase;
 
@@ -40,8 +40,8 @@ on_both!(
 async fn migrations_apply_once(kind: DatabaseKind) {
     let db = TestDatabase::of_kind(kind);
     let store = Store::connect_lazy(&db.config()).unwrap();
-    assert_eq!(store.pending_migrations().await.unwrap(), vec![1]);
-    assert_eq!(store.migrate().await.unwrap(), 1);
+    assert_eq!(store.pending_migrations().await.unwrap(), vec![1, 2]);
+    assert_eq!(store.migrate().await.unwrap(), 2);
     assert_eq!(store.migrate().await.unwrap(), 0);
     assert!(store.pending_migrations().await.unwrap().is_empty());
     assert!(store.ping(std::time::Duration::from_secs(2)).await.is_ok());
@@ -96,11 +96,38 @@ async fn keys_round_trip(kind: DatabaseKind) {
     let other = NewKeySecret::generate().unwrap();
     assert_eq!(store.find_key_by_hash(&other.hash()).await.unwrap(), None);
     assert_eq!(store.get_key("key_missing").await.unwrap(), None);
-    let (_, second) = insert(&store, &spec("app", Scopes::user())).await;
+    let mut limited = spec("app", Scopes::user());
+    limited.rate_limit = Some(RateLimit::new(600, 3600).unwrap());
+    let (_, second) = insert(&store, &limited).await;
+    assert_eq!(
+        store.get_key(&second.id).await.unwrap(),
+        Some(second.clone())
+    );
+    assert_eq!(second.rate_limit, RateLimit::new(600, 3600).ok());
     let listed = store.list_keys(false).await.unwrap();
     assert_eq!(listed.len(), 2);
     assert!(listed.contains(&created) && listed.contains(&second));
     assert_eq!(store.count_keys().await.unwrap(), 2);
+    let changed = store
+        .set_key_rate_limit(&created.id, RateLimit::new(5, 1).ok())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(changed.rate_limit, RateLimit::new(5, 1).ok());
+    let cleared = store
+        .set_key_rate_limit(&second.id, None)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(cleared.rate_limit, None);
+    assert_eq!(
+        store.set_key_rate_limit("key_nope", None).await.unwrap(),
+        None
+    );
+    assert_eq!(
+        store.key_hash(&created.id).await.unwrap(),
+        Some(secret.hash().to_hex())
+    );
     // The secret itself is not stored anywhere in the row.
     assert!(!format!("{created:?}").contains(secret.secret().expose()));
 }

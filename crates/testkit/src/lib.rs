@@ -456,6 +456,17 @@ impl TestDatabase {
     }
 }
 
+/// The shared Redis server tests may use without stopping it.
+pub fn redis_url() -> String {
+    std::env::var("SWITCHYARD_TEST_REDIS_URL")
+        .unwrap_or_else(|_| "redis://127.0.0.1:6379/0".to_owned())
+}
+
+/// A prefix no other test (or earlier run) uses, for keys in shared Redis.
+pub fn unique_prefix(what: &str) -> String {
+    format!("sy-test:{what}:{:016x}:", rand::random::<u64>())
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;

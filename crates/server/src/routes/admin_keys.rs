@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use switchyard_core::keys::{ApiKey, NewKeySpec, Scope, Scopes};
+use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
@@ -34,6 +34,16 @@ pub struct CreateKeyRequest {
     /// Expiry relative to now, in days (1 to 3650); exclusive with `expires_at`.
     #[serde(default)]
     pub expires_in_days: Option<u32>,
+    /// This key's own request rate, replacing `API_RATE_LIMIT` per minute.
+    #[serde(default)]
+    pub rate_limit: Option<RateLimit>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateKeyRequest {
+    /// The key's own request rate; `null` returns it to `API_RATE_LIMIT`.
+    pub rate_limit: Option<RateLimit>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -93,7 +103,8 @@ fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
         }
         (None, None) => None,
     };
-    NewKeySpec::new(
+    let rate_limit = req.rate_limit.map(checked_rate_limit).transpose()?;
+    let mut spec = NewKeySpec::new(
         &req.name,
         req.owner.as_deref(),
         &req.project,
@@ -101,7 +112,15 @@ fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
         expires_at,
         now,
     )
-    .map_err(|e| ApiError::invalid_request(e.to_string()).with_param(e.field))
+    .map_err(|e| ApiError::invalid_request(e.to_string()).with_param(e.field))?;
+    spec.rate_limit = rate_limit;
+    Ok(spec)
+}
+
+/// Re-validates a deserialised rate limit (serde fills the fields directly).
+fn checked_rate_limit(r: RateLimit) -> ApiResult<RateLimit> {
+    RateLimit::new(r.requests, r.period_seconds)
+        .map_err(|m| ApiError::invalid_request(format!("rate_limit: {m}")).with_param("rate_limit"))
 }
 
 /// Creates a key and returns its secret once.
@@ -157,9 +176,12 @@ pub async fn get_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKey>> {
-    state.store.get_key(&id).await?.map(Json).ok_or_else(|| {
-        ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found")
-    })
+    state
+        .store
+        .get_key(&id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| key_not_found(&id))
 }
 
 /// Revokes a key. Takes effect on this replica at once and on every replica
@@ -176,8 +198,32 @@ pub async fn revoke_key(
 ) -> ApiResult<Json<ApiKey>> {
     let who = actor(&caller, &request_id, peer);
     let revoked = keys::revoke(&state.store, &id, &who).await?;
-    state.keys.invalidate_all();
-    revoked.map(Json).ok_or_else(|| {
-        ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found")
-    })
+    state.keys.forget(&state.store, &id).await?;
+    revoked.map(Json).ok_or_else(|| key_not_found(&id))
+}
+
+fn key_not_found(id: &str) -> ApiError {
+    ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found")
+}
+
+/// Changes a key's rate-limit override. Takes effect on this replica at once
+/// and on every replica within `KEY_CACHE_TTL_SECONDS`.
+#[utoipa::path(patch, path = "/v1/admin/keys/{id}", tag = "admin",
+    security(("api_key" = [])), params(("id" = String, Path, description = "key id")),
+    request_body = UpdateKeyRequest,
+    responses((status = 200, body = ApiKey), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn update_key(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(peer): Extension<ClientIp>,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<UpdateKeyRequest>,
+) -> ApiResult<Json<ApiKey>> {
+    let rate_limit = req.rate_limit.map(checked_rate_limit).transpose()?;
+    let who = actor(&caller, &request_id, peer);
+    let updated = keys::set_rate_limit(&state.store, &id, rate_limit, &who).await?;
+    state.keys.forget(&state.store, &id).await?;
+    updated.map(Json).ok_or_else(|| key_not_found(&id))
 }

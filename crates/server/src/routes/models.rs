@@ -2,12 +2,15 @@
 //! one-hour in-memory cache that a configuration reload refreshes.
 
 use crate::error::ApiError;
+use crate::metrics::CacheLabels;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
+use std::sync::Arc;
+use switchyard_limits::Served;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -33,7 +36,7 @@ pub struct ModelObject {
     pub context_window: Option<u32>,
 }
 
-fn render(state: &AppState) -> Result<Bytes, serde_json::Error> {
+fn render(state: &AppState) -> Result<Arc<String>, serde_json::Error> {
     let created = chrono::Utc::now().timestamp();
     let list = ModelList {
         object: "list",
@@ -51,7 +54,7 @@ fn render(state: &AppState) -> Result<Bytes, serde_json::Error> {
             })
             .collect(),
     };
-    serde_json::to_vec(&list).map(Bytes::from)
+    serde_json::to_string(&list).map(Arc::new)
 }
 
 /// Lists the models this service offers.
@@ -61,10 +64,28 @@ fn render(state: &AppState) -> Result<Bytes, serde_json::Error> {
 pub async fn list_models(State(state): State<AppState>) -> Response {
     let body = state
         .models_response
-        .try_get_with((), async { render(&state) })
+        .get_or_load("models", async { render(&state) })
         .await;
     match body {
-        Ok(bytes) => ([(header::CONTENT_TYPE, "application/json")], bytes).into_response(),
+        Ok((text, served)) => {
+            state
+                .metrics
+                .cache_requests
+                .get_or_create(&CacheLabels {
+                    cache: "models",
+                    result: if served == Served::Loaded {
+                        "miss"
+                    } else {
+                        "hit"
+                    },
+                })
+                .inc();
+            (
+                [(header::CONTENT_TYPE, "application/json")],
+                Bytes::from(text.as_str().to_owned()),
+            )
+                .into_response()
+        }
         Err(e) => ApiError::internal(&e).into_response(),
     }
 }

@@ -57,12 +57,16 @@ pub struct Readiness {
     pub pending_migrations: Vec<i64>,
     /// `ok`, `down` or `disabled`.
     pub redis: &'static str,
+    /// `local`, `redis`, or `redis (degraded)` while Redis is unreachable and
+    /// decisions fall back to each replica (or are refused, by policy).
+    pub rate_limiter: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
 }
 
 /// Readiness: 200 when the database answers and is migrated; 503 otherwise
-/// and while draining. Reports Redis without failing on it.
+/// and while draining. Reports Redis and the rate limiter without failing on
+/// them (`degraded`).
 #[utoipa::path(get, path = "/ready", tag = "probes",
     responses((status = 200, body = Readiness), (status = 503, body = Readiness)))]
 pub async fn ready(State(state): State<AppState>) -> Response {
@@ -76,12 +80,17 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     state.metrics.database_up.set(i64::from(db_ok));
     let redis = redis_state(&state).await;
     let draining = state.is_draining();
+    let limiter_degraded = state.limiter.is_degraded();
+    state
+        .metrics
+        .ratelimit_degraded
+        .set(i64::from(limiter_degraded));
     let ready = db_ok && pending.is_empty() && !draining;
     let status = if draining {
         "draining"
     } else if !ready {
         "not_ready"
-    } else if redis == "down" {
+    } else if redis == "down" || limiter_degraded {
         "degraded"
     } else {
         "ready"
@@ -91,6 +100,11 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         database: if db_ok { "ok" } else { "down" },
         pending_migrations: pending,
         redis,
+        rate_limiter: match (state.limiter.backend_name(), limiter_degraded) {
+            ("redis", true) => "redis (degraded)",
+            ("redis", false) => "redis",
+            _ => "local",
+        },
         error,
     };
     (status_code(ready), Json(body)).into_response()
@@ -188,6 +202,10 @@ pub async fn redis_check(State(state): State<AppState>) -> Response {
     responses((status = 200, content_type = "text/plain", description = "Prometheus text format (OpenMetrics on request)")))]
 pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Response {
     state.metrics.set_pool(state.store.pool_stats());
+    state
+        .metrics
+        .ratelimit_degraded
+        .set(i64::from(state.limiter.is_degraded()));
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())

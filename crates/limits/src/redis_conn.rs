@@ -1,4 +1,4 @@
-//! Optional Redis connection: created on first use, reconnected automatically
+//! The optional Redis connection: created on first use, reconnected automatically
 //! by redis-rs's connection manager, every call bounded by a timeout so that a
 //! Redis outage never blocks or crashes the service.
 
@@ -20,6 +20,8 @@ pub enum RedisUnavailable {
     Timeout(Duration),
     #[error("Redis error: {0}")]
     Redis(#[from] RedisError),
+    #[error("unexpected Redis reply: {0}")]
+    Protocol(String),
 }
 
 impl Redis {
@@ -62,14 +64,23 @@ impl Redis {
         Ok(manager)
     }
 
+    /// Runs one command, connecting first if needed; the whole call is
+    /// bounded by `timeout`.
+    pub async fn query<T: redis::FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+        timeout: Duration,
+    ) -> Result<T, RedisUnavailable> {
+        let mut conn = self.connection(timeout).await?;
+        Ok(tokio::time::timeout(timeout, cmd.query_async(&mut conn))
+            .await
+            .map_err(|_| RedisUnavailable::Timeout(timeout))??)
+    }
+
     /// `PING`, bounded by `timeout`; returns the round-trip time.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration, RedisUnavailable> {
         let started = Instant::now();
-        let mut conn = self.connection(timeout).await?;
-        let pong: String = tokio::time::timeout(timeout, redis::cmd("PING").query_async(&mut conn))
-            .await
-            .map_err(|_| RedisUnavailable::Timeout(timeout))??;
-        debug_assert_eq!(pong, "PONG");
+        let _pong: String = self.query(&redis::cmd("PING"), timeout).await?;
         Ok(started.elapsed())
     }
 }

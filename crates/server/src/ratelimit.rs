@@ -1,0 +1,284 @@
+//! Request rate limits: per key (`API_RATE_LIMIT`/minute or the key's own
+//! override), per route and key (`[limits.routes]`, `POST /v1/task` 10/minute
+//! by default), per client IP for unauthenticated traffic, and per client IP
+//! for failed authentications. Limited responses carry
+//! `x-ratelimit-{limit,remaining,reset}-requests`; a denial is a 429 with
+//! `Retry-After`.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::metrics::DecisionLabels;
+use crate::state::AppState;
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use std::collections::HashMap;
+use std::time::Duration;
+use switchyard_core::keys::ApiKey;
+use switchyard_core::Config;
+use switchyard_limits::{Decision, Quota};
+
+/// Which limit a decision applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Scope {
+    Key,
+    Route,
+    Ip,
+    AuthFailure,
+}
+
+impl Scope {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scope::Key => "key",
+            Scope::Route => "route",
+            Scope::Ip => "ip",
+            Scope::AuthFailure => "auth_failure",
+        }
+    }
+
+    fn denial(self) -> (&'static str, &'static str) {
+        match self {
+            Scope::Key => (
+                "key_rate_limit",
+                "this API key's request rate limit is exceeded",
+            ),
+            Scope::Route => (
+                "route_rate_limit",
+                "this API key's request rate limit for this route is exceeded",
+            ),
+            Scope::Ip => (
+                "ip_rate_limit",
+                "too many unauthenticated requests from this address",
+            ),
+            Scope::AuthFailure => (
+                "auth_failure_rate_limit",
+                "too many failed authentication attempts from this address",
+            ),
+        }
+    }
+}
+
+/// The quotas in force, built once from the configuration.
+pub struct Quotas {
+    pub default_key: Quota,
+    pub routes: HashMap<String, Quota>,
+    pub unauthenticated: Quota,
+    pub auth_failures: Quota,
+}
+
+impl Quotas {
+    pub fn from_config(config: &Config) -> anyhow::Result<Self> {
+        let per_minute =
+            |what: &str, n: u32| Quota::per_minute(n).map_err(|e| anyhow::anyhow!("{what}: {e}"));
+        let mut routes = HashMap::new();
+        for (route, n) in &config.limits.routes {
+            routes.insert(route.clone(), per_minute(route, *n)?);
+        }
+        Ok(Self {
+            default_key: per_minute("API_RATE_LIMIT", config.api_rate_limit)?,
+            routes,
+            unauthenticated: per_minute(
+                "UNAUTHENTICATED_RATE_LIMIT",
+                config.limits.unauthenticated_per_minute,
+            )?,
+            auth_failures: per_minute(
+                "AUTH_FAILURE_RATE_LIMIT",
+                config.limits.auth_failures_per_minute,
+            )?,
+        })
+    }
+
+    /// The key's own rate when it has one, else `API_RATE_LIMIT` per minute.
+    pub fn for_key(&self, key: &ApiKey) -> Quota {
+        key.rate_limit
+            .and_then(|r| {
+                Quota::new(
+                    r.requests,
+                    Duration::from_secs(u64::from(r.period_seconds)),
+                    None,
+                )
+                .ok()
+            })
+            .unwrap_or(self.default_key)
+    }
+}
+
+/// `1m30s`, `6s`, `250ms`: the duration style of OpenAI's rate-limit headers.
+pub fn format_reset(us: u64) -> String {
+    if us < 1_000_000 {
+        return format!("{}ms", us.div_ceil(1000));
+    }
+    let secs = us.div_ceil(1_000_000);
+    let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
+    if h > 0 {
+        format!("{h}h{m}m{s}s")
+    } else if m > 0 {
+        format!("{m}m{s}s")
+    } else {
+        format!("{s}s")
+    }
+}
+
+fn set_headers(headers: &mut HeaderMap, d: &Decision) {
+    headers.insert("x-ratelimit-limit-requests", HeaderValue::from(d.limit));
+    headers.insert(
+        "x-ratelimit-remaining-requests",
+        HeaderValue::from(d.remaining),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format_reset(d.reset_after_us)) {
+        headers.insert("x-ratelimit-reset-requests", v);
+    }
+}
+
+fn too_many(scope: Scope, d: &Decision) -> Response {
+    let (code, message) = scope.denial();
+    let mut e = ApiError::new(
+        StatusCode::TOO_MANY_REQUESTS,
+        "rate_limit_exceeded",
+        message,
+    )
+    .with_code(code);
+    e.retry_after = Some(d.retry_after_secs().max(1));
+    let mut response = e.into_response();
+    set_headers(response.headers_mut(), d);
+    response
+}
+
+fn unavailable() -> Response {
+    let mut e = ApiError::unavailable("the shared rate limiter is unavailable; try again shortly")
+        .with_code("rate_limiter_unavailable");
+    e.retry_after = Some(1);
+    e.into_response()
+}
+
+async fn decide(
+    state: &AppState,
+    scope: Scope,
+    key: &str,
+    quota: &Quota,
+    record: bool,
+) -> Result<Decision, Response> {
+    let verdict = if record {
+        state.limiter.check(key, quota, 1).await
+    } else {
+        state.limiter.peek(key, quota, 1).await
+    };
+    let (result, backend_error) = match &verdict {
+        Ok(v) => (
+            if v.decision.allowed {
+                "allowed"
+            } else {
+                "denied"
+            },
+            v.backend_error,
+        ),
+        Err(refused) => ("refused", refused.backend_error),
+    };
+    if backend_error {
+        state.metrics.ratelimit_backend_errors.inc();
+    }
+    state
+        .metrics
+        .ratelimit_decisions
+        .get_or_create(&DecisionLabels {
+            scope: scope.as_str(),
+            result,
+        })
+        .inc();
+    match verdict {
+        Ok(v) => Ok(v.decision),
+        Err(_) => Err(unavailable()),
+    }
+}
+
+/// Records one request against `key`; the 429 (or 503) to send when denied.
+pub async fn enforce(
+    state: &AppState,
+    scope: Scope,
+    key: &str,
+    quota: &Quota,
+) -> Result<Decision, Response> {
+    let d = decide(state, scope, key, quota, true).await?;
+    if d.allowed {
+        Ok(d)
+    } else {
+        Err(too_many(scope, &d))
+    }
+}
+
+/// Checks without recording: refuses when `key` has no room left.
+pub async fn guard(
+    state: &AppState,
+    scope: Scope,
+    key: &str,
+    quota: &Quota,
+) -> Result<(), Response> {
+    let d = decide(state, scope, key, quota, false).await?;
+    if d.allowed {
+        Ok(())
+    } else {
+        Err(too_many(scope, &d))
+    }
+}
+
+/// Counts one failed authentication against the client's address.
+pub async fn count_failure(state: &AppState, key: &str, quota: &Quota) {
+    // The limit itself is enforced by `guard` on the next attempt.
+    let _ = decide(state, Scope::AuthFailure, key, quota, true).await;
+}
+
+/// The middleware for authenticated requests: route limit, then key limit;
+/// the tighter of the two goes into the response headers.
+pub async fn limit_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let Some(caller) = req.extensions().get::<Caller>().cloned() else {
+        return next.run(req).await;
+    };
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| format!("{} {}", req.method(), m.as_str()));
+    let mut tightest: Option<Decision> = None;
+    if let Some(quota) = route.as_ref().and_then(|r| state.quotas.routes.get(r)) {
+        let key = format!("route:{}:{}", route.as_deref().unwrap_or(""), caller.key.id);
+        match enforce(&state, Scope::Route, &key, quota).await {
+            Ok(d) => tightest = Some(d),
+            Err(rejection) => return rejection,
+        }
+    }
+    let quota = state.quotas.for_key(&caller.key);
+    let key_decision = match enforce(
+        &state,
+        Scope::Key,
+        &format!("key:{}", caller.key.id),
+        &quota,
+    )
+    .await
+    {
+        Ok(d) => d,
+        Err(rejection) => return rejection,
+    };
+    let shown = match tightest {
+        Some(route_decision) if route_decision.remaining < key_decision.remaining => route_decision,
+        _ => key_decision,
+    };
+    let mut response = next.run(req).await;
+    set_headers(response.headers_mut(), &shown);
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_reset;
+
+    #[test]
+    fn reset_durations_read_like_openai_headers() {
+        assert_eq!(format_reset(0), "0ms");
+        assert_eq!(format_reset(249_001), "250ms");
+        assert_eq!(format_reset(6_000_000), "6s");
+        assert_eq!(format_reset(90_000_000), "1m30s");
+        assert_eq!(format_reset(360_000_000), "6m0s");
+        assert_eq!(format_reset(3_600_000_001), "1h0m1s");
+    }
+}
