@@ -5,11 +5,12 @@
 
 use reqwest::StatusCode;
 use serde_json::Value;
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use switchyard_testkit::{free_port, PrivatePostgres, TestDatabase};
+use switchyard_testkit::{free_port, PrivatePostgres, PrivateRedis, TestDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -610,4 +611,188 @@ fn works_behind_pgbouncer_in_transaction_pooling_mode() {
     let (code, _, logs) = server.stop();
     assert_eq!(code, 0);
     assert!(!logs.contains("prepared statement"), "{logs}");
+}
+
+fn create_key(env: &[(&str, &str)], rate: &str) -> String {
+    let out = run(
+        env,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "load",
+            "--project",
+            "p",
+            "--rate-limit",
+            rate,
+            "--json",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    v["key"].as_str().unwrap().to_owned()
+}
+
+/// Sends `total` requests spread over `servers` from 8 threads; returns the
+/// status codes seen.
+fn spread_load(servers: &[&Server], key: &str, total: usize) -> HashMap<u16, usize> {
+    let urls: Vec<String> = servers.iter().map(|s| s.url("/v1/models")).collect();
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let workers: Vec<_> = (0..8)
+        .map(|_| {
+            let (urls, counts, next, key) =
+                (urls.clone(), counts.clone(), next.clone(), key.to_owned());
+            std::thread::spawn(move || {
+                let client = reqwest::blocking::Client::new();
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    if i >= total {
+                        break;
+                    }
+                    let status = client
+                        .get(&urls[i % urls.len()])
+                        .bearer_auth(&key)
+                        .send()
+                        .map(|r| r.status().as_u16())
+                        .unwrap_or(0);
+                    *counts.lock().unwrap().entry(status).or_insert(0) += 1;
+                }
+            })
+        })
+        .collect();
+    for w in workers {
+        w.join().unwrap();
+    }
+    let counts = counts.lock().unwrap().clone();
+    counts
+}
+
+#[test]
+fn two_replicas_sharing_redis_enforce_one_limit() {
+    let db = TestDatabase::postgres();
+    let redis = switchyard_testkit::redis_url();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", redis.as_str()),
+    ];
+    let a = Server::start(&env);
+    let b = Server::start(&env);
+    let n = 500;
+    let key = create_key(&env, &format!("{n}/hour"));
+    let counts = spread_load(&[&a, &b], &key, 2 * n);
+    let admitted = counts.get(&200).copied().unwrap_or(0);
+    let denied = counts.get(&429).copied().unwrap_or(0);
+    assert_eq!(admitted + denied, 2 * n, "only 200s and 429s: {counts:?}");
+    let tolerance = n / 100;
+    assert!(
+        admitted.abs_diff(n) <= tolerance,
+        "admitted {admitted} of {} with a shared limit of {n}: {counts:?}",
+        2 * n
+    );
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn redis_outage_under_load_follows_the_failure_policy() {
+    let db = TestDatabase::postgres();
+    let mut redis = PrivateRedis::start();
+    let redis_url = redis.url();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", redis_url.as_str()),
+    ];
+    let a = Server::start(&env);
+    let b = Server::start(&env);
+    let refusing = Server::start(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("REDIS_URL", redis_url.as_str()),
+        ("RATE_LIMIT_REDIS_FAILURE", "refuse"),
+    ]);
+    let key = create_key(&env, "100000/minute");
+
+    // Load runs while Redis goes away.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(HashMap::<u16, usize>::new()));
+    let load = {
+        let (stop, seen, key) = (stop.clone(), seen.clone(), key.clone());
+        let urls = [a.url("/v1/models"), b.url("/v1/models")];
+        std::thread::spawn(move || {
+            let client = reqwest::blocking::Client::new();
+            let mut i = 0;
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                let status = client
+                    .get(&urls[i % 2])
+                    .bearer_auth(&key)
+                    .send()
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0);
+                *seen.lock().unwrap().entry(status).or_insert(0) += 1;
+                i += 1;
+            }
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    redis.stop();
+    std::thread::sleep(Duration::from_millis(1500));
+
+    let ready = get(&a.url("/ready"), None);
+    assert_eq!(ready.status(), StatusCode::OK);
+    let ready: Value = ready.json().unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["rate_limiter"], "redis (degraded)", "{ready}");
+    // The refusing replica answers limited requests with 503, as chosen.
+    let r = get(&refusing.url("/v1/models"), Some(&key));
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.json::<Value>().unwrap()["error"]["code"],
+        "rate_limiter_unavailable"
+    );
+    let metrics = get(&a.url("/metrics"), None).text().unwrap();
+    let errors: f64 = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("ratelimit_backend_errors_total "))
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(errors >= 1.0, "{metrics}");
+
+    redis.start_again();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let ready: Value = get(&a.url("/ready"), None).json().unwrap();
+        let ready_b: Value = get(&b.url("/ready"), None).json().unwrap();
+        if ready["status"] == "ready" && ready_b["status"] == "ready" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still degraded after Redis returned: {ready} {ready_b}"
+        );
+        // Readiness clears on the next limited request that reaches Redis.
+        get(&a.url("/v1/models"), Some(&key));
+        get(&b.url("/v1/models"), Some(&key));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    load.join().unwrap();
+    let seen = seen.lock().unwrap().clone();
+    assert!(
+        seen.keys().all(|s| *s == 200),
+        "fallback policy: no 5xx and no errors under load: {seen:?}"
+    );
+    assert!(seen.get(&200).copied().unwrap_or(0) > 10, "{seen:?}");
+
+    // Shared again: 10 per hour across both replicas admits exactly 10.
+    let fresh = create_key(&env, "10/hour");
+    let counts = spread_load(&[&a, &b], &fresh, 20);
+    assert_eq!(counts.get(&200), Some(&10), "{counts:?}");
+    assert_eq!(counts.get(&429), Some(&10), "{counts:?}");
+    assert!(
+        get(&refusing.url("/v1/models"), Some(&fresh)).status() != StatusCode::SERVICE_UNAVAILABLE
+    );
+    a.stop();
+    b.stop();
+    refusing.stop();
 }

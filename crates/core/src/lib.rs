@@ -5,6 +5,7 @@ pub mod catalog;
 pub mod config;
 pub mod keys;
 pub mod secret;
+pub mod sync;
 
 pub use config::{Config, ConfigProblem, Environment, LoadedConfig};
 pub use secret::Secret;

@@ -46,10 +46,7 @@ impl LocalLimiter {
 
     fn apply(&self, key: &str, quota: &Quota, cost: u32, record: bool) -> Decision {
         let now = self.clock.now_us();
-        let mut map = match self.shard(key).lock() {
-            Ok(g) => g,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut map = switchyard_core::sync::lock(self.shard(key));
         let tat = map.get(key).copied().unwrap_or(0);
         let s = step(tat, now, cost, quota);
         if record && s.decision.allowed {
@@ -70,10 +67,7 @@ impl LocalLimiter {
         self.shards
             .iter()
             .map(|shard| {
-                let mut map = match shard.lock() {
-                    Ok(g) => g,
-                    Err(poisoned) => poisoned.into_inner(),
-                };
+                let mut map = switchyard_core::sync::lock(shard);
                 map.retain(|_, tat| *tat > now);
                 map.len()
             })

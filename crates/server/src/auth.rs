@@ -104,10 +104,7 @@ impl KeyAuthority {
     }
 
     pub fn touch(&self, key_id: &str, at: DateTime<Utc>) {
-        let mut seen = match self.last_used.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut seen = switchyard_core::sync::lock(&self.last_used);
         match seen.get_mut(key_id) {
             Some(t) => *t = at,
             None => {
@@ -118,10 +115,7 @@ impl KeyAuthority {
 
     /// Takes the last-use times collected since the previous call.
     pub fn drain_last_used(&self) -> Vec<(String, DateTime<Utc>)> {
-        let mut seen = match self.last_used.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut seen = switchyard_core::sync::lock(&self.last_used);
         seen.drain().collect()
     }
 
@@ -144,10 +138,7 @@ impl KeyAuthority {
     }
 
     fn touch_if_newer(&self, id: String, at: DateTime<Utc>) {
-        let mut seen = match self.last_used.lock() {
-            Ok(guard) => guard,
-            Err(poisoned) => poisoned.into_inner(),
-        };
+        let mut seen = switchyard_core::sync::lock(&self.last_used);
         let entry = seen.entry(id).or_insert(at);
         if *entry < at {
             *entry = at;

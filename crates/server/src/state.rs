@@ -92,22 +92,13 @@ impl AppState {
     }
 
     pub fn catalog(&self) -> Arc<Vec<ModelEntry>> {
-        match self.catalog.read() {
-            Ok(guard) => guard.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        switchyard_core::sync::read(&self.catalog).clone()
     }
 
     /// Swaps in a new model catalog (configuration reload) and drops the
     /// cached `/v1/models` answer.
     pub fn replace_catalog(&self, models: Vec<ModelEntry>) {
-        {
-            let mut guard = match self.catalog.write() {
-                Ok(guard) => guard,
-                Err(poisoned) => poisoned.into_inner(),
-            };
-            *guard = Arc::new(models);
-        }
+        *switchyard_core::sync::write(&self.catalog) = Arc::new(models);
         self.models_response.invalidate_local();
     }
 }
