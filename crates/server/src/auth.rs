@@ -3,7 +3,6 @@
 //! cached (and single-flighted) so a request costs no database round trip.
 
 use crate::error::ApiError;
-use crate::metrics::CacheLabels;
 use crate::middleware::ClientIp;
 use crate::ratelimit::{self, Scope as LimitScope};
 use crate::state::{AppState, REDIS_CALL_TIMEOUT};
@@ -239,18 +238,7 @@ async fn identify(
                 ApiError::internal(&e)
             }
         })?;
-    state
-        .metrics
-        .cache_requests
-        .get_or_create(&CacheLabels {
-            cache: "api_keys",
-            result: if served == Served::Loaded {
-                "miss"
-            } else {
-                "hit"
-            },
-        })
-        .inc();
+    state.metrics.count_cache("api_keys", served);
     let Some(api_key) = found else {
         return Err(ApiError::unauthenticated(
             "invalid_api_key",

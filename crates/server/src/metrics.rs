@@ -194,6 +194,19 @@ impl Metrics {
         self.pool_max.set(i64::from(stats.max));
     }
 
+    /// Counts one cache lookup: a load from the source is a miss, anything
+    /// else (memory, Redis, another caller's load) a hit.
+    pub fn count_cache(&self, cache: &'static str, served: switchyard_limits::Served) {
+        let result = if served == switchyard_limits::Served::Loaded {
+            "miss"
+        } else {
+            "hit"
+        };
+        self.cache_requests
+            .get_or_create(&CacheLabels { cache, result })
+            .inc();
+    }
+
     /// The OpenMetrics text format.
     pub fn render(&self) -> Result<String, std::fmt::Error> {
         let mut out = String::with_capacity(8 * 1024);

@@ -3,101 +3,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use reqwest::{Client, StatusCode};
+mod common;
+
+use common::{issue, TestApp};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use std::time::{Duration, Instant};
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{NewKeySpec, Scopes};
-use switchyard_core::Config;
-use switchyard_server::keys::{self, Actor};
-use switchyard_server::{AppState, Application};
 use switchyard_testkit::{PrivateRedis, TestDatabase};
-
-struct TestApp {
-    base: String,
-    client: Client,
-    admin: String,
-    state: AppState,
-    stop: Option<tokio::sync::oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
-}
-
-impl TestApp {
-    async fn start(db_url: &str, extra: &[(&str, &str)]) -> Self {
-        let mut vars: HashMap<String, String> = HashMap::from([
-            ("DATABASE_URL".into(), db_url.into()),
-            ("PORT".into(), "0".into()),
-            ("DATABASE_POOL_SIZE".into(), "5".into()),
-        ]);
-        for (k, v) in extra {
-            vars.insert((*k).into(), (*v).into());
-        }
-        let loaded = Config::load(&move |n| vars.get(n).cloned());
-        assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-        let app = Application::build(loaded.config).await.unwrap();
-        let port = app.port();
-        let state = app.state();
-        let admin = issue(&state, "admin", Scopes::admin()).await;
-        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-        let task = tokio::spawn(app.run_until(async move {
-            let _ = rx.await;
-        }));
-        Self {
-            base: format!("http://127.0.0.1:{port}"),
-            client: Client::builder().no_gzip().no_brotli().build().unwrap(),
-            admin,
-            state,
-            stop: Some(tx),
-            task: Some(task),
-        }
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
-    async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let mut r = self.client.get(self.url(path));
-        if let Some(k) = key {
-            r = r.bearer_auth(k);
-        }
-        r.send().await.unwrap()
-    }
-
-    async fn get_with(&self, path: &str, header: &str, value: &str) -> reqwest::Response {
-        self.client
-            .get(self.url(path))
-            .header(header, value)
-            .send()
-            .await
-            .unwrap()
-    }
-
-    async fn stop(mut self) {
-        if let Some(tx) = self.stop.take() {
-            let _ = tx.send(());
-        }
-        if let Some(task) = self.task.take() {
-            task.await.unwrap().unwrap();
-        }
-    }
-}
-
-async fn issue(state: &AppState, name: &str, scopes: Scopes) -> String {
-    let spec = NewKeySpec::new(name, None, "proj", scopes, None, switchyard_core::now()).unwrap();
-    let issued = keys::issue(
-        &state.store,
-        &spec,
-        &Actor {
-            via: "test",
-            ..Actor::default()
-        },
-    )
-    .await
-    .unwrap();
-    issued.secret.expose().to_owned()
-}
 
 async fn error_of(resp: reqwest::Response) -> (StatusCode, Value) {
     let status = resp.status();

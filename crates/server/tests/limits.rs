@@ -3,22 +3,26 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use reqwest::{Client, StatusCode};
+mod common;
+
+use common::{issue, TestApp};
+use reqwest::StatusCode;
 use serde_json::{json, Value};
-use std::collections::HashMap;
 use switchyard_core::keys::{NewKeySpec, Scopes};
-use switchyard_core::Config;
 use switchyard_server::keys::{self, Actor};
-use switchyard_server::{AppState, Application};
 use switchyard_testkit::{redis_url, TestDatabase};
 
 struct App {
-    base: String,
-    client: Client,
-    admin: String,
-    state: AppState,
+    inner: TestApp,
     _db: TestDatabase,
     _dir: tempfile::TempDir,
+}
+
+impl std::ops::Deref for App {
+    type Target = TestApp;
+    fn deref(&self) -> &TestApp {
+        &self.inner
+    }
 }
 
 async fn start(extra: &[(&str, &str)], toml: &str) -> App {
@@ -26,59 +30,13 @@ async fn start(extra: &[(&str, &str)], toml: &str) -> App {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchyard.toml");
     std::fs::write(&file, toml).unwrap();
-    let mut vars: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), db.url.clone()),
-        ("PORT".into(), "0".into()),
-        ("SWITCHYARD_CONFIG".into(), file.display().to_string()),
-    ]);
-    for (k, v) in extra {
-        vars.insert((*k).into(), (*v).into());
-    }
-    let loaded = Config::load(&move |n| vars.get(n).cloned());
-    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    let app = Application::build(loaded.config).await.unwrap();
-    let port = app.port();
-    let state = app.state();
-    let admin = issue(&state, Scopes::admin()).await;
-    tokio::spawn(app.run_until(std::future::pending()));
+    let file = file.display().to_string();
+    let mut vars = extra.to_vec();
+    vars.push(("SWITCHYARD_CONFIG", &file));
     App {
-        base: format!("http://127.0.0.1:{port}"),
-        client: Client::new(),
-        admin,
-        state,
+        inner: TestApp::start(&db.url, &vars).await,
         _db: db,
         _dir: dir,
-    }
-}
-
-async fn issue(state: &AppState, scopes: Scopes) -> String {
-    let spec = NewKeySpec::new("k", None, "proj", scopes, None, switchyard_core::now()).unwrap();
-    keys::issue(
-        &state.store,
-        &spec,
-        &Actor {
-            via: "test",
-            ..Actor::default()
-        },
-    )
-    .await
-    .unwrap()
-    .secret
-    .expose()
-    .to_owned()
-}
-
-impl App {
-    async fn get(&self, path: &str, key: Option<&str>) -> reqwest::Response {
-        let mut r = self.client.get(format!("{}{path}", self.base));
-        if let Some(k) = key {
-            r = r.bearer_auth(k);
-        }
-        r.send().await.unwrap()
-    }
-
-    async fn metrics(&self) -> String {
-        self.get("/metrics", None).await.text().await.unwrap()
     }
 }
 
@@ -93,7 +51,7 @@ fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_limit_headers_and_429() {
     let app = start(&[("API_RATE_LIMIT", "3")], "").await;
-    let user = issue(&app.state, Scopes::user()).await;
+    let user = issue(&app.state, "user", Scopes::user()).await;
     for remaining in ["2", "1", "0"] {
         let r = app.get("/v1/models", Some(&user)).await;
         assert_eq!(r.status(), StatusCode::OK);
@@ -136,7 +94,7 @@ async fn route_limits_and_per_key_overrides() {
         "[limits.routes]\n\"GET /v1/models\" = { per_minute = 2 }\n",
     )
     .await;
-    let user = issue(&app.state, Scopes::user()).await;
+    let user = issue(&app.state, "user", Scopes::user()).await;
     let r = app.get("/v1/models", Some(&user)).await;
     // The route limit is the tighter one, so it is what the headers show.
     assert_eq!(header(&r, "x-ratelimit-limit-requests"), "2");
@@ -156,19 +114,10 @@ async fn route_limits_and_per_key_overrides() {
     assert_eq!(header(&r, "x-ratelimit-limit-requests"), "100");
 
     // A per-key override through the admin API.
-    let id = app
-        .state
-        .store
-        .list_keys(false)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|k| k.scopes == Scopes::user())
-        .unwrap()
-        .id;
+    let id = app.key_id("user").await;
     let patch = |body: Value| {
         app.client
-            .patch(format!("{}/v1/admin/keys/{id}", app.base))
+            .patch(app.url(&format!("/v1/admin/keys/{id}")))
             .bearer_auth(&app.admin)
             .json(&body)
             .send()
@@ -198,7 +147,7 @@ async fn route_limits_and_per_key_overrides() {
     assert!(audit.iter().any(|a| a.event == "key.rate_limit_changed"));
     let missing = app
         .client
-        .patch(format!("{}/v1/admin/keys/key_nope", app.base))
+        .patch(app.url("/v1/admin/keys/key_nope"))
         .bearer_auth(&app.admin)
         .json(&json!({"rate_limit": null}))
         .send()
@@ -240,7 +189,7 @@ async fn failed_authentication_is_limited_per_client_address() {
     let bad = format!("sy_{}", "e".repeat(64));
     let from = |ip: &'static str, key: String| {
         app.client
-            .get(format!("{}/v1/models", app.base))
+            .get(app.url("/v1/models"))
             .header("x-forwarded-for", ip)
             .bearer_auth(key)
             .send()
@@ -293,7 +242,7 @@ async fn unauthenticated_traffic_is_limited_per_client_address() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn key_lookups_use_the_shared_cache_tier_when_redis_is_configured() {
     let app = start(&[("REDIS_URL", &redis_url())], "").await;
-    let user = issue(&app.state, Scopes::user()).await;
+    let user = issue(&app.state, "user", Scopes::user()).await;
     for _ in 0..3 {
         assert_eq!(
             app.get("/v1/models", Some(&user)).await.status(),
@@ -319,19 +268,10 @@ async fn key_lookups_use_the_shared_cache_tier_when_redis_is_configured() {
         (Some("ready"), Some("redis"))
     );
     // A revocation evicts the shared entry too.
-    let id = app
-        .state
-        .store
-        .list_keys(false)
-        .await
-        .unwrap()
-        .into_iter()
-        .find(|k| k.scopes == Scopes::user())
-        .unwrap()
-        .id;
+    let id = app.key_id("user").await;
     let r = app
         .client
-        .delete(format!("{}/v1/admin/keys/{id}", app.base))
+        .delete(app.url(&format!("/v1/admin/keys/{id}")))
         .bearer_auth(&app.admin)
         .send()
         .await

@@ -2,7 +2,6 @@
 //! one-hour in-memory cache that a configuration reload refreshes.
 
 use crate::error::ApiError;
-use crate::metrics::CacheLabels;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -10,7 +9,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use std::sync::Arc;
-use switchyard_limits::Served;
 use utoipa::ToSchema;
 
 #[derive(Serialize, ToSchema)]
@@ -68,18 +66,7 @@ pub async fn list_models(State(state): State<AppState>) -> Response {
         .await;
     match body {
         Ok((text, served)) => {
-            state
-                .metrics
-                .cache_requests
-                .get_or_create(&CacheLabels {
-                    cache: "models",
-                    result: if served == Served::Loaded {
-                        "miss"
-                    } else {
-                        "hit"
-                    },
-                })
-                .inc();
+            state.metrics.count_cache("models", served);
             (
                 [(header::CONTENT_TYPE, "application/json")],
                 Bytes::from(text.as_str().to_owned()),
