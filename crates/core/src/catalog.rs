@@ -2,8 +2,18 @@
 
 use serde::{Deserialize, Serialize};
 
-/// One model the service offers. Later backends add routing fields; the
-/// fields here are what `/v1/models` shows.
+/// Which kind of upstream serves a model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum BackendKind {
+    /// Any server speaking OpenAI's chat completions API (OpenAI, vLLM,
+    /// Ollama, llama.cpp server, LM Studio).
+    #[default]
+    Openai,
+}
+
+/// One model the service offers: what `/v1/models` shows, where requests
+/// for it go, and what its tokens cost.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ModelEntry {
@@ -21,17 +31,136 @@ pub struct ModelEntry {
     /// Maximum context window in tokens, when known.
     #[serde(default)]
     pub context_window: Option<u32>,
+    /// Largest `max_tokens` a request may ask for.
+    #[serde(default)]
+    pub max_output_tokens: Option<u32>,
+    /// Free-form size class (`small`, `medium`, `large`) for routing.
+    #[serde(default)]
+    pub tier: Option<String>,
+    #[serde(default)]
+    pub backend: BackendKind,
+    /// Upstream API base, e.g. `https://api.openai.com/v1`.
+    #[serde(default)]
+    pub base_url: Option<String>,
+    /// The model name the upstream knows (defaults to `id`).
+    #[serde(default)]
+    pub upstream_model: Option<String>,
+    /// Environment variable holding the upstream API key.
+    #[serde(default)]
+    #[schema(ignore)]
+    pub api_key_env: Option<String>,
+    /// File holding the upstream API key (mounted secret).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub api_key_file: Option<std::path::PathBuf>,
+    /// USD per million input tokens.
+    #[serde(default)]
+    pub input_per_mtok: f64,
+    /// USD per million output tokens.
+    #[serde(default)]
+    pub output_per_mtok: f64,
+    /// USD per million input tokens served from the upstream's prompt cache.
+    #[serde(default)]
+    pub cached_input_per_mtok: Option<f64>,
+    /// The date the prices above took effect (YYYY-MM-DD).
+    #[serde(default)]
+    pub prices_effective: Option<String>,
+    /// Seconds before an upstream call is abandoned (default 300).
+    #[serde(default)]
+    pub timeout_seconds: Option<u32>,
+}
+
+/// Prices in integer micro-USD per million tokens, so that cost arithmetic
+/// is exact: a token costs `price / 1000` nano-USD.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Pricing {
+    pub input_micros_per_mtok: u64,
+    pub output_micros_per_mtok: u64,
+    pub cached_input_micros_per_mtok: u64,
+}
+
+fn micros(usd_per_mtok: f64) -> u64 {
+    if usd_per_mtok.is_finite() && usd_per_mtok > 0.0 {
+        (usd_per_mtok * 1_000_000.0).round() as u64
+    } else {
+        0
+    }
+}
+
+impl Pricing {
+    /// Cost in nano-USD of a call's tokens. `cached` input tokens are part of
+    /// `input` and are charged at the cached rate instead.
+    pub fn cost_nano_usd(&self, input: u64, cached: u64, output: u64) -> u64 {
+        let cached = cached.min(input);
+        let total = u128::from(input - cached) * u128::from(self.input_micros_per_mtok)
+            + u128::from(cached) * u128::from(self.cached_input_micros_per_mtok)
+            + u128::from(output) * u128::from(self.output_micros_per_mtok);
+        u64::try_from(total.div_ceil(1000)).unwrap_or(u64::MAX)
+    }
+}
+
+impl ModelEntry {
+    pub fn pricing(&self) -> Pricing {
+        Pricing {
+            input_micros_per_mtok: micros(self.input_per_mtok),
+            output_micros_per_mtok: micros(self.output_per_mtok),
+            cached_input_micros_per_mtok: micros(
+                self.cached_input_per_mtok.unwrap_or(self.input_per_mtok),
+            ),
+        }
+    }
+
+    /// The name to send upstream.
+    pub fn upstream_model(&self) -> &str {
+        self.upstream_model.as_deref().unwrap_or(&self.id)
+    }
 }
 
 fn default_owner() -> String {
     "switchyard".into()
 }
 
-/// Checks ids and aliases: non-empty, printable, unique across the catalog.
+/// Checks ids and aliases (non-empty, printable, unique across the catalog),
+/// prices and upstream settings.
 pub fn validate(models: &[ModelEntry]) -> Vec<String> {
     let mut problems = Vec::new();
     let mut seen = std::collections::HashSet::new();
     for (i, m) in models.iter().enumerate() {
+        for (field, price) in [
+            ("input_per_mtok", Some(m.input_per_mtok)),
+            ("output_per_mtok", Some(m.output_per_mtok)),
+            ("cached_input_per_mtok", m.cached_input_per_mtok),
+        ] {
+            if let Some(p) = price {
+                if !p.is_finite() || p < 0.0 || p > 1_000_000.0 {
+                    problems.push(format!(
+                        "models[{i}].{field}: `{p}` is not a price in USD per million tokens"
+                    ));
+                }
+            }
+        }
+        match &m.base_url {
+            None => problems.push(format!("models[{i}].base_url: required")),
+            Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
+                problems.push(format!("models[{i}].base_url: `{u}` is not an http(s) URL"));
+            }
+            Some(_) => {}
+        }
+        if m.api_key_env.is_some() && m.api_key_file.is_some() {
+            problems.push(format!(
+                "models[{i}]: set api_key_env or api_key_file, not both"
+            ));
+        }
+        if let Some(d) = &m.prices_effective {
+            if chrono::NaiveDate::parse_from_str(d, "%Y-%m-%d").is_err() {
+                problems.push(format!(
+                    "models[{i}].prices_effective: `{d}` is not a YYYY-MM-DD date"
+                ));
+            }
+        }
+        if m.timeout_seconds == Some(0) {
+            problems.push(format!("models[{i}].timeout_seconds: must be at least 1"));
+        }
         for name in std::iter::once(&m.id).chain(m.aliases.iter()) {
             if name.trim().is_empty() || name.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 problems.push(format!(
@@ -50,13 +179,29 @@ mod tests {
     use super::*;
 
     fn entry(id: &str, aliases: &[&str]) -> ModelEntry {
-        ModelEntry {
-            id: id.into(),
-            owned_by: default_owner(),
-            aliases: aliases.iter().map(|a| a.to_string()).collect(),
-            description: None,
-            context_window: None,
-        }
+        let mut m: ModelEntry = toml::from_str(&format!(
+            "id = \"{id}\"\nbase_url = \"http://127.0.0.1:1/v1\""
+        ))
+        .unwrap();
+        m.aliases = aliases.iter().map(|a| a.to_string()).collect();
+        m
+    }
+
+    #[test]
+    fn costs_are_exact_integer_arithmetic() {
+        let mut m = entry("m", &[]);
+        m.input_per_mtok = 3.0;
+        m.output_per_mtok = 15.0;
+        m.cached_input_per_mtok = Some(0.30);
+        let p = m.pricing();
+        // 1000 input (200 cached), 500 output:
+        // 800 × 3000 + 200 × 300 + 500 × 15000 nano-USD = 9.96 milli-USD.
+        assert_eq!(p.cost_nano_usd(1000, 200, 500), 9_960_000);
+        assert_eq!(p.cost_nano_usd(0, 0, 0), 0);
+        m.input_per_mtok = 0.0375;
+        assert_eq!(m.pricing().input_micros_per_mtok, 37_500);
+        assert_eq!(m.pricing().cost_nano_usd(3, 0, 0), 113); // 112.5 rounded up
+        assert_eq!(m.upstream_model(), "m");
     }
 
     #[test]

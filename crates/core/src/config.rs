@@ -324,6 +324,9 @@ pub struct Config {
     pub config_path: Option<PathBuf>,
     pub file: FileConfig,
     pub limits: LimitsConfig,
+    /// Upstream API keys by model id, read from each model's `api_key_env`
+    /// or `api_key_file`.
+    pub model_keys: BTreeMap<String, Secret>,
 }
 
 /// One thing wrong with the configuration, tied to the variable that holds it.
@@ -672,6 +675,38 @@ impl Config {
             },
         };
 
+        let mut model_keys = BTreeMap::new();
+        for (i, m) in file.models.iter().enumerate() {
+            if let Some(var) = &m.api_key_env {
+                match (r.env)(var).filter(|v| !v.trim().is_empty()) {
+                    Some(v) => {
+                        model_keys.insert(m.id.clone(), Secret::new(v.trim()));
+                    }
+                    None => r.problem(
+                        "SWITCHYARD_CONFIG",
+                        format!("models[{i}].api_key_env: {var} is not set"),
+                    ),
+                }
+            }
+            if let Some(path) = &m.api_key_file {
+                match std::fs::read_to_string(path) {
+                    Ok(text) if !text.trim().is_empty() => {
+                        model_keys.insert(m.id.clone(), Secret::new(text.trim()));
+                    }
+                    Ok(_) => r.problem(
+                        "SWITCHYARD_CONFIG",
+                        format!("models[{i}].api_key_file: `{}` is empty", path.display()),
+                    ),
+                    Err(e) => r.problem(
+                        "SWITCHYARD_CONFIG",
+                        format!(
+                            "models[{i}].api_key_file: cannot read `{}`: {e}",
+                            path.display()
+                        ),
+                    ),
+                }
+            }
+        }
         let redis_default = if redis.is_some() { "redis" } else { "local" };
         let backend = match r
             .string("RATE_LIMIT_BACKEND")
@@ -805,6 +840,7 @@ impl Config {
                 config_path,
                 file,
                 limits,
+                model_keys,
             },
             problems: r.problems,
         }
@@ -1060,7 +1096,7 @@ mod tests {
         let good = dir.join("good.toml");
         std::fs::write(
             &good,
-            "[[models]]\nid = \"m1\"\naliases = [\"fast\"]\n\n[limits.routes]\n\"POST /v1/task\" = { per_minute = 10 }\n",
+            "[[models]]\nid = \"m1\"\nbase_url = \"http://127.0.0.1:1/v1\"\naliases = [\"fast\"]\n\n[limits.routes]\n\"POST /v1/task\" = { per_minute = 10 }\n",
         )
         .unwrap();
         let l = load(&[("SWITCHYARD_CONFIG", &good.display().to_string())]);
@@ -1069,7 +1105,11 @@ mod tests {
         assert_eq!(l.config.file.limits.routes["POST /v1/task"].per_minute, 10);
 
         let bad = dir.join("bad.toml");
-        std::fs::write(&bad, "[[models]]\nid = \"m1\"\ncolour = \"red\"\n").unwrap();
+        std::fs::write(
+            &bad,
+            "[[models]]\nid = \"m1\"\nbase_url = \"http://h/v1\"\ncolour = \"red\"\n",
+        )
+        .unwrap();
         let l = load(&[("SWITCHYARD_CONFIG", &bad.display().to_string())]);
         assert_eq!(variables(&l), ["SWITCHYARD_CONFIG"]);
         assert!(l.problems[0].message.contains("colour"), "{:?}", l.problems);

@@ -618,7 +618,7 @@ async fn the_model_catalog_is_cached_and_reloadable() {
     let file = dir.path().join("switchyard.toml");
     std::fs::write(
         &file,
-        "[[models]]\nid = \"small\"\naliases = [\"fast\"]\ncontext_window = 8192\n",
+        "[[models]]\nid = \"small\"\nbase_url = \"http://127.0.0.1:1/v1\"\naliases = [\"fast\"]\ncontext_window = 8192\n",
     )
     .unwrap();
     let app = TestApp::start(&db.url, &[("SWITCHYARD_CONFIG", file.to_str().unwrap())]).await;

@@ -8,10 +8,12 @@ mod audit;
 mod keys;
 mod migrations;
 mod pool;
+mod usage;
 
 pub use audit::{AuditEntry, AuditEvent};
 pub use keys::KeyInsert;
 pub use pool::{PoolStats, Store};
+pub use usage::{UsageRecord, MAX_BATCH};
 
 /// Everything that can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]

@@ -6,7 +6,7 @@
 use chrono::Duration;
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
-use switchyard_store::{AuditEvent, KeyInsert, Store};
+use switchyard_store::{AuditEvent, KeyInsert, Store, UsageRecord};
 use switchyard_testkit::TestDatabase;
 
 async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
@@ -35,7 +35,38 @@ on_both!(
     bootstrap_happens_once,
     last_used_never_moves_backwards,
     audit_records_read_back,
+    usage_batches_land_whole,
 );
+
+async fn usage_batches_land_whole(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let t = switchyard_core::now();
+    let records: Vec<UsageRecord> = (0..1234)
+        .map(|i| UsageRecord {
+            timestamp: t + Duration::microseconds(i),
+            request_id: format!("req-{i}"),
+            key_id: "key_a".into(),
+            project: "p".into(),
+            endpoint: "/v1/chat/completions".into(),
+            model_requested: Some("m".into()),
+            model_used: Some("m".into()),
+            backend: Some("openai".into()),
+            input_tokens: 10,
+            output_tokens: i,
+            cached_tokens: 0,
+            cost_nano_usd: 123_456_789_012,
+            latency_ms: 5,
+            upstream_latency_ms: Some(4),
+            status: 200,
+            error_type: None,
+        })
+        .collect();
+    store.insert_usage(&records).await.unwrap();
+    assert_eq!(store.count_usage().await.unwrap(), 1234);
+    let recent = store.recent_usage(2).await.unwrap();
+    assert_eq!(recent, vec![records[1233].clone(), records[1232].clone()]);
+    store.insert_usage(&[]).await.unwrap();
+}
 
 async fn migrations_apply_once(kind: DatabaseKind) {
     let db = TestDatabase::of_kind(kind);

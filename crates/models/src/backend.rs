@@ -1,0 +1,37 @@
+//! What every backend returns: completions, chunk streams, and errors that
+//! say whether a retry could help.
+
+use crate::openai_wire::ChatChunk;
+use futures_util::Stream;
+use std::pin::Pin;
+use std::time::Duration;
+
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    #[error("the upstream did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("cannot reach the upstream: {0}")]
+    Connect(String),
+    #[error("the upstream answered {status}: {message}")]
+    Status {
+        status: u16,
+        message: String,
+        /// The upstream's `Retry-After`, in seconds.
+        retry_after: Option<u64>,
+    },
+    #[error("the upstream sent an unexpected reply: {0}")]
+    Protocol(String),
+}
+
+impl BackendError {
+    /// Whether trying again (here or on a fallback) could succeed.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            BackendError::Timeout(_) | BackendError::Connect(_) => true,
+            BackendError::Status { status, .. } => *status == 429 || *status >= 500,
+            BackendError::Protocol(_) => false,
+        }
+    }
+}
+
+pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, BackendError>> + Send>>;

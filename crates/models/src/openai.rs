@@ -1,0 +1,193 @@
+//! The OpenAI-compatible HTTP backend (OpenAI, vLLM, Ollama, llama.cpp
+//! server, LM Studio): `POST {base_url}/chat/completions`.
+
+use crate::backend::{BackendError, ChunkStream};
+use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, StreamOptions};
+use crate::sse::SseDecoder;
+use futures_util::StreamExt;
+use std::time::Duration;
+use switchyard_core::catalog::ModelEntry;
+use switchyard_core::Secret;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+
+#[derive(Clone)]
+pub struct OpenAiBackend {
+    http: reqwest::Client,
+    url: String,
+    upstream_model: String,
+    api_key: Option<Secret>,
+    timeout: Duration,
+}
+
+fn request_error(e: reqwest::Error, timeout: Duration) -> BackendError {
+    if e.is_timeout() {
+        BackendError::Timeout(timeout)
+    } else if e.is_connect() {
+        BackendError::Connect(e.to_string())
+    } else {
+        BackendError::Protocol(e.to_string())
+    }
+}
+
+async fn status_error(resp: reqwest::Response) -> BackendError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(500).collect());
+    BackendError::Status {
+        status,
+        message,
+        retry_after,
+    }
+}
+
+impl OpenAiBackend {
+    pub fn new(http: reqwest::Client, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
+        let base = entry
+            .base_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/');
+        Self {
+            http,
+            url: format!("{base}/chat/completions"),
+            upstream_model: entry.upstream_model().to_owned(),
+            api_key,
+            timeout: entry
+                .timeout_seconds
+                .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+        }
+    }
+
+    fn post(&self, body: &ChatRequest) -> reqwest::RequestBuilder {
+        let mut r = self.http.post(&self.url).json(body);
+        if let Some(k) = &self.api_key {
+            r = r.bearer_auth(k.expose());
+        }
+        r
+    }
+
+    fn upstream_request(&self, req: &ChatRequest, stream: bool) -> ChatRequest {
+        let mut up = req.clone();
+        up.model = self.upstream_model.clone();
+        up.stream = Some(stream);
+        // Usage is always requested so that every streamed call is accounted.
+        up.stream_options = stream.then_some(StreamOptions {
+            include_usage: true,
+        });
+        up
+    }
+
+    pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
+        let body = self.upstream_request(req, false);
+        let call = async {
+            let resp = self
+                .post(&body)
+                .send()
+                .await
+                .map_err(|e| request_error(e, self.timeout))?;
+            if !resp.status().is_success() {
+                return Err(status_error(resp).await);
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| request_error(e, self.timeout))?;
+            serde_json::from_slice::<ChatCompletion>(&bytes)
+                .map_err(|e| BackendError::Protocol(format!("invalid chat completion: {e}")))
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| BackendError::Timeout(self.timeout))?
+    }
+
+    /// Starts a streamed completion; errors before the first byte are
+    /// returned here, later ones as stream items. The stream ends after the
+    /// upstream's `[DONE]`, and the whole stream is bounded by the timeout.
+    pub async fn stream(&self, req: &ChatRequest) -> Result<ChunkStream, BackendError> {
+        let body = self.upstream_request(req, true);
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let resp = tokio::time::timeout_at(deadline, self.post(&body).send())
+            .await
+            .map_err(|_| BackendError::Timeout(self.timeout))?
+            .map_err(|e| request_error(e, self.timeout))?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp).await);
+        }
+        let timeout = self.timeout;
+        let mut bytes = resp.bytes_stream();
+        let stream = async_stream(move |tx| async move {
+            let mut decoder = SseDecoder::default();
+            loop {
+                let next = match tokio::time::timeout_at(deadline, bytes.next()).await {
+                    Err(_) => Some(Err(BackendError::Timeout(timeout))),
+                    Ok(None) => Some(Err(BackendError::Protocol(
+                        "the stream ended before [DONE]".into(),
+                    ))),
+                    Ok(Some(Err(e))) => Some(Err(request_error(e, timeout))),
+                    Ok(Some(Ok(chunk))) => {
+                        for data in decoder.feed(&chunk) {
+                            if data == "[DONE]" {
+                                return;
+                            }
+                            let item = parse_chunk(&data);
+                            let failed = item.is_err();
+                            // A closed receiver means the caller went away.
+                            if tx.send(item).await.is_err() || failed {
+                                return;
+                            }
+                        }
+                        None
+                    }
+                };
+                if let Some(err) = next {
+                    let _ = tx.send(err).await;
+                    return;
+                }
+            }
+        });
+        Ok(stream)
+    }
+}
+
+fn parse_chunk(data: &str) -> Result<ChatChunk, BackendError> {
+    match serde_json::from_str::<ChatChunk>(data) {
+        Ok(c) => Ok(c),
+        Err(e) => {
+            // An error object mid-stream is the upstream giving up.
+            let v: serde_json::Value = serde_json::from_str(data)
+                .map_err(|_| BackendError::Protocol(format!("invalid stream chunk: {e}")))?;
+            match v["error"]["message"].as_str() {
+                Some(m) => Err(BackendError::Status {
+                    status: 502,
+                    message: m.to_owned(),
+                    retry_after: None,
+                }),
+                None => Err(BackendError::Protocol(format!("invalid stream chunk: {e}"))),
+            }
+        }
+    }
+}
+
+/// Runs `produce` in a task feeding a bounded channel, and returns the
+/// channel as a stream. Dropping the stream stops the producer at its next
+/// send.
+fn async_stream<F, Fut>(produce: F) -> ChunkStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<ChatChunk, BackendError>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(32);
+    tokio::spawn(produce(tx));
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}

@@ -1,0 +1,62 @@
+//! A Server-Sent Events decoder: bytes in, the `data` of each event out.
+
+/// Accumulates bytes and yields complete events' data fields.
+#[derive(Debug, Default)]
+pub struct SseDecoder {
+    buffer: Vec<u8>,
+}
+
+impl SseDecoder {
+    /// Feeds bytes; returns the data of every event completed by them (the
+    /// `data:` lines of one event joined with `\n`). Comments and other
+    /// fields are skipped.
+    pub fn feed(&mut self, bytes: &[u8]) -> Vec<String> {
+        self.buffer.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some((end, sep)) = find_boundary(&self.buffer) {
+            let raw: Vec<u8> = self.buffer.drain(..end + sep).collect();
+            let text = String::from_utf8_lossy(&raw[..end]);
+            let data: Vec<&str> = text
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|d| d.strip_prefix(' ').unwrap_or(d))
+                .collect();
+            if !data.is_empty() {
+                events.push(data.join("\n"));
+            }
+        }
+        events
+    }
+}
+
+/// The end of the first event and the length of its separator.
+fn find_boundary(buf: &[u8]) -> Option<(usize, usize)> {
+    let lf = buf.windows(2).position(|w| w == b"\n\n").map(|i| (i, 2));
+    let crlf = buf
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| (i, 4));
+    match (lf, crlf) {
+        (Some(a), Some(b)) => Some(if a.0 <= b.0 { a } else { b }),
+        (a, b) => a.or(b),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_split_across_reads_are_reassembled() {
+        let mut d = SseDecoder::default();
+        assert!(d.feed(b"data: {\"a\"").is_empty());
+        assert_eq!(
+            d.feed(b":1}\n\n: comment\n\ndata: x\r\n\r\ndata: [DONE]\n\n"),
+            vec!["{\"a\":1}", "x", "[DONE]"]
+        );
+        assert_eq!(
+            d.feed(b"event: e\ndata: one\ndata: two\n\n"),
+            vec!["one\ntwo"]
+        );
+    }
+}
