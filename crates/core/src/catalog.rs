@@ -132,7 +132,7 @@ pub fn validate(models: &[ModelEntry]) -> Vec<String> {
             ("cached_input_per_mtok", m.cached_input_per_mtok),
         ] {
             if let Some(p) = price {
-                if !p.is_finite() || p < 0.0 || p > 1_000_000.0 {
+                if !p.is_finite() || !(0.0..=1_000_000.0).contains(&p) {
                     problems.push(format!(
                         "models[{i}].{field}: `{p}` is not a price in USD per million tokens"
                     ));
