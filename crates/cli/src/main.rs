@@ -269,7 +269,7 @@ fn spawn_reload_on_sighup(state: switchyard_server::AppState) {
             let loaded = Config::from_env();
             if loaded.problems.is_empty() {
                 let n = loaded.config.file.models.len();
-                state.replace_catalog(loaded.config.file.models);
+                state.replace_catalog(&loaded.config);
                 tracing::info!(models = n, "configuration reloaded");
             } else {
                 for p in &loaded.problems {

@@ -2,12 +2,12 @@
 //! background tasks, and graceful shutdown.
 
 use crate::middleware;
-use crate::routes::{admin_keys, debug, docs, models, probes};
+use crate::routes::{admin_keys, chat, debug, docs, models, probes};
 use crate::state::AppState;
 use crate::{auth, error::ApiError};
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,6 +24,8 @@ use tower_http::compression::CompressionLayer;
 
 /// Bodies smaller than this are sent uncompressed.
 pub const COMPRESS_MIN_BYTES: u16 = 1000;
+/// How long shutdown waits for queued usage records to be written.
+const USAGE_FLUSH_LIMIT: Duration = Duration::from_secs(30);
 /// How often the database and Redis are probed for the `*_up` gauges.
 const MONITOR_INTERVAL: Duration = Duration::from_secs(5);
 
@@ -49,6 +51,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs/swagger-ui-bundle.js", get(docs::swagger_js))
         .route("/docs/swagger-ui.css", get(docs::swagger_css))
         .route("/v1/models", get(models::list_models))
+        .route("/v1/chat/completions", post(chat::chat_completions))
         .route(
             "/v1/admin/keys",
             get(admin_keys::list_keys).post(admin_keys::create_key),
@@ -188,6 +191,12 @@ impl Application {
         let _ = stop_tx.send(true);
         for task in background {
             let _ = task.await;
+        }
+        if !state.flush_usage(USAGE_FLUSH_LIMIT).await {
+            tracing::error!(
+                unwritten = state.metrics.usage_queue_depth.get(),
+                "usage records could not be written before shutdown (database unavailable)"
+            );
         }
         state.store.close().await;
         tracing::info!("stopped");

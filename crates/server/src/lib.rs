@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod error;
+pub mod gateway;
 pub mod json;
 pub mod keys;
 pub mod metrics;
@@ -13,6 +14,7 @@ pub mod ratelimit;
 pub mod routes;
 pub mod state;
 pub mod telemetry;
+pub mod usage;
 
 pub use app::{router, Application};
 pub use state::AppState;

@@ -60,7 +60,31 @@ pub struct Metrics {
     pub ratelimit_decisions: Family<DecisionLabels, Counter>,
     pub ratelimit_backend_errors: Counter,
     pub ratelimit_degraded: Gauge,
+    pub usage_queue_depth: Gauge,
+    pub usage_records_written: Counter,
+    pub usage_records_dropped: Counter,
+    pub usage_write_errors: Counter,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub cost_nano_usd: Family<ModelLabels, Counter>,
+    pub upstream_latency: Family<ModelLabels, Histogram, fn() -> Histogram>,
+    pub gateway_overhead: Histogram,
 }
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub model: String,
+    /// `input`, `output` or `cached`.
+    pub direction: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ModelLabels {
+    pub model: String,
+}
+
+const OVERHEAD_BUCKETS: [f64; 12] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.5,
+];
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct CacheLabels {
@@ -166,6 +190,57 @@ impl Metrics {
             "1 while the Redis rate limiter is unreachable and decisions fall back or are refused",
             ratelimit_degraded.clone(),
         );
+        let usage_queue_depth = Gauge::default();
+        registry.register(
+            "usage_queue_depth",
+            "Usage records accepted but not yet written",
+            usage_queue_depth.clone(),
+        );
+        let usage_records_written = Counter::default();
+        registry.register(
+            "usage_records_written",
+            "Usage records written to the database",
+            usage_records_written.clone(),
+        );
+        let usage_records_dropped = Counter::default();
+        registry.register(
+            "usage_records_dropped",
+            "Usage records lost (only possible after shutdown began); stays 0",
+            usage_records_dropped.clone(),
+        );
+        let usage_write_errors = Counter::default();
+        registry.register(
+            "usage_write_errors",
+            "Failed batch writes of usage records (each is retried)",
+            usage_write_errors.clone(),
+        );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "llm_tokens",
+            "Tokens by model and direction (input, output, cached)",
+            tokens.clone(),
+        );
+        let cost_nano_usd = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "llm_cost_nano_usd",
+            "Cost of model calls in nano-USD, by model",
+            cost_nano_usd.clone(),
+        );
+        let upstream_latency =
+            Family::<ModelLabels, Histogram, fn() -> Histogram>::new_with_constructor(
+                latency_histogram,
+            );
+        registry.register(
+            "llm_upstream_latency_seconds",
+            "Time spent waiting for the upstream model, by model",
+            upstream_latency.clone(),
+        );
+        let gateway_overhead = Histogram::new(OVERHEAD_BUCKETS);
+        registry.register(
+            "llm_gateway_overhead_seconds",
+            "Time a model call spent in the gateway itself (total minus upstream)",
+            gateway_overhead.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -180,6 +255,14 @@ impl Metrics {
             ratelimit_decisions,
             ratelimit_backend_errors,
             ratelimit_degraded,
+            usage_queue_depth,
+            usage_records_written,
+            usage_records_dropped,
+            usage_write_errors,
+            tokens,
+            cost_nano_usd,
+            upstream_latency,
+            gateway_overhead,
         }
     }
 

@@ -16,6 +16,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::probes::redis_check,
         crate::routes::probes::metrics,
         crate::routes::models::list_models,
+        crate::routes::chat::chat_completions,
         crate::routes::admin_keys::create_key,
         crate::routes::admin_keys::list_keys,
         crate::routes::admin_keys::get_key,

@@ -1,10 +1,13 @@
 //! Shared application state, built once at start-up and cloned into handlers.
 
 use crate::auth::KeyAuthority;
+use crate::gateway::Gateway;
 use crate::metrics::Metrics;
 use crate::ratelimit::Quotas;
+use crate::usage::UsageRecorder;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_core::catalog::ModelEntry;
@@ -12,6 +15,8 @@ use switchyard_core::config::{LimitBackend, RedisFailurePolicy};
 use switchyard_core::Config;
 use switchyard_limits::{FailurePolicy, Limiter, Redis, RedisLimiter, SystemClock, TieredCache};
 use switchyard_store::Store;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
 
 /// How long a rendered `/v1/models` answer is served from memory.
 pub const MODELS_CACHE_TTL: Duration = Duration::from_secs(3600);
@@ -35,6 +40,11 @@ pub struct Inner {
     /// The rendered `/v1/models` body. In-process only: replicas in a rollout
     /// may serve different catalogs, so a shared copy could be wrong.
     pub models_response: TieredCache<Arc<String>>,
+    gateway: RwLock<Arc<Gateway>>,
+    pub http: reqwest::Client,
+    pub usage: UsageRecorder,
+    usage_stop: watch::Sender<bool>,
+    usage_writer: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl Deref for AppState {
@@ -66,6 +76,10 @@ impl AppState {
         };
         let quotas = Quotas::from_config(&config)?;
         let catalog = RwLock::new(Arc::new(config.file.models.clone()));
+        let http = crate::gateway::http_client()?;
+        let gateway = RwLock::new(Arc::new(Gateway::new(&config, &config.file.models, &http)));
+        let (usage_stop, stop_rx) = watch::channel(false);
+        let (usage, writer) = UsageRecorder::spawn(store.clone(), metrics.clone(), stop_rx);
         Ok(Self(Arc::new(Inner {
             config,
             store,
@@ -78,7 +92,27 @@ impl AppState {
             draining: AtomicBool::new(false),
             catalog,
             models_response: TieredCache::local(1, MODELS_CACHE_TTL),
+            gateway,
+            http,
+            usage,
+            usage_stop,
+            usage_writer: Mutex::new(Some(writer)),
         })))
+    }
+
+    pub fn gateway(&self) -> Arc<Gateway> {
+        switchyard_core::sync::read(&self.gateway).clone()
+    }
+
+    /// Stops the usage writer after it has written everything queued, waiting
+    /// at most `within`. Returns false when records were still unwritten.
+    pub async fn flush_usage(&self, within: Duration) -> bool {
+        let _ = self.usage_stop.send(true);
+        let handle = switchyard_core::sync::lock(&self.usage_writer).take();
+        match handle {
+            None => true,
+            Some(h) => tokio::time::timeout(within, h).await.is_ok(),
+        }
     }
 
     pub fn is_draining(&self) -> bool {
@@ -95,9 +129,12 @@ impl AppState {
         switchyard_core::sync::read(&self.catalog).clone()
     }
 
-    /// Swaps in a new model catalog (configuration reload) and drops the
-    /// cached `/v1/models` answer.
-    pub fn replace_catalog(&self, models: Vec<ModelEntry>) {
+    /// Swaps in a reloaded configuration's model catalog (and the upstream
+    /// keys it names) and drops the cached `/v1/models` answer.
+    pub fn replace_catalog(&self, config: &Config) {
+        let models = config.file.models.clone();
+        *switchyard_core::sync::write(&self.gateway) =
+            Arc::new(Gateway::new(config, &models, &self.http));
         *switchyard_core::sync::write(&self.catalog) = Arc::new(models);
         self.models_response.invalidate_local();
     }

@@ -634,10 +634,12 @@ async fn the_model_catalog_is_cached_and_reloadable() {
     assert_eq!(list["data"][0]["aliases"], json!(["fast"]));
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 
+    let mut config = app.state.config.clone();
     let mut entry = app.state.catalog()[0].clone();
     entry.id = "large".into();
     entry.aliases.clear();
-    app.state.replace_catalog(vec![entry]);
+    config.file.models = vec![entry];
+    app.state.replace_catalog(&config);
     let list: Value = app
         .get("/v1/models", Some(&app.admin))
         .await

@@ -1,6 +1,7 @@
 //! HTTP handlers, one module per area.
 
 pub mod admin_keys;
+pub mod chat;
 pub mod debug;
 pub mod docs;
 pub mod models;

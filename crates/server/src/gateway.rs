@@ -1,0 +1,72 @@
+//! The model gateway: resolves a requested model (id or alias) to its
+//! catalog entry, prices and backend.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing};
+use switchyard_core::Config;
+use switchyard_models::OpenAiBackend;
+
+/// How a model is served.
+#[derive(Clone)]
+pub enum Backend {
+    OpenAi(OpenAiBackend),
+}
+
+impl Backend {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::OpenAi(_) => "openai",
+        }
+    }
+}
+
+pub struct ModelRoute {
+    pub entry: ModelEntry,
+    pub pricing: Pricing,
+    pub backend: Backend,
+}
+
+/// Models by id and alias.
+#[derive(Default)]
+pub struct Gateway {
+    routes: HashMap<String, Arc<ModelRoute>>,
+}
+
+impl Gateway {
+    pub fn new(config: &Config, models: &[ModelEntry], http: &reqwest::Client) -> Self {
+        let mut routes = HashMap::new();
+        for entry in models {
+            let backend = match entry.backend {
+                BackendKind::Openai => Backend::OpenAi(OpenAiBackend::new(
+                    http.clone(),
+                    entry,
+                    config.model_keys.get(&entry.id).cloned(),
+                )),
+            };
+            let route = Arc::new(ModelRoute {
+                pricing: entry.pricing(),
+                entry: entry.clone(),
+                backend,
+            });
+            for name in std::iter::once(&entry.id).chain(entry.aliases.iter()) {
+                routes.insert(name.clone(), route.clone());
+            }
+        }
+        Self { routes }
+    }
+
+    pub fn resolve(&self, name: &str) -> Option<Arc<ModelRoute>> {
+        self.routes.get(name).cloned()
+    }
+}
+
+/// The HTTP client every HTTP backend shares: pooled connections, rustls,
+/// a connect timeout; per-call deadlines come from each model.
+pub fn http_client() -> anyhow::Result<reqwest::Client> {
+    Ok(reqwest::Client::builder()
+        .connect_timeout(std::time::Duration::from_secs(10))
+        .pool_idle_timeout(std::time::Duration::from_secs(90))
+        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
+        .build()?)
+}

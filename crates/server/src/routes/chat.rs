@@ -1,0 +1,378 @@
+//! `POST /v1/chat/completions`: OpenAI's chat API over any configured
+//! backend, streaming included. Every call — success or failure, streamed or
+//! not, finished or abandoned by the client — leaves one usage record.
+
+use crate::auth::Caller;
+use crate::error::ApiError;
+use crate::gateway::{Backend, ModelRoute};
+use crate::json::ApiJson;
+use crate::metrics::{ModelLabels, TokenLabels};
+use crate::middleware::RequestId;
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use futures_util::StreamExt;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_models::openai_wire::{ChatChunk, ChatRequest, Usage};
+use switchyard_models::BackendError;
+use switchyard_store::UsageRecord;
+
+const ENDPOINT: &str = "/v1/chat/completions";
+
+/// Maps an upstream failure to what the client sees.
+pub fn upstream_error(e: &BackendError) -> ApiError {
+    match e {
+        BackendError::Timeout(d) => ApiError::new(
+            StatusCode::GATEWAY_TIMEOUT,
+            "upstream_error",
+            format!("the model did not answer within {} s", d.as_secs()),
+        )
+        .with_code("upstream_timeout"),
+        BackendError::Connect(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "the model's upstream cannot be reached",
+        )
+        .with_code("upstream_unavailable"),
+        BackendError::Status {
+            status: 429,
+            message,
+            retry_after,
+        } => {
+            let mut err = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "upstream_error",
+                format!("the model's upstream is rate limiting: {message}"),
+            )
+            .with_code("upstream_rate_limited");
+            err.retry_after = *retry_after;
+            err
+        }
+        BackendError::Status {
+            status: 400 | 404 | 422,
+            message,
+            ..
+        } => ApiError::invalid_request(format!(
+            "the model's upstream rejected the request: {message}"
+        ))
+        .with_code("upstream_rejected"),
+        BackendError::Status { status, .. } => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            format!("the model's upstream failed (HTTP {status})"),
+        )
+        .with_code("upstream_failed"),
+        BackendError::Protocol(_) => ApiError::new(
+            StatusCode::BAD_GATEWAY,
+            "upstream_error",
+            "the model's upstream sent an invalid reply",
+        )
+        .with_code("upstream_invalid_reply"),
+    }
+}
+
+/// What is known about a call when it ends, for its usage record.
+struct Outcome {
+    usage: Usage,
+    status: u16,
+    error_type: Option<String>,
+    upstream: Option<Duration>,
+}
+
+async fn account(
+    state: &AppState,
+    caller: &Caller,
+    request_id: &str,
+    requested: &str,
+    route: &ModelRoute,
+    started: Instant,
+    o: Outcome,
+) {
+    let model = route.entry.id.clone();
+    let cached = o.usage.cached_tokens();
+    let cost =
+        route
+            .pricing
+            .cost_nano_usd(o.usage.prompt_tokens, cached, o.usage.completion_tokens);
+    let total = started.elapsed();
+    let m = &state.metrics;
+    for (direction, n) in [
+        ("input", o.usage.prompt_tokens),
+        ("output", o.usage.completion_tokens),
+        ("cached", cached),
+    ] {
+        if n > 0 {
+            m.tokens
+                .get_or_create(&TokenLabels {
+                    model: model.clone(),
+                    direction,
+                })
+                .inc_by(n);
+        }
+    }
+    if cost > 0 {
+        m.cost_nano_usd
+            .get_or_create(&ModelLabels {
+                model: model.clone(),
+            })
+            .inc_by(cost);
+    }
+    if let Some(up) = o.upstream {
+        m.upstream_latency
+            .get_or_create(&ModelLabels {
+                model: model.clone(),
+            })
+            .observe(up.as_secs_f64());
+        m.gateway_overhead
+            .observe(total.saturating_sub(up).as_secs_f64());
+    }
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    state
+        .usage
+        .record(UsageRecord {
+            timestamp: switchyard_core::now(),
+            request_id: request_id.to_owned(),
+            key_id: caller.key.id.clone(),
+            project: caller.key.project.clone(),
+            endpoint: ENDPOINT.to_owned(),
+            model_requested: Some(requested.to_owned()),
+            model_used: Some(model),
+            backend: Some(route.backend.name().to_owned()),
+            input_tokens: to_i64(o.usage.prompt_tokens),
+            output_tokens: to_i64(o.usage.completion_tokens),
+            cached_tokens: to_i64(cached),
+            cost_nano_usd: to_i64(cost),
+            latency_ms: to_i64(u64::try_from(total.as_millis()).unwrap_or(u64::MAX)),
+            upstream_latency_ms: o
+                .upstream
+                .map(|d| to_i64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
+            status: i32::from(o.status),
+            error_type: o.error_type,
+        })
+        .await;
+}
+
+fn failure(e: &BackendError, upstream: Duration) -> (ApiError, Outcome) {
+    let err = upstream_error(e);
+    let outcome = Outcome {
+        usage: Usage::default(),
+        status: err.status.as_u16(),
+        error_type: err.code.map(str::to_owned),
+        upstream: Some(upstream),
+    };
+    (err, outcome)
+}
+
+/// Creates a chat completion (OpenAI wire format).
+#[utoipa::path(post, path = "/v1/chat/completions", tag = "models",
+    security(("api_key" = [])),
+    request_body(content = serde_json::Value, description = "OpenAI chat completion request"),
+    responses((status = 200, description = "chat.completion object, or an SSE stream of chat.completion.chunk objects ending with `data: [DONE]`"),
+        (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
+        (status = 502, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
+pub async fn chat_completions(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(req): ApiJson<ChatRequest>,
+) -> Response {
+    let started = Instant::now();
+    if let Err((field, message)) = req.validate() {
+        return ApiError::invalid_request(format!("{field}: {message}"))
+            .with_param(field)
+            .into_response();
+    }
+    let Some(route) = state.gateway().resolve(&req.model) else {
+        return ApiError::not_found(format!(
+            "the model `{}` does not exist; GET /v1/models lists the available ones",
+            req.model
+        ))
+        .with_code("model_not_found")
+        .with_param("model")
+        .into_response();
+    };
+    if let (Some(asked), Some(max)) = (req.output_limit(), route.entry.max_output_tokens) {
+        if asked > max {
+            return ApiError::invalid_request(format!(
+                "max_tokens: {asked} exceeds this model's maximum output of {max} tokens"
+            ))
+            .with_param("max_tokens")
+            .into_response();
+        }
+    }
+    if req.is_stream() {
+        return stream(state, caller, request_id.0, req, route, started).await;
+    }
+    // The call and its accounting run in a task of their own: a client that
+    // disconnects, or API_TIMEOUT, cannot cut the usage record off.
+    let task = tokio::spawn(async move {
+        let Backend::OpenAi(backend) = &route.backend;
+        let upstream_started = Instant::now();
+        let result = backend.complete(&req).await;
+        let upstream = upstream_started.elapsed();
+        match result {
+            Ok(mut completion) => {
+                completion.model = route.entry.id.clone();
+                let outcome = Outcome {
+                    usage: completion.usage.unwrap_or_default(),
+                    status: 200,
+                    error_type: None,
+                    upstream: Some(upstream),
+                };
+                account(
+                    &state,
+                    &caller,
+                    &request_id.0,
+                    &req.model,
+                    &route,
+                    started,
+                    outcome,
+                )
+                .await;
+                Json(completion).into_response()
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, model = %route.entry.id, "upstream call failed");
+                let (err, outcome) = failure(&e, upstream);
+                account(
+                    &state,
+                    &caller,
+                    &request_id.0,
+                    &req.model,
+                    &route,
+                    started,
+                    outcome,
+                )
+                .await;
+                err.into_response()
+            }
+        }
+    });
+    match task.await {
+        Ok(response) => response,
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
+}
+
+fn sse(data: &impl serde::Serialize) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    // Serialising our own types cannot fail; an empty object is the fallback.
+    out.extend(serde_json::to_vec(data).unwrap_or_else(|_| b"{}".to_vec()));
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// Streams chunks to the client from a task of its own, so that the usage
+/// record is written however the stream ends — including a client that
+/// disconnects half-way (recorded with status 499 and the tokens seen).
+async fn stream(
+    state: AppState,
+    caller: Caller,
+    request_id: String,
+    req: ChatRequest,
+    route: Arc<ModelRoute>,
+    started: Instant,
+) -> Response {
+    let Backend::OpenAi(backend) = &route.backend;
+    let upstream_started = Instant::now();
+    let mut chunks = match backend.stream(&req).await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::warn!(error = %e, model = %route.entry.id, "upstream stream failed to start");
+            let (err, outcome) = failure(&e, upstream_started.elapsed());
+            account(
+                &state,
+                &caller,
+                &request_id,
+                &req.model,
+                &route,
+                started,
+                outcome,
+            )
+            .await;
+            return err.into_response();
+        }
+    };
+    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    tokio::spawn(async move {
+        let mut usage = Usage::default();
+        let mut status = 200u16;
+        let mut error_type = None;
+        while let Some(item) = chunks.next().await {
+            let mut chunk: ChatChunk = match item {
+                Ok(c) => c,
+                Err(e) => {
+                    tracing::warn!(error = %e, model = %route.entry.id, "upstream stream failed");
+                    let err = upstream_error(&e);
+                    status = err.status.as_u16();
+                    error_type = err.code.map(str::to_owned);
+                    let body = serde_json::json!({"error": {
+                        "type": err.kind, "message": err.message, "code": err.code,
+                    }});
+                    let _ = tx.send(sse(&body)).await;
+                    break;
+                }
+            };
+            if let Some(u) = chunk.usage {
+                usage = u;
+            }
+            chunk.model = route.entry.id.clone();
+            if !include_usage {
+                if chunk.choices.is_empty() && chunk.usage.is_some() {
+                    continue;
+                }
+                chunk.usage = None;
+            }
+            if tx.send(sse(&chunk)).await.is_err() {
+                status = 499;
+                error_type = Some("client_closed".to_owned());
+                break;
+            }
+        }
+        if status == 200
+            && tx
+                .send(Bytes::from_static(b"data: [DONE]\n\n"))
+                .await
+                .is_err()
+        {
+            status = 499;
+            error_type = Some("client_closed".to_owned());
+        }
+        drop(tx);
+        let outcome = Outcome {
+            usage,
+            status,
+            error_type,
+            upstream: Some(upstream_started.elapsed()),
+        };
+        account(
+            &state,
+            &caller,
+            &request_id,
+            &req.model,
+            &route,
+            started,
+            outcome,
+        )
+        .await;
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    }));
+    (
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        body,
+    )
+        .into_response()
+}

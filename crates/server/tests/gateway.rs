@@ -1,0 +1,330 @@
+//! The chat completions gateway against a local server that speaks
+//! OpenAI's wire format: responses, streams, errors and usage records.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use switchyard_testkit::fake_openai::FakeOpenAi;
+use switchyard_testkit::TestDatabase;
+
+struct Gw {
+    app: TestApp,
+    upstream: FakeOpenAi,
+    _db: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Gw {
+    let upstream = FakeOpenAi::start().await;
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    let base = upstream.base_url();
+    let mut toml = format!(
+        "[[models]]\nid = \"fast\"\naliases = [\"quick\"]\nbase_url = \"{base}\"\nupstream_model = \"echo-1\"\n\
+         api_key_env = \"FAKE_UPSTREAM_KEY\"\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n\
+         cached_input_per_mtok = 0.3\nmax_output_tokens = 1000\n"
+    );
+    for special in [
+        "fail-500",
+        "rate-limited",
+        "bad-json",
+        "drop-stream",
+        "tool",
+    ] {
+        toml.push_str(&format!(
+            "\n[[models]]\nid = \"{special}\"\nbase_url = \"{base}\"\n"
+        ));
+    }
+    toml.push_str(&format!(
+        "\n[[models]]\nid = \"slow\"\nbase_url = \"{base}\"\ntimeout_seconds = 1\n"
+    ));
+    toml.push_str("\n[[models]]\nid = \"nowhere\"\nbase_url = \"http://127.0.0.1:9/v1\"\n");
+    std::fs::write(&file, toml).unwrap();
+    let app = TestApp::start(
+        &db.url,
+        &[
+            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
+            ("FAKE_UPSTREAM_KEY", "sk-upstream-secret"),
+        ],
+    )
+    .await;
+    Gw {
+        app,
+        upstream,
+        _db: db,
+        _dir: dir,
+    }
+}
+
+impl Gw {
+    async fn chat(&self, body: Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url("/v1/chat/completions"))
+            .bearer_auth(&self.app.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    async fn usage_rows(&self, expected: i64) -> Vec<switchyard_store::UsageRecord> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let n = self.app.state.store.count_usage().await.unwrap();
+            if n >= expected {
+                assert_eq!(n, expected, "exactly one usage record per call");
+                return self.app.state.store.recent_usage(100).await.unwrap();
+            }
+            assert!(
+                Instant::now() < deadline,
+                "usage records: {n} of {expected}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn user(text: &str) -> Value {
+    json!([{"role": "system", "content": "be brief"}, {"role": "user", "content": text}])
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completions_are_proxied_and_accounted() {
+    let gw = start().await;
+    let r = gw
+        .chat(json!({"model": "quick", "messages": user("What is the capital of Germany?"), "temperature": 0.2, "seed": 3}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["object"], "chat.completion");
+    assert_eq!(
+        body["model"], "fast",
+        "the catalog id, not the upstream's name"
+    );
+    assert_eq!(
+        body["choices"][0]["message"]["content"],
+        "Hello from echo-1! You said: What is the capital of Germany?"
+    );
+    assert_eq!(body["choices"][0]["finish_reason"], "stop");
+    assert_eq!(
+        body["system_fingerprint"], "fp_fake",
+        "unknown fields pass through"
+    );
+    assert_eq!(body["usage"]["prompt_tokens"], 8);
+    assert_eq!(body["usage"]["completion_tokens"], 11);
+
+    let sent = gw.upstream.received();
+    assert_eq!(sent.len(), 1);
+    assert_eq!(sent[0].body["model"], "echo-1");
+    assert_eq!(sent[0].body["seed"], 3);
+    assert_eq!(sent[0].body["stream"], false);
+    assert_eq!(
+        sent[0].authorization.as_deref(),
+        Some("Bearer sk-upstream-secret")
+    );
+
+    let rows = gw.usage_rows(1).await;
+    let row = &rows[0];
+    assert_eq!(row.key_id, gw.app.key_id("admin").await);
+    assert_eq!(row.project, "proj");
+    assert_eq!(row.model_requested.as_deref(), Some("quick"));
+    assert_eq!(row.model_used.as_deref(), Some("fast"));
+    assert_eq!(row.backend.as_deref(), Some("openai"));
+    assert_eq!(
+        (row.input_tokens, row.output_tokens, row.cached_tokens),
+        (8, 11, 4)
+    );
+    // 4 uncached × 3000 + 4 cached × 300 + 11 output × 15000 nano-USD
+    assert_eq!(row.cost_nano_usd, 178_200);
+    assert_eq!(row.status, 200);
+    assert!(row.upstream_latency_ms.is_some());
+    let m = gw.app.metrics().await;
+    assert!(
+        m.contains(r#"llm_tokens_total{model="fast",direction="output"} 11"#),
+        "{m}"
+    );
+    assert!(
+        m.contains(r#"llm_cost_nano_usd_total{model="fast"} 178200"#),
+        "{m}"
+    );
+    assert!(m.contains("llm_gateway_overhead_seconds_count 1"), "{m}");
+    assert!(m.contains("usage_records_written_total 1"), "{m}");
+    assert!(m.contains("usage_records_dropped_total 0"), "{m}");
+}
+
+async fn sse_events(r: reqwest::Response) -> Vec<String> {
+    assert_eq!(r.headers()["content-type"], "text/event-stream");
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("\n\n"));
+    text.split("\n\n")
+        .filter(|e| !e.is_empty())
+        .map(|e| e.strip_prefix("data: ").unwrap().to_owned())
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn streams_are_shaped_like_openai_and_accounted() {
+    let gw = start().await;
+    let with_usage = gw
+        .chat(
+            json!({"model": "fast", "messages": user("hi there"), "stream": true,
+                     "stream_options": {"include_usage": true}}),
+        )
+        .await;
+    assert_eq!(with_usage.status(), StatusCode::OK);
+    let events = sse_events(with_usage).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let chunks: Vec<Value> = events[..events.len() - 1]
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    assert!(chunks
+        .iter()
+        .all(|c| c["object"] == "chat.completion.chunk" && c["model"] == "fast"));
+    assert_eq!(chunks[0]["choices"][0]["delta"]["role"], "assistant");
+    let text: String = chunks
+        .iter()
+        .filter_map(|c| c["choices"][0]["delta"]["content"].as_str())
+        .collect();
+    assert_eq!(text, "Hello from echo-1! You said: hi there");
+    let last = chunks.last().unwrap();
+    assert_eq!(last["choices"], json!([]));
+    assert_eq!(last["usage"]["completion_tokens"], 7);
+
+    // Without include_usage the client gets no usage chunk, but the call is
+    // still accounted (usage is always requested upstream).
+    let plain = gw
+        .chat(json!({"model": "fast", "messages": user("hi there"), "stream": true}))
+        .await;
+    let events = sse_events(plain).await;
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    assert!(
+        events.iter().all(|e| !e.contains("\"usage\"")),
+        "{events:?}"
+    );
+    assert_eq!(
+        gw.upstream.received()[1].body["stream_options"]["include_usage"],
+        true
+    );
+    let rows = gw.usage_rows(2).await;
+    assert!(rows.iter().all(|r| r.output_tokens == 7 && r.status == 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_failures_become_clear_errors_and_are_accounted() {
+    let gw = start().await;
+    let cases = [
+        ("fail-500", StatusCode::BAD_GATEWAY, "upstream_failed"),
+        (
+            "rate-limited",
+            StatusCode::TOO_MANY_REQUESTS,
+            "upstream_rate_limited",
+        ),
+        (
+            "bad-json",
+            StatusCode::BAD_GATEWAY,
+            "upstream_invalid_reply",
+        ),
+        ("slow", StatusCode::GATEWAY_TIMEOUT, "upstream_timeout"),
+        ("nowhere", StatusCode::BAD_GATEWAY, "upstream_unavailable"),
+    ];
+    for (model, status, code) in cases {
+        let r = gw
+            .chat(json!({"model": model, "messages": user("x")}))
+            .await;
+        assert_eq!(r.status(), status, "{model}");
+        if model == "rate-limited" {
+            assert_eq!(r.headers()["retry-after"], "7");
+        }
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], code, "{model}: {body}");
+    }
+    let rows = gw.usage_rows(cases.len() as i64).await;
+    for (model, status, code) in cases {
+        let row = rows
+            .iter()
+            .find(|r| r.model_used.as_deref() == Some(model))
+            .unwrap();
+        assert_eq!(
+            (row.status, row.error_type.as_deref()),
+            (i32::from(status.as_u16()), Some(code))
+        );
+    }
+
+    // A stream that breaks mid-way ends with an error event, no [DONE].
+    let r = gw
+        .chat(json!({"model": "drop-stream", "messages": user("x"), "stream": true}))
+        .await;
+    let events = sse_events(r).await;
+    let last: Value = serde_json::from_str(events.last().unwrap()).unwrap();
+    assert_eq!(last["error"]["type"], "upstream_error", "{events:?}");
+    assert!(!events.iter().any(|e| e == "[DONE]"));
+    let rows = gw.usage_rows(cases.len() as i64 + 1).await;
+    assert_eq!(rows[0].model_used.as_deref(), Some("drop-stream"));
+    assert_eq!(rows[0].status, 502);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_validated_before_any_upstream_call() {
+    let gw = start().await;
+    for (body, status, param) in [
+        (
+            json!({"model": "nope", "messages": user("x")}),
+            StatusCode::NOT_FOUND,
+            "model",
+        ),
+        (
+            json!({"model": "fast", "messages": []}),
+            StatusCode::BAD_REQUEST,
+            "messages",
+        ),
+        (
+            json!({"model": "fast", "messages": user("x"), "temperature": 5}),
+            StatusCode::BAD_REQUEST,
+            "temperature",
+        ),
+        (
+            json!({"model": "fast", "messages": user("x"), "max_tokens": 5000}),
+            StatusCode::BAD_REQUEST,
+            "max_tokens",
+        ),
+        (
+            json!({"model": "fast", "messages": [{"role": "wizard", "content": "x"}]}),
+            StatusCode::BAD_REQUEST,
+            "messages[0].role",
+        ),
+        (
+            json!({"messages": user("x")}),
+            StatusCode::BAD_REQUEST,
+            "model",
+        ),
+    ] {
+        let r = gw.chat(body.clone()).await;
+        assert_eq!(r.status(), status, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["param"], param, "{body}: {e}");
+    }
+    assert!(gw.upstream.received().is_empty());
+    // Tool calls pass through intact.
+    let r = gw
+        .chat(json!({"model": "tool", "messages": user("weather?"),
+                     "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}))
+        .await;
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        body["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+    assert_eq!(
+        gw.upstream.received()[0].body["tools"][0]["function"]["name"],
+        "get_weather"
+    );
+}

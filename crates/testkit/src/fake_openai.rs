@@ -1,0 +1,222 @@
+//! A local server that speaks OpenAI's chat completions wire format, for
+//! testing the real client code without a paid API.
+//!
+//! The requested model name picks the behaviour:
+//! - anything else: a deterministic answer echoing the last user message;
+//!   usage counts words (prompt: all message words; completion: answer words);
+//! - `fail-500`: HTTP 500 with an OpenAI error body;
+//! - `rate-limited`: HTTP 429 with `Retry-After: 7`;
+//! - `slow`: answers after 3 seconds;
+//! - `bad-json`: a 200 whose body is not JSON;
+//! - `drop-stream`: streams two chunks, then closes without `[DONE]`;
+//! - `tool`: answers with a tool call to `get_weather`.
+
+use axum::body::{Body, Bytes};
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use axum::{Json, Router};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// What the fake upstream received: the JSON body and the Authorization header.
+#[derive(Debug, Clone)]
+pub struct Received {
+    pub body: Value,
+    pub authorization: Option<String>,
+}
+
+#[derive(Clone, Default)]
+struct Shared {
+    received: Arc<Mutex<Vec<Received>>>,
+}
+
+pub struct FakeOpenAi {
+    pub port: u16,
+    shared: Shared,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl FakeOpenAi {
+    /// Starts on a free port (inside the current Tokio runtime).
+    pub async fn start() -> Self {
+        let shared = Shared::default();
+        let app = Router::new()
+            .route("/v1/chat/completions", post(chat))
+            .with_state(shared.clone());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind fake upstream");
+        let port = listener.local_addr().expect("local addr").port();
+        let task = tokio::spawn(async move {
+            let _ = axum::serve(listener, app).await;
+        });
+        Self { port, shared, task }
+    }
+
+    /// The base URL to configure as a model's `base_url`.
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    pub fn received(&self) -> Vec<Received> {
+        self.shared
+            .received
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl Drop for FakeOpenAi {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+fn words(v: &Value) -> u64 {
+    match v {
+        Value::String(s) => s.split_whitespace().count() as u64,
+        Value::Array(parts) => parts.iter().map(|p| words(&p["text"])).sum(),
+        _ => 0,
+    }
+}
+
+fn answer_for(body: &Value) -> (String, u64) {
+    let messages = body["messages"].as_array().cloned().unwrap_or_default();
+    let prompt: u64 = messages.iter().map(|m| words(&m["content"])).sum();
+    let last_user = messages
+        .iter()
+        .rev()
+        .find(|m| m["role"] == "user")
+        .map(|m| match &m["content"] {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+        .unwrap_or_default();
+    let model = body["model"].as_str().unwrap_or("");
+    (format!("Hello from {model}! You said: {last_user}"), prompt)
+}
+
+fn usage(prompt: u64, completion: u64) -> Value {
+    json!({"prompt_tokens": prompt, "completion_tokens": completion,
+           "total_tokens": prompt + completion,
+           "prompt_tokens_details": {"cached_tokens": prompt / 2}})
+}
+
+fn error(status: StatusCode, message: &str) -> Response {
+    (
+        status,
+        Json(json!({"error": {"message": message, "type": "server_error", "code": null}})),
+    )
+        .into_response()
+}
+
+async fn chat(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    shared
+        .received
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .push(Received {
+            body: body.clone(),
+            authorization: headers
+                .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        });
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    match model.as_str() {
+        "fail-500" => {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the fake upstream failed",
+            )
+        }
+        "rate-limited" => {
+            let mut r = error(StatusCode::TOO_MANY_REQUESTS, "slow down");
+            r.headers_mut().insert("retry-after", 7.into());
+            return r;
+        }
+        "bad-json" => return (StatusCode::OK, "this is not json").into_response(),
+        "slow" => tokio::time::sleep(Duration::from_secs(3)).await,
+        _ => {}
+    }
+    let (text, prompt) = answer_for(&body);
+    let completion = text.split_whitespace().count() as u64;
+    let stream = body["stream"].as_bool().unwrap_or(false);
+    let include_usage = body["stream_options"]["include_usage"]
+        .as_bool()
+        .unwrap_or(false);
+    let tool = model == "tool";
+    if !stream {
+        let message = if tool {
+            json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_1", "type": "function",
+                   "function": {"name": "get_weather", "arguments": "{\"city\":\"Berlin\"}"}}]})
+        } else {
+            json!({"role": "assistant", "content": text})
+        };
+        return Json(json!({
+            "id": "chatcmpl-fake", "object": "chat.completion", "created": 1_700_000_000,
+            "model": model, "system_fingerprint": "fp_fake",
+            "choices": [{"index": 0, "message": message, "logprobs": null,
+                         "finish_reason": if tool { "tool_calls" } else { "stop" }}],
+            "usage": usage(prompt, completion),
+        }))
+        .into_response();
+    }
+    let chunk = |delta: Value, finish: Value| {
+        json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+               "model": model, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
+    };
+    let mut events = vec![chunk(
+        json!({"role": "assistant", "content": ""}),
+        Value::Null,
+    )];
+    for (i, w) in text.split_whitespace().enumerate() {
+        let piece = if i == 0 {
+            w.to_owned()
+        } else {
+            format!(" {w}")
+        };
+        events.push(chunk(json!({"content": piece}), Value::Null));
+    }
+    events.push(chunk(json!({}), json!("stop")));
+    if include_usage {
+        events.push(json!({"id": "chatcmpl-fake", "object": "chat.completion.chunk", "created": 1_700_000_000,
+                           "model": model, "choices": [], "usage": usage(prompt, completion)}));
+    }
+    let drop_early = model == "drop-stream";
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
+    tokio::spawn(async move {
+        for (i, e) in events.iter().enumerate() {
+            if drop_early && i == 2 {
+                let _ = tx
+                    .send(Err(std::io::Error::new(
+                        std::io::ErrorKind::ConnectionReset,
+                        "dropped",
+                    )))
+                    .await;
+                return;
+            }
+            if tx
+                .send(Ok(Bytes::from(format!("data: {e}\n\n"))))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }));
+    ([("content-type", "text/event-stream")], body).into_response()
+}
