@@ -42,9 +42,38 @@ enum Command {
     /// Manage API keys directly in the database (the server need not run).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage USD budgets per key or per project.
+    #[command(subcommand)]
+    Budgets(BudgetsCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+#[derive(Subcommand)]
+enum BudgetsCommand {
+    /// Create or replace the budget of a key or project for a period.
+    Set {
+        /// The key id the budget applies to.
+        #[arg(long, conflicts_with = "project", required_unless_present = "project")]
+        key: Option<String>,
+        /// The project the budget applies to.
+        #[arg(long)]
+        project: Option<String>,
+        /// daily, monthly or total (UTC calendar periods).
+        #[arg(long)]
+        period: String,
+        /// The limit in USD.
+        #[arg(long)]
+        limit_usd: f64,
+    },
+    /// List budgets with their spend in the current period.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a budget by id.
+    Delete { id: String },
 }
 
 #[derive(Subcommand)]
@@ -165,6 +194,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
         Command::Keys(cmd) => keys_command(&config, cmd).await,
+        Command::Budgets(cmd) => budgets_command(&config, cmd).await,
         Command::Config(ConfigCommand::Check) => Ok(config_check(&Config::from_env())),
     }
 }
@@ -410,6 +440,85 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
                 ExitCode::FAILURE
             }
         },
+    };
+    store.close().await;
+    Ok(code)
+}
+
+async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Result<ExitCode> {
+    use switchyard_core::budget::{nano_from_usd, usd, BudgetPeriod, BudgetScope};
+    let store = open_store(config).await?;
+    let now = switchyard_core::now();
+    let code = match cmd {
+        BudgetsCommand::Set {
+            key,
+            project,
+            period,
+            limit_usd,
+        } => {
+            let period: BudgetPeriod = period.parse().map_err(anyhow::Error::msg)?;
+            let limit = nano_from_usd(limit_usd)
+                .ok_or_else(|| anyhow::anyhow!("--limit-usd must be a non-negative amount"))?;
+            let (scope, subject) = match (key, project) {
+                (Some(k), _) => {
+                    if store.get_key(&k).await?.is_none() {
+                        anyhow::bail!("--key: no key with id `{k}`");
+                    }
+                    (BudgetScope::Key, k)
+                }
+                (None, Some(p)) => (BudgetScope::Project, p),
+                (None, None) => anyhow::bail!("give --key or --project"),
+            };
+            let id = switchyard_core::keys::new_id("bud");
+            let b = store
+                .set_budget(scope, &subject, period, limit, &id, now)
+                .await?;
+            println!(
+                "{}: {} {} budget of {} USD for {}",
+                b.id,
+                b.period.as_str(),
+                b.scope.as_str(),
+                usd(b.limit_nano_usd),
+                b.subject
+            );
+            ExitCode::SUCCESS
+        }
+        BudgetsCommand::List { json } => {
+            let mut states = Vec::new();
+            for b in store.list_budgets().await? {
+                states.push(store.budget_state(&b, now).await?);
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&states)?);
+            } else {
+                println!(
+                    "{:<28} {:<8} {:<28} {:<8} {:>14} {:>14} {:>14}",
+                    "ID", "SCOPE", "SUBJECT", "PERIOD", "LIMIT USD", "SPENT USD", "RESERVED USD"
+                );
+                for s in states {
+                    println!(
+                        "{:<28} {:<8} {:<28} {:<8} {:>14} {:>14} {:>14}",
+                        s.budget.id,
+                        s.budget.scope.as_str(),
+                        s.budget.subject,
+                        s.budget.period.as_str(),
+                        usd(s.budget.limit_nano_usd),
+                        usd(s.spent_nano_usd),
+                        usd(s.reserved_nano_usd)
+                    );
+                }
+            }
+            ExitCode::SUCCESS
+        }
+        BudgetsCommand::Delete { id } => {
+            if store.delete_budget(&id).await? {
+                println!("deleted {id}");
+                ExitCode::SUCCESS
+            } else {
+                eprintln!("error: no budget with id `{id}`");
+                ExitCode::FAILURE
+            }
+        }
     };
     store.close().await;
     Ok(code)

@@ -249,7 +249,7 @@ fn migrate_twice_is_a_no_op_the_second_time() {
         let first = run(&env, &["migrate"]);
         assert!(first.status.success(), "{}", text(&first.stderr));
         assert!(
-            text(&first.stdout).contains("applied 2 migration(s)"),
+            text(&first.stdout).contains("applied 3 migration(s)"),
             "{}",
             text(&first.stdout)
         );
@@ -795,4 +795,107 @@ fn redis_outage_under_load_follows_the_failure_policy() {
     a.stop();
     b.stop();
     refusing.stop();
+}
+
+fn gateway_config(dir: &std::path::Path, base_url: &str) -> String {
+    let file = dir.join("switchyard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[models]]\nid = \"fast\"\nbase_url = \"{base_url}\"\ninput_per_mtok = 3.0\n\
+             output_per_mtok = 15.0\ncached_input_per_mtok = 0.3\n"
+        ),
+    )
+    .unwrap();
+    file.display().to_string()
+}
+
+/// Two replicas share one budget through the database, and after SIGTERM
+/// every served request has exactly one usage row.
+fn budget_across_replicas(db: &TestDatabase) {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt.block_on(switchyard_testkit::fake_openai::FakeOpenAi::start());
+    let dir = tempfile::tempdir().unwrap();
+    let config = gateway_config(dir.path(), &upstream.base_url());
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("SWITCHYARD_CONFIG", config.as_str()),
+        ("API_RATE_LIMIT", "100000"),
+    ];
+    let key = create_key(&env, "100000/minute");
+    let set = run(
+        &env,
+        &[
+            "budgets",
+            "set",
+            "--project",
+            "p",
+            "--period",
+            "monthly",
+            "--limit-usd",
+            "0.001782",
+        ],
+    );
+    assert!(set.status.success(), "{}", text(&set.stderr));
+    let a = Server::start(&env);
+    let b = Server::start(&env);
+    let urls = [a.url("/v1/chat/completions"), b.url("/v1/chat/completions")];
+    let workers: Vec<_> = (0..100)
+        .map(|i| {
+            let url = urls[i % 2].clone();
+            let key = key.clone();
+            std::thread::spawn(move || {
+                reqwest::blocking::Client::new()
+                    .post(url)
+                    .bearer_auth(key)
+                    .json(
+                        &serde_json::json!({"model": "fast", "max_tokens": 11, "messages": [
+                        {"role": "system", "content": "be brief"},
+                        {"role": "user", "content": "What is the capital of Germany?"}]}),
+                    )
+                    .send()
+                    .map(|r| r.status().as_u16())
+                    .unwrap_or(0)
+            })
+        })
+        .collect();
+    let statuses: Vec<u16> = workers.into_iter().map(|w| w.join().unwrap()).collect();
+    let ok = statuses.iter().filter(|s| **s == 200).count();
+    let refused = statuses.iter().filter(|s| **s == 429).count();
+    assert_eq!(ok + refused, 100, "{statuses:?}");
+    assert!(
+        (1..=11).contains(&ok),
+        "{ok} succeeded against a budget for 10"
+    );
+    let (code_a, _, _) = a.stop();
+    let (code_b, _, _) = b.stop();
+    assert_eq!((code_a, code_b), (0, 0));
+
+    let listed = run(&env, &["budgets", "list", "--json"]);
+    let budgets: Value = serde_json::from_slice(&listed.stdout).unwrap();
+    let spent = budgets[0]["spent_nano_usd"].as_i64().unwrap();
+    assert_eq!(spent, ok as i64 * 178_200);
+    assert!(spent <= 1_782_000);
+    assert_eq!(budgets[0]["reserved_nano_usd"], 0);
+    // Usage rows equal requests served, across both replicas.
+    let store = rt.block_on(async {
+        let cfg = switchyard_testkit::database_config(&db.url, db.kind);
+        let store = switchyard_store::Store::connect_lazy(&cfg).unwrap();
+        (
+            store.count_usage().await.unwrap(),
+            store.recent_usage(1000).await.unwrap(),
+        )
+    });
+    assert_eq!(store.0, 100);
+    assert_eq!(store.1.iter().filter(|r| r.status == 200).count(), ok);
+}
+
+#[test]
+fn budgets_hold_across_two_replicas_on_sqlite() {
+    budget_across_replicas(&TestDatabase::sqlite());
+}
+
+#[test]
+fn budgets_hold_across_two_replicas_on_postgres() {
+    budget_across_replicas(&TestDatabase::postgres());
 }

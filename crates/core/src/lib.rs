@@ -1,6 +1,7 @@
 //! Domain types and rules of Switchyard, free of network and database I/O:
 //! configuration parsing and validation, API keys, the model catalog.
 
+pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod keys;

@@ -14,7 +14,9 @@ pub struct ApiError {
     pub message: String,
     pub code: Option<&'static str>,
     pub param: Option<String>,
-    pub retry_after: Option<u64>,
+    /// Extra response headers (`retry-after`, the remaining budget); boxed so
+    /// that the common error stays small.
+    pub headers: Option<Box<Vec<(&'static str, String)>>>,
 }
 
 #[derive(Serialize, utoipa::ToSchema)]
@@ -45,7 +47,7 @@ impl ApiError {
             message: message.into(),
             code: None,
             param: None,
-            retry_after: None,
+            headers: None,
         }
     }
 
@@ -56,6 +58,13 @@ impl ApiError {
 
     pub fn with_param(mut self, param: impl Into<String>) -> Self {
         self.param = Some(param.into());
+        self
+    }
+
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers
+            .get_or_insert_with(Default::default)
+            .push((name, value.into()));
         self
     }
 
@@ -118,10 +127,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(secs) = self.retry_after {
-            response
-                .headers_mut()
-                .insert("retry-after", HeaderValue::from(secs));
+        for (name, value) in self.headers.iter().flat_map(|h| h.iter()) {
+            if let Ok(v) = HeaderValue::from_str(value) {
+                response.headers_mut().insert(*name, v);
+            }
         }
         if self.status == StatusCode::UNAUTHORIZED {
             response

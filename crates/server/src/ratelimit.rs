@@ -134,23 +134,23 @@ fn set_headers(headers: &mut HeaderMap, d: &Decision) {
 
 fn too_many(scope: Scope, d: &Decision) -> Response {
     let (code, message) = scope.denial();
-    let mut e = ApiError::new(
+    let e = ApiError::new(
         StatusCode::TOO_MANY_REQUESTS,
         "rate_limit_exceeded",
         message,
     )
-    .with_code(code);
-    e.retry_after = Some(d.retry_after_secs().max(1));
+    .with_code(code)
+    .with_header("retry-after", d.retry_after_secs().max(1).to_string());
     let mut response = e.into_response();
     set_headers(response.headers_mut(), d);
     response
 }
 
 fn unavailable() -> Response {
-    let mut e = ApiError::unavailable("the shared rate limiter is unavailable; try again shortly")
-        .with_code("rate_limiter_unavailable");
-    e.retry_after = Some(1);
-    e.into_response()
+    ApiError::unavailable("the shared rate limiter is unavailable; try again shortly")
+        .with_code("rate_limiter_unavailable")
+        .with_header("retry-after", "1")
+        .into_response()
 }
 
 async fn decide(

@@ -41,6 +41,8 @@ pub struct Inner {
     /// may serve different catalogs, so a shared copy could be wrong.
     pub models_response: TieredCache<Arc<String>>,
     gateway: RwLock<Arc<Gateway>>,
+    /// Budgets applying to (key, project), cached like keys.
+    pub budgets: TieredCache<Arc<Vec<switchyard_core::budget::Budget>>>,
     pub http: reqwest::Client,
     pub usage: UsageRecorder,
     usage_stop: watch::Sender<bool>,
@@ -62,7 +64,8 @@ impl AppState {
             redis.is_some(),
         );
         let shared_cache = redis.clone().filter(|_| config.limits.shared_cache);
-        let keys = KeyAuthority::new(config.key_cache_ttl, shared_cache);
+        let key_cache_ttl = config.key_cache_ttl;
+        let keys = KeyAuthority::new(key_cache_ttl, shared_cache);
         let limiter = match (&redis, config.limits.backend) {
             (Some(r), LimitBackend::Redis) => Limiter::redis(
                 RedisLimiter::new(r.clone(), "sy:rl:", REDIS_CALL_TIMEOUT),
@@ -93,6 +96,7 @@ impl AppState {
             catalog,
             models_response: TieredCache::local(1, MODELS_CACHE_TTL),
             gateway,
+            budgets: TieredCache::local(100_000, key_cache_ttl),
             http,
             usage,
             usage_stop,

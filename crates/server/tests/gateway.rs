@@ -9,6 +9,7 @@ use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
+use switchyard_core::config::DatabaseKind;
 use switchyard_testkit::fake_openai::FakeOpenAi;
 use switchyard_testkit::TestDatabase;
 
@@ -20,8 +21,12 @@ struct Gw {
 }
 
 async fn start() -> Gw {
+    start_on(DatabaseKind::Sqlite).await
+}
+
+async fn start_on(kind: DatabaseKind) -> Gw {
     let upstream = FakeOpenAi::start().await;
-    let db = TestDatabase::sqlite();
+    let db = TestDatabase::of_kind(kind);
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchyard.toml");
     let base = upstream.base_url();
@@ -51,6 +56,7 @@ async fn start() -> Gw {
         &[
             ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
             ("FAKE_UPSTREAM_KEY", "sk-upstream-secret"),
+            ("API_RATE_LIMIT", "100000"),
         ],
     )
     .await;
@@ -327,4 +333,183 @@ async fn requests_are_validated_before_any_upstream_call() {
         gw.upstream.received()[0].body["tools"][0]["function"]["name"],
         "get_weather"
     );
+}
+
+const CAPITAL: &str = "What is the capital of Germany?";
+/// What one CAPITAL call to `fast` costs: 4 uncached + 4 cached input tokens,
+/// 11 output tokens.
+const CAPITAL_COST: i64 = 178_200;
+
+async fn concurrent_calls_cannot_overshoot_a_budget(kind: DatabaseKind) {
+    let gw = start_on(kind).await;
+    let set = gw
+        .app
+        .client
+        .put(gw.app.url("/v1/admin/budgets"))
+        .bearer_auth(&gw.app.admin)
+        .json(
+            &json!({"scope": "project", "subject": "proj", "period": "daily",
+                      "limit_usd": (10 * CAPITAL_COST) as f64 / 1e9}),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(set.status(), StatusCode::OK);
+    let budget: Value = set.json().await.unwrap();
+    assert_eq!(budget["limit_usd"], "0.001782000");
+    assert_eq!(budget["remaining_usd"], "0.001782000");
+
+    let mut tasks = Vec::new();
+    for _ in 0..100 {
+        let client = gw.app.client.clone();
+        let url = gw.app.url("/v1/chat/completions");
+        let key = gw.app.admin.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"model": "fast", "messages": user(CAPITAL), "max_tokens": 11}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let remaining = r
+                .headers()
+                .get("x-budget-remaining-usd")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let body: Value = r.json().await.unwrap();
+            (status, remaining, body)
+        }));
+    }
+    let mut ok = 0;
+    let mut exceeded = 0;
+    for t in tasks {
+        let (status, remaining, body) = t.await.unwrap();
+        match status {
+            StatusCode::OK => ok += 1,
+            StatusCode::TOO_MANY_REQUESTS => {
+                assert_eq!(body["error"]["type"], "budget_exceeded", "{body}");
+                assert!(remaining.is_some());
+                exceeded += 1;
+            }
+            other => panic!("unexpected {other}: {body}"),
+        }
+    }
+    assert_eq!(ok + exceeded, 100);
+    // Reservations hold the estimate (more than the actual cost here), so
+    // concurrent calls are admitted conservatively: never more than the
+    // budget covers, plus at most one call's estimate.
+    assert!(
+        (1..=11).contains(&ok),
+        "{ok} calls succeeded against a budget for 10"
+    );
+    assert!((ok as i64) * CAPITAL_COST <= 10 * CAPITAL_COST);
+    let listed: Value = gw
+        .app
+        .get("/v1/admin/budgets", Some(&gw.app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let b = &listed["data"][0];
+    assert_eq!(
+        b["reserved_usd"], "0.000000000",
+        "every reservation was settled: {b}"
+    );
+    let spent = (ok as i64) * CAPITAL_COST;
+    assert_eq!(b["spent_usd"], switchyard_core::budget::usd(spent));
+    // Every call, admitted or refused, has its usage record.
+    let rows = gw.usage_rows(100).await;
+    assert_eq!(rows.iter().filter(|r| r.status == 429).count(), exceeded);
+    assert!(rows
+        .iter()
+        .filter(|r| r.status == 429)
+        .all(|r| r.error_type.as_deref() == Some("budget_exceeded")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_hold_under_concurrency_on_sqlite() {
+    concurrent_calls_cannot_overshoot_a_budget(DatabaseKind::Sqlite).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budgets_hold_under_concurrency_on_postgres() {
+    concurrent_calls_cannot_overshoot_a_budget(DatabaseKind::Postgres).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn budget_admin_api_validates_and_audits() {
+    let gw = start().await;
+    let put = |body: Value| {
+        gw.app
+            .client
+            .put(gw.app.url("/v1/admin/budgets"))
+            .bearer_auth(&gw.app.admin)
+            .json(&body)
+            .send()
+    };
+    for (body, param) in [
+        (
+            json!({"scope": "key", "subject": "key_nope", "period": "daily", "limit_usd": 1}),
+            "subject",
+        ),
+        (
+            json!({"scope": "project", "subject": " ", "period": "daily", "limit_usd": 1}),
+            "subject",
+        ),
+        (
+            json!({"scope": "project", "subject": "p", "period": "daily", "limit_usd": -1}),
+            "limit_usd",
+        ),
+        (
+            json!({"scope": "project", "subject": "p", "period": "weekly", "limit_usd": 1}),
+            "period",
+        ),
+    ] {
+        let r = put(body.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["param"],
+            param,
+            "{body}"
+        );
+    }
+    let admin_id = gw.app.key_id("admin").await;
+    let r = put(json!({"scope": "key", "subject": admin_id, "period": "total", "limit_usd": 0}))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let id = r.json::<Value>().await.unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // A zero budget refuses every call, with the remaining amount in a header.
+    let r = gw
+        .chat(json!({"model": "fast", "messages": user("x")}))
+        .await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["x-budget-remaining-usd"], "0.000000000");
+    assert_eq!(
+        gw.upstream.received().len(),
+        0,
+        "refused before any upstream call"
+    );
+    let del = gw
+        .app
+        .client
+        .delete(gw.app.url(&format!("/v1/admin/budgets/{id}")))
+        .bearer_auth(&gw.app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(del.status(), StatusCode::OK);
+    assert_eq!(
+        gw.chat(json!({"model": "fast", "messages": user("x")}))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let audit = gw.app.state.store.recent_audit(10).await.unwrap();
+    assert!(audit.iter().any(|a| a.event == "budget.set"));
+    assert!(audit.iter().any(|a| a.event == "budget.deleted"));
 }

@@ -5,12 +5,14 @@
 //! query is written once and run on whichever pool is configured.
 
 mod audit;
+mod budgets;
 mod keys;
 mod migrations;
 mod pool;
 mod usage;
 
 pub use audit::{AuditEntry, AuditEvent};
+pub use budgets::{BudgetState, Exceeded, Reservation};
 pub use keys::KeyInsert;
 pub use pool::{PoolStats, Store};
 pub use usage::{UsageRecord, MAX_BATCH};

@@ -27,6 +27,7 @@ macro_rules! embedded {
 embedded!(
     (1, "core", "0001_core.sql"),
     (2, "key rate limits", "0002_key_rate_limits.sql"),
+    (3, "budgets", "0003_budgets.sql"),
 );
 
 #[derive(Debug)]

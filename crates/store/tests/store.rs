@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::Duration;
+use switchyard_core::budget::{BudgetPeriod, BudgetScope};
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
 use switchyard_store::{AuditEvent, KeyInsert, Store, UsageRecord};
@@ -36,7 +37,121 @@ on_both!(
     last_used_never_moves_backwards,
     audit_records_read_back,
     usage_batches_land_whole,
+    budget_reservations_never_overshoot,
 );
+
+async fn budget_reservations_never_overshoot(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let t = switchyard_core::now();
+    let key_budget = store
+        .set_budget(
+            BudgetScope::Key,
+            "key_a",
+            BudgetPeriod::Daily,
+            100,
+            "bud_1",
+            t,
+        )
+        .await
+        .unwrap();
+    // Setting again replaces the limit, keeping the id.
+    let again = store
+        .set_budget(
+            BudgetScope::Key,
+            "key_a",
+            BudgetPeriod::Daily,
+            1000,
+            "bud_2",
+            t,
+        )
+        .await
+        .unwrap();
+    assert_eq!((again.id.as_str(), again.limit_nano_usd), ("bud_1", 1000));
+    let project = store
+        .set_budget(
+            BudgetScope::Project,
+            "p",
+            BudgetPeriod::Total,
+            100,
+            "bud_3",
+            t,
+        )
+        .await
+        .unwrap();
+    store
+        .set_budget(
+            BudgetScope::Project,
+            "other",
+            BudgetPeriod::Total,
+            1,
+            "bud_4",
+            t,
+        )
+        .await
+        .unwrap();
+    let applicable = store.budgets_for("key_a", "p").await.unwrap();
+    assert_eq!(applicable.len(), 2);
+    assert_eq!(store.list_budgets().await.unwrap().len(), 3 + 1 - 1);
+
+    // 40 concurrent reservations of 10 against the project's 100: exactly 10 fit.
+    let mut tasks = Vec::new();
+    for _ in 0..40 {
+        let store = store.clone();
+        let applicable = applicable.clone();
+        tasks.push(tokio::spawn(async move {
+            store.reserve_budget(&applicable, 10, t).await.unwrap()
+        }));
+    }
+    let mut held = Vec::new();
+    let mut refused = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            Ok(r) => held.push(r),
+            Err(e) => {
+                assert_eq!(e.budget.id, project.id);
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!((held.len(), refused), (10, 30));
+    let state = store.budget_state(&project, t).await.unwrap();
+    assert_eq!(
+        (
+            state.spent_nano_usd,
+            state.reserved_nano_usd,
+            state.remaining_nano_usd()
+        ),
+        (0, 100, 0)
+    );
+    // Settling with a smaller actual cost frees the difference.
+    for r in &held[..5] {
+        store.settle_budget(r, 4).await.unwrap();
+    }
+    let state = store.budget_state(&project, t).await.unwrap();
+    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (20, 50));
+    let key_state = store.budget_state(&key_budget, t).await.unwrap();
+    assert_eq!(
+        (key_state.spent_nano_usd, key_state.reserved_nano_usd),
+        (20, 50)
+    );
+    let next = store
+        .reserve_budget(&applicable, 30, t)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(next.remaining_nano_usd, 0);
+    let over = store
+        .reserve_budget(&applicable, 1, t)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(over.remaining_nano_usd, 0);
+    // A refused reservation left nothing behind on the other budget.
+    let key_state = store.budget_state(&key_budget, t).await.unwrap();
+    assert_eq!(key_state.reserved_nano_usd, 80);
+    assert!(store.delete_budget(&project.id).await.unwrap());
+    assert!(!store.delete_budget(&project.id).await.unwrap());
+}
 
 async fn usage_batches_land_whole(kind: DatabaseKind) {
     let (_db, store) = fresh(kind).await;
@@ -71,8 +186,8 @@ async fn usage_batches_land_whole(kind: DatabaseKind) {
 async fn migrations_apply_once(kind: DatabaseKind) {
     let db = TestDatabase::of_kind(kind);
     let store = Store::connect_lazy(&db.config()).unwrap();
-    assert_eq!(store.pending_migrations().await.unwrap(), vec![1, 2]);
-    assert_eq!(store.migrate().await.unwrap(), 2);
+    assert_eq!(store.pending_migrations().await.unwrap(), vec![1, 2, 3]);
+    assert_eq!(store.migrate().await.unwrap(), 3);
     assert_eq!(store.migrate().await.unwrap(), 0);
     assert!(store.pending_migrations().await.unwrap().is_empty());
     assert!(store.ping(std::time::Duration::from_secs(2)).await.is_ok());

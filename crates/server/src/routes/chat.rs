@@ -3,6 +3,7 @@
 //! not, finished or abandoned by the client — leaves one usage record.
 
 use crate::auth::Caller;
+use crate::budget;
 use crate::error::ApiError;
 use crate::gateway::{Backend, ModelRoute};
 use crate::json::ApiJson;
@@ -19,7 +20,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_models::openai_wire::{ChatChunk, ChatRequest, Usage};
 use switchyard_models::BackendError;
-use switchyard_store::UsageRecord;
+use switchyard_store::{Reservation, UsageRecord};
 
 const ENDPOINT: &str = "/v1/chat/completions";
 
@@ -43,14 +44,16 @@ pub fn upstream_error(e: &BackendError) -> ApiError {
             message,
             retry_after,
         } => {
-            let mut err = ApiError::new(
+            let err = ApiError::new(
                 StatusCode::TOO_MANY_REQUESTS,
                 "upstream_error",
                 format!("the model's upstream is rate limiting: {message}"),
             )
             .with_code("upstream_rate_limited");
-            err.retry_after = *retry_after;
-            err
+            match retry_after {
+                Some(secs) => err.with_header("retry-after", secs.to_string()),
+                None => err,
+            }
         }
         BackendError::Status {
             status: 400 | 404 | 422,
@@ -83,77 +86,113 @@ struct Outcome {
     upstream: Option<Duration>,
 }
 
-async fn account(
-    state: &AppState,
-    caller: &Caller,
-    request_id: &str,
-    requested: &str,
-    route: &ModelRoute,
+/// An upper bound on a call's cost: input estimated at four characters per
+/// token (plus framing), output at the most the request allows.
+fn estimate_nano_usd(route: &ModelRoute, req: &ChatRequest) -> i64 {
+    let chars: usize = req
+        .messages
+        .iter()
+        .map(|m| m.content.as_ref().map_or(0, |c| c.text().len()) + 16)
+        .sum();
+    let input = (chars / 4 + 16) as u64;
+    let output = req
+        .output_limit()
+        .or(route.entry.max_output_tokens)
+        .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
+    let nano = route.pricing.cost_nano_usd(input, 0, u64::from(output));
+    i64::try_from(nano).unwrap_or(i64::MAX)
+}
+
+/// Output tokens assumed for budgeting when neither the request nor the
+/// catalog bounds them.
+const DEFAULT_OUTPUT_ESTIMATE: u32 = 4096;
+
+/// One model call in progress: everything its accounting needs.
+struct Call {
+    state: AppState,
+    caller: Caller,
+    request_id: String,
+    requested: String,
+    route: Arc<ModelRoute>,
     started: Instant,
-    o: Outcome,
-) {
-    let model = route.entry.id.clone();
-    let cached = o.usage.cached_tokens();
-    let cost =
-        route
-            .pricing
-            .cost_nano_usd(o.usage.prompt_tokens, cached, o.usage.completion_tokens);
-    let total = started.elapsed();
-    let m = &state.metrics;
-    for (direction, n) in [
-        ("input", o.usage.prompt_tokens),
-        ("output", o.usage.completion_tokens),
-        ("cached", cached),
-    ] {
-        if n > 0 {
-            m.tokens
-                .get_or_create(&TokenLabels {
-                    model: model.clone(),
-                    direction,
-                })
-                .inc_by(n);
+    reservation: Option<Reservation>,
+}
+
+impl Call {
+    /// Ends the call: settles its budget reservation with the actual cost,
+    /// updates metrics, and queues its usage record.
+    async fn account(&self, o: Outcome) {
+        let (state, route) = (&self.state, &self.route);
+        let model = route.entry.id.clone();
+        let cached = o.usage.cached_tokens();
+        let cost =
+            route
+                .pricing
+                .cost_nano_usd(o.usage.prompt_tokens, cached, o.usage.completion_tokens);
+        let total = self.started.elapsed();
+        if let Some(r) = &self.reservation {
+            budget::settle(state, r, i64::try_from(cost).unwrap_or(i64::MAX)).await;
         }
-    }
-    if cost > 0 {
-        m.cost_nano_usd
-            .get_or_create(&ModelLabels {
-                model: model.clone(),
+        let m = &state.metrics;
+        for (direction, n) in [
+            ("input", o.usage.prompt_tokens),
+            ("output", o.usage.completion_tokens),
+            ("cached", cached),
+        ] {
+            if n > 0 {
+                m.tokens
+                    .get_or_create(&TokenLabels {
+                        model: model.clone(),
+                        direction,
+                    })
+                    .inc_by(n);
+            }
+        }
+        if cost > 0 {
+            m.cost_nano_usd
+                .get_or_create(&ModelLabels {
+                    model: model.clone(),
+                })
+                .inc_by(cost);
+        }
+        if let Some(up) = o.upstream {
+            m.upstream_latency
+                .get_or_create(&ModelLabels {
+                    model: model.clone(),
+                })
+                .observe(up.as_secs_f64());
+            m.gateway_overhead
+                .observe(total.saturating_sub(up).as_secs_f64());
+        }
+        let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let millis = |d: Duration| to_i64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+        state
+            .usage
+            .record(UsageRecord {
+                timestamp: switchyard_core::now(),
+                request_id: self.request_id.clone(),
+                key_id: self.caller.key.id.clone(),
+                project: self.caller.key.project.clone(),
+                endpoint: ENDPOINT.to_owned(),
+                model_requested: Some(self.requested.clone()),
+                model_used: Some(model),
+                backend: Some(route.backend.name().to_owned()),
+                input_tokens: to_i64(o.usage.prompt_tokens),
+                output_tokens: to_i64(o.usage.completion_tokens),
+                cached_tokens: to_i64(cached),
+                cost_nano_usd: to_i64(cost),
+                latency_ms: millis(total),
+                upstream_latency_ms: o.upstream.map(millis),
+                status: i32::from(o.status),
+                error_type: o.error_type,
             })
-            .inc_by(cost);
+            .await;
     }
-    if let Some(up) = o.upstream {
-        m.upstream_latency
-            .get_or_create(&ModelLabels {
-                model: model.clone(),
-            })
-            .observe(up.as_secs_f64());
-        m.gateway_overhead
-            .observe(total.saturating_sub(up).as_secs_f64());
+
+    fn with_budget_header(&self, mut response: Response) -> Response {
+        budget::set_remaining_header(response.headers_mut(), self.reservation.as_ref());
+        response
     }
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    state
-        .usage
-        .record(UsageRecord {
-            timestamp: switchyard_core::now(),
-            request_id: request_id.to_owned(),
-            key_id: caller.key.id.clone(),
-            project: caller.key.project.clone(),
-            endpoint: ENDPOINT.to_owned(),
-            model_requested: Some(requested.to_owned()),
-            model_used: Some(model),
-            backend: Some(route.backend.name().to_owned()),
-            input_tokens: to_i64(o.usage.prompt_tokens),
-            output_tokens: to_i64(o.usage.completion_tokens),
-            cached_tokens: to_i64(cached),
-            cost_nano_usd: to_i64(cost),
-            latency_ms: to_i64(u64::try_from(total.as_millis()).unwrap_or(u64::MAX)),
-            upstream_latency_ms: o
-                .upstream
-                .map(|d| to_i64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))),
-            status: i32::from(o.status),
-            error_type: o.error_type,
-        })
-        .await;
 }
 
 fn failure(e: &BackendError, upstream: Duration) -> (ApiError, Outcome) {
@@ -204,51 +243,65 @@ pub async fn chat_completions(
             .into_response();
         }
     }
+    let reservation = match budget::reserve(&state, &caller, estimate_nano_usd(&route, &req)).await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            let call = Call {
+                state,
+                caller,
+                request_id: request_id.0,
+                requested: req.model.clone(),
+                route,
+                started,
+                reservation: None,
+            };
+            call.account(Outcome {
+                usage: Usage::default(),
+                status: e.status.as_u16(),
+                error_type: e.code.map(str::to_owned),
+                upstream: None,
+            })
+            .await;
+            return e.into_response();
+        }
+    };
+    let call = Call {
+        state,
+        caller,
+        request_id: request_id.0,
+        requested: req.model.clone(),
+        route,
+        started,
+        reservation,
+    };
     if req.is_stream() {
-        return stream(state, caller, request_id.0, req, route, started).await;
+        return stream(call, req).await;
     }
     // The call and its accounting run in a task of their own: a client that
     // disconnects, or API_TIMEOUT, cannot cut the usage record off.
     let task = tokio::spawn(async move {
-        let Backend::OpenAi(backend) = &route.backend;
+        let Backend::OpenAi(backend) = &call.route.backend;
         let upstream_started = Instant::now();
         let result = backend.complete(&req).await;
         let upstream = upstream_started.elapsed();
         match result {
             Ok(mut completion) => {
-                completion.model = route.entry.id.clone();
-                let outcome = Outcome {
+                completion.model = call.route.entry.id.clone();
+                call.account(Outcome {
                     usage: completion.usage.unwrap_or_default(),
                     status: 200,
                     error_type: None,
                     upstream: Some(upstream),
-                };
-                account(
-                    &state,
-                    &caller,
-                    &request_id.0,
-                    &req.model,
-                    &route,
-                    started,
-                    outcome,
-                )
+                })
                 .await;
-                Json(completion).into_response()
+                call.with_budget_header(Json(completion).into_response())
             }
             Err(e) => {
-                tracing::warn!(error = %e, model = %route.entry.id, "upstream call failed");
+                tracing::warn!(error = %e, model = %call.route.entry.id, "upstream call failed");
                 let (err, outcome) = failure(&e, upstream);
-                account(
-                    &state,
-                    &caller,
-                    &request_id.0,
-                    &req.model,
-                    &route,
-                    started,
-                    outcome,
-                )
-                .await;
-                err.into_response()
+                call.account(outcome).await;
+                call.with_budget_header(err.into_response())
             }
         }
     });
@@ -269,37 +322,24 @@ fn sse(data: &impl serde::Serialize) -> Bytes {
 /// Streams chunks to the client from a task of its own, so that the usage
 /// record is written however the stream ends — including a client that
 /// disconnects half-way (recorded with status 499 and the tokens seen).
-async fn stream(
-    state: AppState,
-    caller: Caller,
-    request_id: String,
-    req: ChatRequest,
-    route: Arc<ModelRoute>,
-    started: Instant,
-) -> Response {
-    let Backend::OpenAi(backend) = &route.backend;
+async fn stream(call: Call, req: ChatRequest) -> Response {
+    let Backend::OpenAi(backend) = &call.route.backend;
     let upstream_started = Instant::now();
     let mut chunks = match backend.stream(&req).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::warn!(error = %e, model = %route.entry.id, "upstream stream failed to start");
+            tracing::warn!(error = %e, model = %call.route.entry.id, "upstream stream failed to start");
             let (err, outcome) = failure(&e, upstream_started.elapsed());
-            account(
-                &state,
-                &caller,
-                &request_id,
-                &req.model,
-                &route,
-                started,
-                outcome,
-            )
-            .await;
-            return err.into_response();
+            call.account(outcome).await;
+            return call.with_budget_header(err.into_response());
         }
     };
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let mut headers = axum::http::HeaderMap::new();
+    budget::set_remaining_header(&mut headers, call.reservation.as_ref());
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     tokio::spawn(async move {
+        let model_id = call.route.entry.id.clone();
         let mut usage = Usage::default();
         let mut status = 200u16;
         let mut error_type = None;
@@ -307,7 +347,7 @@ async fn stream(
             let mut chunk: ChatChunk = match item {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::warn!(error = %e, model = %route.entry.id, "upstream stream failed");
+                    tracing::warn!(error = %e, model = %model_id, "upstream stream failed");
                     let err = upstream_error(&e);
                     status = err.status.as_u16();
                     error_type = err.code.map(str::to_owned);
@@ -321,7 +361,7 @@ async fn stream(
             if let Some(u) = chunk.usage {
                 usage = u;
             }
-            chunk.model = route.entry.id.clone();
+            chunk.model = model_id.clone();
             if !include_usage {
                 if chunk.choices.is_empty() && chunk.usage.is_some() {
                     continue;
@@ -344,21 +384,12 @@ async fn stream(
             error_type = Some("client_closed".to_owned());
         }
         drop(tx);
-        let outcome = Outcome {
+        call.account(Outcome {
             usage,
             status,
             error_type,
             upstream: Some(upstream_started.elapsed()),
-        };
-        account(
-            &state,
-            &caller,
-            &request_id,
-            &req.model,
-            &route,
-            started,
-            outcome,
-        )
+        })
         .await;
     });
     let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
@@ -367,6 +398,7 @@ async fn stream(
             .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
     }));
     (
+        headers,
         [
             (header::CONTENT_TYPE, "text/event-stream"),
             (header::CACHE_CONTROL, "no-cache"),

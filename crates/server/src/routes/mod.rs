@@ -1,5 +1,6 @@
 //! HTTP handlers, one module per area.
 
+pub mod admin_budgets;
 pub mod admin_keys;
 pub mod chat;
 pub mod debug;
