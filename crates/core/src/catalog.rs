@@ -68,6 +68,43 @@ pub struct ModelEntry {
     /// Seconds before an upstream call is abandoned (default 300).
     #[serde(default)]
     pub timeout_seconds: Option<u32>,
+    /// Models to try, in order, when this one fails after its retries or is
+    /// unavailable (circuit open, queue full).
+    #[serde(default)]
+    pub fallbacks: Vec<String>,
+    /// Retries after a retryable failure (429, 5xx, timeout, connection), with
+    /// jittered exponential backoff honouring `Retry-After` (default 2).
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Calls in flight to this model at most (default 64).
+    #[serde(default = "default_max_concurrency")]
+    pub max_concurrency: u32,
+    /// Calls waiting for a free slot at most; beyond it, 503 `overloaded`
+    /// (default 256).
+    #[serde(default = "default_max_queue")]
+    pub max_queue: u32,
+    /// Consecutive failures that open the circuit breaker (default 5).
+    #[serde(default = "default_breaker_threshold")]
+    pub breaker_threshold: u32,
+    /// Seconds the breaker stays open before one trial call (default 30).
+    #[serde(default = "default_breaker_cooldown")]
+    pub breaker_cooldown_seconds: u32,
+}
+
+fn default_retries() -> u32 {
+    2
+}
+fn default_max_concurrency() -> u32 {
+    64
+}
+fn default_max_queue() -> u32 {
+    256
+}
+fn default_breaker_threshold() -> u32 {
+    5
+}
+fn default_breaker_cooldown() -> u32 {
+    30
 }
 
 /// Prices in integer micro-USD per million tokens, so that cost arithmetic
@@ -158,6 +195,15 @@ pub fn validate(models: &[ModelEntry]) -> Vec<String> {
                 ));
             }
         }
+        if m.max_concurrency == 0 {
+            problems.push(format!("models[{i}].max_concurrency: must be at least 1"));
+        }
+        if m.breaker_threshold == 0 {
+            problems.push(format!("models[{i}].breaker_threshold: must be at least 1"));
+        }
+        if m.retries > 10 {
+            problems.push(format!("models[{i}].retries: at most 10"));
+        }
         if m.timeout_seconds == Some(0) {
             problems.push(format!("models[{i}].timeout_seconds: must be at least 1"));
         }
@@ -168,6 +214,19 @@ pub fn validate(models: &[ModelEntry]) -> Vec<String> {
                 ));
             } else if !seen.insert(name.clone()) {
                 problems.push(format!("models[{i}]: `{name}` is defined more than once"));
+            }
+        }
+    }
+    for (i, m) in models.iter().enumerate() {
+        for f in &m.fallbacks {
+            if !seen.contains(f) {
+                problems.push(format!(
+                    "models[{i}].fallbacks: `{f}` is not a model in the catalog"
+                ));
+            } else if f == &m.id || m.aliases.contains(f) {
+                problems.push(format!(
+                    "models[{i}].fallbacks: a model cannot fall back to itself"
+                ));
             }
         }
     }

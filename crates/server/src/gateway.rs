@@ -1,6 +1,7 @@
 //! The model gateway: resolves a requested model (id or alias) to its
 //! catalog entry, prices and backend.
 
+use crate::resilience::{Breaker, Pool};
 use std::collections::HashMap;
 use std::sync::Arc;
 use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing};
@@ -25,6 +26,8 @@ pub struct ModelRoute {
     pub entry: ModelEntry,
     pub pricing: Pricing,
     pub backend: Backend,
+    pub breaker: Breaker,
+    pub pool: Pool,
 }
 
 /// Models by id and alias.
@@ -48,6 +51,11 @@ impl Gateway {
                 pricing: entry.pricing(),
                 entry: entry.clone(),
                 backend,
+                breaker: Breaker::new(
+                    entry.breaker_threshold,
+                    std::time::Duration::from_secs(u64::from(entry.breaker_cooldown_seconds)),
+                ),
+                pool: Pool::new(entry.max_concurrency, entry.max_queue),
             });
             for name in std::iter::once(&entry.id).chain(entry.aliases.iter()) {
                 routes.insert(name.clone(), route.clone());
@@ -58,6 +66,30 @@ impl Gateway {
 
     pub fn resolve(&self, name: &str) -> Option<Arc<ModelRoute>> {
         self.routes.get(name).cloned()
+    }
+
+    /// The model and its fallbacks, in order, without repeats.
+    pub fn chain(&self, primary: &Arc<ModelRoute>) -> Vec<Arc<ModelRoute>> {
+        let mut chain = vec![primary.clone()];
+        for name in &primary.entry.fallbacks {
+            if let Some(r) = self.resolve(name) {
+                if !chain.iter().any(|c| Arc::ptr_eq(c, &r)) {
+                    chain.push(r);
+                }
+            }
+        }
+        chain
+    }
+
+    /// Every distinct model, for per-model gauges.
+    pub fn models(&self) -> Vec<Arc<ModelRoute>> {
+        let mut seen: Vec<Arc<ModelRoute>> = Vec::new();
+        for r in self.routes.values() {
+            if !seen.iter().any(|s| Arc::ptr_eq(s, r)) {
+                seen.push(r.clone());
+            }
+        }
+        seen
     }
 }
 

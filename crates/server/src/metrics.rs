@@ -68,6 +68,11 @@ pub struct Metrics {
     pub cost_nano_usd: Family<ModelLabels, Counter>,
     pub upstream_latency: Family<ModelLabels, Histogram, fn() -> Histogram>,
     pub gateway_overhead: Histogram,
+    pub llm_retries: Family<ModelLabels, Counter>,
+    pub llm_fallbacks: Family<ModelLabels, Counter>,
+    pub llm_overloaded: Family<ModelLabels, Counter>,
+    pub llm_circuit_rejections: Family<ModelLabels, Counter>,
+    pub llm_circuit_state: Family<ModelLabels, Gauge>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -241,6 +246,36 @@ impl Metrics {
             "Time a model call spent in the gateway itself (total minus upstream)",
             gateway_overhead.clone(),
         );
+        let llm_retries = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "llm_retries",
+            "Upstream calls retried after a retryable failure, by model",
+            llm_retries.clone(),
+        );
+        let llm_fallbacks = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "llm_fallbacks",
+            "Calls handed to a fallback model, by the fallback model",
+            llm_fallbacks.clone(),
+        );
+        let llm_overloaded = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "llm_overloaded",
+            "Calls turned away because the model's queue was full",
+            llm_overloaded.clone(),
+        );
+        let llm_circuit_rejections = Family::<ModelLabels, Counter>::default();
+        registry.register(
+            "llm_circuit_rejections",
+            "Calls not sent because the model's circuit breaker was open",
+            llm_circuit_rejections.clone(),
+        );
+        let llm_circuit_state = Family::<ModelLabels, Gauge>::default();
+        registry.register(
+            "llm_circuit_state",
+            "Circuit breaker per model: 0 closed, 1 open, 2 half-open",
+            llm_circuit_state.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -263,6 +298,11 @@ impl Metrics {
             cost_nano_usd,
             upstream_latency,
             gateway_overhead,
+            llm_retries,
+            llm_fallbacks,
+            llm_overloaded,
+            llm_circuit_rejections,
+            llm_circuit_state,
         }
     }
 

@@ -13,6 +13,89 @@ use switchyard_core::config::DatabaseKind;
 use switchyard_testkit::fake_openai::FakeOpenAi;
 use switchyard_testkit::TestDatabase;
 
+/// The test catalog: every model points at the fake upstream, whose model
+/// name selects its behaviour.
+const CATALOG: &str = r#"
+[[models]]
+id = "fast"
+aliases = ["quick"]
+base_url = "{base}"
+upstream_model = "echo-1"
+api_key_env = "FAKE_UPSTREAM_KEY"
+input_per_mtok = 3.0
+output_per_mtok = 15.0
+cached_input_per_mtok = 0.3
+max_output_tokens = 1000
+
+[[models]]
+id = "fail-500"
+base_url = "{base}"
+retries = 0
+
+[[models]]
+id = "rate-limited"
+base_url = "{base}"
+retries = 0
+
+[[models]]
+id = "bad-json"
+base_url = "{base}"
+retries = 0
+
+[[models]]
+id = "drop-stream"
+base_url = "{base}"
+retries = 0
+
+[[models]]
+id = "tool"
+base_url = "{base}"
+retries = 0
+
+[[models]]
+id = "slow"
+base_url = "{base}"
+timeout_seconds = 1
+retries = 0
+
+[[models]]
+id = "nowhere"
+base_url = "http://127.0.0.1:9/v1"
+retries = 0
+
+[[models]]
+id = "flaky-2"
+base_url = "{base}"
+retries = 2
+
+[[models]]
+id = "retry-after"
+base_url = "{base}"
+retries = 1
+
+[[models]]
+id = "primary-down"
+base_url = "{base}"
+upstream_model = "fail-500"
+retries = 0
+fallbacks = ["fast"]
+
+[[models]]
+id = "breaker"
+base_url = "{base}"
+upstream_model = "fail-500"
+retries = 0
+breaker_threshold = 2
+breaker_cooldown_seconds = 1
+
+[[models]]
+id = "busy"
+base_url = "{base}"
+upstream_model = "sleep-600"
+max_concurrency = 1
+max_queue = 1
+"#;
+
 struct Gw {
     app: TestApp,
     upstream: FakeOpenAi,
@@ -30,26 +113,7 @@ async fn start_on(kind: DatabaseKind) -> Gw {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("switchyard.toml");
     let base = upstream.base_url();
-    let mut toml = format!(
-        "[[models]]\nid = \"fast\"\naliases = [\"quick\"]\nbase_url = \"{base}\"\nupstream_model = \"echo-1\"\n\
-         api_key_env = \"FAKE_UPSTREAM_KEY\"\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n\
-         cached_input_per_mtok = 0.3\nmax_output_tokens = 1000\n"
-    );
-    for special in [
-        "fail-500",
-        "rate-limited",
-        "bad-json",
-        "drop-stream",
-        "tool",
-    ] {
-        toml.push_str(&format!(
-            "\n[[models]]\nid = \"{special}\"\nbase_url = \"{base}\"\n"
-        ));
-    }
-    toml.push_str(&format!(
-        "\n[[models]]\nid = \"slow\"\nbase_url = \"{base}\"\ntimeout_seconds = 1\n"
-    ));
-    toml.push_str("\n[[models]]\nid = \"nowhere\"\nbase_url = \"http://127.0.0.1:9/v1\"\n");
+    let toml = CATALOG.replace("{base}", &base);
     std::fs::write(&file, toml).unwrap();
     let app = TestApp::start(
         &db.url,
@@ -512,4 +576,138 @@ async fn budget_admin_api_validates_and_audits() {
     let audit = gw.app.state.store.recent_audit(10).await.unwrap();
     assert!(audit.iter().any(|a| a.event == "budget.set"));
     assert!(audit.iter().any(|a| a.event == "budget.deleted"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retries_back_off_and_honour_retry_after() {
+    let gw = start().await;
+    let r = gw
+        .chat(json!({"model": "flaky-2", "messages": user("x")}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        gw.upstream.calls("flaky-2"),
+        3,
+        "two failures, then success"
+    );
+    let started = Instant::now();
+    let r = gw
+        .chat(json!({"model": "retry-after", "messages": user("x")}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited for Retry-After"
+    );
+    assert_eq!(gw.upstream.calls("retry-after"), 2);
+    let m = gw.app.metrics().await;
+    assert!(m.contains(r#"llm_retries_total{model="flaky-2"} 2"#), "{m}");
+    assert!(
+        m.contains(r#"llm_retries_total{model="retry-after"} 1"#),
+        "{m}"
+    );
+    // A failed call with retries left still costs one usage record.
+    let rows = gw.usage_rows(2).await;
+    assert!(rows.iter().all(|r| r.status == 200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_model_falls_back() {
+    let gw = start().await;
+    let r = gw
+        .chat(json!({"model": "primary-down", "messages": user("hi")}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["model"], "fast");
+    assert_eq!(gw.upstream.calls("fail-500"), 1);
+    let rows = gw.usage_rows(1).await;
+    assert_eq!(rows[0].model_requested.as_deref(), Some("primary-down"));
+    assert_eq!(rows[0].model_used.as_deref(), Some("fast"));
+    let m = gw.app.metrics().await;
+    assert!(m.contains(r#"llm_fallbacks_total{model="fast"} 1"#), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_breaker_opens_and_tries_again_after_its_cooldown() {
+    let gw = start().await;
+    for _ in 0..2 {
+        let r = gw
+            .chat(json!({"model": "breaker", "messages": user("x")}))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    }
+    let r = gw
+        .chat(json!({"model": "breaker", "messages": user("x")}))
+        .await;
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "circuit_open"
+    );
+    assert_eq!(
+        gw.upstream.calls("fail-500"),
+        2,
+        "the open breaker sent nothing"
+    );
+    let m = gw.app.metrics().await;
+    assert!(m.contains(r#"llm_circuit_state{model="breaker"} 1"#), "{m}");
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let r = gw
+        .chat(json!({"model": "breaker", "messages": user("x")}))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_GATEWAY,
+        "the trial call went out"
+    );
+    assert_eq!(gw.upstream.calls("fail-500"), 3);
+    let r = gw
+        .chat(json!({"model": "breaker", "messages": user("x")}))
+        .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "and failed, reopening"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_answers_overloaded() {
+    let gw = start().await;
+    let mut tasks = Vec::new();
+    for i in 0..3 {
+        let client = gw.app.client.clone();
+        let url = gw.app.url("/v1/chat/completions");
+        let key = gw.app.admin.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(50 * i)).await;
+            let r = client
+                .post(url)
+                .bearer_auth(key)
+                .json(&json!({"model": "busy", "messages": [{"role": "user", "content": "x"}]}))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            (status, r.json::<Value>().await.unwrap())
+        }));
+    }
+    let mut statuses = Vec::new();
+    for t in tasks {
+        let (status, body) = t.await.unwrap();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            assert_eq!(body["error"]["code"], "overloaded");
+        }
+        statuses.push(status);
+    }
+    statuses.sort();
+    assert_eq!(
+        statuses,
+        [
+            StatusCode::OK,
+            StatusCode::OK,
+            StatusCode::SERVICE_UNAVAILABLE
+        ]
+    );
 }

@@ -9,7 +9,10 @@
 //! - `slow`: answers after 3 seconds;
 //! - `bad-json`: a 200 whose body is not JSON;
 //! - `drop-stream`: streams two chunks, then closes without `[DONE]`;
-//! - `tool`: answers with a tool call to `get_weather`.
+//! - `tool`: answers with a tool call to `get_weather`;
+//! - `flaky-N`: the first N calls fail with HTTP 500, later ones answer;
+//! - `retry-after`: the first call gets 429 with `Retry-After: 1`, later ones answer;
+//! - `sleep-MS`: answers after MS milliseconds.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -31,6 +34,7 @@ pub struct Received {
 #[derive(Clone, Default)]
 struct Shared {
     received: Arc<Mutex<Vec<Received>>>,
+    calls: Arc<Mutex<std::collections::HashMap<String, u64>>>,
 }
 
 pub struct FakeOpenAi {
@@ -59,6 +63,17 @@ impl FakeOpenAi {
     /// The base URL to configure as a model's `base_url`.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
+    }
+
+    /// Calls received for one upstream model name.
+    pub fn calls(&self, model: &str) -> u64 {
+        self.shared
+            .calls
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(model)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -131,6 +146,31 @@ async fn chat(
                 .map(str::to_owned),
         });
     let model = body["model"].as_str().unwrap_or("").to_owned();
+    let call = {
+        let mut calls = shared.calls.lock().unwrap_or_else(|p| p.into_inner());
+        let n = calls.entry(model.clone()).or_insert(0);
+        *n += 1;
+        *n
+    };
+    if let Some(n) = model
+        .strip_prefix("flaky-")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        if call <= n {
+            return error(StatusCode::INTERNAL_SERVER_ERROR, "flaky upstream");
+        }
+    }
+    if model == "retry-after" && call == 1 {
+        let mut r = error(StatusCode::TOO_MANY_REQUESTS, "come back in a second");
+        r.headers_mut().insert("retry-after", 1.into());
+        return r;
+    }
+    if let Some(ms) = model
+        .strip_prefix("sleep-")
+        .and_then(|n| n.parse::<u64>().ok())
+    {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     match model.as_str() {
         "fail-500" => {
             return error(

@@ -9,6 +9,7 @@ use crate::gateway::{Backend, ModelRoute};
 use crate::json::ApiJson;
 use crate::metrics::{ModelLabels, TokenLabels};
 use crate::middleware::RequestId;
+use crate::resilience::{self, CallError};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -195,8 +196,24 @@ impl Call {
     }
 }
 
-fn failure(e: &BackendError, upstream: Duration) -> (ApiError, Outcome) {
-    let err = upstream_error(e);
+fn call_error(e: &CallError) -> ApiError {
+    match e {
+        CallError::Backend(b) => upstream_error(b),
+        CallError::Overloaded => ApiError::unavailable(
+            "the model is at capacity and its queue is full; try again shortly",
+        )
+        .with_code("overloaded")
+        .with_header("retry-after", "1"),
+        CallError::CircuitOpen => ApiError::unavailable(
+            "the model's upstream is failing and calls to it are paused; try again shortly",
+        )
+        .with_code("circuit_open")
+        .with_header("retry-after", "5"),
+    }
+}
+
+fn failure(e: &CallError, upstream: Duration) -> (ApiError, Outcome) {
+    let err = call_error(e);
     let outcome = Outcome {
         usage: Usage::default(),
         status: err.status.as_u16(),
@@ -280,13 +297,23 @@ pub async fn chat_completions(
     }
     // The call and its accounting run in a task of their own: a client that
     // disconnects, or API_TIMEOUT, cannot cut the usage record off.
+    let chain = call.state.gateway().chain(&call.route);
     let task = tokio::spawn(async move {
-        let Backend::OpenAi(backend) = &call.route.backend;
+        let mut call = call;
         let upstream_started = Instant::now();
-        let result = backend.complete(&req).await;
+        let result = resilience::call(&chain, &call.state.metrics, |r| {
+            let req = req.clone();
+            async move {
+                let Backend::OpenAi(backend) = &r.backend;
+                backend.complete(&req).await
+            }
+        })
+        .await;
         let upstream = upstream_started.elapsed();
         match result {
-            Ok(mut completion) => {
+            Ok(served) => {
+                call.route = served.route;
+                let mut completion = served.value;
                 completion.model = call.route.entry.id.clone();
                 call.account(Outcome {
                     usage: completion.usage.unwrap_or_default(),
@@ -298,7 +325,6 @@ pub async fn chat_completions(
                 call.with_budget_header(Json(completion).into_response())
             }
             Err(e) => {
-                tracing::warn!(error = %e, model = %call.route.entry.id, "upstream call failed");
                 let (err, outcome) = failure(&e, upstream);
                 call.account(outcome).await;
                 call.with_budget_header(err.into_response())
@@ -322,13 +348,23 @@ fn sse(data: &impl serde::Serialize) -> Bytes {
 /// Streams chunks to the client from a task of its own, so that the usage
 /// record is written however the stream ends — including a client that
 /// disconnects half-way (recorded with status 499 and the tokens seen).
-async fn stream(call: Call, req: ChatRequest) -> Response {
-    let Backend::OpenAi(backend) = &call.route.backend;
+async fn stream(mut call: Call, req: ChatRequest) -> Response {
     let upstream_started = Instant::now();
-    let mut chunks = match backend.stream(&req).await {
-        Ok(s) => s,
+    let chain = call.state.gateway().chain(&call.route);
+    let served = resilience::call(&chain, &call.state.metrics, |r| {
+        let req = req.clone();
+        async move {
+            let Backend::OpenAi(backend) = &r.backend;
+            backend.stream(&req).await
+        }
+    })
+    .await;
+    let (mut chunks, permit) = match served {
+        Ok(served) => {
+            call.route = served.route;
+            (served.value, served.permit)
+        }
         Err(e) => {
-            tracing::warn!(error = %e, model = %call.route.entry.id, "upstream stream failed to start");
             let (err, outcome) = failure(&e, upstream_started.elapsed());
             call.account(outcome).await;
             return call.with_budget_header(err.into_response());
@@ -339,6 +375,8 @@ async fn stream(call: Call, req: ChatRequest) -> Response {
     budget::set_remaining_header(&mut headers, call.reservation.as_ref());
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     tokio::spawn(async move {
+        // The pool slot is held until the stream ends.
+        let _permit = permit;
         let model_id = call.route.entry.id.clone();
         let mut usage = Usage::default();
         let mut status = 200u16;

@@ -206,6 +206,15 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
         .metrics
         .ratelimit_degraded
         .set(i64::from(state.limiter.is_degraded()));
+    for route in state.gateway().models() {
+        state
+            .metrics
+            .llm_circuit_state
+            .get_or_create(&crate::metrics::ModelLabels {
+                model: route.entry.id.clone(),
+            })
+            .set(route.breaker.state_code());
+    }
     let openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
