@@ -711,3 +711,116 @@ async fn a_full_queue_answers_overloaded() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn usage_reports_group_filter_and_show_budgets() {
+    let gw = start().await;
+    for model in ["fast", "fast", "tool"] {
+        assert_eq!(
+            gw.chat(json!({"model": model, "messages": user(CAPITAL)}))
+                .await
+                .status(),
+            StatusCode::OK
+        );
+    }
+    gw.usage_rows(3).await;
+    let admin_id = gw.app.key_id("admin").await;
+    let put = gw
+        .app
+        .client
+        .put(gw.app.url("/v1/admin/budgets"))
+        .bearer_auth(&gw.app.admin)
+        .json(&json!({"scope": "project", "subject": "proj", "period": "monthly", "limit_usd": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(put.status(), StatusCode::OK);
+
+    let report: Value = gw
+        .app
+        .get("/v1/usage", Some(&gw.app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(report["object"], "usage");
+    assert_eq!(report["period"], "month");
+    assert_eq!(report["key_id"], admin_id.as_str());
+    let data = report["data"].as_array().unwrap();
+    assert_eq!(data.len(), 2);
+    assert_eq!(
+        (data[0]["group"].as_str(), data[0]["requests"].as_i64()),
+        (Some("fast"), Some(2))
+    );
+    assert_eq!(data[0]["cost_usd"], "0.000356400");
+    assert_eq!(report["total"]["requests"], 3);
+    assert_eq!(report["budgets"][0]["scope"], "project");
+    assert_eq!(report["budgets"][0]["limit_usd"], "1.000000000");
+
+    let by_day: Value = gw
+        .app
+        .get("/v1/usage?period=day&group_by=day", Some(&gw.app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(by_day["data"].as_array().unwrap().len(), 1);
+    assert_eq!(by_day["data"][0]["requests"], 3);
+    let empty: Value = gw
+        .app
+        .get(
+            "/v1/usage?period=custom&from=2020-01-01&to=2020-02-01",
+            Some(&gw.app.admin),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(empty["total"]["requests"], 0);
+    let project: Value = gw
+        .app
+        .get("/v1/usage?project=proj", Some(&gw.app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(project["total"]["requests"], 3);
+
+    for (query, param) in [
+        ("period=year", "period"),
+        ("group_by=hour", "group_by"),
+        ("period=custom&from=2020-01-01", "from"),
+        ("period=day&from=2020-01-01", "period"),
+    ] {
+        let r = gw
+            .app
+            .get(&format!("/v1/usage?{query}"), Some(&gw.app.admin))
+            .await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["param"],
+            param,
+            "{query}"
+        );
+    }
+    // A user key sees only its own usage.
+    let user_key = common::issue(
+        &gw.app.state,
+        "viewer",
+        switchyard_core::keys::Scopes::user(),
+    )
+    .await;
+    let own: Value = gw
+        .app
+        .get("/v1/usage", Some(&user_key))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(own["total"]["requests"], 0);
+    let other = gw
+        .app
+        .get(&format!("/v1/usage?key_id={admin_id}"), Some(&user_key))
+        .await;
+    assert_eq!(other.status(), StatusCode::FORBIDDEN);
+}

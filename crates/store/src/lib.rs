@@ -15,7 +15,7 @@ pub use audit::{AuditEntry, AuditEvent};
 pub use budgets::{BudgetState, Exceeded, Reservation};
 pub use keys::KeyInsert;
 pub use pool::{PoolStats, Store};
-pub use usage::{UsageRecord, MAX_BATCH};
+pub use usage::{UsageFilter, UsageGroup, UsageGrouping, UsageRecord, MAX_BATCH};
 
 /// Everything that can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]

@@ -84,3 +84,73 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(limit).fetch_all(p).await)?)
     }
 }
+
+/// Which records a usage summary covers.
+#[derive(Debug, Clone, Default)]
+pub struct UsageFilter {
+    pub key_id: Option<String>,
+    pub project: Option<String>,
+    pub from: Option<DateTime<Utc>>,
+    pub to: Option<DateTime<Utc>>,
+}
+
+/// How a usage summary is grouped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UsageGrouping {
+    Model,
+    /// The UTC calendar day, `YYYY-MM-DD`.
+    Day,
+}
+
+/// One group of a usage summary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct UsageGroup {
+    pub group: String,
+    pub requests: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cached_tokens: i64,
+    pub cost_nano_usd: i64,
+}
+
+macro_rules! summary_sql {
+    ($group:literal) => {
+        concat!(
+            "SELECT ",
+            $group,
+            " AS \"group\", COUNT(*) AS requests, ",
+            "CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, ",
+            "CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, ",
+            "CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, ",
+            "CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT) AS cost_nano_usd ",
+            "FROM usage_log WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR project = $2) ",
+            "AND ($3 IS NULL OR timestamp >= $3) AND ($4 IS NULL OR timestamp < $4) ",
+            "GROUP BY 1 ORDER BY 1"
+        )
+    };
+}
+
+impl Store {
+    /// Requests, tokens and cost matching `filter`, grouped by model or day.
+    pub async fn usage_summary(
+        &self,
+        filter: &UsageFilter,
+        grouping: UsageGrouping,
+    ) -> Result<Vec<UsageGroup>> {
+        use switchyard_core::config::DatabaseKind;
+        let sql = match (grouping, self.kind()) {
+            (UsageGrouping::Model, _) => summary_sql!("COALESCE(model_used, model_requested, '')"),
+            (UsageGrouping::Day, DatabaseKind::Sqlite) => summary_sql!("substr(timestamp, 1, 10)"),
+            (UsageGrouping::Day, DatabaseKind::Postgres) => {
+                summary_sql!("to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+            }
+        };
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(&filter.key_id)
+            .bind(&filter.project)
+            .bind(filter.from)
+            .bind(filter.to)
+            .fetch_all(p)
+            .await)?)
+    }
+}

@@ -38,7 +38,95 @@ on_both!(
     audit_records_read_back,
     usage_batches_land_whole,
     budget_reservations_never_overshoot,
+    usage_summaries_group_and_filter,
 );
+
+async fn usage_summaries_group_and_filter(kind: DatabaseKind) {
+    use chrono::TimeZone;
+    use switchyard_store::{UsageFilter, UsageGrouping};
+    let (_db, store) = fresh(kind).await;
+    let day1 = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 26, 23, 30, 0)
+        .unwrap();
+    let day2 = chrono::Utc
+        .with_ymd_and_hms(2026, 11, 27, 0, 30, 0)
+        .unwrap();
+    let rec = |at, key: &str, model: &str, cost: i64| UsageRecord {
+        timestamp: at,
+        request_id: "r".into(),
+        key_id: key.into(),
+        project: "p".into(),
+        endpoint: "/v1/chat/completions".into(),
+        model_requested: Some(model.into()),
+        model_used: Some(model.into()),
+        backend: None,
+        input_tokens: 10,
+        output_tokens: 20,
+        cached_tokens: 1,
+        cost_nano_usd: cost,
+        latency_ms: 1,
+        upstream_latency_ms: None,
+        status: 200,
+        error_type: None,
+    };
+    store
+        .insert_usage(&[
+            rec(day1, "k1", "a", 100),
+            rec(day2, "k1", "a", 200),
+            rec(day2, "k1", "b", 400),
+            rec(day2, "k2", "b", 800),
+        ])
+        .await
+        .unwrap();
+    let all = UsageFilter::default();
+    let by_model = store
+        .usage_summary(&all, UsageGrouping::Model)
+        .await
+        .unwrap();
+    assert_eq!(by_model.len(), 2);
+    assert_eq!(
+        (
+            by_model[0].group.as_str(),
+            by_model[0].requests,
+            by_model[0].cost_nano_usd
+        ),
+        ("a", 2, 300)
+    );
+    assert_eq!(
+        (
+            by_model[1].group.as_str(),
+            by_model[1].output_tokens,
+            by_model[1].cost_nano_usd
+        ),
+        ("b", 40, 1200)
+    );
+    let k1 = UsageFilter {
+        key_id: Some("k1".into()),
+        ..UsageFilter::default()
+    };
+    let by_day = store.usage_summary(&k1, UsageGrouping::Day).await.unwrap();
+    assert_eq!(
+        by_day
+            .iter()
+            .map(|g| (g.group.as_str(), g.requests, g.cost_nano_usd))
+            .collect::<Vec<_>>(),
+        [("2026-11-26", 1, 100), ("2026-11-27", 2, 600)]
+    );
+    let window = UsageFilter {
+        from: Some(day2),
+        to: Some(day2 + Duration::seconds(1)),
+        project: Some("p".into()),
+        ..UsageFilter::default()
+    };
+    let total: i64 = store
+        .usage_summary(&window, UsageGrouping::Model)
+        .await
+        .unwrap()
+        .iter()
+        .map(|g| g.requests)
+        .sum();
+    assert_eq!(total, 3);
+}
 
 async fn budget_reservations_never_overshoot(kind: DatabaseKind) {
     let (_db, store) = fresh(kind).await;

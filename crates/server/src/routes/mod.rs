@@ -7,3 +7,4 @@ pub mod debug;
 pub mod docs;
 pub mod models;
 pub mod probes;
+pub mod usage;
