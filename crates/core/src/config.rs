@@ -253,6 +253,8 @@ pub struct FileConfig {
     pub models: Vec<ModelEntry>,
     #[serde(default)]
     pub limits: LimitsFile,
+    #[serde(default)]
+    pub routing: crate::routing::RoutingConfig,
 }
 
 impl FileConfig {
@@ -260,6 +262,7 @@ impl FileConfig {
     pub fn parse(text: &str) -> Result<Self, Vec<String>> {
         let file: FileConfig = toml::from_str(text).map_err(|e| vec![e.to_string()])?;
         let mut problems = catalog::validate(&file.models);
+        problems.extend(file.routing.validate());
         for (route, limit) in &file.limits.routes {
             let well_formed = route.split_once(' ').is_some_and(|(method, path)| {
                 !method.is_empty()

@@ -5,6 +5,7 @@ pub mod budget;
 pub mod catalog;
 pub mod config;
 pub mod keys;
+pub mod routing;
 pub mod secret;
 pub mod sync;
 

@@ -2,7 +2,7 @@
 //! background tasks, and graceful shutdown.
 
 use crate::middleware;
-use crate::routes::{admin_budgets, admin_keys, chat, debug, docs, models, probes, usage};
+use crate::routes::{admin_budgets, admin_keys, chat, debug, docs, models, probes, route, usage};
 use crate::state::AppState;
 use crate::{auth, error::ApiError};
 use axum::extract::DefaultBodyLimit;
@@ -53,6 +53,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(models::list_models))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/usage", get(usage::usage))
+        .route("/v1/route", post(route::explain))
         .route(
             "/v1/admin/budgets",
             get(admin_budgets::list_budgets).put(admin_budgets::set_budget),

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::models::list_models,
         crate::routes::chat::chat_completions,
         crate::routes::usage::usage,
+        crate::routes::route::explain,
         crate::routes::admin_budgets::set_budget,
         crate::routes::admin_budgets::list_budgets,
         crate::routes::admin_budgets::delete_budget,

@@ -94,6 +94,12 @@ base_url = "{base}"
 upstream_model = "sleep-600"
 max_concurrency = 1
 max_queue = 1
+
+[routing]
+small = "quick"
+medium = "tool"
+large = "slow"
+cheapest = "fast"
 "#;
 
 struct Gw {
@@ -823,4 +829,102 @@ async fn usage_reports_group_filter_and_show_budgets() {
         .get(&format!("/v1/usage?key_id={admin_id}"), Some(&user_key))
         .await;
     assert_eq!(other.status(), StatusCode::FORBIDDEN);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn auto_routing_is_explained_and_used() {
+    let gw = start().await;
+    let ask = |body: Value| {
+        gw.app
+            .client
+            .post(gw.app.url("/v1/route"))
+            .bearer_auth(&gw.app.admin)
+            .json(&body)
+            .send()
+    };
+    let d: Value = ask(json!({"prompt": "What is the capital of Germany?"}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (
+            d["model"].as_str(),
+            d["model_id"].as_str(),
+            d["rule"].as_str()
+        ),
+        (Some("quick"), Some("fast"), Some("short_prompt"))
+    );
+    assert!(d["reason"].as_str().unwrap().contains("short"));
+    let d: Value =
+        ask(json!({"messages": [{"role": "user", "content": "Please debug this deadlock"}]}))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert_eq!(
+        (d["model_id"].as_str(), d["rule"].as_str()),
+        (Some("tool"), Some("complex_task"))
+    );
+    let big = "lorem ipsum ".repeat(40_000);
+    let d: Value = ask(json!({"prompt": big}))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        (d["model_id"].as_str(), d["tier"].as_str()),
+        (Some("slow"), Some("large"))
+    );
+    for body in [
+        json!({}),
+        json!({"prompt": " "}),
+        json!({"prompt": "x", "messages": []}),
+    ] {
+        let r = ask(body.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+    }
+    assert!(
+        gw.upstream.received().is_empty(),
+        "routing never calls a model"
+    );
+
+    let r = gw
+        .chat(json!({"model": "auto", "messages": user(CAPITAL)}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["model"], "fast");
+    let rows = gw.usage_rows(1).await;
+    assert_eq!(
+        (
+            rows[0].model_requested.as_deref(),
+            rows[0].model_used.as_deref()
+        ),
+        (Some("auto"), Some("fast"))
+    );
+    let models: Value = gw
+        .app
+        .get("/v1/models", Some(&gw.app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert!(ids.contains(&"auto") && ids.contains(&"fast"), "{ids:?}");
+    let fast = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["id"] == "fast")
+        .unwrap();
+    assert_eq!(fast["pricing"]["output_per_mtok"], 15.0);
+    assert_eq!(fast["max_output_tokens"], 1000);
 }

@@ -242,7 +242,16 @@ pub async fn chat_completions(
             .with_param(field)
             .into_response();
     }
-    let Some(route) = state.gateway().resolve(&req.model) else {
+    let resolved = if req.model == super::route::AUTO {
+        let text = super::route::conversation_text(&req.messages);
+        match super::route::decide(&state, &caller, &text).await {
+            Ok((_, target)) => Some(target),
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        state.gateway().resolve(&req.model)
+    };
+    let Some(route) = resolved else {
         return ApiError::not_found(format!(
             "the model `{}` does not exist; GET /v1/models lists the available ones",
             req.model

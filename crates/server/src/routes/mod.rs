@@ -7,4 +7,5 @@ pub mod debug;
 pub mod docs;
 pub mod models;
 pub mod probes;
+pub mod route;
 pub mod usage;

@@ -32,25 +32,75 @@ pub struct ModelObject {
     pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context_window: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_output_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tier: Option<String>,
+    /// USD per million tokens; absent for `auto`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pricing: Option<ModelPricing>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct ModelPricing {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+    pub cached_input_per_mtok: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub effective: Option<String>,
 }
 
 fn render(state: &AppState) -> Result<Arc<String>, serde_json::Error> {
     let created = chrono::Utc::now().timestamp();
+    let mut data: Vec<ModelObject> = state
+        .catalog()
+        .iter()
+        .map(|m| ModelObject {
+            id: m.id.clone(),
+            object: "model",
+            created,
+            owned_by: m.owned_by.clone(),
+            aliases: m.aliases.clone(),
+            description: m.description.clone(),
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
+            tier: m.tier.clone(),
+            pricing: Some(ModelPricing {
+                input_per_mtok: m.input_per_mtok,
+                output_per_mtok: m.output_per_mtok,
+                cached_input_per_mtok: m.cached_input_per_mtok.unwrap_or(m.input_per_mtok),
+                effective: m.prices_effective.clone(),
+            }),
+        })
+        .collect();
+    let gateway = state.gateway();
+    let routable = state
+        .config
+        .file
+        .routing
+        .targets()
+        .iter()
+        .all(|t| gateway.resolve(t).is_some());
+    if routable {
+        data.push(ModelObject {
+            id: super::route::AUTO.to_owned(),
+            object: "model",
+            created,
+            owned_by: "switchyard".to_owned(),
+            aliases: Vec::new(),
+            description: Some(
+                "Picks a model per request by the routing policy; POST /v1/route explains the choice"
+                    .to_owned(),
+            ),
+            context_window: None,
+            max_output_tokens: None,
+            tier: None,
+            pricing: None,
+        });
+    }
     let list = ModelList {
         object: "list",
-        data: state
-            .catalog()
-            .iter()
-            .map(|m| ModelObject {
-                id: m.id.clone(),
-                object: "model",
-                created,
-                owned_by: m.owned_by.clone(),
-                aliases: m.aliases.clone(),
-                description: m.description.clone(),
-                context_window: m.context_window,
-            })
-            .collect(),
+        data,
     };
     serde_json::to_string(&list).map(Arc::new)
 }
