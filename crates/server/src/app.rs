@@ -2,7 +2,9 @@
 //! background tasks, and graceful shutdown.
 
 use crate::middleware;
-use crate::routes::{admin_budgets, admin_keys, chat, debug, docs, models, probes, route, usage};
+use crate::routes::{
+    admin_budgets, admin_keys, batch, chat, debug, docs, models, probes, route, usage,
+};
 use crate::state::AppState;
 use crate::{auth, error::ApiError};
 use axum::extract::DefaultBodyLimit;
@@ -54,6 +56,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/route", post(route::explain))
+        .route("/v1/batch", post(batch::batch))
         .route(
             "/v1/admin/budgets",
             get(admin_budgets::list_budgets).put(admin_budgets::set_budget),

@@ -86,9 +86,10 @@ pub async fn settle(state: &AppState, reservation: &Reservation, actual_nano_usd
     }
 }
 
-pub fn set_remaining_header(headers: &mut HeaderMap, reservation: Option<&Reservation>) {
-    if let Some(r) = reservation {
-        if let Ok(v) = HeaderValue::from_str(&usd(r.remaining_nano_usd.max(0))) {
+/// Sets the remaining-budget header when a budget applied.
+pub fn set_remaining_header(headers: &mut HeaderMap, remaining_nano_usd: Option<i64>) {
+    if let Some(left) = remaining_nano_usd {
+        if let Ok(v) = HeaderValue::from_str(&usd(left.max(0))) {
             headers.insert(REMAINING_HEADER, v);
         }
     }

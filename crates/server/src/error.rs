@@ -116,16 +116,23 @@ impl From<switchyard_store::StoreError> for ApiError {
     }
 }
 
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let body = ErrorBody {
+impl ApiError {
+    /// The JSON body this error is sent as.
+    pub fn body(&self) -> ErrorBody {
+        ErrorBody {
             error: ErrorDetail {
                 kind: self.kind.to_owned(),
-                message: self.message,
+                message: self.message.clone(),
                 code: self.code.map(str::to_owned),
-                param: self.param,
+                param: self.param.clone(),
             },
-        };
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = self.body();
         let mut response = (self.status, axum::Json(body)).into_response();
         for (name, value) in self.headers.iter().flat_map(|h| h.iter()) {
             if let Ok(v) = HeaderValue::from_str(value) {

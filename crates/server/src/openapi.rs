@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::chat::chat_completions,
         crate::routes::usage::usage,
         crate::routes::route::explain,
+        crate::routes::batch::batch,
         crate::routes::admin_budgets::set_budget,
         crate::routes::admin_budgets::list_budgets,
         crate::routes::admin_budgets::delete_budget,

@@ -928,3 +928,61 @@ async fn auto_routing_is_explained_and_used() {
     assert_eq!(fast["pricing"]["output_per_mtok"], 15.0);
     assert_eq!(fast["max_output_tokens"], 1000);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn batches_run_items_concurrently_with_per_item_status() {
+    let gw = start().await;
+    let post = |body: Value| {
+        gw.app
+            .client
+            .post(gw.app.url("/v1/batch"))
+            .bearer_auth(&gw.app.admin)
+            .json(&body)
+            .send()
+    };
+    for (body, param) in [
+        (json!({"requests": []}), "requests"),
+        (
+            json!({"requests": [{"model": "fast", "messages": user("x")}], "concurrency": 0}),
+            "concurrency",
+        ),
+        (json!({}), "requests"),
+    ] {
+        let r = post(body.clone()).await.unwrap();
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(r.json::<Value>().await.unwrap()["error"]["param"], param);
+    }
+    let r = post(json!({"concurrency": 3, "requests": [
+        {"model": "fast", "messages": user("one")},
+        {"model": "nope", "messages": user("two")},
+        {"model": "fail-500", "messages": user("three")},
+        {"model": "fast", "messages": user("four"), "stream": true},
+        {"model": "fast", "messages": []},
+    ]}))
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let b: Value = r.json().await.unwrap();
+    assert_eq!(
+        (b["succeeded"].as_u64(), b["failed"].as_u64()),
+        (Some(2), Some(3))
+    );
+    let statuses: Vec<u64> = b["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["status"].as_u64().unwrap())
+        .collect();
+    assert_eq!(statuses, [200, 404, 502, 200, 400]);
+    assert_eq!(
+        b["data"][0]["response"]["choices"][0]["message"]["content"],
+        "Hello from echo-1! You said: one"
+    );
+    assert_eq!(
+        b["data"][3]["response"]["object"], "chat.completion",
+        "streaming is ignored in batches"
+    );
+    assert_eq!(b["data"][1]["error"]["error"]["code"], "model_not_found");
+    // Items that reached a model are accounted like single requests.
+    gw.usage_rows(3).await;
+}

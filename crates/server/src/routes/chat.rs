@@ -19,7 +19,7 @@ use axum::{Extension, Json};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_models::openai_wire::{ChatChunk, ChatRequest, Usage};
+use switchyard_models::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, Usage};
 use switchyard_models::BackendError;
 use switchyard_store::{Reservation, UsageRecord};
 
@@ -191,7 +191,10 @@ impl Call {
     }
 
     fn with_budget_header(&self, mut response: Response) -> Response {
-        budget::set_remaining_header(response.headers_mut(), self.reservation.as_ref());
+        budget::set_remaining_header(
+            response.headers_mut(),
+            self.reservation.as_ref().map(|r| r.remaining_nano_usd),
+        );
         response
     }
 }
@@ -236,52 +239,77 @@ pub async fn chat_completions(
     Extension(request_id): Extension<RequestId>,
     ApiJson(req): ApiJson<ChatRequest>,
 ) -> Response {
+    let call = match prepare(state, caller, request_id.0, &req).await {
+        Ok(call) => call,
+        Err(e) => return e.into_response(),
+    };
+    if req.is_stream() {
+        return stream(call, req).await;
+    }
+    // The call and its accounting run in a task of their own: a client that
+    // disconnects, or API_TIMEOUT, cannot cut the usage record off.
+    match tokio::spawn(complete(call, req)).await {
+        Ok(Ok((completion, remaining))) => {
+            let mut response = Json(completion).into_response();
+            budget::set_remaining_header(response.headers_mut(), remaining);
+            response
+        }
+        Ok(Err((err, remaining))) => {
+            let mut response = err.into_response();
+            budget::set_remaining_header(response.headers_mut(), remaining);
+            response
+        }
+        Err(e) => ApiError::internal(&e).into_response(),
+    }
+}
+
+/// Everything before the upstream call: validation, model resolution
+/// (`auto` included), output bound, budget reservation. A refused
+/// reservation is itself accounted.
+async fn prepare(
+    state: AppState,
+    caller: Caller,
+    request_id: String,
+    req: &ChatRequest,
+) -> Result<Call, ApiError> {
     let started = Instant::now();
     if let Err((field, message)) = req.validate() {
-        return ApiError::invalid_request(format!("{field}: {message}"))
-            .with_param(field)
-            .into_response();
+        return Err(ApiError::invalid_request(format!("{field}: {message}")).with_param(field));
     }
-    let resolved = if req.model == super::route::AUTO {
+    let route = if req.model == super::route::AUTO {
         let text = super::route::conversation_text(&req.messages);
-        match super::route::decide(&state, &caller, &text).await {
-            Ok((_, target)) => Some(target),
-            Err(e) => return e.into_response(),
-        }
+        super::route::decide(&state, &caller, &text).await?.1
     } else {
-        state.gateway().resolve(&req.model)
-    };
-    let Some(route) = resolved else {
-        return ApiError::not_found(format!(
-            "the model `{}` does not exist; GET /v1/models lists the available ones",
-            req.model
-        ))
-        .with_code("model_not_found")
-        .with_param("model")
-        .into_response();
+        state.gateway().resolve(&req.model).ok_or_else(|| {
+            ApiError::not_found(format!(
+                "the model `{}` does not exist; GET /v1/models lists the available ones",
+                req.model
+            ))
+            .with_code("model_not_found")
+            .with_param("model")
+        })?
     };
     if let (Some(asked), Some(max)) = (req.output_limit(), route.entry.max_output_tokens) {
         if asked > max {
-            return ApiError::invalid_request(format!(
+            return Err(ApiError::invalid_request(format!(
                 "max_tokens: {asked} exceeds this model's maximum output of {max} tokens"
             ))
-            .with_param("max_tokens")
-            .into_response();
+            .with_param("max_tokens"));
         }
     }
-    let reservation = match budget::reserve(&state, &caller, estimate_nano_usd(&route, &req)).await
-    {
-        Ok(r) => r,
+    let estimate = estimate_nano_usd(&route, req);
+    let mut call = Call {
+        state,
+        caller,
+        request_id,
+        requested: req.model.clone(),
+        route,
+        started,
+        reservation: None,
+    };
+    match budget::reserve(&call.state, &call.caller, estimate).await {
+        Ok(r) => call.reservation = r,
         Err(e) => {
-            let call = Call {
-                state,
-                caller,
-                request_id: request_id.0,
-                requested: req.model.clone(),
-                route,
-                started,
-                reservation: None,
-            };
             call.account(Outcome {
                 usage: Usage::default(),
                 status: e.status.as_u16(),
@@ -289,61 +317,69 @@ pub async fn chat_completions(
                 upstream: None,
             })
             .await;
-            return e.into_response();
+            return Err(e);
         }
-    };
-    let call = Call {
-        state,
-        caller,
-        request_id: request_id.0,
-        requested: req.model.clone(),
-        route,
-        started,
-        reservation,
-    };
-    if req.is_stream() {
-        return stream(call, req).await;
     }
-    // The call and its accounting run in a task of their own: a client that
-    // disconnects, or API_TIMEOUT, cannot cut the usage record off.
+    Ok(call)
+}
+
+/// The smallest remaining budget after a call's reservation, for the header.
+type Remaining = Option<i64>;
+
+/// Runs a prepared non-streaming call through the model chain and accounts
+/// for it.
+async fn complete(
+    mut call: Call,
+    req: ChatRequest,
+) -> Result<(ChatCompletion, Remaining), (ApiError, Remaining)> {
+    let remaining = call.reservation.as_ref().map(|r| r.remaining_nano_usd);
     let chain = call.state.gateway().chain(&call.route);
-    let task = tokio::spawn(async move {
-        let mut call = call;
-        let upstream_started = Instant::now();
-        let result = resilience::call(&chain, &call.state.metrics, |r| {
-            let req = req.clone();
-            async move {
-                let Backend::OpenAi(backend) = &r.backend;
-                backend.complete(&req).await
-            }
-        })
-        .await;
-        let upstream = upstream_started.elapsed();
-        match result {
-            Ok(served) => {
-                call.route = served.route;
-                let mut completion = served.value;
-                completion.model = call.route.entry.id.clone();
-                call.account(Outcome {
-                    usage: completion.usage.unwrap_or_default(),
-                    status: 200,
-                    error_type: None,
-                    upstream: Some(upstream),
-                })
-                .await;
-                call.with_budget_header(Json(completion).into_response())
-            }
-            Err(e) => {
-                let (err, outcome) = failure(&e, upstream);
-                call.account(outcome).await;
-                call.with_budget_header(err.into_response())
-            }
+    let upstream_started = Instant::now();
+    let result = resilience::call(&chain, &call.state.metrics, |r| {
+        let req = req.clone();
+        async move {
+            let Backend::OpenAi(backend) = &r.backend;
+            backend.complete(&req).await
         }
-    });
-    match task.await {
-        Ok(response) => response,
-        Err(e) => ApiError::internal(&e).into_response(),
+    })
+    .await;
+    let upstream = upstream_started.elapsed();
+    match result {
+        Ok(served) => {
+            call.route = served.route;
+            let mut completion = served.value;
+            completion.model = call.route.entry.id.clone();
+            call.account(Outcome {
+                usage: completion.usage.unwrap_or_default(),
+                status: 200,
+                error_type: None,
+                upstream: Some(upstream),
+            })
+            .await;
+            Ok((completion, remaining))
+        }
+        Err(e) => {
+            let (err, outcome) = failure(&e, upstream);
+            call.account(outcome).await;
+            Err((err, remaining))
+        }
     }
+}
+
+/// Runs one request of a batch as `POST /v1/chat/completions` would (without
+/// streaming); the key's rate limit has been applied by the caller.
+pub async fn run_one(
+    state: AppState,
+    caller: Caller,
+    request_id: String,
+    mut req: ChatRequest,
+) -> Result<ChatCompletion, ApiError> {
+    req.stream = Some(false);
+    let call = prepare(state, caller, request_id, &req).await?;
+    complete(call, req)
+        .await
+        .map(|(c, _)| c)
+        .map_err(|(e, _)| e)
 }
 
 fn sse(data: &impl serde::Serialize) -> Bytes {
@@ -381,7 +417,10 @@ async fn stream(mut call: Call, req: ChatRequest) -> Response {
     };
     let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
     let mut headers = axum::http::HeaderMap::new();
-    budget::set_remaining_header(&mut headers, call.reservation.as_ref());
+    budget::set_remaining_header(
+        &mut headers,
+        call.reservation.as_ref().map(|r| r.remaining_nano_usd),
+    );
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     tokio::spawn(async move {
         // The pool slot is held until the stream ends.

@@ -2,6 +2,7 @@
 
 pub mod admin_budgets;
 pub mod admin_keys;
+pub mod batch;
 pub mod chat;
 pub mod debug;
 pub mod docs;
