@@ -70,5 +70,16 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
   redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null
 fi
 
+# The official OpenAI and Anthropic Python SDKs, for the wire-compatibility
+# tests, in a virtual environment kept outside the clone.
+venv=${SWITCHYARD_TEST_VENV:-/var/cache/switchyard/sdk-venv}
+if ! "$venv/bin/python" -c 'import openai, anthropic' >/dev/null 2>&1; then
+  echo "==> installing the openai and anthropic Python SDKs into $venv"
+  mkdir -p "$(dirname "$venv")"
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.40' 'anthropic>=0.34'
+fi
+export SWITCHYARD_TEST_PYTHON="$venv/bin/python"
+
 echo "==> cargo test --workspace $*"
 exec cargo test --workspace "$@"

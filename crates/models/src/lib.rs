@@ -1,10 +1,14 @@
 //! Model backends behind one interface, and the OpenAI wire format that is
 //! the service's canonical representation of a chat call.
 
+pub mod anthropic;
+pub mod anthropic_wire;
 pub mod backend;
+mod http;
 pub mod openai;
 pub mod openai_wire;
 pub mod sse;
 
+pub use anthropic::AnthropicBackend;
 pub use backend::{BackendError, ChunkStream};
 pub use openai::OpenAiBackend;

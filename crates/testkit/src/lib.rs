@@ -8,6 +8,7 @@
 
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+pub mod fake_anthropic;
 pub mod fake_openai;
 
 use std::net::TcpListener;

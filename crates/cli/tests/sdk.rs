@@ -1,0 +1,133 @@
+//! The official OpenAI Python SDK against a running `switchyard serve`:
+//! plain, streaming and tool-call round trips, and errors. The SDKs come from
+//! PyPI (`scripts/test.sh` installs them and sets SWITCHYARD_TEST_PYTHON).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use serde_json::Value;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+use switchyard_testkit::fake_openai::FakeOpenAi;
+use switchyard_testkit::{free_port, TestDatabase};
+
+const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
+
+fn python() -> String {
+    std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!("SWITCHYARD_TEST_PYTHON is not set: run the suite with scripts/test.sh, which installs the OpenAI and Anthropic SDKs")
+    })
+}
+
+const OPENAI_SCRIPT: &str = r#"
+import json, sys
+from openai import OpenAI
+base, key = sys.argv[1], sys.argv[2]
+client = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+ask = [{"role": "user", "content": "What is the capital of Germany?"}]
+out = {}
+r = client.chat.completions.create(model="fast", messages=ask)
+out["plain"] = {"content": r.choices[0].message.content, "model": r.model,
+                "total_tokens": r.usage.total_tokens, "finish": r.choices[0].finish_reason}
+parts, usage = [], None
+stream = client.chat.completions.create(model="fast", messages=ask, stream=True,
+                                        stream_options={"include_usage": True})
+for chunk in stream:
+    if chunk.choices and chunk.choices[0].delta.content:
+        parts.append(chunk.choices[0].delta.content)
+    if chunk.usage:
+        usage = chunk.usage.completion_tokens
+out["stream"] = {"content": "".join(parts), "completion_tokens": usage}
+tools = [{"type": "function", "function": {"name": "get_weather",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+t = client.chat.completions.create(model="tool", messages=[{"role": "user", "content": "weather?"}], tools=tools)
+call = t.choices[0].message.tool_calls[0]
+follow = client.chat.completions.create(model="fast", tools=tools, messages=[
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": None, "tool_calls": [call.model_dump()]},
+    {"role": "tool", "tool_call_id": call.id, "content": "sunny"}])
+out["tool"] = {"name": call.function.name, "args": json.loads(call.function.arguments),
+               "finish": t.choices[0].finish_reason, "follow": follow.choices[0].message.content}
+try:
+    client.chat.completions.create(model="nope", messages=ask)
+except Exception as e:
+    out["error"] = {"type": type(e).__name__, "status": getattr(e, "status_code", None)}
+models = client.models.list()
+out["models"] = sorted(m.id for m in models.data)
+print(json.dumps(out))
+"#;
+
+#[test]
+fn the_openai_python_sdk_works_unmodified() {
+    let python = python();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt.block_on(FakeOpenAi::start());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    let base = upstream.base_url();
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nid = \"fast\"\nbase_url = \"{base}\"\nupstream_model = \"echo-1\"\n\n\
+             [[models]]\nid = \"tool\"\nbase_url = \"{base}\"\n"
+        ),
+    )
+    .unwrap();
+    let db = TestDatabase::sqlite();
+    let port = free_port();
+    let mut server = Command::new(BIN)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("PORT", port.to_string())
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHYARD_CONFIG", &config)
+        .env("ADMIN_API_KEY", format!("sy_{}", "5".repeat(64)))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base_url = format!("http://127.0.0.1:{port}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while reqwest::blocking::get(format!("{base_url}/ready"))
+        .map(|r| !r.status().is_success())
+        .unwrap_or(true)
+    {
+        assert!(Instant::now() < deadline, "server did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let out = Command::new(&python)
+        .args([
+            "-c",
+            OPENAI_SCRIPT,
+            &base_url,
+            &format!("sy_{}", "5".repeat(64)),
+        ])
+        .output()
+        .unwrap();
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(
+        out.status.success(),
+        "python failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        v["plain"]["content"],
+        "Hello from echo-1! You said: What is the capital of Germany?"
+    );
+    assert_eq!(v["plain"]["model"], "fast");
+    assert_eq!(v["plain"]["finish"], "stop");
+    assert!(v["plain"]["total_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(v["stream"]["content"], v["plain"]["content"]);
+    assert_eq!(v["stream"]["completion_tokens"], 11);
+    assert_eq!(v["tool"]["name"], "get_weather");
+    assert_eq!(v["tool"]["args"]["city"], "Berlin");
+    assert_eq!(v["tool"]["finish"], "tool_calls");
+    assert!(v["tool"]["follow"]
+        .as_str()
+        .unwrap()
+        .starts_with("Hello from echo-1!"));
+    assert_eq!(v["error"]["type"], "NotFoundError");
+    assert_eq!(v["error"]["status"], 404);
+    assert_eq!(v["models"], serde_json::json!(["fast", "tool"]));
+}

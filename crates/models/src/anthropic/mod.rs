@@ -1,0 +1,193 @@
+//! Anthropic's Messages API as a backend (`POST {base_url}/v1/messages`),
+//! and the translations between it and the OpenAI chat format in both
+//! directions: OpenAI requests to Anthropic upstreams, and Anthropic clients
+//! (a `/v1/messages` endpoint) served by any backend. The translations are
+//! pure functions and stream state machines, without I/O.
+
+use crate::anthropic_wire::{
+    AnthropicMessage, AnthropicRole, AnthropicTool, AnthropicUsage, BlockDelta, ContentBlock,
+    DeltaUsage, ErrorResponse, MessageContent, MessageDeltaBody, MessagesRequest, MessagesResponse,
+    StopReason, StreamEvent, SystemPrompt, ToolChoice, ToolChoiceKind, ANTHROPIC_VERSION,
+};
+use crate::backend::{BackendError, ChunkStream};
+use crate::http::{async_stream, request_error, status_error};
+use crate::openai_wire::{
+    ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
+    FunctionCall, FunctionDef, Message, PromptTokensDetails, Role, Stop, StreamOptions, Tool,
+    ToolCall, Usage,
+};
+use crate::sse::SseDecoder;
+use futures_util::StreamExt;
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::time::Duration;
+use switchyard_core::catalog::ModelEntry;
+use switchyard_core::Secret;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// `max_tokens` when neither the request nor the catalog entry sets one.
+pub const DEFAULT_MAX_TOKENS: u32 = 4096;
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+mod serve;
+mod upstream;
+
+pub use serve::*;
+pub use upstream::*;
+
+// ---------------------------------------------------------------------------
+// The backend
+// ---------------------------------------------------------------------------
+
+/// An Anthropic Messages API upstream.
+#[derive(Clone)]
+pub struct AnthropicBackend {
+    http: reqwest::Client,
+    url: String,
+    model_id: String,
+    upstream_model: String,
+    api_key: Option<Secret>,
+    timeout: Duration,
+    default_max_tokens: u32,
+}
+
+impl AnthropicBackend {
+    pub fn new(http: reqwest::Client, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
+        let base = entry
+            .base_url
+            .as_deref()
+            .unwrap_or("")
+            .trim_end_matches('/');
+        Self {
+            http,
+            url: format!("{base}/v1/messages"),
+            model_id: entry.id.clone(),
+            upstream_model: entry.upstream_model().to_owned(),
+            api_key,
+            timeout: entry
+                .timeout_seconds
+                .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+            default_max_tokens: entry.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
+        }
+    }
+
+    fn post(&self, body: &MessagesRequest) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .post(&self.url)
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .header("content-type", "application/json")
+            .json(body);
+        if let Some(k) = &self.api_key {
+            r = r.header("x-api-key", k.expose());
+        }
+        r
+    }
+
+    /// The upstream request; a request Anthropic cannot express is a 400.
+    fn upstream_request(
+        &self,
+        req: &ChatRequest,
+        stream: bool,
+    ) -> Result<MessagesRequest, BackendError> {
+        let mut up = to_anthropic(req, &self.upstream_model, self.default_max_tokens).map_err(
+            |message| BackendError::Status {
+                status: 400,
+                message,
+                retry_after: None,
+            },
+        )?;
+        up.stream = stream.then_some(true);
+        Ok(up)
+    }
+
+    pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
+        let body = self.upstream_request(req, false)?;
+        let call = async {
+            let resp = self
+                .post(&body)
+                .send()
+                .await
+                .map_err(|e| request_error(e, self.timeout))?;
+            if !resp.status().is_success() {
+                return Err(status_error(resp).await);
+            }
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|e| request_error(e, self.timeout))?;
+            serde_json::from_slice::<MessagesResponse>(&bytes)
+                .map(|r| from_anthropic(r, &self.model_id))
+                .map_err(|e| BackendError::Protocol(format!("invalid messages response: {e}")))
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| BackendError::Timeout(self.timeout))?
+    }
+
+    /// Starts a streamed completion, translated into OpenAI chunks; errors
+    /// before the first byte are returned here, later ones as stream items.
+    /// The stream ends after the upstream's `message_stop` (after the final
+    /// usage chunk), and the whole stream is bounded by the timeout.
+    pub async fn stream(&self, req: &ChatRequest) -> Result<ChunkStream, BackendError> {
+        let body = self.upstream_request(req, true)?;
+        let deadline = tokio::time::Instant::now() + self.timeout;
+        let resp = tokio::time::timeout_at(deadline, self.post(&body).send())
+            .await
+            .map_err(|_| BackendError::Timeout(self.timeout))?
+            .map_err(|e| request_error(e, self.timeout))?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp).await);
+        }
+        let timeout = self.timeout;
+        let mut translator = AnthropicToOpenAiStream::new(&self.model_id);
+        let mut bytes = resp.bytes_stream();
+        let stream = async_stream(move |tx| async move {
+            let mut decoder = SseDecoder::default();
+            loop {
+                let next = match tokio::time::timeout_at(deadline, bytes.next()).await {
+                    Err(_) => Some(BackendError::Timeout(timeout)),
+                    Ok(None) => Some(BackendError::Protocol(
+                        "the stream ended before message_stop".into(),
+                    )),
+                    Ok(Some(Err(e))) => Some(request_error(e, timeout)),
+                    Ok(Some(Ok(chunk))) => {
+                        for data in decoder.feed(&chunk) {
+                            match translator.push(&data) {
+                                Ok(chunks) => {
+                                    for c in chunks {
+                                        // A closed receiver means the caller went away.
+                                        if tx.send(Ok(c)).await.is_err() {
+                                            return;
+                                        }
+                                    }
+                                }
+                                Err(e) => {
+                                    let _ = tx.send(Err(e)).await;
+                                    return;
+                                }
+                            }
+                            if translator.is_finished() {
+                                return;
+                            }
+                        }
+                        None
+                    }
+                };
+                if let Some(err) = next {
+                    let _ = tx.send(Err(err)).await;
+                    return;
+                }
+            }
+        });
+        Ok(stream)
+    }
+}
+
+#[cfg(test)]
+mod tests;

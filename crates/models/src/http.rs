@@ -1,0 +1,52 @@
+//! HTTP plumbing shared by the HTTP backends: error mapping and turning a
+//! producer task into a chunk stream.
+
+use crate::backend::{BackendError, ChunkStream};
+use crate::openai_wire::ChatChunk;
+use std::time::Duration;
+
+pub(crate) fn request_error(e: reqwest::Error, timeout: Duration) -> BackendError {
+    if e.is_timeout() {
+        BackendError::Timeout(timeout)
+    } else if e.is_connect() {
+        BackendError::Connect(e.to_string())
+    } else {
+        BackendError::Protocol(e.to_string())
+    }
+}
+
+/// A non-success upstream reply as an error; both OpenAI's and Anthropic's
+/// error bodies carry the message at `error.message`.
+pub(crate) async fn status_error(resp: reqwest::Response) -> BackendError {
+    let status = resp.status().as_u16();
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let body = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<serde_json::Value>(&body)
+        .ok()
+        .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| body.chars().take(500).collect());
+    BackendError::Status {
+        status,
+        message,
+        retry_after,
+    }
+}
+
+/// Runs `produce` in a task feeding a bounded channel, and returns the
+/// channel as a stream. Dropping the stream stops the producer at its next
+/// send.
+pub(crate) fn async_stream<F, Fut>(produce: F) -> ChunkStream
+where
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<ChatChunk, BackendError>>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = tokio::sync::mpsc::channel(32);
+    tokio::spawn(produce(tx));
+    Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|item| (item, rx))
+    }))
+}
