@@ -56,9 +56,56 @@ out["models"] = sorted(m.id for m in models.data)
 print(json.dumps(out))
 "#;
 
-#[test]
-fn the_openai_python_sdk_works_unmodified() {
-    let python = python();
+const ANTHROPIC_SCRIPT: &str = r#"
+import json, sys
+import anthropic
+base, key = sys.argv[1], sys.argv[2]
+client = anthropic.Anthropic(base_url=base, api_key=key, max_retries=0)
+ask = [{"role": "user", "content": "What is the capital of Germany?"}]
+out = {}
+m = client.messages.create(model="fast", max_tokens=100, system="be brief", messages=ask)
+out["plain"] = {"text": m.content[0].text, "stop": m.stop_reason, "model": m.model,
+                "output_tokens": m.usage.output_tokens}
+with client.messages.stream(model="fast", max_tokens=100, messages=ask) as stream:
+    text = "".join(stream.text_stream)
+    final = stream.get_final_message()
+out["stream"] = {"text": text, "stop": final.stop_reason, "output_tokens": final.usage.output_tokens}
+tools = [{"name": "get_weather", "input_schema": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+t = client.messages.create(model="tool", max_tokens=100, tools=tools,
+                           messages=[{"role": "user", "content": "weather?"}])
+use = [b for b in t.content if b.type == "tool_use"][0]
+follow = client.messages.create(model="fast", max_tokens=100, tools=tools, messages=[
+    {"role": "user", "content": "weather?"},
+    {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}]},
+    {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}])
+out["tool"] = {"name": use.name, "input": use.input, "stop": t.stop_reason, "follow": follow.content[0].text}
+try:
+    client.messages.create(model="nope", max_tokens=10, messages=ask)
+except anthropic.APIStatusError as e:
+    out["error"] = {"type": type(e).__name__, "status": e.status_code}
+print(json.dumps(out))
+"#;
+
+/// A running server over the fake OpenAI upstream with models `fast` and
+/// `tool`, and its admin key.
+struct Served {
+    base_url: String,
+    key: String,
+    server: std::process::Child,
+    _upstream: FakeOpenAi,
+    _rt: tokio::runtime::Runtime,
+    _db: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.server.kill();
+        let _ = self.server.wait();
+    }
+}
+
+fn serve() -> Served {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let upstream = rt.block_on(FakeOpenAi::start());
     let dir = tempfile::tempdir().unwrap();
@@ -74,13 +121,14 @@ fn the_openai_python_sdk_works_unmodified() {
     .unwrap();
     let db = TestDatabase::sqlite();
     let port = free_port();
-    let mut server = Command::new(BIN)
+    let key = format!("sy_{}", "5".repeat(64));
+    let server = Command::new(BIN)
         .env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
         .env("PORT", port.to_string())
         .env("DATABASE_URL", &db.url)
         .env("SWITCHYARD_CONFIG", &config)
-        .env("ADMIN_API_KEY", format!("sy_{}", "5".repeat(64)))
+        .env("ADMIN_API_KEY", &key)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -94,23 +142,59 @@ fn the_openai_python_sdk_works_unmodified() {
         assert!(Instant::now() < deadline, "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
-    let out = Command::new(&python)
-        .args([
-            "-c",
-            OPENAI_SCRIPT,
-            &base_url,
-            &format!("sy_{}", "5".repeat(64)),
-        ])
+    Served {
+        base_url,
+        key,
+        server,
+        _upstream: upstream,
+        _rt: rt,
+        _db: db,
+        _dir: dir,
+    }
+}
+
+fn run_python(script: &str, s: &Served) -> Value {
+    let out = Command::new(python())
+        .args(["-c", script, &s.base_url, &s.key])
         .output()
         .unwrap();
-    let _ = server.kill();
-    let _ = server.wait();
     assert!(
         out.status.success(),
         "python failed:\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let v: Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn the_anthropic_python_sdk_works_unmodified() {
+    let s = serve();
+    let v = run_python(ANTHROPIC_SCRIPT, &s);
+    assert_eq!(
+        v["plain"]["text"],
+        "Hello from echo-1! You said: What is the capital of Germany?"
+    );
+    assert_eq!(v["plain"]["stop"], "end_turn");
+    assert_eq!(v["plain"]["model"], "fast");
+    assert_eq!(v["plain"]["output_tokens"], 11);
+    assert_eq!(v["stream"]["text"], v["plain"]["text"]);
+    assert_eq!(v["stream"]["stop"], "end_turn");
+    assert_eq!(v["stream"]["output_tokens"], 11);
+    assert_eq!(v["tool"]["name"], "get_weather");
+    assert_eq!(v["tool"]["input"]["city"], "Berlin");
+    assert_eq!(v["tool"]["stop"], "tool_use");
+    assert!(v["tool"]["follow"]
+        .as_str()
+        .unwrap()
+        .starts_with("Hello from echo-1!"));
+    assert_eq!(v["error"]["type"], "NotFoundError");
+    assert_eq!(v["error"]["status"], 404);
+}
+
+#[test]
+fn the_openai_python_sdk_works_unmodified() {
+    let s = serve();
+    let v = run_python(OPENAI_SCRIPT, &s);
     assert_eq!(
         v["plain"]["content"],
         "Hello from echo-1! You said: What is the capital of Germany?"

@@ -10,6 +10,58 @@ pub enum BackendKind {
     /// Ollama, llama.cpp server, LM Studio).
     #[default]
     Openai,
+    /// Anthropic's Messages API (`{base_url}/v1/messages`).
+    Anthropic,
+}
+
+/// Anthropic's API, the default `base_url` of `anthropic` models.
+pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
+
+fn anthropic(
+    id: &str,
+    alias: &str,
+    tier: &str,
+    input: f64,
+    output: f64,
+    cached: f64,
+) -> ModelEntry {
+    ModelEntry {
+        id: id.into(),
+        owned_by: "anthropic".into(),
+        aliases: vec![alias.into()],
+        description: None,
+        context_window: Some(200_000),
+        max_output_tokens: Some(64_000),
+        tier: Some(tier.into()),
+        backend: BackendKind::Anthropic,
+        base_url: Some(ANTHROPIC_BASE_URL.into()),
+        upstream_model: None,
+        api_key_env: Some("ANTHROPIC_API_KEY".into()),
+        api_key_file: None,
+        input_per_mtok: input,
+        output_per_mtok: output,
+        cached_input_per_mtok: Some(cached),
+        prices_effective: Some("2025-11-24".into()),
+        timeout_seconds: None,
+        fallbacks: Vec::new(),
+        retries: default_retries(),
+        max_concurrency: default_max_concurrency(),
+        max_queue: default_max_queue(),
+        breaker_threshold: default_breaker_threshold(),
+        breaker_cooldown_seconds: default_breaker_cooldown(),
+    }
+}
+
+/// The catalog used when `SWITCHYARD_CONFIG` defines no models: the
+/// Anthropic family at its published prices (USD per million tokens, as of
+/// `prices_effective`), reachable as `haiku`, `sonnet` and `opus`, with the
+/// key from `ANTHROPIC_API_KEY`.
+pub fn default_catalog() -> Vec<ModelEntry> {
+    vec![
+        anthropic("claude-haiku-4-5", "haiku", "small", 1.0, 5.0, 0.10),
+        anthropic("claude-sonnet-4-5", "sonnet", "medium", 3.0, 15.0, 0.30),
+        anthropic("claude-opus-4-5", "opus", "large", 5.0, 25.0, 0.50),
+    ]
 }
 
 /// One model the service offers: what `/v1/models` shows, where requests
@@ -147,6 +199,15 @@ impl ModelEntry {
         }
     }
 
+    /// The upstream API base (Anthropic's own for `anthropic` models without one).
+    pub fn base_url(&self) -> &str {
+        match (&self.base_url, self.backend) {
+            (Some(u), _) => u,
+            (None, BackendKind::Anthropic) => ANTHROPIC_BASE_URL,
+            (None, BackendKind::Openai) => "",
+        }
+    }
+
     /// The name to send upstream.
     pub fn upstream_model(&self) -> &str {
         self.upstream_model.as_deref().unwrap_or(&self.id)
@@ -244,6 +305,15 @@ mod tests {
         .unwrap();
         m.aliases = aliases.iter().map(|a| a.to_string()).collect();
         m
+    }
+
+    #[test]
+    fn the_default_catalog_is_valid() {
+        let models = default_catalog();
+        assert!(validate(&models).is_empty(), "{:?}", validate(&models));
+        assert_eq!(models[1].aliases, ["sonnet"]);
+        assert_eq!(models[0].pricing().output_micros_per_mtok, 5_000_000);
+        assert_eq!(models[2].base_url(), ANTHROPIC_BASE_URL);
     }
 
     #[test]

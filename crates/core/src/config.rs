@@ -678,8 +678,19 @@ impl Config {
             },
         };
 
+        let mut file = file;
         let mut model_keys = BTreeMap::new();
-        for (i, m) in file.models.iter().enumerate() {
+        let builtin_catalog = file.models.is_empty();
+        if builtin_catalog {
+            // The built-in catalog: its key is optional until a call needs it.
+            file.models = catalog::default_catalog();
+            if let Some(key) = r.secret("ANTHROPIC_API_KEY") {
+                for m in &file.models {
+                    model_keys.insert(m.id.clone(), key.clone());
+                }
+            }
+        }
+        for (i, m) in file.models.iter().enumerate().filter(|_| !builtin_catalog) {
             if let Some(var) = &m.api_key_env {
                 match (r.env)(var).filter(|v| !v.trim().is_empty()) {
                     Some(v) => {

@@ -3,7 +3,7 @@
 
 use crate::middleware;
 use crate::routes::{
-    admin_budgets, admin_keys, batch, chat, debug, docs, models, probes, route, usage,
+    admin_budgets, admin_keys, batch, chat, debug, docs, messages, models, probes, route, usage,
 };
 use crate::state::AppState;
 use crate::{auth, error::ApiError};
@@ -54,6 +54,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs/swagger-ui.css", get(docs::swagger_css))
         .route("/v1/models", get(models::list_models))
         .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/messages", post(messages::messages))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/route", post(route::explain))
         .route("/v1/batch", post(batch::batch))

@@ -6,23 +6,43 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing};
 use switchyard_core::Config;
-use switchyard_models::OpenAiBackend;
+use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
+use switchyard_models::{AnthropicBackend, BackendError, ChunkStream, OpenAiBackend};
 
 /// How a model is served.
 #[derive(Clone)]
 pub enum Backend {
     OpenAi(OpenAiBackend),
+    Anthropic(AnthropicBackend),
 }
 
 impl Backend {
     pub fn name(&self) -> &'static str {
         match self {
             Backend::OpenAi(_) => "openai",
+            Backend::Anthropic(_) => "anthropic",
+        }
+    }
+
+    pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
+        match self {
+            Backend::OpenAi(b) => b.complete(req).await,
+            Backend::Anthropic(b) => b.complete(req).await,
+        }
+    }
+
+    pub async fn stream(&self, req: &ChatRequest) -> Result<ChunkStream, BackendError> {
+        match self {
+            Backend::OpenAi(b) => b.stream(req).await,
+            Backend::Anthropic(b) => b.stream(req).await,
         }
     }
 }
 
 pub struct ModelRoute {
+    /// The environment variable whose absence makes the model unusable (a
+    /// built-in catalog model without its key).
+    pub missing_key: Option<String>,
     pub entry: ModelEntry,
     pub pricing: Pricing,
     pub backend: Backend,
@@ -40,14 +60,21 @@ impl Gateway {
     pub fn new(config: &Config, models: &[ModelEntry], http: &reqwest::Client) -> Self {
         let mut routes = HashMap::new();
         for entry in models {
+            let key = config.model_keys.get(&entry.id).cloned();
+            let missing_key = match (&key, &entry.api_key_env) {
+                (None, Some(var)) => Some(var.clone()),
+                _ => None,
+            };
             let backend = match entry.backend {
-                BackendKind::Openai => Backend::OpenAi(OpenAiBackend::new(
-                    http.clone(),
-                    entry,
-                    config.model_keys.get(&entry.id).cloned(),
-                )),
+                BackendKind::Openai => {
+                    Backend::OpenAi(OpenAiBackend::new(http.clone(), entry, key))
+                }
+                BackendKind::Anthropic => {
+                    Backend::Anthropic(AnthropicBackend::new(http.clone(), entry, key))
+                }
             };
             let route = Arc::new(ModelRoute {
+                missing_key,
                 pricing: entry.pricing(),
                 entry: entry.clone(),
                 backend,

@@ -17,6 +17,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::probes::metrics,
         crate::routes::models::list_models,
         crate::routes::chat::chat_completions,
+        crate::routes::messages::messages,
         crate::routes::usage::usage,
         crate::routes::route::explain,
         crate::routes::batch::batch,

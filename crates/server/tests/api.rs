@@ -534,8 +534,7 @@ async fn edge_behaviour_request_id_compression_limits_and_timeout() {
 
     // Bodies over the limit: declared length, and streamed without one.
     let big = json!({"name": "x".repeat(2000), "project": "p"});
-    let r = app
-        .client
+    let r = reqwest::Client::new()
         .post(app.url("/v1/admin/keys"))
         .bearer_auth(&app.admin)
         .json(&big)
@@ -552,8 +551,9 @@ async fn edge_behaviour_request_id_compression_limits_and_timeout() {
         Ok(vec![b'y'; 2000]),
         Ok(b"\",\"project\":\"p\"}".to_vec()),
     ];
-    let r = app
-        .client
+    // A client of its own: the server closes this connection after the 413,
+    // so it must not go back into a shared pool.
+    let r = reqwest::Client::new()
         .post(app.url("/v1/admin/keys"))
         .bearer_auth(&app.admin)
         .header("content-type", "application/json")

@@ -58,11 +58,7 @@ pub struct AnthropicBackend {
 
 impl AnthropicBackend {
     pub fn new(http: reqwest::Client, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
-        let base = entry
-            .base_url
-            .as_deref()
-            .unwrap_or("")
-            .trim_end_matches('/');
+        let base = entry.base_url().trim_end_matches('/');
         Self {
             http,
             url: format!("{base}/v1/messages"),

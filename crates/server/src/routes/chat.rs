@@ -5,7 +5,7 @@
 use crate::auth::Caller;
 use crate::budget;
 use crate::error::ApiError;
-use crate::gateway::{Backend, ModelRoute};
+use crate::gateway::ModelRoute;
 use crate::json::ApiJson;
 use crate::metrics::{ModelLabels, TokenLabels};
 use crate::middleware::RequestId;
@@ -19,6 +19,9 @@ use axum::{Extension, Json};
 use futures_util::StreamExt;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use switchyard_models::anthropic::{
+    anthropic_error_event, anthropic_error_type, AnthropicEvent, OpenAiToAnthropicEvents,
+};
 use switchyard_models::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, Usage};
 use switchyard_models::BackendError;
 use switchyard_store::{Reservation, UsageRecord};
@@ -109,7 +112,7 @@ fn estimate_nano_usd(route: &ModelRoute, req: &ChatRequest) -> i64 {
 const DEFAULT_OUTPUT_ESTIMATE: u32 = 4096;
 
 /// One model call in progress: everything its accounting needs.
-struct Call {
+pub(crate) struct Call {
     state: AppState,
     caller: Caller,
     request_id: String,
@@ -244,7 +247,8 @@ pub async fn chat_completions(
         Err(e) => return e.into_response(),
     };
     if req.is_stream() {
-        return stream(call, req).await;
+        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+        return stream(call, req, WireKind::OpenAi { include_usage }).await;
     }
     // The call and its accounting run in a task of their own: a client that
     // disconnects, or API_TIMEOUT, cannot cut the usage record off.
@@ -266,7 +270,7 @@ pub async fn chat_completions(
 /// Everything before the upstream call: validation, model resolution
 /// (`auto` included), output bound, budget reservation. A refused
 /// reservation is itself accounted.
-async fn prepare(
+pub(crate) async fn prepare(
     state: AppState,
     caller: Caller,
     request_id: String,
@@ -289,6 +293,13 @@ async fn prepare(
             .with_param("model")
         })?
     };
+    if let Some(var) = &route.missing_key {
+        return Err(ApiError::unavailable(format!(
+            "the model `{}` needs an upstream API key: set {var} (or {var}_FILE) and restart",
+            route.entry.id
+        ))
+        .with_code("model_unavailable"));
+    }
     if let (Some(asked), Some(max)) = (req.output_limit(), route.entry.max_output_tokens) {
         if asked > max {
             return Err(ApiError::invalid_request(format!(
@@ -324,11 +335,11 @@ async fn prepare(
 }
 
 /// The smallest remaining budget after a call's reservation, for the header.
-type Remaining = Option<i64>;
+pub(crate) type Remaining = Option<i64>;
 
 /// Runs a prepared non-streaming call through the model chain and accounts
 /// for it.
-async fn complete(
+pub(crate) async fn complete(
     mut call: Call,
     req: ChatRequest,
 ) -> Result<(ChatCompletion, Remaining), (ApiError, Remaining)> {
@@ -337,10 +348,7 @@ async fn complete(
     let upstream_started = Instant::now();
     let result = resilience::call(&chain, &call.state.metrics, |r| {
         let req = req.clone();
-        async move {
-            let Backend::OpenAi(backend) = &r.backend;
-            backend.complete(&req).await
-        }
+        async move { r.backend.complete(&req).await }
     })
     .await;
     let upstream = upstream_started.elapsed();
@@ -390,18 +398,84 @@ fn sse(data: &impl serde::Serialize) -> Bytes {
     Bytes::from(out)
 }
 
+/// The wire format a stream is written in.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum WireKind {
+    /// `data: {chunk}` lines ending with `data: [DONE]`.
+    OpenAi { include_usage: bool },
+    /// Anthropic's named events (`message_start` … `message_stop`).
+    Anthropic,
+}
+
+/// Encodes chunks for one stream.
+enum Encoder {
+    OpenAi { include_usage: bool },
+    Anthropic(Box<OpenAiToAnthropicEvents>),
+}
+
+fn named_event((name, data): AnthropicEvent) -> Bytes {
+    let mut out = format!("event: {name}\ndata: ").into_bytes();
+    out.extend(serde_json::to_vec(&data).unwrap_or_else(|_| b"{}".to_vec()));
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+impl Encoder {
+    fn new(kind: WireKind, model_id: &str) -> Self {
+        match kind {
+            WireKind::OpenAi { include_usage } => Encoder::OpenAi { include_usage },
+            WireKind::Anthropic => {
+                Encoder::Anthropic(Box::new(OpenAiToAnthropicEvents::new(model_id)))
+            }
+        }
+    }
+
+    fn chunk(&mut self, mut chunk: ChatChunk) -> Vec<Bytes> {
+        match self {
+            Encoder::OpenAi { include_usage } => {
+                if !*include_usage {
+                    if chunk.choices.is_empty() && chunk.usage.is_some() {
+                        return Vec::new();
+                    }
+                    chunk.usage = None;
+                }
+                vec![sse(&chunk)]
+            }
+            Encoder::Anthropic(events) => {
+                events.push(&chunk).into_iter().map(named_event).collect()
+            }
+        }
+    }
+
+    fn error(&mut self, err: &ApiError) -> Bytes {
+        match self {
+            Encoder::OpenAi { .. } => sse(&serde_json::json!({"error": {
+                "type": err.kind, "message": err.message, "code": err.code,
+            }})),
+            Encoder::Anthropic(_) => named_event(anthropic_error_event(
+                anthropic_error_type(err.status.as_u16()),
+                &err.message,
+            )),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        match self {
+            Encoder::OpenAi { .. } => vec![Bytes::from_static(b"data: [DONE]\n\n")],
+            Encoder::Anthropic(events) => events.finish().into_iter().map(named_event).collect(),
+        }
+    }
+}
+
 /// Streams chunks to the client from a task of its own, so that the usage
 /// record is written however the stream ends — including a client that
 /// disconnects half-way (recorded with status 499 and the tokens seen).
-async fn stream(mut call: Call, req: ChatRequest) -> Response {
+pub(crate) async fn stream(mut call: Call, req: ChatRequest, wire: WireKind) -> Response {
     let upstream_started = Instant::now();
     let chain = call.state.gateway().chain(&call.route);
     let served = resilience::call(&chain, &call.state.metrics, |r| {
         let req = req.clone();
-        async move {
-            let Backend::OpenAi(backend) = &r.backend;
-            backend.stream(&req).await
-        }
+        async move { r.backend.stream(&req).await }
     })
     .await;
     let (mut chunks, permit) = match served {
@@ -415,7 +489,7 @@ async fn stream(mut call: Call, req: ChatRequest) -> Response {
             return call.with_budget_header(err.into_response());
         }
     };
-    let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+    let mut encoder = Encoder::new(wire, &call.route.entry.id);
     let mut headers = axum::http::HeaderMap::new();
     budget::set_remaining_header(
         &mut headers,
@@ -429,7 +503,7 @@ async fn stream(mut call: Call, req: ChatRequest) -> Response {
         let mut usage = Usage::default();
         let mut status = 200u16;
         let mut error_type = None;
-        while let Some(item) = chunks.next().await {
+        'chunks: while let Some(item) = chunks.next().await {
             let mut chunk: ChatChunk = match item {
                 Ok(c) => c,
                 Err(e) => {
@@ -437,10 +511,7 @@ async fn stream(mut call: Call, req: ChatRequest) -> Response {
                     let err = upstream_error(&e);
                     status = err.status.as_u16();
                     error_type = err.code.map(str::to_owned);
-                    let body = serde_json::json!({"error": {
-                        "type": err.kind, "message": err.message, "code": err.code,
-                    }});
-                    let _ = tx.send(sse(&body)).await;
+                    let _ = tx.send(encoder.error(&err)).await;
                     break;
                 }
             };
@@ -448,26 +519,22 @@ async fn stream(mut call: Call, req: ChatRequest) -> Response {
                 usage = u;
             }
             chunk.model = model_id.clone();
-            if !include_usage {
-                if chunk.choices.is_empty() && chunk.usage.is_some() {
-                    continue;
+            for bytes in encoder.chunk(chunk) {
+                if tx.send(bytes).await.is_err() {
+                    status = 499;
+                    error_type = Some("client_closed".to_owned());
+                    break 'chunks;
                 }
-                chunk.usage = None;
-            }
-            if tx.send(sse(&chunk)).await.is_err() {
-                status = 499;
-                error_type = Some("client_closed".to_owned());
-                break;
             }
         }
-        if status == 200
-            && tx
-                .send(Bytes::from_static(b"data: [DONE]\n\n"))
-                .await
-                .is_err()
-        {
-            status = 499;
-            error_type = Some("client_closed".to_owned());
+        if status == 200 {
+            for bytes in encoder.finish() {
+                if tx.send(bytes).await.is_err() {
+                    status = 499;
+                    error_type = Some("client_closed".to_owned());
+                    break;
+                }
+            }
         }
         drop(tx);
         call.account(Outcome {

@@ -6,6 +6,7 @@ pub mod batch;
 pub mod chat;
 pub mod debug;
 pub mod docs;
+pub mod messages;
 pub mod models;
 pub mod probes;
 pub mod route;

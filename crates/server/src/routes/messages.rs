@@ -1,0 +1,70 @@
+//! `POST /v1/messages`: Anthropic's Messages API, served by any backend of
+//! the catalog, streaming included. Errors use Anthropic's error shape.
+
+use super::chat::{self, WireKind};
+use crate::auth::Caller;
+use crate::budget;
+use crate::error::ApiError;
+use crate::json::ApiJson;
+use crate::middleware::RequestId;
+use crate::state::AppState;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use switchyard_models::anthropic::{
+    anthropic_error_type, anthropic_from_chat, chat_request_from_anthropic,
+};
+use switchyard_models::anthropic_wire::MessagesRequest;
+
+/// An error as Anthropic sends it: `{"type": "error", "error": {"type", "message"}}`.
+fn anthropic_error(e: ApiError, remaining: chat::Remaining) -> Response {
+    let status = e.status;
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {"type": anthropic_error_type(status.as_u16()), "message": e.message},
+    });
+    let mut response = (status, Json(body)).into_response();
+    for (name, value) in e.headers.iter().flat_map(|h| h.iter()) {
+        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
+            response.headers_mut().insert(*name, v);
+        }
+    }
+    budget::set_remaining_header(response.headers_mut(), remaining);
+    response
+}
+
+/// Creates a message (Anthropic Messages API).
+#[utoipa::path(post, path = "/v1/messages", tag = "models",
+    security(("api_key" = [])),
+    request_body(content = serde_json::Value, description = "Anthropic Messages request"),
+    responses((status = 200, description = "An Anthropic message, or its SSE event stream"),
+        (status = 400, description = "invalid request (Anthropic error shape)")))]
+pub async fn messages(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
+    ApiJson(req): ApiJson<MessagesRequest>,
+) -> Response {
+    let mut chat_req = match chat_request_from_anthropic(&req) {
+        Ok(c) => c,
+        Err(m) => return anthropic_error(ApiError::invalid_request(m), None),
+    };
+    chat_req.stream = Some(false);
+    let call = match chat::prepare(state, caller, request_id.0, &chat_req).await {
+        Ok(call) => call,
+        Err(e) => return anthropic_error(e, None),
+    };
+    if req.is_stream() {
+        return chat::stream(call, chat_req, WireKind::Anthropic).await;
+    }
+    match tokio::spawn(chat::complete(call, chat_req)).await {
+        Ok(Ok((completion, remaining))) => {
+            let message = anthropic_from_chat(&completion, &completion.model);
+            let mut response = Json(message).into_response();
+            budget::set_remaining_header(response.headers_mut(), remaining);
+            response
+        }
+        Ok(Err((e, remaining))) => anthropic_error(e, remaining),
+        Err(e) => anthropic_error(ApiError::internal(&e), None),
+    }
+}

@@ -1,0 +1,252 @@
+//! Anthropic both ways: OpenAI-format calls served by an Anthropic upstream,
+//! and Anthropic-format calls (`/v1/messages`) served by any upstream.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use switchyard_testkit::fake_anthropic::FakeAnthropic;
+use switchyard_testkit::fake_openai::FakeOpenAi;
+use switchyard_testkit::TestDatabase;
+
+struct Both {
+    app: TestApp,
+    anthropic: FakeAnthropic,
+    _openai: FakeOpenAi,
+    _db: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Both {
+    let anthropic = FakeAnthropic::start().await;
+    let openai = FakeOpenAi::start().await;
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[models]]\nid = \"claude\"\nbackend = \"anthropic\"\nbase_url = \"{}\"\nupstream_model = \"claude-up\"\n\
+             api_key_env = \"FAKE_ANTHROPIC_KEY\"\ninput_per_mtok = 1.0\noutput_per_mtok = 5.0\ncached_input_per_mtok = 0.1\n\
+             \n[[models]]\nid = \"claude-tool\"\nbackend = \"anthropic\"\nbase_url = \"{}\"\nupstream_model = \"tool\"\n\
+             api_key_env = \"FAKE_ANTHROPIC_KEY\"\n\
+             \n[[models]]\nid = \"gpt\"\nbase_url = \"{}\"\nupstream_model = \"echo-1\"\n",
+            anthropic.base_url(),
+            anthropic.base_url(),
+            openai.base_url()
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start(
+        &db.url,
+        &[
+            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
+            ("FAKE_ANTHROPIC_KEY", "sk-ant-test"),
+        ],
+    )
+    .await;
+    Both {
+        app,
+        anthropic,
+        _openai: openai,
+        _db: db,
+        _dir: dir,
+    }
+}
+
+impl Both {
+    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .bearer_auth(&self.app.admin)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+fn events(text: &str) -> Vec<(String, Value)> {
+    text.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| {
+            let name = e
+                .lines()
+                .find_map(|l| l.strip_prefix("event: "))
+                .unwrap()
+                .to_owned();
+            let data = e.lines().find_map(|l| l.strip_prefix("data: ")).unwrap();
+            (name, serde_json::from_str(data).unwrap())
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_calls_reach_an_anthropic_upstream() {
+    let b = start().await;
+    let r = b
+        .post("/v1/chat/completions", json!({"model": "claude", "max_tokens": 100,
+            "messages": [{"role": "system", "content": "be brief"}, {"role": "user", "content": "hi there"}]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["object"], "chat.completion");
+    assert_eq!(c["model"], "claude");
+    assert_eq!(
+        c["choices"][0]["message"]["content"],
+        "Hello from claude-up! You said: hi there"
+    );
+    assert_eq!(c["choices"][0]["finish_reason"], "stop");
+    let sent = &b.anthropic.received()[0];
+    assert_eq!(sent.api_key.as_deref(), Some("sk-ant-test"));
+    assert_eq!(sent.body["system"], "be brief");
+    assert_eq!(sent.body["max_tokens"], 100);
+
+    let r = b
+        .post("/v1/chat/completions", json!({"model": "claude", "stream": true,
+            "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "hi there"}]}))
+        .await;
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"), "{text}");
+    let content: String = text
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter(|d| *d != "[DONE]")
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(content, "Hello from claude-up! You said: hi there");
+
+    let r = b
+        .post("/v1/chat/completions", json!({"model": "claude-tool", "messages": [{"role": "user", "content": "weather?"}],
+            "tools": [{"type": "function", "function": {"name": "get_weather", "parameters": {"type": "object"}}}]}))
+        .await;
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(c["choices"][0]["finish_reason"], "tool_calls");
+    assert_eq!(
+        c["choices"][0]["message"]["tool_calls"][0]["function"]["name"],
+        "get_weather"
+    );
+    // Accounted with Anthropic's usage mapped to OpenAI's.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while b.app.state.store.count_usage().await.unwrap() < 3 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let rows = b.app.state.store.recent_usage(10).await.unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| r.backend.as_deref() == Some("anthropic") && r.status == 200));
+    assert!(rows
+        .iter()
+        .all(|r| r.output_tokens > 0 && r.cached_tokens == 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anthropic_clients_are_served_by_any_backend() {
+    let b = start().await;
+    for model in ["gpt", "claude"] {
+        let r = b
+            .post(
+                "/v1/messages",
+                json!({"model": model, "max_tokens": 50, "system": "be brief",
+                "messages": [{"role": "user", "content": "hi there"}]}),
+            )
+            .await;
+        assert_eq!(r.status(), StatusCode::OK, "{model}");
+        let m: Value = r.json().await.unwrap();
+        assert_eq!(m["type"], "message");
+        assert_eq!(m["role"], "assistant");
+        assert_eq!(m["model"], model);
+        assert_eq!(m["stop_reason"], "end_turn");
+        assert!(
+            m["content"][0]["text"]
+                .as_str()
+                .unwrap()
+                .ends_with("You said: hi there"),
+            "{m}"
+        );
+        assert!(m["usage"]["output_tokens"].as_u64().unwrap() > 0);
+
+        let r = b
+            .post(
+                "/v1/messages",
+                json!({"model": model, "max_tokens": 50, "stream": true,
+                "messages": [{"role": "user", "content": "hi there"}]}),
+            )
+            .await;
+        assert_eq!(r.headers()["content-type"], "text/event-stream");
+        let evs = events(&r.text().await.unwrap());
+        let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names.first(), Some(&"message_start"), "{names:?}");
+        assert_eq!(names.last(), Some(&"message_stop"), "{names:?}");
+        assert!(names.contains(&"content_block_start") && names.contains(&"content_block_stop"));
+        let text: String = evs
+            .iter()
+            .filter(|(n, _)| n == "content_block_delta")
+            .filter_map(|(_, d)| d["delta"]["text"].as_str())
+            .collect();
+        assert!(text.ends_with("You said: hi there"), "{text}");
+        let delta = evs.iter().find(|(n, _)| n == "message_delta").unwrap();
+        assert_eq!(delta.1["delta"]["stop_reason"], "end_turn");
+        assert!(delta.1["usage"]["output_tokens"].as_u64().unwrap() > 0);
+    }
+    // Errors come in Anthropic's shape.
+    let r = b
+        .post("/v1/messages", json!({"model": "nope", "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["type"], "error");
+    assert_eq!(e["error"]["type"], "not_found_error");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_builtin_catalog_needs_its_key_and_says_so() {
+    let db = TestDatabase::sqlite();
+    let app = TestApp::start(&db.url, &[]).await;
+    let models: Value = app
+        .get("/v1/models", Some(&app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = models["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        ids,
+        [
+            "claude-haiku-4-5",
+            "claude-sonnet-4-5",
+            "claude-opus-4-5",
+            "auto"
+        ]
+    );
+    let r = app
+        .client
+        .post(app.url("/v1/chat/completions"))
+        .bearer_auth(&app.admin)
+        .json(&json!({"model": "sonnet", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "model_unavailable");
+    assert!(e["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("ANTHROPIC_API_KEY"));
+}
