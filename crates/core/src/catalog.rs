@@ -12,6 +12,9 @@ pub enum BackendKind {
     Openai,
     /// Anthropic's Messages API (`{base_url}/v1/messages`).
     Anthropic,
+    /// The Claude Code CLI (`claude -p --output-format stream-json`), run as
+    /// a subprocess per call.
+    ClaudeCli,
 }
 
 /// Anthropic's API, the default `base_url` of `anthropic` models.
@@ -43,6 +46,7 @@ fn anthropic(
         cached_input_per_mtok: Some(cached),
         prices_effective: Some("2025-11-24".into()),
         timeout_seconds: None,
+        command: None,
         fallbacks: Vec::new(),
         retries: default_retries(),
         max_concurrency: default_max_concurrency(),
@@ -120,6 +124,10 @@ pub struct ModelEntry {
     /// Seconds before an upstream call is abandoned (default 300).
     #[serde(default)]
     pub timeout_seconds: Option<u32>,
+    /// The executable of a `claude_cli` model (default `claude` on PATH).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub command: Option<std::path::PathBuf>,
     /// Models to try, in order, when this one fails after its retries or is
     /// unavailable (circuit open, queue full).
     #[serde(default)]
@@ -204,7 +212,7 @@ impl ModelEntry {
         match (&self.base_url, self.backend) {
             (Some(u), _) => u,
             (None, BackendKind::Anthropic) => ANTHROPIC_BASE_URL,
-            (None, BackendKind::Openai) => "",
+            (None, BackendKind::Openai | BackendKind::ClaudeCli) => "",
         }
     }
 
@@ -238,6 +246,7 @@ pub fn validate(models: &[ModelEntry]) -> Vec<String> {
             }
         }
         match &m.base_url {
+            None if matches!(m.backend, BackendKind::Anthropic | BackendKind::ClaudeCli) => {}
             None => problems.push(format!("models[{i}].base_url: required")),
             Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
                 problems.push(format!("models[{i}].base_url: `{u}` is not an http(s) URL"));

@@ -4,6 +4,7 @@
 pub mod anthropic;
 pub mod anthropic_wire;
 pub mod backend;
+pub mod claude_cli;
 mod http;
 pub mod openai;
 pub mod openai_wire;
@@ -11,4 +12,5 @@ pub mod sse;
 
 pub use anthropic::AnthropicBackend;
 pub use backend::{BackendError, ChunkStream};
+pub use claude_cli::ClaudeCliBackend;
 pub use openai::OpenAiBackend;

@@ -7,13 +7,16 @@ use std::sync::Arc;
 use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing};
 use switchyard_core::Config;
 use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
-use switchyard_models::{AnthropicBackend, BackendError, ChunkStream, OpenAiBackend};
+use switchyard_models::{
+    AnthropicBackend, BackendError, ChunkStream, ClaudeCliBackend, OpenAiBackend,
+};
 
 /// How a model is served.
 #[derive(Clone)]
 pub enum Backend {
     OpenAi(OpenAiBackend),
     Anthropic(AnthropicBackend),
+    ClaudeCli(ClaudeCliBackend),
 }
 
 impl Backend {
@@ -21,6 +24,7 @@ impl Backend {
         match self {
             Backend::OpenAi(_) => "openai",
             Backend::Anthropic(_) => "anthropic",
+            Backend::ClaudeCli(_) => "claude_cli",
         }
     }
 
@@ -28,6 +32,7 @@ impl Backend {
         match self {
             Backend::OpenAi(b) => b.complete(req).await,
             Backend::Anthropic(b) => b.complete(req).await,
+            Backend::ClaudeCli(b) => b.complete(req).await,
         }
     }
 
@@ -35,6 +40,7 @@ impl Backend {
         match self {
             Backend::OpenAi(b) => b.stream(req).await,
             Backend::Anthropic(b) => b.stream(req).await,
+            Backend::ClaudeCli(b) => b.stream(req).await,
         }
     }
 }
@@ -72,6 +78,7 @@ impl Gateway {
                 BackendKind::Anthropic => {
                     Backend::Anthropic(AnthropicBackend::new(http.clone(), entry, key))
                 }
+                BackendKind::ClaudeCli => Backend::ClaudeCli(ClaudeCliBackend::new(entry, key)),
             };
             let route = Arc::new(ModelRoute {
                 missing_key,

@@ -250,3 +250,62 @@ async fn the_builtin_catalog_needs_its_key_and_says_so() {
         .unwrap()
         .contains("ANTHROPIC_API_KEY"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_claude_cli_backend_serves_chat_and_reports_its_own_cost() {
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"default\"\n",
+            switchyard_testkit::fake_claude().display()
+        ),
+    )
+    .unwrap();
+    let app = TestApp::start(&db.url, &[("SWITCHYARD_CONFIG", file.to_str().unwrap())]).await;
+    let post = |body: Value| {
+        app.client
+            .post(app.url("/v1/chat/completions"))
+            .bearer_auth(&app.admin)
+            .json(&body)
+            .send()
+    };
+    let r =
+        post(json!({"model": "cli", "messages": [{"role": "user", "content": "hi; rm -rf /"}]}))
+            .await
+            .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let c: Value = r.json().await.unwrap();
+    assert_eq!(
+        c["choices"][0]["message"]["content"],
+        "Hello from claude CLI! You said: hi; rm -rf /"
+    );
+    assert!(
+        c.get("switchyard_cost_usd").is_none(),
+        "internal fields are not sent"
+    );
+    let r = post(
+        json!({"model": "cli", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "hi"}]}),
+    )
+    .await
+    .unwrap();
+    let text = r.text().await.unwrap();
+    assert!(text.ends_with("data: [DONE]\n\n"));
+    assert!(!text.contains("switchyard_cost_usd"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while app.state.store.count_usage().await.unwrap() < 2 {
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    let rows = app.state.store.recent_usage(10).await.unwrap();
+    assert!(rows
+        .iter()
+        .all(|r| r.backend.as_deref() == Some("claude_cli")));
+    assert!(
+        rows.iter().all(|r| r.cost_nano_usd == 12_300_000),
+        "{rows:?}"
+    );
+}

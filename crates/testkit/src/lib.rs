@@ -470,6 +470,12 @@ pub fn unique_prefix(what: &str) -> String {
     format!("sy-test:{what}:{:016x}:", rand::random::<u64>())
 }
 
+/// The fake Claude Code CLI shipped with the test kit (a Python script that
+/// speaks `--output-format stream-json`).
+pub fn fake_claude() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fake-claude")
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;

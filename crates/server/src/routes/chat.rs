@@ -85,6 +85,9 @@ pub fn upstream_error(e: &BackendError) -> ApiError {
 /// What is known about a call when it ends, for its usage record.
 struct Outcome {
     usage: Usage,
+    /// The cost the backend itself reported (the Claude CLI's
+    /// `total_cost_usd`), preferred over the catalog's prices.
+    reported_cost_nano: Option<u64>,
     status: u16,
     error_type: Option<String>,
     upstream: Option<Duration>,
@@ -105,6 +108,14 @@ fn estimate_nano_usd(route: &ModelRoute, req: &ChatRequest) -> i64 {
         .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
     let nano = route.pricing.cost_nano_usd(input, 0, u64::from(output));
     i64::try_from(nano).unwrap_or(i64::MAX)
+}
+
+/// Removes a backend's own cost report from a response, as nano-USD.
+fn take_reported_cost(extra: &mut serde_json::Map<String, serde_json::Value>) -> Option<u64> {
+    let usd = extra
+        .remove(switchyard_models::claude_cli::COST_FIELD)?
+        .as_f64()?;
+    (usd.is_finite() && usd >= 0.0).then(|| (usd * 1e9).round() as u64)
 }
 
 /// Output tokens assumed for budgeting when neither the request nor the
@@ -129,10 +140,11 @@ impl Call {
         let (state, route) = (&self.state, &self.route);
         let model = route.entry.id.clone();
         let cached = o.usage.cached_tokens();
-        let cost =
+        let cost = o.reported_cost_nano.unwrap_or_else(|| {
             route
                 .pricing
-                .cost_nano_usd(o.usage.prompt_tokens, cached, o.usage.completion_tokens);
+                .cost_nano_usd(o.usage.prompt_tokens, cached, o.usage.completion_tokens)
+        });
         let total = self.started.elapsed();
         if let Some(r) = &self.reservation {
             budget::settle(state, r, i64::try_from(cost).unwrap_or(i64::MAX)).await;
@@ -222,6 +234,7 @@ fn failure(e: &CallError, upstream: Duration) -> (ApiError, Outcome) {
     let err = call_error(e);
     let outcome = Outcome {
         usage: Usage::default(),
+        reported_cost_nano: None,
         status: err.status.as_u16(),
         error_type: err.code.map(str::to_owned),
         upstream: Some(upstream),
@@ -323,6 +336,7 @@ pub(crate) async fn prepare(
         Err(e) => {
             call.account(Outcome {
                 usage: Usage::default(),
+                reported_cost_nano: None,
                 status: e.status.as_u16(),
                 error_type: e.code.map(str::to_owned),
                 upstream: None,
@@ -357,8 +371,10 @@ pub(crate) async fn complete(
             call.route = served.route;
             let mut completion = served.value;
             completion.model = call.route.entry.id.clone();
+            let reported_cost_nano = take_reported_cost(&mut completion.extra);
             call.account(Outcome {
                 usage: completion.usage.unwrap_or_default(),
+                reported_cost_nano,
                 status: 200,
                 error_type: None,
                 upstream: Some(upstream),
@@ -501,6 +517,7 @@ pub(crate) async fn stream(mut call: Call, req: ChatRequest, wire: WireKind) -> 
         let _permit = permit;
         let model_id = call.route.entry.id.clone();
         let mut usage = Usage::default();
+        let mut reported_cost_nano = None;
         let mut status = 200u16;
         let mut error_type = None;
         'chunks: while let Some(item) = chunks.next().await {
@@ -517,6 +534,9 @@ pub(crate) async fn stream(mut call: Call, req: ChatRequest, wire: WireKind) -> 
             };
             if let Some(u) = chunk.usage {
                 usage = u;
+            }
+            if let Some(cost) = take_reported_cost(&mut chunk.extra) {
+                reported_cost_nano = Some(cost);
             }
             chunk.model = model_id.clone();
             for bytes in encoder.chunk(chunk) {
@@ -539,6 +559,7 @@ pub(crate) async fn stream(mut call: Call, req: ChatRequest, wire: WireKind) -> 
         drop(tx);
         call.account(Outcome {
             usage,
+            reported_cost_nano,
             status,
             error_type,
             upstream: Some(upstream_started.elapsed()),

@@ -1,0 +1,378 @@
+//! The Claude Code CLI as a backend: `claude -p --output-format stream-json
+//! --verbose --model M`, one subprocess per call.
+//!
+//! The prompt goes over stdin and every argument as its own argv entry —
+//! never through a shell. The child runs in a process group of its own with a
+//! minimal environment; the whole group is killed on timeout, when the caller
+//! goes away, or when the call ends. stdout, stderr and stdin are served by
+//! separate tasks, so no output size can deadlock a pipe.
+
+use crate::backend::{BackendError, ChunkStream};
+use crate::openai_wire::{
+    ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta, Message,
+    PromptTokensDetails, Role, Usage,
+};
+use serde_json::{Map, Value};
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+use switchyard_core::catalog::ModelEntry;
+use switchyard_core::Secret;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::process::{Child, Command};
+use tokio::sync::mpsc;
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
+/// The completion field carrying the CLI's own `total_cost_usd`; the gateway
+/// uses it as the call's cost and removes it before answering.
+pub const COST_FIELD: &str = "switchyard_cost_usd";
+/// Output text kept at most; a call producing more fails rather than
+/// exhausting memory.
+const MAX_TEXT_BYTES: usize = 64 * 1024 * 1024;
+/// The end of stderr kept for error messages.
+const STDERR_TAIL_BYTES: usize = 8 * 1024;
+
+#[derive(Clone)]
+pub struct ClaudeCliBackend {
+    command: PathBuf,
+    model_id: String,
+    upstream_model: String,
+    api_key: Option<Secret>,
+    timeout: Duration,
+}
+
+/// Kills the child's whole process group when dropped.
+struct GroupGuard(Option<i32>);
+
+impl Drop for GroupGuard {
+    fn drop(&mut self) {
+        if let Some(pgid) = self.0.take() {
+            let _ = nix::sys::signal::killpg(
+                nix::unistd::Pid::from_raw(pgid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// The final `result` event.
+#[derive(Debug, Default)]
+struct Outcome {
+    text: String,
+    usage: Usage,
+    cost_usd: Option<f64>,
+}
+
+fn prompt_of(req: &ChatRequest) -> (String, Option<String>) {
+    let mut system = Vec::new();
+    let mut turns = Vec::new();
+    for m in &req.messages {
+        let text = m.content.as_ref().map(|c| c.text()).unwrap_or_default();
+        match m.role {
+            Role::System | Role::Developer => system.push(text),
+            Role::User => turns.push(("User", text)),
+            Role::Assistant => turns.push(("Assistant", text)),
+            Role::Tool => turns.push(("Tool result", text)),
+        }
+    }
+    let prompt = if turns.len() == 1 {
+        turns.remove(0).1
+    } else {
+        turns
+            .iter()
+            .map(|(who, t)| format!("{who}: {t}"))
+            .collect::<Vec<_>>()
+            .join("\n\n")
+    };
+    let system = (!system.is_empty()).then(|| system.join("\n\n"));
+    (prompt, system)
+}
+
+fn usage_of(v: &Value) -> Usage {
+    let n = |k: &str| v[k].as_u64().unwrap_or(0);
+    let cached = n("cache_read_input_tokens");
+    let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
+    Usage {
+        prompt_tokens: prompt,
+        completion_tokens: n("output_tokens"),
+        total_tokens: prompt + n("output_tokens"),
+        prompt_tokens_details: Some(PromptTokensDetails {
+            cached_tokens: cached,
+        }),
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+impl ClaudeCliBackend {
+    pub fn new(entry: &ModelEntry, api_key: Option<Secret>) -> Self {
+        Self {
+            command: entry
+                .command
+                .clone()
+                .unwrap_or_else(|| PathBuf::from("claude")),
+            model_id: entry.id.clone(),
+            upstream_model: entry.upstream_model().to_owned(),
+            api_key,
+            timeout: entry
+                .timeout_seconds
+                .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+        }
+    }
+
+    fn spawn(&self, system: Option<&str>) -> Result<(Child, GroupGuard), BackendError> {
+        let mut cmd = Command::new(&self.command);
+        cmd.args([
+            "-p",
+            "--output-format",
+            "stream-json",
+            "--verbose",
+            "--max-turns",
+            "1",
+        ])
+        .arg("--model")
+        .arg(&self.upstream_model);
+        if let Some(s) = system {
+            cmd.arg("--append-system-prompt").arg(s);
+        }
+        cmd.env_clear();
+        for var in ["PATH", "HOME", "LANG", "TMPDIR"] {
+            if let Some(v) = std::env::var_os(var) {
+                cmd.env(var, v);
+            }
+        }
+        if let Some(k) = &self.api_key {
+            cmd.env("ANTHROPIC_API_KEY", k.expose());
+        }
+        cmd.stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .process_group(0);
+        let child = cmd.spawn().map_err(|e| {
+            BackendError::Connect(format!("cannot run `{}`: {e}", self.command.display()))
+        })?;
+        let guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
+        Ok((child, guard))
+    }
+
+    /// Runs the CLI; `on_text` sees each piece of assistant text as it comes.
+    async fn run(
+        &self,
+        req: &ChatRequest,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Outcome, BackendError> {
+        let (prompt, system) = prompt_of(req);
+        let (mut child, _group) = self.spawn(system.as_deref())?;
+        let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take())
+        else {
+            return Err(BackendError::Protocol(
+                "the CLI's pipes were not opened".into(),
+            ));
+        };
+        tokio::spawn(async move {
+            let _ = stdin.write_all(prompt.as_bytes()).await;
+            let _ = stdin.shutdown().await;
+        });
+        let stderr_tail = tokio::spawn(async move {
+            let mut tail: Vec<u8> = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = stderr.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > STDERR_TAIL_BYTES {
+                    tail.drain(..tail.len() - STDERR_TAIL_BYTES);
+                }
+            }
+            String::from_utf8_lossy(&tail).into_owned()
+        });
+        let read = async {
+            let mut lines = BufReader::new(stdout).lines();
+            let mut outcome: Option<Outcome> = None;
+            let mut text = String::new();
+            while let Some(line) = lines
+                .next_line()
+                .await
+                .map_err(|e| BackendError::Protocol(format!("reading the CLI's output: {e}")))?
+            {
+                let Ok(event) = serde_json::from_str::<Value>(&line) else {
+                    continue;
+                };
+                match event["type"].as_str() {
+                    Some("assistant") => {
+                        for block in event["message"]["content"].as_array().into_iter().flatten() {
+                            if let Some(t) = block["text"].as_str() {
+                                if text.len() + t.len() > MAX_TEXT_BYTES {
+                                    return Err(BackendError::Protocol(format!(
+                                        "the CLI produced more than {MAX_TEXT_BYTES} bytes of text"
+                                    )));
+                                }
+                                text.push_str(t);
+                                if !on_text(t) {
+                                    return Err(BackendError::Protocol(
+                                        "the caller went away".into(),
+                                    ));
+                                }
+                            }
+                        }
+                    }
+                    Some("result") => {
+                        if event["is_error"].as_bool().unwrap_or(false) {
+                            let subtype = event["subtype"].as_str().unwrap_or("error");
+                            let detail = event["result"].as_str().unwrap_or("");
+                            return Err(BackendError::Status {
+                                status: 502,
+                                message: format!("the CLI reported {subtype}: {detail}"),
+                                retry_after: None,
+                            });
+                        }
+                        outcome = Some(Outcome {
+                            text: event["result"]
+                                .as_str()
+                                .map_or_else(|| text.clone(), str::to_owned),
+                            usage: usage_of(&event["usage"]),
+                            cost_usd: event["total_cost_usd"].as_f64(),
+                        });
+                    }
+                    _ => {}
+                }
+            }
+            Ok(outcome)
+        };
+        let outcome = match tokio::time::timeout(self.timeout, read).await {
+            Err(_) => return Err(BackendError::Timeout(self.timeout)),
+            Ok(r) => r?,
+        };
+        let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
+        match outcome {
+            Some(o) => Ok(o),
+            None => {
+                let tail = stderr_tail.await.unwrap_or_default();
+                let code = match status {
+                    Ok(Ok(s)) => s.to_string(),
+                    _ => "no exit status".into(),
+                };
+                Err(BackendError::Protocol(format!(
+                    "the CLI ended without a result ({code}): {}",
+                    tail.trim()
+                )))
+            }
+        }
+    }
+
+    fn completion(&self, o: Outcome) -> ChatCompletion {
+        let mut extra = Map::new();
+        if let Some(cost) = o.cost_usd {
+            extra.insert(COST_FIELD.into(), Value::from(cost));
+        }
+        ChatCompletion {
+            id: format!("chatcmpl-cli-{}", unix_now()),
+            object: "chat.completion".into(),
+            created: unix_now(),
+            model: self.model_id.clone(),
+            choices: vec![Choice {
+                index: 0,
+                message: Message {
+                    role: Role::Assistant,
+                    content: Some(crate::openai_wire::Content::Text(o.text)),
+                    name: None,
+                    tool_calls: None,
+                    tool_call_id: None,
+                },
+                finish_reason: Some("stop".into()),
+                extra: Map::new(),
+            }],
+            usage: Some(o.usage),
+            extra,
+        }
+    }
+
+    pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
+        let outcome = self.run(req, |_| true).await?;
+        Ok(self.completion(outcome))
+    }
+
+    /// Streams the assistant's text as it is produced; the final chunk
+    /// carries the usage (and the CLI's cost in `COST_FIELD`).
+    pub async fn stream(&self, req: &ChatRequest) -> Result<ChunkStream, BackendError> {
+        // Unbounded: the text callback cannot wait, and the text itself is
+        // capped at MAX_TEXT_BYTES.
+        let (tx, mut rx) = mpsc::unbounded_channel::<Result<ChatChunk, BackendError>>();
+        let backend = self.clone();
+        let req = req.clone();
+        let id = format!("chatcmpl-cli-{}", unix_now());
+        let chunk = {
+            let id = id.clone();
+            let model = self.model_id.clone();
+            move |delta: Delta, finish: Option<&str>, usage: Option<Usage>| ChatChunk {
+                id: id.clone(),
+                object: "chat.completion.chunk".into(),
+                created: unix_now(),
+                model: model.clone(),
+                choices: if usage.is_some() {
+                    Vec::new()
+                } else {
+                    vec![ChunkChoice {
+                        index: 0,
+                        delta,
+                        finish_reason: finish.map(str::to_owned),
+                        extra: Map::new(),
+                    }]
+                },
+                usage,
+                extra: Map::new(),
+            }
+        };
+        let first = chunk(
+            Delta {
+                role: Some(Role::Assistant),
+                content: Some(String::new()),
+                ..Delta::default()
+            },
+            None,
+            None,
+        );
+        tx.send(Ok(first))
+            .map_err(|_| BackendError::Protocol("the caller went away".into()))?;
+        tokio::spawn(async move {
+            let texts = tx.clone();
+            let result = backend
+                .run(&req, |t| {
+                    let piece = chunk(
+                        Delta {
+                            content: Some(t.to_owned()),
+                            ..Delta::default()
+                        },
+                        None,
+                        None,
+                    );
+                    // A closed channel means the caller went away: stop the CLI.
+                    texts.send(Ok(piece)).is_ok()
+                })
+                .await;
+            match result {
+                Ok(o) => {
+                    let _ = tx.send(Ok(chunk(Delta::default(), Some("stop"), None)));
+                    let mut last = chunk(Delta::default(), None, Some(o.usage));
+                    if let Some(cost) = o.cost_usd {
+                        last.extra.insert(COST_FIELD.into(), Value::from(cost));
+                    }
+                    let _ = tx.send(Ok(last));
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                }
+            }
+        });
+        Ok(Box::pin(futures_util::stream::poll_fn(move |cx| {
+            rx.poll_recv(cx)
+        })))
+    }
+}
