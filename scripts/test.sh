@@ -3,7 +3,7 @@
 #
 # Installs (from Debian packages) and starts whatever is missing: PostgreSQL
 # (shared server on 127.0.0.1:5432 plus the binaries tests use for private
-# servers), Redis, pgbouncer and promtool. Then runs every test of the workspace, on
+# servers), Redis, pgbouncer, bubblewrap (the Bash sandbox) and promtool. Then runs every test of the workspace, on
 # SQLite and PostgreSQL. Extra arguments go to `cargo test`.
 #
 #   scripts/test.sh                 # everything
@@ -22,6 +22,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
+command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing test dependencies: ${missing[*]}"
   as_root apt-get update -qq

@@ -1,0 +1,9 @@
+//! The agent task runtime: workspaces confined to one directory, the file
+//! and shell tools an agent may use inside them, and the Bash sandbox.
+
+pub mod artifacts;
+pub mod sandbox;
+pub mod tools;
+pub mod workspace;
+
+pub use workspace::{ToolError, Workspace};
