@@ -2,6 +2,8 @@
 //! and shell tools an agent may use inside them, and the Bash sandbox.
 
 pub mod artifacts;
+pub mod protocol;
+pub mod runner;
 pub mod sandbox;
 pub mod tools;
 pub mod workspace;
