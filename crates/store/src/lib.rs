@@ -9,12 +9,14 @@ mod budgets;
 mod keys;
 mod migrations;
 mod pool;
+mod tasks;
 mod usage;
 
 pub use audit::{AuditEntry, AuditEvent};
 pub use budgets::{BudgetState, Exceeded, Reservation};
 pub use keys::KeyInsert;
 pub use pool::{PoolStats, Store};
+pub use tasks::{TaskRow, MAX_ATTEMPTS};
 pub use usage::{UsageFilter, UsageGroup, UsageGrouping, UsageRecord, MAX_BATCH};
 
 /// Everything that can go wrong talking to the database.

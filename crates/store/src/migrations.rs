@@ -28,6 +28,7 @@ embedded!(
     (1, "core", "0001_core.sql"),
     (2, "key rate limits", "0002_key_rate_limits.sql"),
     (3, "budgets", "0003_budgets.sql"),
+    (4, "tasks", "0004_tasks.sql"),
 );
 
 #[derive(Debug)]

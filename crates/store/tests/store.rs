@@ -39,7 +39,151 @@ on_both!(
     usage_batches_land_whole,
     budget_reservations_never_overshoot,
     usage_summaries_group_and_filter,
+    tasks_are_claimed_once_under_leases,
 );
+
+async fn tasks_are_claimed_once_under_leases(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let t0 = switchyard_core::now();
+    let secs = move |n: i64| t0 + Duration::seconds(n);
+    store
+        .insert_task("task_a", "key_1", "p", "{}", t0)
+        .await
+        .unwrap();
+    store
+        .insert_task("task_b", "key_1", "p", "{}", secs(1))
+        .await
+        .unwrap();
+    // Four workers race for two tasks: each task goes to exactly one.
+    let mut handles = Vec::new();
+    for w in 0..4 {
+        let store = store.clone();
+        handles.push(tokio::spawn(async move {
+            store
+                .claim_task(&format!("w{w}"), secs(60), secs(2))
+                .await
+                .unwrap()
+        }));
+    }
+    let mut claimed: Vec<String> = Vec::new();
+    for h in handles {
+        if let Some(t) = h.await.unwrap() {
+            assert_eq!(t.status, "running");
+            assert_eq!(t.attempts, 1);
+            claimed.push(t.id);
+        }
+    }
+    claimed.sort();
+    assert_eq!(claimed, ["task_a", "task_b"]);
+    let a = store.get_task("task_a").await.unwrap().unwrap();
+    let owner = a.lease_owner.clone().unwrap();
+    assert_eq!(
+        store
+            .renew_task_lease("task_a", &owner, secs(90))
+            .await
+            .unwrap(),
+        Some(false)
+    );
+    assert_eq!(
+        store
+            .renew_task_lease("task_a", "intruder", secs(90))
+            .await
+            .unwrap(),
+        None
+    );
+    assert!(store.request_task_cancel("task_a").await.unwrap());
+    assert_eq!(
+        store
+            .renew_task_lease("task_a", &owner, secs(90))
+            .await
+            .unwrap(),
+        Some(true)
+    );
+    assert!(!store
+        .finish_task("task_a", "intruder", "completed", "{}", secs(3))
+        .await
+        .unwrap());
+    assert!(store
+        .finish_task(
+            "task_a",
+            &owner,
+            "cancelled",
+            "{\"status\":\"cancelled\"}",
+            secs(3)
+        )
+        .await
+        .unwrap());
+    assert!(store
+        .get_task("task_a")
+        .await
+        .unwrap()
+        .unwrap()
+        .is_finished());
+    assert!(!store.request_task_cancel("task_a").await.unwrap());
+
+    // task_b's worker vanishes: after the lease it is claimed again, once more.
+    assert!(
+        store
+            .claim_task("w9", secs(100), secs(30))
+            .await
+            .unwrap()
+            .is_none(),
+        "lease still held"
+    );
+    let again = store
+        .claim_task("w9", secs(200), secs(120))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((again.id.as_str(), again.attempts), ("task_b", 2));
+    assert!(
+        store
+            .claim_task("w10", secs(400), secs(300))
+            .await
+            .unwrap()
+            .is_none(),
+        "no attempts left"
+    );
+    assert_eq!(store.settle_abandoned_tasks(secs(300)).await.unwrap(), 1);
+    let b = store.get_task("task_b").await.unwrap().unwrap();
+    assert_eq!(b.status, "failed");
+    assert!(b.result.unwrap().contains("no attempts left"));
+
+    // Queued then cancelled never runs.
+    store
+        .insert_task("task_c", "key_2", "p", "{}", secs(5))
+        .await
+        .unwrap();
+    assert!(store.request_task_cancel("task_c").await.unwrap());
+    assert!(store
+        .claim_task("w1", secs(400), secs(301))
+        .await
+        .unwrap()
+        .is_none());
+    store.settle_abandoned_tasks(secs(301)).await.unwrap();
+    assert_eq!(
+        store.get_task("task_c").await.unwrap().unwrap().status,
+        "cancelled"
+    );
+
+    for seq in 1..=3 {
+        store
+            .append_task_event("task_b", seq, &format!("{{\"seq\":{seq}}}"))
+            .await
+            .unwrap();
+    }
+    store
+        .append_task_event("task_b", 2, "duplicate")
+        .await
+        .unwrap();
+    let events = store.task_events("task_b", 1).await.unwrap();
+    assert_eq!(
+        events,
+        vec![(2, "{\"seq\":2}".to_owned()), (3, "{\"seq\":3}".to_owned())]
+    );
+    assert_eq!(store.list_tasks("key_1", 10).await.unwrap().len(), 2);
+    assert_eq!(store.list_tasks("key_2", 10).await.unwrap().len(), 1);
+}
 
 async fn usage_summaries_group_and_filter(kind: DatabaseKind) {
     use chrono::TimeZone;
@@ -274,8 +418,8 @@ async fn usage_batches_land_whole(kind: DatabaseKind) {
 async fn migrations_apply_once(kind: DatabaseKind) {
     let db = TestDatabase::of_kind(kind);
     let store = Store::connect_lazy(&db.config()).unwrap();
-    assert_eq!(store.pending_migrations().await.unwrap(), vec![1, 2, 3]);
-    assert_eq!(store.migrate().await.unwrap(), 3);
+    assert_eq!(store.pending_migrations().await.unwrap(), vec![1, 2, 3, 4]);
+    assert_eq!(store.migrate().await.unwrap(), 4);
     assert_eq!(store.migrate().await.unwrap(), 0);
     assert!(store.pending_migrations().await.unwrap().is_empty());
     assert!(store.ping(std::time::Duration::from_secs(2)).await.is_ok());

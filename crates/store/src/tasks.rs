@@ -1,0 +1,198 @@
+//! The task repository: a durable queue. Workers claim the oldest runnable
+//! task under a lease (`FOR UPDATE SKIP LOCKED` on PostgreSQL, so replicas
+//! never claim the same task; SQLite has a single writer), renew the lease
+//! while they run it, and finish it only while they still hold the lease. A
+//! task whose lease expired is claimed again while it has attempts left.
+
+use crate::{on_pool, Result, Store};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use switchyard_core::config::DatabaseKind;
+
+/// Runs a task gets at most (the first, and one retry after a lost worker).
+pub const MAX_ATTEMPTS: i32 = 2;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct TaskRow {
+    pub id: String,
+    pub key_id: String,
+    pub project: String,
+    /// queued, running, completed, failed, timeout, cost_exceeded, cancelled.
+    pub status: String,
+    /// The validated request, as JSON.
+    pub spec: String,
+    /// The outcome, as JSON, once finished.
+    pub result: Option<String>,
+    pub cancel_requested: bool,
+    pub attempts: i32,
+    pub lease_owner: Option<String>,
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    pub created_at: DateTime<Utc>,
+    pub started_at: Option<DateTime<Utc>>,
+    pub finished_at: Option<DateTime<Utc>>,
+}
+
+impl TaskRow {
+    pub fn is_finished(&self) -> bool {
+        !matches!(self.status.as_str(), "queued" | "running")
+    }
+}
+
+macro_rules! task_columns {
+    () => {
+        "id, key_id, project, status, spec, result, cancel_requested, attempts, lease_owner, \
+         lease_expires_at, created_at, started_at, finished_at"
+    };
+}
+
+const CLAIM_POSTGRES: &str = concat!(
+    "UPDATE tasks SET status = 'running', lease_owner = $1, lease_expires_at = $2, ",
+    "attempts = attempts + 1, started_at = COALESCE(started_at, $3) WHERE id = (",
+    "SELECT id FROM tasks WHERE attempts < $4 AND cancel_requested = FALSE AND ",
+    "(status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) ",
+    "ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED) RETURNING ",
+    task_columns!()
+);
+const CLAIM_SQLITE: &str = concat!(
+    "UPDATE tasks SET status = 'running', lease_owner = $1, lease_expires_at = $2, ",
+    "attempts = attempts + 1, started_at = COALESCE(started_at, $3) WHERE id = (",
+    "SELECT id FROM tasks WHERE attempts < $4 AND cancel_requested = FALSE AND ",
+    "(status = 'queued' OR (status = 'running' AND lease_expires_at < $3)) ",
+    "ORDER BY created_at LIMIT 1) RETURNING ",
+    task_columns!()
+);
+
+impl Store {
+    pub async fn insert_task(
+        &self,
+        id: &str,
+        key_id: &str,
+        project: &str,
+        spec: &str,
+        at: DateTime<Utc>,
+    ) -> Result<()> {
+        const SQL: &str = "INSERT INTO tasks (id, key_id, project, status, spec, created_at) \
+            VALUES ($1, $2, $3, 'queued', $4, $5)";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(key_id)
+            .bind(project)
+            .bind(spec)
+            .bind(at)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    pub async fn get_task(&self, id: &str) -> Result<Option<TaskRow>> {
+        const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = $1");
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?)
+    }
+
+    /// A key's tasks, newest first.
+    pub async fn list_tasks(&self, key_id: &str, limit: i64) -> Result<Vec<TaskRow>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks WHERE key_id = $1 ORDER BY created_at DESC, id LIMIT $2"
+        );
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(key_id).bind(limit).fetch_all(p).await)?)
+    }
+
+    /// Claims the oldest runnable task for `worker` until `lease_until`.
+    pub async fn claim_task(
+        &self,
+        worker: &str,
+        lease_until: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Option<TaskRow>> {
+        let sql = match self.kind() {
+            DatabaseKind::Postgres => CLAIM_POSTGRES,
+            DatabaseKind::Sqlite => CLAIM_SQLITE,
+        };
+        Ok(on_pool!(self, p => sqlx::query_as(sql)
+            .bind(worker)
+            .bind(lease_until)
+            .bind(now)
+            .bind(MAX_ATTEMPTS)
+            .fetch_optional(p)
+            .await)?)
+    }
+
+    /// Extends a lease; `None` when the worker no longer holds it, else
+    /// whether cancellation was requested.
+    pub async fn renew_task_lease(
+        &self,
+        id: &str,
+        worker: &str,
+        until: DateTime<Utc>,
+    ) -> Result<Option<bool>> {
+        const SQL: &str = "UPDATE tasks SET lease_expires_at = $3 \
+            WHERE id = $1 AND lease_owner = $2 AND status = 'running' RETURNING cancel_requested";
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar(SQL).bind(id).bind(worker).bind(until).fetch_optional(p).await)?,
+        )
+    }
+
+    /// Records the outcome, if `worker` still holds the task.
+    pub async fn finish_task(
+        &self,
+        id: &str,
+        worker: &str,
+        status: &str,
+        result: &str,
+        at: DateTime<Utc>,
+    ) -> Result<bool> {
+        const SQL: &str =
+            "UPDATE tasks SET status = $3, result = $4, finished_at = $5, lease_owner = NULL, \
+            lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'";
+        let n = on_pool!(self, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(worker)
+            .bind(status)
+            .bind(result)
+            .bind(at)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    /// Fails tasks whose worker vanished and that have no attempts left, and
+    /// cancels queued tasks whose cancellation was requested. Returns how
+    /// many changed.
+    pub async fn settle_abandoned_tasks(&self, now: DateTime<Utc>) -> Result<u64> {
+        const FAIL: &str = "UPDATE tasks SET status = 'failed', finished_at = $1, lease_owner = NULL, \
+            result = '{\"status\":\"failed\",\"error\":\"the worker running this task stopped, and it had no attempts left\"}' \
+            WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= $2";
+        const CANCEL: &str = "UPDATE tasks SET status = 'cancelled', finished_at = $1, \
+            result = '{\"status\":\"cancelled\",\"error\":\"cancelled before it started\"}' \
+            WHERE status = 'queued' AND cancel_requested = TRUE";
+        let failed = on_pool!(self, p => sqlx::query(FAIL).bind(now).bind(MAX_ATTEMPTS).execute(p).await.map(|r| r.rows_affected()))?;
+        let cancelled = on_pool!(self, p => sqlx::query(CANCEL).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(failed + cancelled)
+    }
+
+    /// Asks for a task to stop; false when there is no such unfinished task.
+    pub async fn request_task_cancel(&self, id: &str) -> Result<bool> {
+        const SQL: &str = "UPDATE tasks SET cancel_requested = TRUE \
+            WHERE id = $1 AND status IN ('queued', 'running')";
+        let n = on_pool!(self, p => sqlx::query(SQL).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(n > 0)
+    }
+
+    pub async fn append_task_event(&self, id: &str, seq: i64, event: &str) -> Result<()> {
+        const SQL: &str = "INSERT INTO task_events (task_id, seq, event) VALUES ($1, $2, $3) \
+            ON CONFLICT (task_id, seq) DO NOTHING";
+        on_pool!(self, p => sqlx::query(SQL).bind(id).bind(seq).bind(event).execute(p).await.map(|r| r.rows_affected()))?;
+        Ok(())
+    }
+
+    /// Events after `after_seq`, in order.
+    pub async fn task_events(&self, id: &str, after_seq: i64) -> Result<Vec<(i64, String)>> {
+        const SQL: &str =
+            "SELECT seq, event FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq";
+        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(id).bind(after_seq).fetch_all(p).await)?)
+    }
+}
