@@ -330,6 +330,25 @@ pub struct Config {
     /// Upstream API keys by model id, read from each model's `api_key_env`
     /// or `api_key_file`.
     pub model_keys: BTreeMap<String, Secret>,
+    pub tasks: TasksConfig,
+}
+
+/// Agent task settings.
+#[derive(Debug, Clone)]
+pub struct TasksConfig {
+    /// Tasks this replica runs at once (`TASK_WORKERS`; 0: none, the API
+    /// still queues them for other replicas).
+    pub workers: u32,
+    /// How long a worker's claim on a task lasts without renewal
+    /// (`TASK_LEASE_SECONDS`); a dead worker's task is taken over after it.
+    pub lease: Duration,
+    /// Where task workspaces live (`TASKS_DIR`).
+    pub dir: PathBuf,
+    /// Run Bash without a sandbox when bubblewrap is missing
+    /// (`ALLOW_UNSANDBOXED_BASH`).
+    pub allow_unsandboxed_bash: bool,
+    /// The model tasks use when the request names none (`TASK_DEFAULT_MODEL`).
+    pub default_model: String,
 }
 
 /// One thing wrong with the configuration, tied to the variable that holds it.
@@ -804,6 +823,18 @@ impl Config {
             shared_cache,
         };
 
+        let tasks = TasksConfig {
+            workers: r.ranged("TASK_WORKERS", 2, 0, 256) as u32,
+            lease: r.seconds("TASK_LEASE_SECONDS", 30, 5, 3600),
+            dir: r
+                .string("TASKS_DIR")
+                .map_or_else(|| PathBuf::from("./data/tasks"), PathBuf::from),
+            allow_unsandboxed_bash: r.flag("ALLOW_UNSANDBOXED_BASH", false),
+            default_model: r
+                .string("TASK_DEFAULT_MODEL")
+                .unwrap_or_else(|| "auto".into()),
+        };
+
         if environment == Environment::Production {
             if debug {
                 r.problem("DEBUG", "must not be true when ENVIRONMENT=production");
@@ -855,6 +886,7 @@ impl Config {
                 file,
                 limits,
                 model_keys,
+                tasks,
             },
             problems: r.problems,
         }
@@ -985,6 +1017,14 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(", "),
             ),
+            ("TASK_WORKERS", self.tasks.workers.to_string()),
+            ("TASK_LEASE_SECONDS", secs(self.tasks.lease)),
+            ("TASKS_DIR", self.tasks.dir.display().to_string()),
+            (
+                "ALLOW_UNSANDBOXED_BASH",
+                self.tasks.allow_unsandboxed_bash.to_string(),
+            ),
+            ("TASK_DEFAULT_MODEL", self.tasks.default_model.clone()),
             ("models", self.file.models.len().to_string()),
         ]
     }

@@ -3,7 +3,8 @@
 
 use crate::middleware;
 use crate::routes::{
-    admin_budgets, admin_keys, batch, chat, debug, docs, messages, models, probes, route, usage,
+    admin_budgets, admin_keys, batch, chat, debug, docs, messages, models, probes, route, tasks,
+    usage,
 };
 use crate::state::AppState;
 use crate::{auth, error::ApiError};
@@ -58,6 +59,12 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/usage", get(usage::usage))
         .route("/v1/route", post(route::explain))
         .route("/v1/batch", post(batch::batch))
+        .route("/v1/task", post(tasks::create))
+        .route("/v1/tasks", get(tasks::list))
+        .route("/v1/tasks/{id}", get(tasks::get))
+        .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
+        .route("/v1/tasks/{id}/events", get(tasks::events))
+        .route("/v1/tasks/{id}/artifacts/{*path}", get(tasks::artifact))
         .route(
             "/v1/admin/budgets",
             get(admin_budgets::list_budgets).put(admin_budgets::set_budget),
@@ -163,7 +170,8 @@ impl Application {
         let Application { listener, state } = self;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
-        let background = spawn_background(&state, stop_rx);
+        let mut background = spawn_background(&state, stop_rx.clone());
+        background.extend(crate::worker::spawn_workers(&state, stop_rx));
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
@@ -203,8 +211,13 @@ impl Application {
             }
         }
         let _ = stop_tx.send(true);
+        // Workers finish the task in hand within the grace period; a task cut
+        // off is taken over by another replica once its lease expires.
+        let deadline = tokio::time::Instant::now() + config.shutdown_grace;
         for task in background {
-            let _ = task.await;
+            if tokio::time::timeout_at(deadline, task).await.is_err() {
+                tracing::warn!("a worker was still running a task at shutdown; its lease will expire and another replica will retry it");
+            }
         }
         if !state.flush_usage(USAGE_FLUSH_LIMIT).await {
             tracing::error!(

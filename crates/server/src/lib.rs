@@ -17,6 +17,7 @@ pub mod routes;
 pub mod state;
 pub mod telemetry;
 pub mod usage;
+pub mod worker;
 
 pub use app::{router, Application};
 pub use state::AppState;

@@ -21,6 +21,12 @@ use utoipa::{Modify, OpenApi};
         crate::routes::usage::usage,
         crate::routes::route::explain,
         crate::routes::batch::batch,
+        crate::routes::tasks::create,
+        crate::routes::tasks::list,
+        crate::routes::tasks::get,
+        crate::routes::tasks::cancel,
+        crate::routes::tasks::events,
+        crate::routes::tasks::artifact,
         crate::routes::admin_budgets::set_budget,
         crate::routes::admin_budgets::list_budgets,
         crate::routes::admin_budgets::delete_budget,
@@ -36,6 +42,7 @@ use utoipa::{Modify, OpenApi};
         (name = "probes", description = "Liveness, readiness, dependency checks and metrics (no key needed)"),
         (name = "models", description = "The model catalog"),
         (name = "admin", description = "Key management (admin scope)"),
+        (name = "tasks", description = "Agent tasks"),
     )
 )]
 pub struct ApiDoc;

@@ -12,7 +12,11 @@
 //! - `tool`: answers with a tool call to `get_weather`;
 //! - `flaky-N`: the first N calls fail with HTTP 500, later ones answer;
 //! - `retry-after`: the first call gets 429 with `Retry-After: 1`, later ones answer;
-//! - `sleep-MS`: answers after MS milliseconds.
+//! - `sleep-MS`: answers after MS milliseconds;
+//! - `agent`: a scripted agent. By how many tool results the conversation
+//!   holds, it writes `notes.txt`, greps it, runs Bash, edits it, and then
+//!   answers with a summary;
+//! - `agent-sleep`: asks for `sleep 1000` under Bash, forever.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -187,6 +191,9 @@ async fn chat(
         "slow" => tokio::time::sleep(Duration::from_secs(3)).await,
         _ => {}
     }
+    if model == "agent" || model == "agent-sleep" {
+        return agent_turn(&model, &body);
+    }
     let (text, prompt) = answer_for(&body);
     let completion = text.split_whitespace().count() as u64;
     let stream = body["stream"].as_bool().unwrap_or(false);
@@ -259,4 +266,48 @@ async fn chat(
         rx.recv().await.map(|item| (item, rx))
     }));
     ([("content-type", "text/event-stream")], body).into_response()
+}
+
+/// One turn of the scripted agent.
+fn agent_turn(model: &str, body: &Value) -> Response {
+    let done = body["messages"]
+        .as_array()
+        .map_or(0, |m| m.iter().filter(|m| m["role"] == "tool").count());
+    let call = |name: &str, args: Value| {
+        json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("call_{done}"), "type": "function",
+               "function": {"name": name, "arguments": args.to_string()}}]})
+    };
+    let message = if model == "agent-sleep" {
+        call("Bash", json!({"command": "sleep 1000"}))
+    } else {
+        match done {
+            0 => call(
+                "Write",
+                json!({"path": "notes.txt", "content": "hello race condition\n"}),
+            ),
+            1 => call("Grep", json!({"pattern": "race"})),
+            2 => call(
+                "Bash",
+                json!({"command": "wc -l notes.txt > count.txt && cat count.txt"}),
+            ),
+            3 => call(
+                "Edit",
+                json!({"path": "notes.txt", "old_string": "hello", "new_string": "goodbye"}),
+            ),
+            _ => {
+                json!({"role": "assistant", "content": "Found one race condition; see notes.txt."})
+            }
+        }
+    };
+    let finish = if message["tool_calls"].is_null() {
+        "stop"
+    } else {
+        "tool_calls"
+    };
+    Json(json!({
+        "id": "chatcmpl-agent", "object": "chat.completion", "created": 1_700_000_000, "model": model,
+        "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+        "usage": usage(100, 20),
+    }))
+    .into_response()
 }

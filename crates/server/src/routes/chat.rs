@@ -95,7 +95,7 @@ struct Outcome {
 
 /// An upper bound on a call's cost: input estimated at four characters per
 /// token (plus framing), output at the most the request allows.
-fn estimate_nano_usd(route: &ModelRoute, req: &ChatRequest) -> i64 {
+pub(crate) fn estimate_nano_usd(route: &ModelRoute, req: &ChatRequest) -> i64 {
     let chars: usize = req
         .messages
         .iter()

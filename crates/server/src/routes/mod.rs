@@ -10,4 +10,5 @@ pub mod messages;
 pub mod models;
 pub mod probes;
 pub mod route;
+pub mod tasks;
 pub mod usage;

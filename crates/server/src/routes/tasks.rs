@@ -1,0 +1,408 @@
+//! The task API: `POST /v1/task` (waits, or `"async": true` → 202),
+//! `GET /v1/tasks`, `GET /v1/tasks/{id}`, `GET /v1/tasks/{id}/events` (SSE,
+//! replayed from the start), `POST /v1/tasks/{id}/cancel` and
+//! `GET /v1/tasks/{id}/artifacts/{path}`. A key sees only its own tasks.
+
+use crate::auth::Caller;
+use crate::error::{ApiError, ApiResult};
+use crate::json::ApiJson;
+use crate::state::AppState;
+use crate::worker::{workspace_dir, SeedFile, StoredOutcome, StoredSpec};
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+use switchyard_agent::tools::ToolName;
+use switchyard_agent::Workspace;
+use switchyard_core::budget::nano_from_usd;
+use switchyard_core::keys::{new_id, Scope};
+use switchyard_store::TaskRow;
+use utoipa::ToSchema;
+
+pub const MAX_TIMEOUT_SECONDS: u64 = 600;
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 300;
+pub const MAX_COST_USD: f64 = 10.0;
+pub const DEFAULT_COST_USD: f64 = 1.0;
+pub const DEFAULT_MAX_TURNS: u32 = 30;
+const MAX_SEED_BYTES: usize = 10 * 1024 * 1024;
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskRequest {
+    /// What the agent should do.
+    pub description: String,
+    /// Tools from Read, Write, Edit, Glob, Grep, Bash (default: all but Bash).
+    #[serde(default)]
+    pub allow_tools: Option<Vec<String>>,
+    /// Sub-agents the task may use (none are configured yet).
+    #[serde(default)]
+    pub allow_agents: Option<Vec<String>>,
+    /// Skills the task may use (none are configured yet).
+    #[serde(default)]
+    pub allow_skills: Option<Vec<String>>,
+    /// A catalog model or `auto` (default `TASK_DEFAULT_MODEL`).
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Seconds, 1 to 600 (default 300).
+    #[serde(default)]
+    pub timeout: Option<u64>,
+    /// USD, above 0 and at most 10 (default 1.00).
+    #[serde(default)]
+    pub max_cost: Option<f64>,
+    /// Model turns at most, 1 to 200 (default 30).
+    #[serde(default)]
+    pub max_turns: Option<u32>,
+    /// Files to place in the workspace first.
+    #[serde(default)]
+    pub files: Option<Vec<SeedFile>>,
+    /// Answer 202 at once instead of waiting for the result.
+    #[serde(default, rename = "async")]
+    pub run_async: bool,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct TaskView {
+    pub task_id: String,
+    /// queued, running, completed, failed, timeout, cost_exceeded, cancelled.
+    pub status: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub started_at: Option<chrono::DateTime<chrono::Utc>>,
+    pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
+    #[schema(value_type = Object)]
+    pub result: serde_json::Value,
+    #[schema(value_type = Object)]
+    pub usage: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub artifacts: serde_json::Value,
+    #[schema(value_type = Vec<Object>)]
+    pub execution_log: Vec<serde_json::Value>,
+}
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    ApiError::invalid_request(format!("{field}: {}", message.into())).with_param(field)
+}
+
+fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)> {
+    if req.description.trim().is_empty() {
+        return Err(bad("description", "must not be empty"));
+    }
+    let timeout = req.timeout.unwrap_or(DEFAULT_TIMEOUT_SECONDS);
+    if !(1..=MAX_TIMEOUT_SECONDS).contains(&timeout) {
+        return Err(bad(
+            "timeout",
+            format!("must be 1 to {MAX_TIMEOUT_SECONDS} seconds"),
+        ));
+    }
+    let cost = req.max_cost.unwrap_or(DEFAULT_COST_USD);
+    if !(cost > 0.0 && cost <= MAX_COST_USD) {
+        return Err(bad(
+            "max_cost",
+            format!("must be above 0 and at most {MAX_COST_USD} USD"),
+        ));
+    }
+    let max_turns = req.max_turns.unwrap_or(DEFAULT_MAX_TURNS);
+    if !(1..=200).contains(&max_turns) {
+        return Err(bad("max_turns", "must be 1 to 200"));
+    }
+    let tools = match req.allow_tools {
+        None => vec![
+            ToolName::Read,
+            ToolName::Write,
+            ToolName::Edit,
+            ToolName::Glob,
+            ToolName::Grep,
+        ],
+        Some(names) => {
+            let mut tools = Vec::new();
+            for (i, n) in names.iter().enumerate() {
+                let t = ToolName::ALL
+                    .iter()
+                    .copied()
+                    .find(|t| t.as_str() == n)
+                    .ok_or_else(|| {
+                        bad(
+                            &format!("allow_tools[{i}]"),
+                            format!("unknown tool `{n}` (Read, Write, Edit, Glob, Grep, Bash)"),
+                        )
+                    })?;
+                if !tools.contains(&t) {
+                    tools.push(t);
+                }
+            }
+            tools
+        }
+    };
+    for (field, list) in [
+        ("allow_agents", &req.allow_agents),
+        ("allow_skills", &req.allow_skills),
+    ] {
+        if let Some(name) = list.as_ref().and_then(|l| l.first()) {
+            return Err(bad(
+                field,
+                format!("`{name}` is not configured on this server"),
+            ));
+        }
+    }
+    let files = req.files.unwrap_or_default();
+    if files.iter().map(|f| f.content.len()).sum::<usize>() > MAX_SEED_BYTES {
+        return Err(bad(
+            "files",
+            format!("at most {MAX_SEED_BYTES} bytes in all"),
+        ));
+    }
+    let model = req
+        .model
+        .unwrap_or_else(|| state.config.tasks.default_model.clone());
+    if model != crate::routes::route::AUTO && state.gateway().resolve(&model).is_none() {
+        return Err(
+            ApiError::not_found(format!("the model `{model}` does not exist"))
+                .with_code("model_not_found")
+                .with_param("model"),
+        );
+    }
+    Ok((
+        StoredSpec {
+            description: req.description,
+            tools,
+            model,
+            timeout_seconds: timeout,
+            max_cost_nano_usd: nano_from_usd(cost)
+                .and_then(|n| u64::try_from(n).ok())
+                .unwrap_or(0),
+            max_turns,
+            files,
+        },
+        req.run_async,
+    ))
+}
+
+/// The task, if it exists and the caller may see it.
+async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TaskRow> {
+    let task = state.store.get_task(id).await?;
+    match task {
+        Some(t) if t.key_id == caller.key.id || caller.key.scopes.allows(Scope::Admin) => Ok(t),
+        _ => {
+            Err(ApiError::not_found(format!("no task with id `{id}`")).with_code("task_not_found"))
+        }
+    }
+}
+
+async fn view(state: &AppState, task: TaskRow) -> ApiResult<TaskView> {
+    let outcome: Option<StoredOutcome> = task
+        .result
+        .as_deref()
+        .and_then(|r| serde_json::from_str(r).ok());
+    let log = state
+        .store
+        .task_events(&task.id, 0)
+        .await?
+        .into_iter()
+        .filter_map(|(_, e)| serde_json::from_str(&e).ok())
+        .collect();
+    Ok(TaskView {
+        task_id: task.id,
+        status: task.status,
+        created_at: task.created_at,
+        started_at: task.started_at,
+        finished_at: task.finished_at,
+        result: serde_json::json!({
+            "summary": outcome.as_ref().map(|o| o.summary.clone()),
+            "error": outcome.as_ref().and_then(|o| o.error.clone()),
+        }),
+        usage: outcome
+            .as_ref()
+            .map(|o| o.usage.clone())
+            .unwrap_or_else(|| serde_json::json!({})),
+        artifacts: outcome
+            .map(|o| o.artifacts)
+            .unwrap_or_else(|| serde_json::json!([])),
+        execution_log: log,
+    })
+}
+
+/// Runs an agent task.
+#[utoipa::path(post, path = "/v1/task", tag = "tasks", security(("api_key" = [])),
+    request_body = TaskRequest,
+    responses((status = 200, body = TaskView), (status = 202, body = TaskView), (status = 400, body = crate::error::ErrorBody)))]
+pub async fn create(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    ApiJson(req): ApiJson<TaskRequest>,
+) -> ApiResult<Response> {
+    let (spec, run_async) = validate(&state, req)?;
+    let id = new_id("task");
+    let json = serde_json::to_string(&spec).map_err(|e| ApiError::internal(&e))?;
+    state
+        .store
+        .insert_task(
+            &id,
+            &caller.key.id,
+            &caller.key.project,
+            &json,
+            switchyard_core::now(),
+        )
+        .await?;
+    if run_async {
+        let task = owned(&state, &caller, &id).await?;
+        return Ok((StatusCode::ACCEPTED, Json(view(&state, task).await?)).into_response());
+    }
+    // Wait for a worker (of any replica) to finish it.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_seconds + 60);
+    loop {
+        let task = owned(&state, &caller, &id).await?;
+        if task.is_finished() || tokio::time::Instant::now() >= deadline {
+            return Ok(Json(view(&state, task).await?).into_response());
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// One task of the caller's.
+#[utoipa::path(get, path = "/v1/tasks/{id}", tag = "tasks", security(("api_key" = [])),
+    params(("id" = String, Path, description = "task id")),
+    responses((status = 200, body = TaskView), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn get(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<TaskView>> {
+    let task = owned(&state, &caller, &id).await?;
+    Ok(Json(view(&state, task).await?))
+}
+
+/// The caller's tasks, newest first (without their logs).
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("api_key" = [])),
+    responses((status = 200, description = "a list of tasks")))]
+pub async fn list(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let tasks = state.store.list_tasks(&caller.key.id, 100).await?;
+    let data: Vec<serde_json::Value> = tasks
+        .into_iter()
+        .map(|t| {
+            serde_json::json!({"task_id": t.id, "status": t.status, "created_at": t.created_at,
+                               "finished_at": t.finished_at})
+        })
+        .collect();
+    Ok(Json(serde_json::json!({"object": "list", "data": data})))
+}
+
+/// Asks a task to stop; a running one stops within about a second.
+#[utoipa::path(post, path = "/v1/tasks/{id}/cancel", tag = "tasks", security(("api_key" = [])),
+    params(("id" = String, Path, description = "task id")),
+    responses((status = 200, description = "cancellation requested"), (status = 404, body = crate::error::ErrorBody),
+        (status = 409, body = crate::error::ErrorBody)))]
+pub async fn cancel(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<serde_json::Value>> {
+    let task = owned(&state, &caller, &id).await?;
+    if !state.store.request_task_cancel(&task.id).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "invalid_request_error",
+            format!("task `{id}` has already finished"),
+        )
+        .with_code("task_finished"));
+    }
+    Ok(Json(
+        serde_json::json!({"task_id": id, "cancel_requested": true}),
+    ))
+}
+
+/// The execution log as Server-Sent Events, replayed from the start and
+/// followed live until the task ends with a `done` event.
+#[utoipa::path(get, path = "/v1/tasks/{id}/events", tag = "tasks", security(("api_key" = [])),
+    params(("id" = String, Path, description = "task id")),
+    responses((status = 200, content_type = "text/event-stream", description = "`event: log` per entry, then `event: done`")))]
+pub async fn events(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path(id): Path<String>,
+) -> ApiResult<Response> {
+    let task = owned(&state, &caller, &id).await?;
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
+    tokio::spawn(async move {
+        let mut last = 0i64;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(MAX_TIMEOUT_SECONDS + 120);
+        loop {
+            let finished =
+                matches!(state.store.get_task(&task.id).await, Ok(Some(t)) if t.is_finished());
+            let Ok(batch) = state.store.task_events(&task.id, last).await else {
+                return;
+            };
+            for (seq, event) in batch {
+                last = seq;
+                if tx
+                    .send(Bytes::from(format!("event: log\ndata: {event}\n\n")))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+            }
+            if finished || tokio::time::Instant::now() >= deadline {
+                let status = state
+                    .store
+                    .get_task(&task.id)
+                    .await
+                    .ok()
+                    .flatten()
+                    .map(|t| t.status)
+                    .unwrap_or_default();
+                let _ = tx
+                    .send(Bytes::from(format!(
+                        "event: done\ndata: {}\n\n",
+                        serde_json::json!({"status": status})
+                    )))
+                    .await;
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    }));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response())
+}
+
+/// A file from the task's workspace.
+#[utoipa::path(get, path = "/v1/tasks/{id}/artifacts/{path}", tag = "tasks", security(("api_key" = [])),
+    params(("id" = String, Path, description = "task id"), ("path" = String, Path, description = "file path in the workspace")),
+    responses((status = 200, content_type = "application/octet-stream", description = "the file"), (status = 404, body = crate::error::ErrorBody)))]
+pub async fn artifact(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Path((id, path)): Path<(String, String)>,
+) -> ApiResult<Response> {
+    let task = owned(&state, &caller, &id).await?;
+    let dir = workspace_dir(&state, &task.id);
+    if !dir.is_dir() {
+        return Err(
+            ApiError::not_found("this task has no workspace").with_code("artifact_not_found")
+        );
+    }
+    let ws = Workspace::create(&dir).map_err(|e| ApiError::internal(&e))?;
+    let file = ws
+        .resolve(&path)
+        .map_err(|e| ApiError::not_found(e.to_string()).with_code("artifact_not_found"))?;
+    let bytes = tokio::fs::read(&file).await.map_err(|_| {
+        ApiError::not_found(format!("no artifact `{path}`")).with_code("artifact_not_found")
+    })?;
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}

@@ -1,0 +1,346 @@
+//! Task workers: claim queued tasks under a lease, run them with the agent
+//! loop over the gateway, keep the lease fresh (noticing cancellation), and
+//! record events, outcome, usage and audit.
+
+use crate::auth::Caller;
+use crate::routes::chat;
+use crate::state::AppState;
+use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+use std::time::Duration;
+use switchyard_agent::protocol::{TaskEvent, TaskOutcome, TaskSpec};
+use switchyard_agent::runner::{self, Model, ModelFuture, ModelReply};
+use switchyard_agent::sandbox::BashPolicy;
+use switchyard_agent::tools::{ToolName, WriteInput};
+use switchyard_agent::Workspace;
+use switchyard_models::openai_wire::{ChatRequest, Message, Tool};
+use switchyard_store::{AuditEvent, TaskRow};
+use tokio::sync::watch;
+
+/// How often an idle worker looks for work.
+const POLL_INTERVAL: Duration = Duration::from_millis(250);
+
+/// A file to place in the workspace before the task starts.
+#[derive(Debug, Clone, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SeedFile {
+    pub path: String,
+    pub content: String,
+}
+
+/// What is stored for a queued task: the validated request.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredSpec {
+    pub description: String,
+    pub tools: Vec<ToolName>,
+    pub model: String,
+    pub timeout_seconds: u64,
+    pub max_cost_nano_usd: u64,
+    pub max_turns: u32,
+    pub files: Vec<SeedFile>,
+}
+
+/// The outcome as stored and served.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct StoredOutcome {
+    pub status: String,
+    pub summary: String,
+    pub error: Option<String>,
+    pub usage: serde_json::Value,
+    pub artifacts: serde_json::Value,
+}
+
+/// The gateway as the agent loop's model: every call goes through budgets,
+/// resilience and usage accounting like an API call of the task's key.
+struct GatewayModel {
+    state: AppState,
+    caller: Caller,
+    model: String,
+    request_id: String,
+}
+
+impl GatewayModel {
+    fn request(&self, messages: &[Message], tools: &[Tool]) -> ChatRequest {
+        ChatRequest {
+            model: self.model.clone(),
+            messages: messages.to_vec(),
+            temperature: None,
+            top_p: None,
+            max_tokens: None,
+            max_completion_tokens: None,
+            stop: None,
+            tools: (!tools.is_empty()).then(|| tools.to_vec()),
+            tool_choice: None,
+            user: None,
+            stream: Some(false),
+            stream_options: None,
+            extra: Default::default(),
+        }
+    }
+}
+
+impl Model for GatewayModel {
+    fn call<'a>(&'a self, messages: &'a [Message], tools: &'a [Tool]) -> ModelFuture<'a> {
+        Box::pin(async move {
+            let req = self.request(messages, tools);
+            let call = chat::prepare(
+                self.state.clone(),
+                self.caller.clone(),
+                self.request_id.clone(),
+                &req,
+            )
+            .await
+            .map_err(|e| e.message)?;
+            let (completion, _) = chat::complete(call, req)
+                .await
+                .map_err(|(e, _)| e.message)?;
+            let usage = completion.usage.unwrap_or_default();
+            let cost = self
+                .state
+                .gateway()
+                .resolve(&completion.model)
+                .map_or(0, |r| {
+                    r.pricing.cost_nano_usd(
+                        usage.prompt_tokens,
+                        usage.cached_tokens(),
+                        usage.completion_tokens,
+                    )
+                });
+            let message = completion
+                .choices
+                .into_iter()
+                .next()
+                .map(|c| c.message)
+                .ok_or_else(|| "the model returned no choices".to_owned())?;
+            Ok(ModelReply {
+                message,
+                input_tokens: usage.prompt_tokens,
+                output_tokens: usage.completion_tokens,
+                cost_nano_usd: cost,
+                model: completion.model,
+            })
+        })
+    }
+
+    fn estimate_nano_usd(&self, messages: &[Message]) -> u64 {
+        let req = self.request(messages, &[]);
+        let gateway = self.state.gateway();
+        let name = if self.model == crate::routes::route::AUTO {
+            self.state.config.file.routing.medium.clone()
+        } else {
+            self.model.clone()
+        };
+        gateway.resolve(&name).map_or(0, |r| {
+            u64::try_from(chat::estimate_nano_usd(&r, &req)).unwrap_or(0)
+        })
+    }
+}
+
+/// The directory of a task's workspace.
+pub fn workspace_dir(state: &AppState, task_id: &str) -> std::path::PathBuf {
+    state.config.tasks.dir.join(task_id)
+}
+
+/// Starts this replica's workers; they stop when `stop` turns true.
+pub fn spawn_workers(
+    state: &AppState,
+    stop: watch::Receiver<bool>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let bash = Arc::new(BashPolicy::detect(
+        state.config.tasks.allow_unsandboxed_bash,
+    ));
+    if !bash.sandboxed() {
+        tracing::warn!(
+            allow_unsandboxed = state.config.tasks.allow_unsandboxed_bash,
+            "bubblewrap (bwrap) not found: the Bash tool is refused unless ALLOW_UNSANDBOXED_BASH=true"
+        );
+    }
+    (0..state.config.tasks.workers)
+        .map(|n| {
+            let state = state.clone();
+            let bash = bash.clone();
+            let mut stop = stop.clone();
+            let worker = format!(
+                "{}-{n}-{}",
+                std::process::id(),
+                switchyard_core::keys::new_id("w")
+            );
+            tokio::spawn(async move {
+                loop {
+                    if *stop.borrow() {
+                        return;
+                    }
+                    let now = switchyard_core::now();
+                    let lease =
+                        chrono::Duration::from_std(state.config.tasks.lease).unwrap_or_default();
+                    let _ = state.store.settle_abandoned_tasks(now).await;
+                    match state.store.claim_task(&worker, now + lease, now).await {
+                        Ok(Some(task)) => run_claimed(&state, &bash, &worker, task).await,
+                        Ok(None) => {
+                            tokio::select! {
+                                () = tokio::time::sleep(POLL_INTERVAL) => {}
+                                _ = stop.changed() => return,
+                            }
+                        }
+                        Err(e) => {
+                            tracing::warn!(error = %e, "could not claim a task");
+                            tokio::time::sleep(POLL_INTERVAL * 4).await;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+async fn run_claimed(state: &AppState, bash: &BashPolicy, worker: &str, task: TaskRow) {
+    let span = tracing::info_span!("task", task_id = %task.id, key_id = %task.key_id);
+    let _entered = span.enter();
+    let outcome = match prepare_and_run(state, bash, worker, &task).await {
+        Ok(o) => o,
+        Err(message) => StoredOutcome {
+            status: "failed".into(),
+            summary: String::new(),
+            error: Some(message),
+            usage: serde_json::json!({}),
+            artifacts: serde_json::json!([]),
+        },
+    };
+    let result = serde_json::to_string(&outcome).unwrap_or_else(|_| "{}".into());
+    match state
+        .store
+        .finish_task(
+            &task.id,
+            worker,
+            &outcome.status,
+            &result,
+            switchyard_core::now(),
+        )
+        .await
+    {
+        Ok(true) => tracing::info!(status = %outcome.status, "task finished"),
+        Ok(false) => {
+            tracing::warn!("task lease was lost before it finished; its result was dropped")
+        }
+        Err(e) => tracing::error!(error = %e, "could not record a task's outcome"),
+    }
+    let audit = AuditEvent {
+        event: "task.finished",
+        actor_key_id: Some(task.key_id.clone()),
+        project: Some(task.project.clone()),
+        task_id: Some(task.id.clone()),
+        details: serde_json::json!({"status": outcome.status, "usage": outcome.usage}),
+        ..AuditEvent::default()
+    };
+    if let Err(e) = state
+        .store
+        .record_audit(&audit, switchyard_core::now())
+        .await
+    {
+        tracing::error!(error = %e, "could not write audit record");
+    }
+}
+
+async fn prepare_and_run(
+    state: &AppState,
+    bash: &BashPolicy,
+    worker: &str,
+    task: &TaskRow,
+) -> Result<StoredOutcome, String> {
+    let spec: StoredSpec =
+        serde_json::from_str(&task.spec).map_err(|e| format!("stored task is invalid: {e}"))?;
+    let key = state
+        .store
+        .get_key(&task.key_id)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("the task's key no longer exists")?;
+    let caller = Caller {
+        redacted: format!("{}…", key.prefix),
+        key: Arc::new(key),
+    };
+    let ws = Workspace::create(&workspace_dir(state, &task.id))
+        .map_err(|e| format!("cannot create the workspace: {e}"))?;
+    for f in &spec.files {
+        switchyard_agent::tools::write(
+            &ws,
+            &WriteInput {
+                path: f.path.clone(),
+                content: f.content.clone(),
+            },
+        )
+        .map_err(|e| format!("files: {e}"))?;
+    }
+    let model = GatewayModel {
+        state: state.clone(),
+        caller,
+        model: spec.model.clone(),
+        request_id: task.id.clone(),
+    };
+    let run_spec = TaskSpec {
+        description: spec.description.clone(),
+        tools: spec.tools.clone(),
+        timeout: Duration::from_secs(spec.timeout_seconds),
+        max_cost_nano_usd: spec.max_cost_nano_usd,
+        max_turns: spec.max_turns,
+    };
+    let (cancel_tx, cancel_rx) = watch::channel(false);
+    let heartbeat = {
+        let state = state.clone();
+        let (id, worker) = (task.id.clone(), worker.to_owned());
+        tokio::spawn(async move {
+            let every = state.config.tasks.lease / 3;
+            loop {
+                tokio::time::sleep(every.min(Duration::from_millis(500))).await;
+                let until = switchyard_core::now()
+                    + chrono::Duration::from_std(state.config.tasks.lease).unwrap_or_default();
+                match state.store.renew_task_lease(&id, &worker, until).await {
+                    Ok(Some(false)) => {}
+                    Ok(Some(true)) | Ok(None) => {
+                        let _ = cancel_tx.send(true);
+                        return;
+                    }
+                    Err(e) => tracing::warn!(error = %e, "could not renew a task lease"),
+                }
+            }
+        })
+    };
+    let (event_tx, mut event_rx) = tokio::sync::mpsc::unbounded_channel::<TaskEvent>();
+    let writer = {
+        let store = state.store.clone();
+        let id = task.id.clone();
+        tokio::spawn(async move {
+            while let Some(e) = event_rx.recv().await {
+                let json = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
+                if let Err(err) = store.append_task_event(&id, e.seq as i64, &json).await {
+                    tracing::warn!(error = %err, "could not store a task event");
+                }
+            }
+        })
+    };
+    let outcome: TaskOutcome = runner::run(&ws, bash, &model, &run_spec, cancel_rx, &|e| {
+        let _ = event_tx.send(e.clone());
+    })
+    .await;
+    drop(event_tx);
+    let _ = writer.await;
+    heartbeat.abort();
+    let status = serde_json::to_value(outcome.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_else(|| "failed".into());
+    Ok(StoredOutcome {
+        status,
+        summary: outcome.summary,
+        error: outcome.error,
+        usage: serde_json::json!({
+            "input_tokens": outcome.usage.input_tokens,
+            "output_tokens": outcome.usage.output_tokens,
+            "total_cost": outcome.usage.total_cost_nano_usd as f64 / 1e9,
+            "turns": outcome.usage.turns,
+            "model_used": outcome.usage.model_used,
+            "duration_seconds": outcome.usage.duration_seconds,
+        }),
+        artifacts: serde_json::to_value(&outcome.artifacts).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,301 @@
+//! Agent tasks through the HTTP API, with a scripted model upstream: the
+//! durable queue, workers, artifacts, events, cancellation and isolation.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::{issue, TestApp};
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+use switchyard_core::keys::Scopes;
+use switchyard_testkit::fake_openai::FakeOpenAi;
+use switchyard_testkit::TestDatabase;
+
+struct Tasks {
+    app: TestApp,
+    _upstream: FakeOpenAi,
+    _db: TestDatabase,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Tasks {
+    let upstream = FakeOpenAi::start().await;
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    let base = upstream.base_url();
+    std::fs::write(
+        &file,
+        format!(
+            "[[models]]\nid = \"agent\"\nbase_url = \"{base}\"\ninput_per_mtok = 1.0\noutput_per_mtok = 5.0\n\n\
+             [[models]]\nid = \"agent-sleep\"\nbase_url = \"{base}\"\n"
+        ),
+    )
+    .unwrap();
+    let tasks_dir = dir.path().join("tasks");
+    let app = TestApp::start(
+        &db.url,
+        &[
+            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
+            ("TASKS_DIR", tasks_dir.to_str().unwrap()),
+            ("TASK_DEFAULT_MODEL", "agent"),
+        ],
+    )
+    .await;
+    Tasks {
+        app,
+        _upstream: upstream,
+        _db: db,
+        _dir: dir,
+    }
+}
+
+impl Tasks {
+    async fn post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
+        self.app
+            .client
+            .post(self.app.url(path))
+            .bearer_auth(key)
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_runs_tools_and_reports_artifacts_usage_and_log() {
+    let t = start().await;
+    let r = t
+        .post(
+            &t.app.admin,
+            "/v1/task",
+            json!({"description": "analyse notes for race conditions",
+            "allow_tools": ["Read", "Write", "Edit", "Grep", "Bash"],
+            "files": [{"path": "README.md", "content": "seeded"}]}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let task: Value = r.json().await.unwrap();
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(
+        task["result"]["summary"],
+        "Found one race condition; see notes.txt."
+    );
+    assert_eq!(task["usage"]["turns"], 5);
+    assert_eq!(task["usage"]["model_used"], "agent");
+    assert!(task["usage"]["total_cost"].as_f64().unwrap() > 0.0);
+    let arts: Vec<(String, String)> = task["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["path"].as_str().unwrap().to_owned(),
+                a["change"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        arts,
+        [
+            ("count.txt".to_owned(), "added".to_owned()),
+            ("notes.txt".to_owned(), "added".to_owned())
+        ]
+    );
+    let kinds: Vec<&str> = task["execution_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.iter().filter(|k| **k == "tool_call").count(), 4);
+    assert_eq!(kinds.first(), Some(&"model_call"));
+    let id = task["task_id"].as_str().unwrap();
+    let file = t
+        .app
+        .get(
+            &format!("/v1/tasks/{id}/artifacts/notes.txt"),
+            Some(&t.app.admin),
+        )
+        .await;
+    assert_eq!(file.text().await.unwrap(), "goodbye race condition\n");
+    let escape = t
+        .app
+        .get(
+            &format!("/v1/tasks/{id}/artifacts/..%2F..%2Fetc%2Fpasswd"),
+            Some(&t.app.admin),
+        )
+        .await;
+    assert_eq!(escape.status(), StatusCode::NOT_FOUND);
+    // Each model call of the task was accounted like an API call.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while t.app.state.store.count_usage().await.unwrap() < 5 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let audit = t.app.state.store.recent_audit(20).await.unwrap();
+    assert!(audit
+        .iter()
+        .any(|a| a.event == "task.finished" && a.task_id.as_deref() == Some(id)));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_tasks_stream_events_and_can_be_cancelled() {
+    let t = start().await;
+    let r = t
+        .post(&t.app.admin, "/v1/task", json!({"description": "sleep", "model": "agent-sleep", "allow_tools": ["Bash"], "async": true}))
+        .await;
+    assert_eq!(r.status(), StatusCode::ACCEPTED);
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // Wait until the Bash command is running.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let task: Value = t
+            .app
+            .get(&format!("/v1/tasks/{id}"), Some(&t.app.admin))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if task["execution_log"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["kind"] == "tool_call")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let started = Instant::now();
+    let r = t
+        .post(&t.app.admin, &format!("/v1/tasks/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    loop {
+        let task: Value = t
+            .app
+            .get(&format!("/v1/tasks/{id}"), Some(&t.app.admin))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if task["status"] == "cancelled" {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(3), "{task}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // The event stream replays the whole log and ends with `done`.
+    let text = t
+        .app
+        .get(&format!("/v1/tasks/{id}/events"), Some(&t.app.admin))
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("event: log") && text.contains("\"kind\":\"tool_call\""),
+        "{text}"
+    );
+    assert!(
+        text.trim_end()
+            .ends_with("data: {\"status\":\"cancelled\"}"),
+        "{text}"
+    );
+    let r = t
+        .post(&t.app.admin, &format!("/v1/tasks/{id}/cancel"), json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CONFLICT);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_are_validated_and_keys_see_only_their_own_tasks() {
+    let t = start().await;
+    for (body, param) in [
+        (json!({"description": ""}), "description"),
+        (json!({"description": "x", "timeout": 601}), "timeout"),
+        (json!({"description": "x", "max_cost": 10.01}), "max_cost"),
+        (
+            json!({"description": "x", "allow_tools": ["Read", "Teleport"]}),
+            "allow_tools[1]",
+        ),
+        (
+            json!({"description": "x", "allow_agents": ["reviewer"]}),
+            "allow_agents",
+        ),
+        (json!({"description": "x", "model": "nope"}), "model"),
+        (json!({"timeout": 5}), "description"),
+    ] {
+        let r = t.post(&t.app.admin, "/v1/task", body.clone()).await;
+        assert!(r.status().is_client_error(), "{body}");
+        assert_eq!(
+            r.json::<Value>().await.unwrap()["error"]["param"],
+            param,
+            "{body}"
+        );
+    }
+    let alice = issue(&t.app.state, "alice", Scopes::user()).await;
+    let bob = issue(&t.app.state, "bob", Scopes::user()).await;
+    let r = t
+        .post(
+            &alice,
+            "/v1/task",
+            json!({"description": "do it", "async": true}),
+        )
+        .await;
+    let id = r.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        t.app
+            .get(&format!("/v1/tasks/{id}"), Some(&alice))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    assert_eq!(
+        t.app
+            .get(&format!("/v1/tasks/{id}"), Some(&bob))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.app
+            .get(&format!("/v1/tasks/{id}/events"), Some(&bob))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.post(&bob, &format!("/v1/tasks/{id}/cancel"), json!({}))
+            .await
+            .status(),
+        StatusCode::NOT_FOUND
+    );
+    let mine: Value = t
+        .app
+        .get("/v1/tasks", Some(&bob))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["data"].as_array().unwrap().len(), 0);
+    let mine: Value = t
+        .app
+        .get("/v1/tasks", Some(&alice))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(mine["data"][0]["task_id"], id.as_str());
+}
