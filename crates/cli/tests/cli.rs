@@ -899,3 +899,94 @@ fn budgets_hold_across_two_replicas_on_sqlite() {
 fn budgets_hold_across_two_replicas_on_postgres() {
     budget_across_replicas(&TestDatabase::postgres());
 }
+
+#[test]
+fn a_task_whose_server_is_killed_is_finished_by_another() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt.block_on(switchyard_testkit::fake_openai::FakeOpenAi::start());
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nid = \"agent-slow\"\nbase_url = \"{}\"\n",
+            upstream.base_url()
+        ),
+    )
+    .unwrap();
+    let tasks_dir = dir.path().join("tasks");
+    let db = TestDatabase::postgres();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("SWITCHYARD_CONFIG", config.to_str().unwrap()),
+        ("TASKS_DIR", tasks_dir.to_str().unwrap()),
+        ("TASK_LEASE_SECONDS", "5"),
+        ("TASK_WORKERS", "1"),
+    ];
+    let key = create_key(&env, "1000/minute");
+    let mut a = Server::start(&env);
+    let client = reqwest::blocking::Client::new();
+    let created: Value = client
+        .post(a.url("/v1/task"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"description": "slow analysis", "model": "agent-slow", "async": true,
+                                  "allow_tools": ["Read", "Write", "Edit", "Grep", "Bash"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let id = created["task_id"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let task: Value = get(&a.url(&format!("/v1/tasks/{id}")), Some(&key))
+            .json()
+            .unwrap();
+        if task["status"] == "running"
+            && task["execution_log"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|e| e["tool"] == "Bash")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the task never started: {task}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // The worker's process dies mid-task, without any chance to clean up.
+    a.child.kill().unwrap();
+    a.child.wait().unwrap();
+    let b = Server::start(&env);
+    let deadline = Instant::now() + Duration::from_secs(40);
+    let task = loop {
+        let task: Value = get(&b.url(&format!("/v1/tasks/{id}")), Some(&key))
+            .json()
+            .unwrap();
+        if task["status"] != "running" && task["status"] != "queued" {
+            break task;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no other worker took the task over: {task}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(
+        task["result"]["summary"],
+        "Found one race condition; see notes.txt."
+    );
+    let attempts = rt.block_on(async {
+        let store = switchyard_store::Store::connect_lazy(&switchyard_testkit::database_config(
+            &db.url, db.kind,
+        ))
+        .unwrap();
+        store.get_task(&id).await.unwrap().unwrap().attempts
+    });
+    assert_eq!(
+        attempts, 2,
+        "run once, then once more after the lease expired"
+    );
+    let (code, _, _) = b.stop();
+    assert_eq!(code, 0);
+}

@@ -349,6 +349,9 @@ pub struct TasksConfig {
     pub allow_unsandboxed_bash: bool,
     /// The model tasks use when the request names none (`TASK_DEFAULT_MODEL`).
     pub default_model: String,
+    /// How long a finished task's workspace (its artifacts) is kept
+    /// (`TASK_RETENTION_HOURS`).
+    pub retention: Duration,
 }
 
 /// One thing wrong with the configuration, tied to the variable that holds it.
@@ -833,6 +836,9 @@ impl Config {
             default_model: r
                 .string("TASK_DEFAULT_MODEL")
                 .unwrap_or_else(|| "auto".into()),
+            retention: Duration::from_secs(
+                3600 * r.ranged("TASK_RETENTION_HOURS", 168, 0, 24 * 3650),
+            ),
         };
 
         if environment == Environment::Production {
@@ -1025,6 +1031,10 @@ impl Config {
                 self.tasks.allow_unsandboxed_bash.to_string(),
             ),
             ("TASK_DEFAULT_MODEL", self.tasks.default_model.clone()),
+            (
+                "TASK_RETENTION_HOURS",
+                (self.tasks.retention.as_secs() / 3600).to_string(),
+            ),
             ("models", self.file.models.len().to_string()),
         ]
     }

@@ -141,6 +141,30 @@ pub fn workspace_dir(state: &AppState, task_id: &str) -> std::path::PathBuf {
     state.config.tasks.dir.join(task_id)
 }
 
+/// Deletes the workspaces of tasks finished longer ago than the retention
+/// (`TASK_RETENTION_HOURS`); returns how many were removed.
+pub async fn clean_up_workspaces(state: &AppState) -> usize {
+    let retention = chrono::Duration::from_std(state.config.tasks.retention).unwrap_or_default();
+    let before = switchyard_core::now() - retention;
+    let Ok(ids) = state.store.tasks_finished_before(before, 1000).await else {
+        return 0;
+    };
+    let mut removed = 0;
+    for id in ids {
+        let dir = workspace_dir(state, &id);
+        if dir.is_dir() && tokio::fs::remove_dir_all(&dir).await.is_ok() {
+            removed += 1;
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "removed expired task workspaces");
+    }
+    removed
+}
+
+/// How often a worker looks for expired workspaces.
+const CLEANUP_INTERVAL: Duration = Duration::from_secs(60);
+
 /// Starts this replica's workers; they stop when `stop` turns true.
 pub fn spawn_workers(
     state: &AppState,
@@ -166,9 +190,14 @@ pub fn spawn_workers(
                 switchyard_core::keys::new_id("w")
             );
             tokio::spawn(async move {
+                let mut last_cleanup = tokio::time::Instant::now();
                 loop {
                     if *stop.borrow() {
                         return;
+                    }
+                    if n == 0 && last_cleanup.elapsed() >= CLEANUP_INTERVAL {
+                        last_cleanup = tokio::time::Instant::now();
+                        clean_up_workspaces(&state).await;
                     }
                     let now = switchyard_core::now();
                     let lease =
@@ -224,12 +253,16 @@ async fn run_claimed(state: &AppState, bash: &BashPolicy, worker: &str, task: Ta
         }
         Err(e) => tracing::error!(error = %e, "could not record a task's outcome"),
     }
+    let description: String = serde_json::from_str::<StoredSpec>(&task.spec)
+        .map(|s| s.description.chars().take(500).collect())
+        .unwrap_or_default();
     let audit = AuditEvent {
         event: "task.finished",
         actor_key_id: Some(task.key_id.clone()),
         project: Some(task.project.clone()),
         task_id: Some(task.id.clone()),
-        details: serde_json::json!({"status": outcome.status, "usage": outcome.usage}),
+        details: serde_json::json!({"status": outcome.status, "usage": outcome.usage, "description": description,
+                                    "attempt": task.attempts}),
         ..AuditEvent::default()
     };
     if let Err(e) = state
@@ -308,12 +341,34 @@ async fn prepare_and_run(
     let (event_tx, mut event_rx) = tokio::sync::mpsc::unbounded_channel::<TaskEvent>();
     let writer = {
         let store = state.store.clone();
-        let id = task.id.clone();
+        let (id, key_id, project, actor_key) = (
+            task.id.clone(),
+            task.key_id.clone(),
+            task.project.clone(),
+            model.caller.redacted.clone(),
+        );
         tokio::spawn(async move {
             while let Some(e) = event_rx.recv().await {
                 let json = serde_json::to_string(&e).unwrap_or_else(|_| "{}".into());
                 if let Err(err) = store.append_task_event(&id, e.seq as i64, &json).await {
                     tracing::warn!(error = %err, "could not store a task event");
+                }
+                // Commands and file writes are audited one by one.
+                let audited = e.kind == switchyard_agent::protocol::EventKind::ToolCall
+                    && matches!(e.tool.as_deref(), Some("Bash" | "Write" | "Edit"));
+                if audited {
+                    let entry = AuditEvent {
+                        event: "task.tool",
+                        actor_key_id: Some(key_id.clone()),
+                        actor_key: Some(actor_key.clone()),
+                        project: Some(project.clone()),
+                        task_id: Some(id.clone()),
+                        details: serde_json::json!({"tool": e.tool, "call": e.summary}),
+                        ..AuditEvent::default()
+                    };
+                    if let Err(err) = store.record_audit(&entry, switchyard_core::now()).await {
+                        tracing::error!(error = %err, "could not write audit record");
+                    }
                 }
             }
         })

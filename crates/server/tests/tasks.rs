@@ -299,3 +299,55 @@ async fn requests_are_validated_and_keys_see_only_their_own_tasks() {
         .unwrap();
     assert_eq!(mine["data"][0]["task_id"], id.as_str());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_workspaces_are_removed() {
+    let upstream = FakeOpenAi::start().await;
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[models]]\nid = \"agent\"\nbase_url = \"{}\"\n",
+            upstream.base_url()
+        ),
+    )
+    .unwrap();
+    let tasks_dir = dir.path().join("tasks");
+    let app = TestApp::start(
+        &db.url,
+        &[
+            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
+            ("TASKS_DIR", tasks_dir.to_str().unwrap()),
+            ("TASK_DEFAULT_MODEL", "agent"),
+            ("TASK_RETENTION_HOURS", "0"),
+        ],
+    )
+    .await;
+    let r = app
+        .client
+        .post(app.url("/v1/task"))
+        .bearer_auth(&app.admin)
+        .json(&json!({"description": "write notes", "allow_tools": ["Write", "Grep", "Bash", "Edit"]}))
+        .send()
+        .await
+        .unwrap();
+    let task: Value = r.json().await.unwrap();
+    assert_eq!(task["status"], "completed");
+    let id = task["task_id"].as_str().unwrap();
+    assert!(tasks_dir.join(id).is_dir());
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert_eq!(
+        switchyard_server::worker::clean_up_workspaces(&app.state).await,
+        1
+    );
+    assert!(!tasks_dir.join(id).exists());
+    let gone = app
+        .get(
+            &format!("/v1/tasks/{id}/artifacts/notes.txt"),
+            Some(&app.admin),
+        )
+        .await;
+    assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}

@@ -182,6 +182,20 @@ impl Store {
         Ok(n > 0)
     }
 
+    /// Tasks that finished before `before`, oldest first.
+    pub async fn tasks_finished_before(
+        &self,
+        before: DateTime<Utc>,
+        limit: i64,
+    ) -> Result<Vec<String>> {
+        const SQL: &str =
+            "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 \
+            ORDER BY finished_at LIMIT $2";
+        Ok(
+            on_pool!(self, p => sqlx::query_scalar(SQL).bind(before).bind(limit).fetch_all(p).await)?,
+        )
+    }
+
     pub async fn append_task_event(&self, id: &str, seq: i64, event: &str) -> Result<()> {
         const SQL: &str = "INSERT INTO task_events (task_id, seq, event) VALUES ($1, $2, $3) \
             ON CONFLICT (task_id, seq) DO NOTHING";

@@ -16,7 +16,8 @@
 //! - `agent`: a scripted agent. By how many tool results the conversation
 //!   holds, it writes `notes.txt`, greps it, runs Bash, edits it, and then
 //!   answers with a summary;
-//! - `agent-sleep`: asks for `sleep 1000` under Bash, forever.
+//! - `agent-sleep`: asks for `sleep 1000` under Bash, forever;
+//! - `agent-slow`: first runs `sleep 3` under Bash, then acts as `agent`.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -191,7 +192,7 @@ async fn chat(
         "slow" => tokio::time::sleep(Duration::from_secs(3)).await,
         _ => {}
     }
-    if model == "agent" || model == "agent-sleep" {
+    if model.starts_with("agent") {
         return agent_turn(&model, &body);
     }
     let (text, prompt) = answer_for(&body);
@@ -270,9 +271,20 @@ async fn chat(
 
 /// One turn of the scripted agent.
 fn agent_turn(model: &str, body: &Value) -> Response {
-    let done = body["messages"]
+    let mut done = body["messages"]
         .as_array()
         .map_or(0, |m| m.iter().filter(|m| m["role"] == "tool").count());
+    if model == "agent-slow" {
+        if done == 0 {
+            let msg = json!({"role": "assistant", "content": null, "tool_calls": [{"id": "call_slow", "type": "function",
+                "function": {"name": "Bash", "arguments": json!({"command": "sleep 3"}).to_string()}}]});
+            return Json(json!({"id": "chatcmpl-agent", "object": "chat.completion", "created": 1_700_000_000,
+                "model": model, "choices": [{"index": 0, "message": msg, "finish_reason": "tool_calls"}],
+                "usage": usage(100, 20)}))
+            .into_response();
+        }
+        done -= 1;
+    }
     let call = |name: &str, args: Value| {
         json!({"role": "assistant", "content": null, "tool_calls": [{"id": format!("call_{done}"), "type": "function",
                "function": {"name": name, "arguments": args.to_string()}}]})
