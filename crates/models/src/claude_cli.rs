@@ -8,6 +8,7 @@
 //! separate tasks, so no output size can deadlock a pipe.
 
 use crate::backend::{BackendError, ChunkStream};
+use crate::http::unix_now;
 use crate::openai_wire::{
     ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta, Message,
     PromptTokensDetails, Role, Usage,
@@ -100,12 +101,6 @@ fn usage_of(v: &Value) -> Usage {
             cached_tokens: cached,
         }),
     }
-}
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 impl ClaudeCliBackend {

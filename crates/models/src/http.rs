@@ -36,6 +36,32 @@ pub(crate) async fn status_error(resp: reqwest::Response) -> BackendError {
     }
 }
 
+/// Sends a request and returns the body of a successful reply, all within
+/// `timeout`; connection failures, timeouts and non-2xx replies become
+/// backend errors.
+pub(crate) async fn fetch_bytes(
+    req: reqwest::RequestBuilder,
+    timeout: Duration,
+) -> Result<bytes::Bytes, BackendError> {
+    let call = async {
+        let resp = req.send().await.map_err(|e| request_error(e, timeout))?;
+        if !resp.status().is_success() {
+            return Err(status_error(resp).await);
+        }
+        resp.bytes().await.map_err(|e| request_error(e, timeout))
+    };
+    tokio::time::timeout(timeout, call)
+        .await
+        .map_err(|_| BackendError::Timeout(timeout))?
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
 /// Runs `produce` in a task feeding a bounded channel, and returns the
 /// channel as a stream. Dropping the stream stops the producer at its next
 /// send.

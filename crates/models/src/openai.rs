@@ -2,7 +2,7 @@
 //! server, LM Studio): `POST {base_url}/chat/completions`.
 
 use crate::backend::{BackendError, ChunkStream};
-use crate::http::{async_stream, request_error, status_error};
+use crate::http::{async_stream, fetch_bytes, request_error, status_error};
 use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, StreamOptions};
 use crate::sse::SseDecoder;
 use futures_util::StreamExt;
@@ -60,25 +60,9 @@ impl OpenAiBackend {
 
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
         let body = self.upstream_request(req, false);
-        let call = async {
-            let resp = self
-                .post(&body)
-                .send()
-                .await
-                .map_err(|e| request_error(e, self.timeout))?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
-            }
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| request_error(e, self.timeout))?;
-            serde_json::from_slice::<ChatCompletion>(&bytes)
-                .map_err(|e| BackendError::Protocol(format!("invalid chat completion: {e}")))
-        };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| BackendError::Timeout(self.timeout))?
+        let bytes = fetch_bytes(self.post(&body), self.timeout).await?;
+        serde_json::from_slice::<ChatCompletion>(&bytes)
+            .map_err(|e| BackendError::Protocol(format!("invalid chat completion: {e}")))
     }
 
     /// Starts a streamed completion; errors before the first byte are

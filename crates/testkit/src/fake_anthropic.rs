@@ -26,7 +26,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the fake upstream received: the JSON body and the auth headers.
@@ -37,16 +36,12 @@ pub struct Received {
     pub anthropic_version: Option<String>,
 }
 
-#[derive(Clone, Default)]
-struct Shared {
-    received: Arc<Mutex<Vec<Received>>>,
-    calls: Arc<Mutex<std::collections::HashMap<String, u64>>>,
-}
+type Shared = crate::fake_server::Log<Received>;
 
 pub struct FakeAnthropic {
     pub port: u16,
     shared: Shared,
-    task: tokio::task::JoinHandle<()>,
+    _server: crate::fake_server::Served,
 }
 
 impl FakeAnthropic {
@@ -56,14 +51,12 @@ impl FakeAnthropic {
         let app = Router::new()
             .route("/v1/messages", post(messages))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake upstream");
-        let port = listener.local_addr().expect("local addr").port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { port, shared, task }
+        let server = crate::fake_server::Served::start(app).await;
+        Self {
+            port: server.port,
+            shared,
+            _server: server,
+        }
     }
 
     /// The base URL to configure as a model's `base_url` (without `/v1`).
@@ -73,27 +66,11 @@ impl FakeAnthropic {
 
     /// Calls received for one upstream model name.
     pub fn calls(&self, model: &str) -> u64 {
-        self.shared
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(model)
-            .copied()
-            .unwrap_or(0)
+        self.shared.calls(model)
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.shared
-            .received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeAnthropic {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.received()
     }
 }
 
@@ -167,22 +144,15 @@ async fn messages(
     };
     let api_key = header("x-api-key");
     let anthropic_version = header("anthropic-version");
-    shared
-        .received
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Received {
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    shared.record(
+        &model,
+        Received {
             body: body.clone(),
             api_key: api_key.clone(),
             anthropic_version: anthropic_version.clone(),
-        });
-    let model = body["model"].as_str().unwrap_or("").to_owned();
-    *shared
-        .calls
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .entry(model.clone())
-        .or_insert(0) += 1;
+        },
+    );
     if api_key.as_deref().unwrap_or("").is_empty() {
         return error(
             StatusCode::UNAUTHORIZED,

@@ -26,7 +26,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// What the fake upstream received: the JSON body and the Authorization header.
@@ -36,16 +35,12 @@ pub struct Received {
     pub authorization: Option<String>,
 }
 
-#[derive(Clone, Default)]
-struct Shared {
-    received: Arc<Mutex<Vec<Received>>>,
-    calls: Arc<Mutex<std::collections::HashMap<String, u64>>>,
-}
+type Shared = crate::fake_server::Log<Received>;
 
 pub struct FakeOpenAi {
     pub port: u16,
     shared: Shared,
-    task: tokio::task::JoinHandle<()>,
+    _server: crate::fake_server::Served,
 }
 
 impl FakeOpenAi {
@@ -55,14 +50,12 @@ impl FakeOpenAi {
         let app = Router::new()
             .route("/v1/chat/completions", post(chat))
             .with_state(shared.clone());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind fake upstream");
-        let port = listener.local_addr().expect("local addr").port();
-        let task = tokio::spawn(async move {
-            let _ = axum::serve(listener, app).await;
-        });
-        Self { port, shared, task }
+        let server = crate::fake_server::Served::start(app).await;
+        Self {
+            port: server.port,
+            shared,
+            _server: server,
+        }
     }
 
     /// The base URL to configure as a model's `base_url`.
@@ -72,27 +65,11 @@ impl FakeOpenAi {
 
     /// Calls received for one upstream model name.
     pub fn calls(&self, model: &str) -> u64 {
-        self.shared
-            .calls
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(model)
-            .copied()
-            .unwrap_or(0)
+        self.shared.calls(model)
     }
 
     pub fn received(&self) -> Vec<Received> {
-        self.shared
-            .received
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-    }
-}
-
-impl Drop for FakeOpenAi {
-    fn drop(&mut self) {
-        self.task.abort();
+        self.shared.received()
     }
 }
 
@@ -139,24 +116,17 @@ async fn chat(
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
-    shared
-        .received
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .push(Received {
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    let call = shared.record(
+        &model,
+        Received {
             body: body.clone(),
             authorization: headers
                 .get("authorization")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
-        });
-    let model = body["model"].as_str().unwrap_or("").to_owned();
-    let call = {
-        let mut calls = shared.calls.lock().unwrap_or_else(|p| p.into_inner());
-        let n = calls.entry(model.clone()).or_insert(0);
-        *n += 1;
-        *n
-    };
+        },
+    );
     if let Some(n) = model
         .strip_prefix("flaky-")
         .and_then(|n| n.parse::<u64>().ok())

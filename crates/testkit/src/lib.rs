@@ -10,6 +10,7 @@
 
 pub mod fake_anthropic;
 pub mod fake_openai;
+mod fake_server;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

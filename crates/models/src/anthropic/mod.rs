@@ -10,7 +10,7 @@ use crate::anthropic_wire::{
     StopReason, StreamEvent, SystemPrompt, ToolChoice, ToolChoiceKind, ANTHROPIC_VERSION,
 };
 use crate::backend::{BackendError, ChunkStream};
-use crate::http::{async_stream, request_error, status_error};
+use crate::http::{async_stream, fetch_bytes, request_error, status_error, unix_now};
 use crate::openai_wire::{
     ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
     FunctionCall, FunctionDef, Message, PromptTokensDetails, Role, Stop, StreamOptions, Tool,
@@ -27,12 +27,6 @@ use switchyard_core::Secret;
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// `max_tokens` when neither the request nor the catalog entry sets one.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
-
-fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
 
 mod serve;
 mod upstream;
@@ -104,26 +98,10 @@ impl AnthropicBackend {
 
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
         let body = self.upstream_request(req, false)?;
-        let call = async {
-            let resp = self
-                .post(&body)
-                .send()
-                .await
-                .map_err(|e| request_error(e, self.timeout))?;
-            if !resp.status().is_success() {
-                return Err(status_error(resp).await);
-            }
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|e| request_error(e, self.timeout))?;
-            serde_json::from_slice::<MessagesResponse>(&bytes)
-                .map(|r| from_anthropic(r, &self.model_id))
-                .map_err(|e| BackendError::Protocol(format!("invalid messages response: {e}")))
-        };
-        tokio::time::timeout(self.timeout, call)
-            .await
-            .map_err(|_| BackendError::Timeout(self.timeout))?
+        let bytes = fetch_bytes(self.post(&body), self.timeout).await?;
+        serde_json::from_slice::<MessagesResponse>(&bytes)
+            .map(|r| from_anthropic(r, &self.model_id))
+            .map_err(|e| BackendError::Protocol(format!("invalid messages response: {e}")))
     }
 
     /// Starts a streamed completion, translated into OpenAI chunks; errors
