@@ -2,6 +2,7 @@
 //! events and a result out.
 
 use crate::artifacts::Artifact;
+use crate::definitions::{AgentDef, SkillDef};
 use crate::tools::ToolName;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -16,6 +17,10 @@ pub struct TaskSpec {
     /// Spend cap in nano-USD.
     pub max_cost_nano_usd: u64,
     pub max_turns: u32,
+    /// Sub-agents the task may delegate to (through the `Agent` tool).
+    pub agents: Vec<AgentDef>,
+    /// Skills the task may invoke (through the `Skill` tool).
+    pub skills: Vec<SkillDef>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -38,6 +38,60 @@ pub trait Model: Send + Sync {
     fn call<'a>(&'a self, messages: &'a [Message], tools: &'a [Tool]) -> ModelFuture<'a>;
     /// An upper bound on the cost of the next call, for the cost cap.
     fn estimate_nano_usd(&self, messages: &[Message]) -> u64;
+    /// The same model access for another model name (a sub-agent's), when
+    /// that model exists.
+    fn for_model(&self, _name: &str) -> Option<Box<dyn Model>> {
+        None
+    }
+}
+
+/// The tool that delegates to a sub-agent.
+pub const AGENT_TOOL: &str = "Agent";
+/// The tool that loads a skill's instructions.
+pub const SKILL_TOOL: &str = "Skill";
+
+/// The OpenAI function definitions of a task's tools: the allowed file and
+/// shell tools, plus `Agent` and `Skill` when it may use any.
+pub fn task_tool_definitions(spec: &TaskSpec) -> Vec<Tool> {
+    let mut defs = tool_definitions(&spec.tools);
+    if !spec.agents.is_empty() {
+        let names: Vec<&str> = spec.agents.iter().map(|a| a.name.as_str()).collect();
+        let described: Vec<String> = spec
+            .agents
+            .iter()
+            .map(|a| format!("{}: {}", a.name, a.description))
+            .collect();
+        defs.push(Tool {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: AGENT_TOOL.into(),
+                description: Some(format!("Delegate a sub-task to a sub-agent. Agents: {}", described.join("; "))),
+                parameters: Some(json!({"type": "object", "required": ["agent", "prompt"],
+                    "properties": {"agent": {"type": "string", "enum": names}, "prompt": {"type": "string"}}})),
+            },
+        });
+    }
+    if !spec.skills.is_empty() {
+        let names: Vec<&str> = spec.skills.iter().map(|s| s.name.as_str()).collect();
+        let described: Vec<String> = spec
+            .skills
+            .iter()
+            .map(|s| format!("{}: {}", s.name, s.description))
+            .collect();
+        defs.push(Tool {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: SKILL_TOOL.into(),
+                description: Some(format!(
+                    "Load a skill's instructions. Skills: {}",
+                    described.join("; ")
+                )),
+                parameters: Some(json!({"type": "object", "required": ["name"],
+                    "properties": {"name": {"type": "string", "enum": names}}})),
+            },
+        });
+    }
+    defs
 }
 
 /// The OpenAI function definitions of the allowed tools.
@@ -85,7 +139,18 @@ fn system_prompt(allowed: &[ToolName]) -> String {
 }
 
 /// Runs the task to an outcome. `on_event` sees each log entry as it happens.
-pub async fn run(
+pub fn run<'a>(
+    ws: &'a Workspace,
+    bash: &'a BashPolicy,
+    model: &'a dyn Model,
+    spec: &'a TaskSpec,
+    cancel: watch::Receiver<bool>,
+    on_event: &'a (dyn Fn(&TaskEvent) + Send + Sync),
+) -> Pin<Box<dyn Future<Output = TaskOutcome> + Send + 'a>> {
+    Box::pin(run_loop(ws, bash, model, spec, cancel, on_event))
+}
+
+async fn run_loop(
     ws: &Workspace,
     bash: &BashPolicy,
     model: &dyn Model,
@@ -96,7 +161,7 @@ pub async fn run(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let before = snapshot(ws).await;
-    let tool_defs = tool_definitions(&spec.tools);
+    let tool_defs = task_tool_definitions(spec);
     let mut messages = vec![
         message(Role::System, system_prompt(&spec.tools)),
         message(Role::User, spec.description.clone()),
@@ -208,6 +273,47 @@ pub async fn run(
                 Some(model_event),
             );
             let tool_started = Instant::now();
+            if name == AGENT_TOOL || name == SKILL_TOOL {
+                let result = if name == SKILL_TOOL {
+                    invoke_skill(spec, &call, &mut log, call_event)
+                } else {
+                    let delegated = Delegation {
+                        ws,
+                        bash,
+                        model,
+                        spec,
+                        cancel: cancel.clone(),
+                        time_left: deadline.saturating_duration_since(tokio::time::Instant::now()),
+                        budget_left: spec
+                            .max_cost_nano_usd
+                            .saturating_sub(usage.total_cost_nano_usd),
+                    };
+                    let (text, sub_usage) = delegate(&delegated, &call, &mut log, call_event).await;
+                    usage.input_tokens += sub_usage.input_tokens;
+                    usage.output_tokens += sub_usage.output_tokens;
+                    usage.total_cost_nano_usd += sub_usage.total_cost_nano_usd;
+                    text
+                };
+                let shown: String = result.chars().take(200).collect();
+                log.add(
+                    EventKind::ToolResult,
+                    Some(&name),
+                    shown,
+                    Some(tool_started.elapsed()),
+                    Some(call_event),
+                );
+                messages.push(Message {
+                    role: Role::Tool,
+                    content: Some(Content::Text(result)),
+                    name: None,
+                    tool_calls: None,
+                    tool_call_id: call.id.clone(),
+                });
+                if usage.total_cost_nano_usd > spec.max_cost_nano_usd {
+                    break 'run (TaskStatus::CostExceeded, Some("max_cost reached".into()));
+                }
+                continue;
+            }
             let result = tokio::select! {
                 r = run_tool(ws, bash, &spec.tools, &call, deadline) => r,
                 () = tokio::time::sleep_until(deadline) => break 'run (TaskStatus::Timeout, Some("the task timed out".into())),
@@ -276,6 +382,132 @@ impl Log<'_> {
         (self.on_event)(&event);
         self.events.push(event);
         seq
+    }
+}
+
+/// What a delegation may use of its parent's run.
+struct Delegation<'a> {
+    ws: &'a Workspace,
+    bash: &'a BashPolicy,
+    model: &'a dyn Model,
+    spec: &'a TaskSpec,
+    cancel: watch::Receiver<bool>,
+    time_left: Duration,
+    budget_left: u64,
+}
+
+/// Runs a sub-agent with at most its parent's tools, time and budget; its
+/// log joins the parent's under an `agent_spawn` entry. Returns the text for
+/// the parent model and the sub-run's usage.
+async fn delegate(
+    d: &Delegation<'_>,
+    call: &ToolCall,
+    log: &mut Log<'_>,
+    call_event: u64,
+) -> (String, TaskUsage) {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        agent: String,
+        prompt: String,
+    }
+    let input: Input = match serde_json::from_str(&call.function.arguments) {
+        Ok(i) => i,
+        Err(e) => {
+            return (
+                format!("error: invalid arguments: {e}"),
+                TaskUsage::default(),
+            )
+        }
+    };
+    let Some(agent) = d.spec.agents.iter().find(|a| a.name == input.agent) else {
+        return (
+            format!("error: no sub-agent named `{}` is allowed", input.agent),
+            TaskUsage::default(),
+        );
+    };
+    // Never more tools than the parent was allowed; no further delegation.
+    let tools: Vec<ToolName> = agent
+        .tools
+        .iter()
+        .copied()
+        .filter(|t| d.spec.tools.contains(t))
+        .collect();
+    let sub_spec = TaskSpec {
+        description: format!("{}\n\nTask: {}", agent.instructions, input.prompt),
+        tools,
+        timeout: d.time_left,
+        max_cost_nano_usd: d.budget_left,
+        max_turns: d.spec.max_turns,
+        agents: Vec::new(),
+        skills: d.spec.skills.clone(),
+    };
+    let spawn = log.add(
+        EventKind::AgentSpawn,
+        Some(AGENT_TOOL),
+        format!(
+            "{} with tools {:?}",
+            agent.name,
+            sub_spec
+                .tools
+                .iter()
+                .map(|t| t.as_str())
+                .collect::<Vec<_>>()
+        ),
+        None,
+        Some(call_event),
+    );
+    let other_model = agent.model.as_deref().and_then(|m| d.model.for_model(m));
+    let model: &dyn Model = other_model.as_deref().unwrap_or(d.model);
+    let outcome = run(d.ws, d.bash, model, &sub_spec, d.cancel.clone(), &|_| {}).await;
+    // The sub-run's log, renumbered into the parent's.
+    let base = log.events.len() as u64;
+    for e in &outcome.execution_log {
+        let parent = Some(e.parent.map_or(spawn, |p| p + base));
+        log.add(
+            e.kind,
+            e.tool.as_deref(),
+            e.summary.clone(),
+            e.duration_ms.map(Duration::from_millis),
+            parent,
+        );
+    }
+    let status = serde_json::to_value(outcome.status)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default();
+    let text = match &outcome.error {
+        None => format!("sub-agent {} finished: {}", agent.name, outcome.summary),
+        Some(e) => format!(
+            "sub-agent {} stopped ({status}): {e}\npartial result: {}",
+            agent.name, outcome.summary
+        ),
+    };
+    (text, outcome.usage)
+}
+
+/// Returns a skill's instructions, loaded now.
+fn invoke_skill(spec: &TaskSpec, call: &ToolCall, log: &mut Log<'_>, call_event: u64) -> String {
+    #[derive(serde::Deserialize)]
+    struct Input {
+        name: String,
+    }
+    let input: Input = match serde_json::from_str(&call.function.arguments) {
+        Ok(i) => i,
+        Err(e) => return format!("error: invalid arguments: {e}"),
+    };
+    let Some(skill) = spec.skills.iter().find(|s| s.name == input.name) else {
+        return format!("error: no skill named `{}` is allowed", input.name);
+    };
+    log.add(
+        EventKind::SkillInvoke,
+        Some(SKILL_TOOL),
+        skill.name.clone(),
+        None,
+        Some(call_event),
+    );
+    match skill.load_body() {
+        Ok(body) => body,
+        Err(e) => format!("error: the skill could not be read: {e}"),
     }
 }
 

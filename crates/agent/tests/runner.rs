@@ -95,6 +95,8 @@ fn spec(tools: &[ToolName], timeout: Duration, max_cost: u64, max_turns: u32) ->
         timeout,
         max_cost_nano_usd: max_cost,
         max_turns,
+        agents: Vec::new(),
+        skills: Vec::new(),
     }
 }
 
@@ -351,4 +353,94 @@ async fn cancel_stops_a_running_task_within_a_second() {
         "{:?}",
         started.elapsed()
     );
+}
+
+#[tokio::test]
+async fn sub_agents_get_at_most_their_parents_tools_and_skills_load_on_demand() {
+    use switchyard_agent::definitions::Definitions;
+    let dir = tempfile::tempdir().unwrap();
+    let defs_dir = dir.path().join("defs");
+    std::fs::create_dir_all(defs_dir.join("agents")).unwrap();
+    std::fs::create_dir_all(defs_dir.join("skills/style")).unwrap();
+    std::fs::write(
+        defs_dir.join("agents/writer.md"),
+        "---\nname: writer\ndescription: writes files\ntools: [Write, Bash]\n---\nYou write files.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        defs_dir.join("skills/style/SKILL.md"),
+        "---\nname: style\ndescription: house style\n---\nUse short sentences.\n",
+    )
+    .unwrap();
+    let defs = Definitions::load(&defs_dir.join("agents"), &defs_dir.join("skills"));
+    let ws = Workspace::create(&dir.path().join("ws")).unwrap();
+    // Parent turn 1: invoke the skill. Turn 2: delegate. The sub-agent (same
+    // scripted model) writes a file, then tries Bash (not allowed to its
+    // parent), then answers. Parent turn 3: answer.
+    let model = Scripted::new(
+        vec![
+            calls(&[("Skill", json!({"name": "style"}))]),
+            calls(&[(
+                "Agent",
+                json!({"agent": "writer", "prompt": "write hello.txt"}),
+            )]),
+            calls(&[("Write", json!({"path": "hello.txt", "content": "hi"}))]),
+            calls(&[("Bash", json!({"command": "touch sneaky"}))]),
+            answer("wrote hello.txt"),
+            answer("Delegated: the writer wrote hello.txt."),
+        ],
+        10,
+        1,
+    );
+    let mut spec = spec(
+        &[ToolName::Read, ToolName::Write],
+        Duration::from_secs(60),
+        1000,
+        10,
+    );
+    spec.agents = defs.agents.values().cloned().collect();
+    spec.skills = defs.skills.values().cloned().collect();
+    let out = go(&ws, &model, &spec).await;
+    assert_eq!(out.status, TaskStatus::Completed, "{:?}", out.error);
+    assert!(ws.root().join("hello.txt").exists());
+    assert!(
+        !ws.root().join("sneaky").exists(),
+        "the sub-agent had a tool its parent lacked"
+    );
+    assert_eq!(
+        out.usage.total_cost_nano_usd, 60,
+        "the sub-agent's calls count too"
+    );
+    let kinds: Vec<EventKind> = out.execution_log.iter().map(|e| e.kind).collect();
+    assert!(
+        kinds.contains(&EventKind::SkillInvoke) && kinds.contains(&EventKind::AgentSpawn),
+        "{kinds:?}"
+    );
+    let spawn = out
+        .execution_log
+        .iter()
+        .find(|e| e.kind == EventKind::AgentSpawn)
+        .unwrap();
+    assert!(out
+        .execution_log
+        .iter()
+        .any(|e| e.parent == Some(spawn.seq) && e.kind == EventKind::ModelCall));
+    let seen = model.seen.lock().unwrap();
+    assert_eq!(
+        seen[1].last().unwrap().content.as_ref().unwrap().text(),
+        "Use short sentences.\n"
+    );
+    let sub_saw_bash_refused = seen[4].last().unwrap().content.as_ref().unwrap().text();
+    assert!(
+        sub_saw_bash_refused.contains("not allowed"),
+        "{sub_saw_bash_refused}"
+    );
+    assert!(seen[5]
+        .last()
+        .unwrap()
+        .content
+        .as_ref()
+        .unwrap()
+        .text()
+        .contains("sub-agent writer finished: wrote hello.txt"));
 }

@@ -352,6 +352,10 @@ pub struct TasksConfig {
     /// How long a finished task's workspace (its artifacts) is kept
     /// (`TASK_RETENTION_HOURS`).
     pub retention: Duration,
+    /// Sub-agent definitions, `*.md` (`AGENTS_DIR`).
+    pub agents_dir: PathBuf,
+    /// Skills, `<name>/SKILL.md` (`SKILLS_DIR`).
+    pub skills_dir: PathBuf,
 }
 
 /// One thing wrong with the configuration, tied to the variable that holds it.
@@ -839,6 +843,12 @@ impl Config {
             retention: Duration::from_secs(
                 3600 * r.ranged("TASK_RETENTION_HOURS", 168, 0, 24 * 3650),
             ),
+            agents_dir: r
+                .string("AGENTS_DIR")
+                .map_or_else(|| PathBuf::from("./agents"), PathBuf::from),
+            skills_dir: r
+                .string("SKILLS_DIR")
+                .map_or_else(|| PathBuf::from("./skills"), PathBuf::from),
         };
 
         if environment == Environment::Production {
@@ -1035,6 +1045,8 @@ impl Config {
                 "TASK_RETENTION_HOURS",
                 (self.tasks.retention.as_secs() / 3600).to_string(),
             ),
+            ("AGENTS_DIR", self.tasks.agents_dir.display().to_string()),
+            ("SKILLS_DIR", self.tasks.skills_dir.display().to_string()),
             ("models", self.file.models.len().to_string()),
         ]
     }

@@ -23,6 +23,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::batch::batch,
         crate::routes::tasks::create,
         crate::routes::tasks::list,
+        crate::routes::tasks::capabilities,
         crate::routes::tasks::get,
         crate::routes::tasks::cancel,
         crate::routes::tasks::events,

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Mutex;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
+use switchyard_agent::definitions::Definitions;
 use switchyard_core::catalog::ModelEntry;
 use switchyard_core::config::{LimitBackend, RedisFailurePolicy};
 use switchyard_core::Config;
@@ -25,6 +26,14 @@ pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
+
+fn load_definitions(agents: &std::path::Path, skills: &std::path::Path) -> Definitions {
+    let defs = Definitions::load(agents, skills);
+    for p in &defs.problems {
+        tracing::warn!(problem = %p, "an agent or skill definition was skipped");
+    }
+    defs
+}
 
 pub struct Inner {
     pub config: Config,
@@ -45,6 +54,7 @@ pub struct Inner {
     pub budgets: TieredCache<Arc<Vec<switchyard_core::budget::Budget>>>,
     pub http: reqwest::Client,
     pub usage: UsageRecorder,
+    definitions: RwLock<Arc<Definitions>>,
     usage_stop: watch::Sender<bool>,
     usage_writer: Mutex<Option<JoinHandle<()>>>,
 }
@@ -79,6 +89,10 @@ impl AppState {
         };
         let quotas = Quotas::from_config(&config)?;
         let catalog = RwLock::new(Arc::new(config.file.models.clone()));
+        let config_tasks_dirs = (
+            config.tasks.agents_dir.clone(),
+            config.tasks.skills_dir.clone(),
+        );
         let http = crate::gateway::http_client()?;
         let gateway = RwLock::new(Arc::new(Gateway::new(&config, &config.file.models, &http)));
         let (usage_stop, stop_rx) = watch::channel(false);
@@ -99,9 +113,18 @@ impl AppState {
             budgets: TieredCache::local(100_000, key_cache_ttl),
             http,
             usage,
+            definitions: RwLock::new(Arc::new(load_definitions(
+                &config_tasks_dirs.0,
+                &config_tasks_dirs.1,
+            ))),
             usage_stop,
             usage_writer: Mutex::new(Some(writer)),
         })))
+    }
+
+    /// The sub-agents and skills on disk (reloaded with the configuration).
+    pub fn definitions(&self) -> Arc<Definitions> {
+        switchyard_core::sync::read(&self.definitions).clone()
     }
 
     pub fn gateway(&self) -> Arc<Gateway> {
@@ -140,6 +163,10 @@ impl AppState {
         *switchyard_core::sync::write(&self.gateway) =
             Arc::new(Gateway::new(config, &models, &self.http));
         *switchyard_core::sync::write(&self.catalog) = Arc::new(models);
+        *switchyard_core::sync::write(&self.definitions) = Arc::new(load_definitions(
+            &config.tasks.agents_dir,
+            &config.tasks.skills_dir,
+        ));
         self.models_response.invalidate_local();
     }
 }

@@ -38,6 +38,10 @@ pub struct StoredSpec {
     pub max_cost_nano_usd: u64,
     pub max_turns: u32,
     pub files: Vec<SeedFile>,
+    #[serde(default)]
+    pub agents: Vec<String>,
+    #[serde(default)]
+    pub skills: Vec<String>,
 }
 
 /// The outcome as stored and served.
@@ -120,6 +124,16 @@ impl Model for GatewayModel {
                 model: completion.model,
             })
         })
+    }
+
+    fn for_model(&self, name: &str) -> Option<Box<dyn Model>> {
+        self.state.gateway().resolve(name)?;
+        Some(Box::new(GatewayModel {
+            state: self.state.clone(),
+            caller: self.caller.clone(),
+            model: name.to_owned(),
+            request_id: self.request_id.clone(),
+        }))
     }
 
     fn estimate_nano_usd(&self, messages: &[Message]) -> u64 {
@@ -310,12 +324,23 @@ async fn prepare_and_run(
         model: spec.model.clone(),
         request_id: task.id.clone(),
     };
+    let defs = state.definitions();
     let run_spec = TaskSpec {
         description: spec.description.clone(),
         tools: spec.tools.clone(),
         timeout: Duration::from_secs(spec.timeout_seconds),
         max_cost_nano_usd: spec.max_cost_nano_usd,
         max_turns: spec.max_turns,
+        agents: spec
+            .agents
+            .iter()
+            .filter_map(|n| defs.agents.get(n).cloned())
+            .collect(),
+        skills: spec
+            .skills
+            .iter()
+            .filter_map(|n| defs.skills.get(n).cloned())
+            .collect(),
     };
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let heartbeat = {

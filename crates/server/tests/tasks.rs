@@ -229,7 +229,11 @@ async fn requests_are_validated_and_keys_see_only_their_own_tasks() {
         ),
         (
             json!({"description": "x", "allow_agents": ["reviewer"]}),
-            "allow_agents",
+            "allow_agents[0]",
+        ),
+        (
+            json!({"description": "x", "allow_skills": ["nope"]}),
+            "allow_skills[0]",
         ),
         (json!({"description": "x", "model": "nope"}), "model"),
         (json!({"timeout": 5}), "description"),
@@ -350,4 +354,67 @@ async fn expired_workspaces_are_removed() {
         )
         .await;
     assert_eq!(gone.status(), StatusCode::NOT_FOUND);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn capabilities_list_tools_agents_and_skills() {
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("agents")).unwrap();
+    std::fs::create_dir_all(dir.path().join("skills/report")).unwrap();
+    std::fs::write(
+        dir.path().join("agents/reviewer.md"),
+        "---\nname: reviewer\ndescription: reviews code\ntools: [Read, Grep]\n---\nReview carefully.\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("skills/report/SKILL.md"),
+        "---\nname: report\ndescription: report format\n---\nsecret body\n",
+    )
+    .unwrap();
+    let app = TestApp::start(
+        &db.url,
+        &[
+            ("AGENTS_DIR", dir.path().join("agents").to_str().unwrap()),
+            ("SKILLS_DIR", dir.path().join("skills").to_str().unwrap()),
+        ],
+    )
+    .await;
+    let caps: Value = app
+        .get("/v1/capabilities", Some(&app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let tools: Vec<&str> = caps["tools"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tools, ["Read", "Write", "Edit", "Glob", "Grep", "Bash"]);
+    assert_eq!(caps["agents"][0]["name"], "reviewer");
+    assert_eq!(caps["agents"][0]["tools"], json!(["Read", "Grep"]));
+    assert_eq!(
+        caps["skills"][0],
+        json!({"name": "report", "description": "report format"})
+    );
+    assert!(
+        !caps.to_string().contains("secret body"),
+        "skill bodies load only when invoked"
+    );
+    let r = app
+        .client
+        .post(app.url("/v1/task"))
+        .bearer_auth(&app.admin)
+        .json(&json!({"description": "x", "allow_agents": ["reviewer"], "allow_skills": ["report"], "async": true, "model": "sonnet"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::ACCEPTED,
+        "{}",
+        r.text().await.unwrap()
+    );
 }

@@ -37,10 +37,10 @@ pub struct TaskRequest {
     /// Tools from Read, Write, Edit, Glob, Grep, Bash (default: all but Bash).
     #[serde(default)]
     pub allow_tools: Option<Vec<String>>,
-    /// Sub-agents the task may use (none are configured yet).
+    /// Sub-agents the task may delegate to (see `GET /v1/capabilities`).
     #[serde(default)]
     pub allow_agents: Option<Vec<String>>,
-    /// Skills the task may use (none are configured yet).
+    /// Skills the task may invoke (see `GET /v1/capabilities`).
     #[serde(default)]
     pub allow_skills: Option<Vec<String>>,
     /// A catalog model or `auto` (default `TASK_DEFAULT_MODEL`).
@@ -135,14 +135,22 @@ fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)>
             tools
         }
     };
-    for (field, list) in [
-        ("allow_agents", &req.allow_agents),
-        ("allow_skills", &req.allow_skills),
-    ] {
-        if let Some(name) = list.as_ref().and_then(|l| l.first()) {
+    let defs = state.definitions();
+    let agents = req.allow_agents.unwrap_or_default();
+    for (i, name) in agents.iter().enumerate() {
+        if !defs.agents.contains_key(name) {
             return Err(bad(
-                field,
-                format!("`{name}` is not configured on this server"),
+                &format!("allow_agents[{i}]"),
+                format!("no sub-agent `{name}` is configured (GET /v1/capabilities)"),
+            ));
+        }
+    }
+    let skills = req.allow_skills.unwrap_or_default();
+    for (i, name) in skills.iter().enumerate() {
+        if !defs.skills.contains_key(name) {
+            return Err(bad(
+                &format!("allow_skills[{i}]"),
+                format!("no skill `{name}` is configured (GET /v1/capabilities)"),
             ));
         }
     }
@@ -174,6 +182,8 @@ fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)>
                 .unwrap_or(0),
             max_turns,
             files,
+            agents,
+            skills,
         },
         req.run_async,
     ))
@@ -258,6 +268,25 @@ pub async fn create(
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// The tools, sub-agents and skills tasks may use.
+#[utoipa::path(get, path = "/v1/capabilities", tag = "tasks", security(("api_key" = [])),
+    responses((status = 200, description = "tools, agents and skills")))]
+pub async fn capabilities(State(state): State<AppState>) -> Json<serde_json::Value> {
+    let defs = state.definitions();
+    let tools: Vec<serde_json::Value> = switchyard_agent::runner::tool_definitions(&ToolName::ALL)
+        .into_iter()
+        .map(
+            |t| serde_json::json!({"name": t.function.name, "description": t.function.description}),
+        )
+        .collect();
+    Json(serde_json::json!({
+        "tools": tools,
+        "agents": defs.agents.values().collect::<Vec<_>>(),
+        "skills": defs.skills.values().collect::<Vec<_>>(),
+        "bash_sandboxed": switchyard_agent::sandbox::BashPolicy::detect(false).sandboxed(),
+    }))
 }
 
 /// One task of the caller's.
