@@ -30,6 +30,10 @@ pub struct BashPolicy {
     pub bwrap: Option<PathBuf>,
     /// Run commands without a sandbox when bubblewrap is missing.
     pub allow_unsandboxed: bool,
+    /// Directories the sandbox hides behind an empty tmpfs (other tasks'
+    /// workspaces, the service's data directory, secret files' folders).
+    /// The task's own workspace is mounted back on top.
+    pub hidden: Vec<PathBuf>,
 }
 
 impl BashPolicy {
@@ -43,7 +47,18 @@ impl BashPolicy {
         Self {
             bwrap,
             allow_unsandboxed,
+            hidden: Vec::new(),
         }
+    }
+
+    /// Hides these directories (those that exist) from sandboxed commands.
+    pub fn hiding(mut self, dirs: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.hidden.extend(
+            dirs.into_iter()
+                .filter_map(|d| d.canonicalize().ok())
+                .filter(|d| d.is_dir()),
+        );
+        self
     }
 
     pub fn sandboxed(&self) -> bool {
@@ -149,6 +164,10 @@ fn argv(
             args.push(bwrap.into());
             for a in ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"] {
                 args.push(a.into());
+            }
+            for dir in &policy.hidden {
+                args.push("--tmpfs".into());
+                args.push(dir.into());
             }
             args.push("--bind".into());
             args.push(ws.into());

@@ -421,6 +421,7 @@ async fn without_a_sandbox_bash_is_refused_unless_allowed() {
     let strict = BashPolicy {
         bwrap: None,
         allow_unsandboxed: false,
+        hidden: Vec::new(),
     };
     assert!(matches!(
         run_bash(&s.ws, &strict, "echo hi", Duration::from_secs(5)).await,
@@ -429,9 +430,45 @@ async fn without_a_sandbox_bash_is_refused_unless_allowed() {
     let lax = BashPolicy {
         bwrap: None,
         allow_unsandboxed: true,
+        hidden: Vec::new(),
     };
     let r = run_bash(&s.ws, &lax, "echo hi", Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&r.output), "hi\n");
+}
+
+#[tokio::test]
+async fn hidden_directories_are_invisible_but_the_own_workspace_is_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = dir.path().join("tasks");
+    let mine = Workspace::create(&tasks.join("task_a")).unwrap();
+    let theirs = Workspace::create(&tasks.join("task_b")).unwrap();
+    std::fs::write(theirs.root().join("private.txt"), "other task's secret").unwrap();
+    std::fs::write(mine.root().join("own.txt"), "mine").unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir(&data).unwrap();
+    std::fs::write(data.join("switchyard.db"), "key hashes").unwrap();
+    let policy = BashPolicy::detect(false).hiding([tasks.clone(), data.clone()]);
+    assert!(policy.sandboxed());
+    let cmd = format!(
+        "cat own.txt; cat {} 2>&1; cat {} 2>&1; ls {}",
+        theirs.root().join("private.txt").display(),
+        data.join("switchyard.db").display(),
+        tasks.display()
+    );
+    let r = run_bash(&mine, &policy, &cmd, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.output).into_owned();
+    assert!(out.starts_with("mine"), "{out}");
+    assert!(
+        !out.contains("other task's secret") && !out.contains("key hashes"),
+        "{out}"
+    );
+    assert_eq!(
+        out.lines().last(),
+        Some("task_a"),
+        "only the own workspace is listed: {out}"
+    );
 }
