@@ -278,8 +278,45 @@ impl FromStr for RateLimit {
     }
 }
 
+/// What a key's agent tasks may use; absent fields mean the service's
+/// defaults (every tool, agent and skill; the API's own limits).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TaskProfile {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_tools: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_agents: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allowed_skills: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_timeout_seconds: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_cost_usd: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_concurrent_tasks: Option<u32>,
+}
+
+impl TaskProfile {
+    /// Checks the numbers; names are checked where the tools are known.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.max_timeout_seconds == Some(0) {
+            return Err("max_timeout_seconds must be at least 1".into());
+        }
+        if let Some(c) = self.max_cost_usd {
+            if !c.is_finite() || c <= 0.0 {
+                return Err("max_cost_usd must be above 0".into());
+            }
+        }
+        if self.max_concurrent_tasks == Some(0) {
+            return Err("max_concurrent_tasks must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
 /// A stored API key, without its secret.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct ApiKey {
     pub id: String,
     pub name: String,
@@ -294,6 +331,9 @@ pub struct ApiKey {
     pub last_used_at: Option<DateTime<Utc>>,
     /// Replaces the default per-key rate when set.
     pub rate_limit: Option<RateLimit>,
+    /// Limits on the key's agent tasks.
+    #[serde(default)]
+    pub task_profile: Option<TaskProfile>,
 }
 
 /// Why a known key may not be used right now.
@@ -457,6 +497,7 @@ mod tests {
             revoked_at: None,
             last_used_at: None,
             rate_limit: None,
+            task_profile: None,
         };
         assert_eq!(k.check_usable(now), Ok(()));
         assert_eq!(

@@ -60,6 +60,10 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/route", post(route::explain))
         .route("/v1/batch", post(batch::batch))
         .route("/v1/task", post(tasks::create))
+        .route(
+            "/v1/admin/keys/{id}/task-profile",
+            axum::routing::put(admin_keys::set_task_profile),
+        )
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/capabilities", get(tasks::capabilities))
         .route("/v1/tasks/{id}", get(tasks::get))

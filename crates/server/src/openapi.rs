@@ -36,6 +36,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::admin_keys::get_key,
         crate::routes::admin_keys::update_key,
         crate::routes::admin_keys::revoke_key,
+        crate::routes::admin_keys::set_task_profile,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),

@@ -418,3 +418,74 @@ async fn capabilities_list_tools_agents_and_skills() {
         r.text().await.unwrap()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_profiles_bound_what_a_key_may_ask_for() {
+    let t = start().await;
+    let limited = issue(&t.app.state, "limited", Scopes::user()).await;
+    let id = t.app.key_id("limited").await;
+    let put = |body: Value| {
+        t.app
+            .client
+            .put(t.app.url(&format!("/v1/admin/keys/{id}/task-profile")))
+            .bearer_auth(&t.app.admin)
+            .json(&body)
+            .send()
+    };
+    let bad = put(json!({"allowed_tools": ["Read", "Fly"]}))
+        .await
+        .unwrap();
+    assert_eq!(bad.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        bad.json::<Value>().await.unwrap()["error"]["param"],
+        "allowed_tools[1]"
+    );
+    let ok = put(
+        json!({"allowed_tools": ["Read", "Write", "Grep", "Edit"], "max_timeout_seconds": 60,
+                        "max_cost_usd": 0.5, "max_concurrent_tasks": 1}),
+    )
+    .await
+    .unwrap();
+    assert_eq!(ok.status(), StatusCode::OK);
+    assert_eq!(
+        ok.json::<Value>().await.unwrap()["task_profile"]["max_concurrent_tasks"],
+        1
+    );
+    for (body, reason) in [
+        (
+            json!({"description": "x", "allow_tools": ["Bash"], "timeout": 30, "max_cost": 0.1}),
+            "Bash",
+        ),
+        (
+            json!({"description": "x", "allow_tools": ["Read"], "timeout": 120, "max_cost": 0.1}),
+            "60 s",
+        ),
+        (
+            json!({"description": "x", "allow_tools": ["Read"], "timeout": 30}),
+            "0.5 USD",
+        ),
+    ] {
+        let r = t.post(&limited, "/v1/task", body.clone()).await;
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{body}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["error"]["code"], "task_not_permitted");
+        assert!(
+            e["error"]["message"].as_str().unwrap().contains(reason),
+            "{e}"
+        );
+    }
+    let fine = json!({"description": "slow", "model": "agent-sleep", "allow_tools": ["Read"], "timeout": 30,
+                      "max_cost": 0.1, "async": true});
+    let first = t.post(&limited, "/v1/task", fine.clone()).await;
+    assert_eq!(first.status(), StatusCode::ACCEPTED);
+    let second = t.post(&limited, "/v1/task", fine).await;
+    assert_eq!(second.status(), StatusCode::FORBIDDEN, "one task at a time");
+    let task = first.json::<Value>().await.unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    t.post(&limited, &format!("/v1/tasks/{task}/cancel"), json!({}))
+        .await;
+    // Clearing the profile lifts the limits.
+    assert_eq!(put(Value::Null).await.unwrap().status(), StatusCode::OK);
+}

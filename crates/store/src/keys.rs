@@ -3,7 +3,7 @@
 use crate::{on_pool, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Connection;
-use switchyard_core::keys::{ApiKey, KeyHash, NewKeySpec, RateLimit, Scopes};
+use switchyard_core::keys::{ApiKey, KeyHash, NewKeySpec, RateLimit, Scopes, TaskProfile};
 
 #[derive(sqlx::FromRow)]
 struct KeyRow {
@@ -19,6 +19,7 @@ struct KeyRow {
     last_used_at: Option<DateTime<Utc>>,
     rate_limit_requests: Option<i64>,
     rate_limit_period_seconds: Option<i64>,
+    task_profile: Option<String>,
 }
 
 impl TryFrom<KeyRow> for ApiKey {
@@ -48,6 +49,12 @@ impl TryFrom<KeyRow> for ApiKey {
             revoked_at: r.revoked_at,
             last_used_at: r.last_used_at,
             rate_limit,
+            task_profile: r
+                .task_profile
+                .as_deref()
+                .map(serde_json::from_str)
+                .transpose()
+                .map_err(|e| StoreError::Corrupt(format!("api_keys.task_profile: {e}")))?,
         })
     }
 }
@@ -57,7 +64,7 @@ macro_rules! select_keys {
     ($rest:literal) => {
         concat!(
             "SELECT id, prefix, name, owner, project, scopes, created_at, expires_at, ",
-            "revoked_at, last_used_at, rate_limit_requests, rate_limit_period_seconds ",
+            "revoked_at, last_used_at, rate_limit_requests, rate_limit_period_seconds, task_profile ",
             "FROM api_keys ",
             $rest
         )
@@ -91,6 +98,7 @@ impl KeyInsert<'_> {
             revoked_at: None,
             last_used_at: None,
             rate_limit: self.spec.rate_limit,
+            task_profile: None,
         }
     }
 }
@@ -205,6 +213,26 @@ impl Store {
             .bind(id)
             .bind(rate_limit.map(|r| i64::from(r.requests)))
             .bind(rate_limit.map(|r| i64::from(r.period_seconds)))
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        self.get_key(id).await
+    }
+
+    /// Sets or clears a key's task profile. `None` when no such key.
+    pub async fn set_key_task_profile(
+        &self,
+        id: &str,
+        profile: Option<&TaskProfile>,
+    ) -> Result<Option<ApiKey>> {
+        const SQL: &str = "UPDATE api_keys SET task_profile = $2 WHERE id = $1";
+        let json = profile
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(json)
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;

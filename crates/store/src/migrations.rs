@@ -29,6 +29,7 @@ embedded!(
     (2, "key rate limits", "0002_key_rate_limits.sql"),
     (3, "budgets", "0003_budgets.sql"),
     (4, "tasks", "0004_tasks.sql"),
+    (5, "key task profiles", "0005_key_task_profiles.sql"),
 );
 
 #[derive(Debug)]

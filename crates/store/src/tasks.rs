@@ -100,6 +100,13 @@ impl Store {
         Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(key_id).bind(limit).fetch_all(p).await)?)
     }
 
+    /// A key's queued and running tasks.
+    pub async fn active_tasks(&self, key_id: &str) -> Result<i64> {
+        const SQL: &str =
+            "SELECT COUNT(*) FROM tasks WHERE key_id = $1 AND status IN ('queued', 'running')";
+        Ok(on_pool!(self, p => sqlx::query_scalar(SQL).bind(key_id).fetch_one(p).await)?)
+    }
+
     /// Claims the oldest runnable task for `worker` until `lease_until`.
     pub async fn claim_task(
         &self,

@@ -12,7 +12,7 @@ use axum::http::StatusCode;
 use axum::{Extension, Json};
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
-use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes};
+use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes, TaskProfile};
 use utoipa::{IntoParams, ToSchema};
 
 #[derive(Deserialize, ToSchema)]
@@ -226,4 +226,65 @@ pub async fn update_key(
     let updated = keys::set_rate_limit(&state.store, &id, rate_limit, &who).await?;
     state.keys.forget(&state.store, &id).await?;
     updated.map(Json).ok_or_else(|| key_not_found(&id))
+}
+
+/// Sets (or with `null` clears) what a key's agent tasks may use. Takes
+/// effect on this replica at once and everywhere within
+/// `KEY_CACHE_TTL_SECONDS`.
+#[utoipa::path(put, path = "/v1/admin/keys/{id}/task-profile", tag = "admin",
+    security(("api_key" = [])), params(("id" = String, Path, description = "key id")),
+    request_body = Option<TaskProfile>,
+    responses((status = 200, body = ApiKey), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn set_task_profile(
+    State(state): State<AppState>,
+    Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<RequestId>,
+    Extension(peer): Extension<ClientIp>,
+    Path(id): Path<String>,
+    ApiJson(profile): ApiJson<Option<TaskProfile>>,
+) -> ApiResult<Json<ApiKey>> {
+    if let Some(p) = &profile {
+        p.validate()
+            .map_err(|m| ApiError::invalid_request(m).with_param("task_profile"))?;
+        if let Some(tools) = &p.allowed_tools {
+            for (i, t) in tools.iter().enumerate() {
+                if !switchyard_agent::tools::ToolName::ALL
+                    .iter()
+                    .any(|n| n.as_str() == t)
+                {
+                    return Err(ApiError::invalid_request(format!("unknown tool `{t}`"))
+                        .with_param(format!("allowed_tools[{i}]")));
+                }
+            }
+        }
+    }
+    let updated = state
+        .store
+        .set_key_task_profile(&id, profile.as_ref())
+        .await?;
+    let Some(key) = updated else {
+        return Err(key_not_found(&id));
+    };
+    state.keys.forget(&state.store, &id).await?;
+    let who = actor(&caller, &request_id, peer);
+    let entry = switchyard_store::AuditEvent {
+        event: "key.task_profile_changed",
+        actor_key_id: who.key_id,
+        actor_key: who.key,
+        project: Some(key.project.clone()),
+        target: Some(key.id.clone()),
+        client_ip: who.client_ip,
+        request_id: who.request_id,
+        details: serde_json::to_value(&key.task_profile).unwrap_or_default(),
+        ..switchyard_store::AuditEvent::default()
+    };
+    if let Err(e) = state
+        .store
+        .record_audit(&entry, switchyard_core::now())
+        .await
+    {
+        tracing::error!(error = %e, "could not write audit record");
+    }
+    Ok(Json(key))
 }

@@ -189,6 +189,54 @@ fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)>
     ))
 }
 
+/// Checks the request against the key's task profile: 403 with the reason
+/// when it asks for more than the key may use.
+async fn check_profile(state: &AppState, caller: &Caller, spec: &StoredSpec) -> ApiResult<()> {
+    let Some(p) = &caller.key.task_profile else {
+        return Ok(());
+    };
+    let deny = |reason: String| Err(ApiError::forbidden("task_not_permitted", reason));
+    let allowed = |list: &Option<Vec<String>>, name: &str| {
+        list.as_ref().is_none_or(|l| l.iter().any(|n| n == name))
+    };
+    for t in &spec.tools {
+        if !allowed(&p.allowed_tools, t.as_str()) {
+            return deny(format!("this key may not use the {} tool", t.as_str()));
+        }
+    }
+    for a in &spec.agents {
+        if !allowed(&p.allowed_agents, a) {
+            return deny(format!("this key may not use the sub-agent `{a}`"));
+        }
+    }
+    for s in &spec.skills {
+        if !allowed(&p.allowed_skills, s) {
+            return deny(format!("this key may not use the skill `{s}`"));
+        }
+    }
+    if let Some(max) = p.max_timeout_seconds {
+        if spec.timeout_seconds > max {
+            return deny(format!("this key's tasks may run at most {max} s"));
+        }
+    }
+    if let Some(max) = p.max_cost_usd.and_then(nano_from_usd) {
+        if spec.max_cost_nano_usd > u64::try_from(max).unwrap_or(0) {
+            return deny(format!(
+                "this key's tasks may cost at most {} USD",
+                p.max_cost_usd.unwrap_or(0.0)
+            ));
+        }
+    }
+    if let Some(max) = p.max_concurrent_tasks {
+        if state.store.active_tasks(&caller.key.id).await? >= i64::from(max) {
+            return deny(format!(
+                "this key may have at most {max} tasks queued or running"
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// The task, if it exists and the caller may see it.
 async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TaskRow> {
     let task = state.store.get_task(id).await?;
@@ -243,6 +291,7 @@ pub async fn create(
     ApiJson(req): ApiJson<TaskRequest>,
 ) -> ApiResult<Response> {
     let (spec, run_async) = validate(&state, req)?;
+    check_profile(&state, &caller, &spec).await?;
     let id = new_id("task");
     let json = serde_json::to_string(&spec).map_err(|e| ApiError::internal(&e))?;
     state

@@ -1,0 +1,2 @@
+-- What a key's agent tasks may use (JSON); NULL means the defaults.
+ALTER TABLE api_keys ADD COLUMN task_profile TEXT;
