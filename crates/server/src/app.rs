@@ -66,6 +66,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/tasks", get(tasks::list))
         .route("/v1/capabilities", get(tasks::capabilities))
+        .route("/v1/stream", get(crate::routes::stream::stream))
         .route("/v1/tasks/{id}", get(tasks::get))
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))

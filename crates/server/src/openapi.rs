@@ -21,6 +21,7 @@ use utoipa::{Modify, OpenApi};
         crate::routes::usage::usage,
         crate::routes::route::explain,
         crate::routes::batch::batch,
+        crate::routes::stream::stream,
         crate::routes::tasks::create,
         crate::routes::tasks::list,
         crate::routes::tasks::capabilities,

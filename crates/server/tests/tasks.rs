@@ -489,3 +489,64 @@ async fn task_profiles_bound_what_a_key_may_ask_for() {
     // Clearing the profile lifts the limits.
     assert_eq!(put(Value::Null).await.unwrap().status(), StatusCode::OK);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_websocket_carries_chat_and_task_events_for_an_authenticated_key() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    use tokio_tungstenite::tungstenite::Message;
+    let t = start().await;
+    let ws_url = t.app.url("/v1/stream").replace("http://", "ws://");
+    // No key: refused at the handshake.
+    assert!(tokio_tungstenite::connect_async(ws_url.as_str())
+        .await
+        .is_err());
+    let mut request = ws_url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert(
+        "authorization",
+        format!("Bearer {}", t.app.admin).parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let task: Value = t
+        .post(
+            &t.app.admin,
+            "/v1/task",
+            json!({"description": "notes", "allow_tools": ["Write", "Grep", "Bash", "Edit"]}),
+        )
+        .await
+        .json()
+        .await
+        .unwrap();
+    let task_id = task["task_id"].as_str().unwrap();
+    ws.send(Message::Text(
+        json!({"type": "task.subscribe", "id": "s1", "task_id": task_id})
+            .to_string()
+            .into(),
+    ))
+    .await
+    .unwrap();
+    ws.send(Message::Text(json!({"type": "chat", "id": "c1", "request": {"model": "agent", "messages": [{"role": "user", "content": "hi"}]}}).to_string().into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text("not json".into())).await.unwrap();
+    let mut events = 0;
+    let (mut done, mut chat, mut bad) = (None, None, false);
+    while done.is_none() || chat.is_none() || !bad {
+        let msg = tokio::time::timeout(Duration::from_secs(10), ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        let v: Value = serde_json::from_str(msg.to_text().unwrap()).unwrap();
+        match v["type"].as_str().unwrap() {
+            "task.event" => events += 1,
+            "task.done" => done = Some(v["status"].clone()),
+            "chat.completion" => chat = Some(v["completion"]["object"].clone()),
+            "error" => bad = v["id"].is_null(),
+            other => panic!("{other}: {v}"),
+        }
+    }
+    assert_eq!(done, Some(json!("completed")));
+    assert!(events >= 10, "{events}");
+    assert_eq!(chat, Some(json!("chat.completion")));
+}

@@ -10,5 +10,6 @@ pub mod messages;
 pub mod models;
 pub mod probes;
 pub mod route;
+pub mod stream;
 pub mod tasks;
 pub mod usage;
