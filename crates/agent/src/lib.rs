@@ -2,6 +2,7 @@
 //! and shell tools an agent may use inside them, and the Bash sandbox.
 
 pub mod artifacts;
+pub mod cli_runner;
 pub mod definitions;
 pub mod protocol;
 pub mod runner;

@@ -354,14 +354,14 @@ async fn run_loop(
 }
 
 /// The execution log being written, passed to `on_event` as it grows.
-struct Log<'a> {
-    events: Vec<TaskEvent>,
-    on_event: &'a (dyn Fn(&TaskEvent) + Send + Sync),
+pub(crate) struct Log<'a> {
+    pub(crate) events: Vec<TaskEvent>,
+    pub(crate) on_event: &'a (dyn Fn(&TaskEvent) + Send + Sync),
 }
 
 impl Log<'_> {
     /// Appends an entry; returns its sequence number.
-    fn add(
+    pub(crate) fn add(
         &mut self,
         kind: EventKind,
         tool: Option<&str>,
@@ -521,7 +521,7 @@ fn message(role: Role, text: String) -> Message {
     }
 }
 
-async fn snapshot(ws: &Workspace) -> Snapshot {
+pub(crate) async fn snapshot(ws: &Workspace) -> Snapshot {
     let ws = ws.clone();
     tokio::task::spawn_blocking(move || artifacts::snapshot(&ws))
         .await

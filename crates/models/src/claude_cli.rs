@@ -42,6 +42,23 @@ pub struct ClaudeCliBackend {
     timeout: Duration,
 }
 
+/// One run of the CLI.
+#[derive(Debug, Clone, Default)]
+pub struct Invocation {
+    /// Sent over stdin.
+    pub prompt: String,
+    /// `--append-system-prompt`.
+    pub system: Option<String>,
+    /// `--max-turns` (at least 1).
+    pub max_turns: u32,
+    /// `--allowedTools`, when the CLI may use tools.
+    pub allowed_tools: Option<Vec<String>>,
+    /// The working directory (a task's workspace).
+    pub cwd: Option<PathBuf>,
+    /// Overrides the model's timeout.
+    pub timeout: Option<Duration>,
+}
+
 /// Kills the child's whole process group when dropped.
 struct GroupGuard(Option<i32>);
 
@@ -89,7 +106,8 @@ fn prompt_of(req: &ChatRequest) -> (String, Option<String>) {
     (prompt, system)
 }
 
-fn usage_of(v: &Value) -> Usage {
+/// OpenAI-style usage from the CLI's `usage` object.
+pub fn usage_of(v: &Value) -> Usage {
     let n = |k: &str| v[k].as_u64().unwrap_or(0);
     let cached = n("cache_read_input_tokens");
     let prompt = n("input_tokens") + cached + n("cache_creation_input_tokens");
@@ -119,7 +137,7 @@ impl ClaudeCliBackend {
         }
     }
 
-    fn spawn(&self, system: Option<&str>) -> Result<(Child, GroupGuard), BackendError> {
+    fn spawn(&self, inv: &Invocation) -> Result<(Child, GroupGuard), BackendError> {
         let mut cmd = Command::new(&self.command);
         cmd.args([
             "-p",
@@ -127,12 +145,18 @@ impl ClaudeCliBackend {
             "stream-json",
             "--verbose",
             "--max-turns",
-            "1",
         ])
+        .arg(inv.max_turns.to_string())
         .arg("--model")
         .arg(&self.upstream_model);
-        if let Some(s) = system {
+        if let Some(s) = &inv.system {
             cmd.arg("--append-system-prompt").arg(s);
+        }
+        if let Some(tools) = &inv.allowed_tools {
+            cmd.arg("--allowedTools").arg(tools.join(","));
+        }
+        if let Some(dir) = &inv.cwd {
+            cmd.current_dir(dir);
         }
         cmd.env_clear();
         for var in ["PATH", "HOME", "LANG", "TMPDIR"] {
@@ -155,14 +179,15 @@ impl ClaudeCliBackend {
         Ok((child, guard))
     }
 
-    /// Runs the CLI; `on_text` sees each piece of assistant text as it comes.
-    async fn run(
+    /// Runs the CLI once. `on_event` sees every stream-json event as it
+    /// comes (returning false stops the run). Returns the final `result`
+    /// event, `is_error` or not.
+    pub async fn invoke(
         &self,
-        req: &ChatRequest,
-        mut on_text: impl FnMut(&str) -> bool,
-    ) -> Result<Outcome, BackendError> {
-        let (prompt, system) = prompt_of(req);
-        let (mut child, _group) = self.spawn(system.as_deref())?;
+        inv: &Invocation,
+        mut on_event: impl FnMut(&Value) -> bool,
+    ) -> Result<Value, BackendError> {
+        let (mut child, _group) = self.spawn(inv)?;
         let (Some(mut stdin), Some(stdout), Some(mut stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
@@ -170,6 +195,7 @@ impl ClaudeCliBackend {
                 "the CLI's pipes were not opened".into(),
             ));
         };
+        let prompt = inv.prompt.clone();
         tokio::spawn(async move {
             let _ = stdin.write_all(prompt.as_bytes()).await;
             let _ = stdin.shutdown().await;
@@ -188,10 +214,10 @@ impl ClaudeCliBackend {
             }
             String::from_utf8_lossy(&tail).into_owned()
         });
+        let timeout = inv.timeout.unwrap_or(self.timeout);
         let read = async {
             let mut lines = BufReader::new(stdout).lines();
-            let mut outcome: Option<Outcome> = None;
-            let mut text = String::new();
+            let mut result: Option<Value> = None;
             while let Some(line) = lines
                 .next_line()
                 .await
@@ -200,54 +226,22 @@ impl ClaudeCliBackend {
                 let Ok(event) = serde_json::from_str::<Value>(&line) else {
                     continue;
                 };
-                match event["type"].as_str() {
-                    Some("assistant") => {
-                        for block in event["message"]["content"].as_array().into_iter().flatten() {
-                            if let Some(t) = block["text"].as_str() {
-                                if text.len() + t.len() > MAX_TEXT_BYTES {
-                                    return Err(BackendError::Protocol(format!(
-                                        "the CLI produced more than {MAX_TEXT_BYTES} bytes of text"
-                                    )));
-                                }
-                                text.push_str(t);
-                                if !on_text(t) {
-                                    return Err(BackendError::Protocol(
-                                        "the caller went away".into(),
-                                    ));
-                                }
-                            }
-                        }
-                    }
-                    Some("result") => {
-                        if event["is_error"].as_bool().unwrap_or(false) {
-                            let subtype = event["subtype"].as_str().unwrap_or("error");
-                            let detail = event["result"].as_str().unwrap_or("");
-                            return Err(BackendError::Status {
-                                status: 502,
-                                message: format!("the CLI reported {subtype}: {detail}"),
-                                retry_after: None,
-                            });
-                        }
-                        outcome = Some(Outcome {
-                            text: event["result"]
-                                .as_str()
-                                .map_or_else(|| text.clone(), str::to_owned),
-                            usage: usage_of(&event["usage"]),
-                            cost_usd: event["total_cost_usd"].as_f64(),
-                        });
-                    }
-                    _ => {}
+                if !on_event(&event) {
+                    return Err(BackendError::Protocol("the caller went away".into()));
+                }
+                if event["type"] == "result" {
+                    result = Some(event);
                 }
             }
-            Ok(outcome)
+            Ok(result)
         };
-        let outcome = match tokio::time::timeout(self.timeout, read).await {
-            Err(_) => return Err(BackendError::Timeout(self.timeout)),
+        let result = match tokio::time::timeout(timeout, read).await {
+            Err(_) => return Err(BackendError::Timeout(timeout)),
             Ok(r) => r?,
         };
         let status = tokio::time::timeout(Duration::from_secs(5), child.wait()).await;
-        match outcome {
-            Some(o) => Ok(o),
+        match result {
+            Some(r) => Ok(r),
             None => {
                 let tail = stderr_tail.await.unwrap_or_default();
                 let code = match status {
@@ -260,6 +254,65 @@ impl ClaudeCliBackend {
                 )))
             }
         }
+    }
+
+    /// A one-turn chat call; `on_text` sees each piece of assistant text.
+    async fn run(
+        &self,
+        req: &ChatRequest,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Outcome, BackendError> {
+        let (prompt, system) = prompt_of(req);
+        let inv = Invocation {
+            prompt,
+            system,
+            max_turns: 1,
+            ..Invocation::default()
+        };
+        let mut text = String::new();
+        let mut too_much = false;
+        let result = self
+            .invoke(&inv, |event| {
+                if event["type"] != "assistant" {
+                    return true;
+                }
+                for block in event["message"]["content"].as_array().into_iter().flatten() {
+                    if let Some(t) = block["text"].as_str() {
+                        if text.len() + t.len() > MAX_TEXT_BYTES {
+                            too_much = true;
+                            return false;
+                        }
+                        text.push_str(t);
+                        if !on_text(t) {
+                            return false;
+                        }
+                    }
+                }
+                true
+            })
+            .await;
+        if too_much {
+            return Err(BackendError::Protocol(format!(
+                "the CLI produced more than {MAX_TEXT_BYTES} bytes of text"
+            )));
+        }
+        let result = result?;
+        if result["is_error"].as_bool().unwrap_or(false) {
+            let subtype = result["subtype"].as_str().unwrap_or("error");
+            let detail = result["result"].as_str().unwrap_or("");
+            return Err(BackendError::Status {
+                status: 502,
+                message: format!("the CLI reported {subtype}: {detail}"),
+                retry_after: None,
+            });
+        }
+        Ok(Outcome {
+            text: result["result"]
+                .as_str()
+                .map_or_else(|| text.clone(), str::to_owned),
+            usage: usage_of(&result["usage"]),
+            cost_usd: result["total_cost_usd"].as_f64(),
+        })
     }
 
     fn completion(&self, o: Outcome) -> ChatCompletion {

@@ -288,6 +288,40 @@ async fn run_claimed(state: &AppState, bash: &BashPolicy, worker: &str, task: Ta
     }
 }
 
+/// A CLI-run task is one upstream call: it leaves one usage row.
+async fn record_cli_usage(
+    state: &AppState,
+    caller: &Caller,
+    task_id: &str,
+    route: &crate::gateway::ModelRoute,
+    outcome: &TaskOutcome,
+    took: Duration,
+) {
+    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+    let ms = to_i64(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+    state
+        .usage
+        .record(switchyard_store::UsageRecord {
+            timestamp: switchyard_core::now(),
+            request_id: task_id.to_owned(),
+            key_id: caller.key.id.clone(),
+            project: caller.key.project.clone(),
+            endpoint: "/v1/task".into(),
+            model_requested: Some(route.entry.id.clone()),
+            model_used: Some(route.entry.id.clone()),
+            backend: Some(route.backend.name().to_owned()),
+            input_tokens: to_i64(outcome.usage.input_tokens),
+            output_tokens: to_i64(outcome.usage.output_tokens),
+            cached_tokens: 0,
+            cost_nano_usd: to_i64(outcome.usage.total_cost_nano_usd),
+            latency_ms: ms,
+            upstream_latency_ms: Some(ms),
+            status: if outcome.error.is_none() { 200 } else { 502 },
+            error_type: outcome.error.clone(),
+        })
+        .await;
+}
+
 async fn prepare_and_run(
     state: &AppState,
     bash: &BashPolicy,
@@ -398,10 +432,45 @@ async fn prepare_and_run(
             }
         })
     };
-    let outcome: TaskOutcome = runner::run(&ws, bash, &model, &run_spec, cancel_rx, &|e| {
-        let _ = event_tx.send(e.clone());
-    })
-    .await;
+    let cli_route = state
+        .gateway()
+        .resolve(&spec.model)
+        .filter(|r| matches!(r.backend, crate::gateway::Backend::ClaudeCli(_)));
+    let outcome: TaskOutcome = match &cli_route {
+        Some(route) => {
+            let crate::gateway::Backend::ClaudeCli(cli) = &route.backend else {
+                return Err("internal: not a CLI route".into());
+            };
+            let started = std::time::Instant::now();
+            let outcome = switchyard_agent::cli_runner::run_with_cli(
+                &ws,
+                cli,
+                &route.entry.id,
+                &run_spec,
+                cancel_rx,
+                &|e| {
+                    let _ = event_tx.send(e.clone());
+                },
+            )
+            .await;
+            record_cli_usage(
+                state,
+                &model.caller,
+                &task.id,
+                route,
+                &outcome,
+                started.elapsed(),
+            )
+            .await;
+            outcome
+        }
+        None => {
+            runner::run(&ws, bash, &model, &run_spec, cancel_rx, &|e| {
+                let _ = event_tx.send(e.clone());
+            })
+            .await
+        }
+    };
     drop(event_tx);
     let _ = writer.await;
     heartbeat.abort();

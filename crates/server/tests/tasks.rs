@@ -550,3 +550,74 @@ async fn the_websocket_carries_chat_and_task_events_for_an_authenticated_key() {
     assert!(events >= 10, "{events}");
     assert_eq!(chat, Some(json!("chat.completion")));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_can_run_through_the_claude_cli() {
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &file,
+        format!(
+            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"task-agent\"\n",
+            switchyard_testkit::fake_claude().display()
+        ),
+    )
+    .unwrap();
+    let tasks_dir = dir.path().join("tasks");
+    let app = TestApp::start(
+        &db.url,
+        &[
+            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
+            ("TASKS_DIR", tasks_dir.to_str().unwrap()),
+        ],
+    )
+    .await;
+    let run = |tools: Value| {
+        app.client
+            .post(app.url("/v1/task"))
+            .bearer_auth(&app.admin)
+            .json(&json!({"description": "write a report", "model": "cli", "allow_tools": tools}))
+            .send()
+    };
+    let task: Value = run(json!(["Read", "Write"]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["result"]["summary"], "Wrote report.md.");
+    assert_eq!(task["usage"]["total_cost"], 0.02);
+    assert_eq!(task["artifacts"][0]["path"], "report.md");
+    let kinds: Vec<&str> = task["execution_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["model_call", "tool_call", "tool_result", "model_call"]
+    );
+    assert_eq!(task["execution_log"][1]["tool"], "Write");
+    assert_eq!(task["execution_log"][2]["parent"], 2);
+    let id = task["task_id"].as_str().unwrap();
+    let report = app
+        .get(
+            &format!("/v1/tasks/{id}/artifacts/report.md"),
+            Some(&app.admin),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(report, "# Report\nwrite a report");
+    // --allowedTools carries the task's tools: without Write the CLI refuses.
+    let task: Value = run(json!(["Read"])).await.unwrap().json().await.unwrap();
+    assert_eq!(task["status"], "failed");
+    assert!(task["result"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("Write is not allowed"));
+}

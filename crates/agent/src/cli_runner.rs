@@ -1,0 +1,172 @@
+//! Tasks run by the Claude Code CLI instead of the built-in loop: the same
+//! request, executed by `claude -p` inside the workspace with
+//! `--allowedTools` set to the task's tools and `--max-turns` to its turn cap,
+//! its stream-json events turned into the same execution log and outcome.
+//!
+//! The CLI runs its own tools, with its own permission checks; Switchyard
+//! confines it to the workspace as working directory, gives it a minimal
+//! environment, and kills its process group on timeout or cancel. The cost cap
+//! is checked against the CLI's reported cost when it ends (the CLI has no
+//! cost cap of its own); `--max-turns` bounds it meanwhile.
+
+use crate::artifacts;
+use crate::protocol::TaskEvent;
+use crate::protocol::{EventKind, TaskOutcome, TaskSpec, TaskStatus, TaskUsage};
+use crate::runner::{snapshot, Log};
+use crate::workspace::Workspace;
+use serde_json::Value;
+use std::collections::HashMap;
+use std::time::Instant;
+use switchyard_models::claude_cli::{usage_of, Invocation};
+use switchyard_models::{BackendError, ClaudeCliBackend};
+use tokio::sync::watch;
+
+fn clip(text: &str) -> String {
+    text.chars().take(200).collect()
+}
+
+pub async fn run_with_cli(
+    ws: &Workspace,
+    cli: &ClaudeCliBackend,
+    model_name: &str,
+    spec: &TaskSpec,
+    mut cancel: watch::Receiver<bool>,
+    on_event: &(dyn Fn(&TaskEvent) + Send + Sync),
+) -> TaskOutcome {
+    let started = Instant::now();
+    let before = snapshot(ws).await;
+    let inv = Invocation {
+        prompt: spec.description.clone(),
+        system: Some(
+            "Work only inside the current directory; it is your private workspace.".into(),
+        ),
+        max_turns: spec.max_turns.max(1),
+        allowed_tools: Some(spec.tools.iter().map(|t| t.as_str().to_owned()).collect()),
+        cwd: Some(ws.root().to_path_buf()),
+        timeout: Some(spec.timeout),
+    };
+    let mut log = Log {
+        events: Vec::new(),
+        on_event,
+    };
+    let mut calls: HashMap<String, u64> = HashMap::new();
+    let mut last_model_event = None;
+    let mut summary = String::new();
+    let mut turns = 0u32;
+    let result = {
+        let run = cli.invoke(&inv, |event| {
+            match event["type"].as_str() {
+                Some("assistant") => {
+                    turns += 1;
+                    let blocks = event["message"]["content"]
+                        .as_array()
+                        .cloned()
+                        .unwrap_or_default();
+                    let text: String = blocks.iter().filter_map(|b| b["text"].as_str()).collect();
+                    if !text.is_empty() {
+                        summary = text.clone();
+                    }
+                    let seq = log.add(EventKind::ModelCall, None, clip(&text), None, None);
+                    last_model_event = Some(seq);
+                    for b in blocks.iter().filter(|b| b["type"] == "tool_use") {
+                        let name = b["name"].as_str().unwrap_or("?");
+                        let seq = log.add(
+                            EventKind::ToolCall,
+                            Some(name),
+                            clip(&b["input"].to_string()),
+                            None,
+                            Some(seq),
+                        );
+                        if let Some(id) = b["id"].as_str() {
+                            calls.insert(id.to_owned(), seq);
+                        }
+                    }
+                }
+                Some("user") => {
+                    for b in event["message"]["content"].as_array().into_iter().flatten() {
+                        if b["type"] != "tool_result" {
+                            continue;
+                        }
+                        let parent = b["tool_use_id"]
+                            .as_str()
+                            .and_then(|id| calls.get(id).copied());
+                        let text = match &b["content"] {
+                            Value::String(s) => s.clone(),
+                            other => other.to_string(),
+                        };
+                        log.add(
+                            EventKind::ToolResult,
+                            None,
+                            clip(&text),
+                            None,
+                            parent.or(last_model_event),
+                        );
+                    }
+                }
+                _ => {}
+            }
+            true
+        });
+        tokio::select! {
+            r = run => Some(r),
+            _ = cancel.changed() => None,
+        }
+    };
+    let mut usage = TaskUsage {
+        turns,
+        model_used: Some(model_name.to_owned()),
+        ..TaskUsage::default()
+    };
+    let (status, error) = match result {
+        None => (TaskStatus::Cancelled, Some("cancelled".to_owned())),
+        Some(Err(BackendError::Timeout(_))) => {
+            (TaskStatus::Timeout, Some("the task timed out".to_owned()))
+        }
+        Some(Err(e)) => (TaskStatus::Failed, Some(e.to_string())),
+        Some(Ok(r)) => {
+            let u = usage_of(&r["usage"]);
+            usage.input_tokens = u.prompt_tokens;
+            usage.output_tokens = u.completion_tokens;
+            usage.total_cost_nano_usd = r["total_cost_usd"]
+                .as_f64()
+                .filter(|c| c.is_finite() && *c >= 0.0)
+                .map_or(0, |c| (c * 1e9).round() as u64);
+            if let Some(text) = r["result"].as_str().filter(|t| !t.is_empty()) {
+                summary = text.to_owned();
+            }
+            let is_error = r["is_error"].as_bool().unwrap_or(false);
+            let subtype = r["subtype"].as_str().unwrap_or("");
+            if usage.total_cost_nano_usd > spec.max_cost_nano_usd {
+                (
+                    TaskStatus::CostExceeded,
+                    Some("the CLI run cost more than max_cost".to_owned()),
+                )
+            } else if subtype == "error_max_turns" {
+                (
+                    TaskStatus::Failed,
+                    Some(format!("stopped after max_turns ({})", spec.max_turns)),
+                )
+            } else if is_error {
+                (
+                    TaskStatus::Failed,
+                    Some(format!("the CLI reported {subtype}: {summary}")),
+                )
+            } else {
+                (TaskStatus::Completed, None)
+            }
+        }
+    };
+    if let Some(e) = &error {
+        log.add(EventKind::Error, None, e.clone(), None, None);
+    }
+    let after = snapshot(ws).await;
+    usage.duration_seconds = started.elapsed().as_secs_f64();
+    TaskOutcome {
+        status,
+        summary,
+        error,
+        usage,
+        artifacts: artifacts::diff(&before, &after),
+        execution_log: log.events,
+    }
+}
