@@ -273,8 +273,8 @@ async fn run_loop(
                 Some(model_event),
             );
             let tool_started = Instant::now();
-            if name == AGENT_TOOL || name == SKILL_TOOL {
-                let result = if name == SKILL_TOOL {
+            let result = if name == AGENT_TOOL || name == SKILL_TOOL {
+                if name == SKILL_TOOL {
                     invoke_skill(spec, &call, &mut log, call_event)
                 } else {
                     let delegated = Delegation {
@@ -293,31 +293,13 @@ async fn run_loop(
                     usage.output_tokens += sub_usage.output_tokens;
                     usage.total_cost_nano_usd += sub_usage.total_cost_nano_usd;
                     text
-                };
-                let shown: String = result.chars().take(200).collect();
-                log.add(
-                    EventKind::ToolResult,
-                    Some(&name),
-                    shown,
-                    Some(tool_started.elapsed()),
-                    Some(call_event),
-                );
-                messages.push(Message {
-                    role: Role::Tool,
-                    content: Some(Content::Text(result)),
-                    name: None,
-                    tool_calls: None,
-                    tool_call_id: call.id.clone(),
-                });
-                if usage.total_cost_nano_usd > spec.max_cost_nano_usd {
-                    break 'run (TaskStatus::CostExceeded, Some("max_cost reached".into()));
                 }
-                continue;
-            }
-            let result = tokio::select! {
-                r = run_tool(ws, bash, &spec.tools, &call, deadline) => r,
-                () = tokio::time::sleep_until(deadline) => break 'run (TaskStatus::Timeout, Some("the task timed out".into())),
-                _ = cancel.changed() => break 'run (TaskStatus::Cancelled, Some("cancelled".into())),
+            } else {
+                tokio::select! {
+                    r = run_tool(ws, bash, &spec.tools, &call, deadline) => r,
+                    () = tokio::time::sleep_until(deadline) => break 'run (TaskStatus::Timeout, Some("the task timed out".into())),
+                    _ = cancel.changed() => break 'run (TaskStatus::Cancelled, Some("cancelled".into())),
+                }
             };
             let shown: String = result.chars().take(200).collect();
             log.add(
@@ -334,6 +316,10 @@ async fn run_loop(
                 tool_calls: None,
                 tool_call_id: call.id.clone(),
             });
+            // A sub-agent's spending counts against the cap too.
+            if usage.total_cost_nano_usd > spec.max_cost_nano_usd {
+                break 'run (TaskStatus::CostExceeded, Some("max_cost reached".into()));
+            }
         }
     };
     if let Some(e) = &error {
