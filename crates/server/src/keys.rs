@@ -62,11 +62,7 @@ async fn audit(store: &Store, event: &'static str, key: &ApiKey, actor: &Actor, 
             "rate_limit": key.rate_limit,
         }),
     };
-    // The key change itself has landed; a failed audit write is logged loudly
-    // rather than undoing it.
-    if let Err(e) = store.record_audit(&entry, at).await {
-        tracing::error!(error = %e, event, key_id = %key.id, "could not write audit record");
-    }
+    crate::audit::record(store, &entry, at).await;
 }
 
 pub async fn issue(

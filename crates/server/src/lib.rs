@@ -2,6 +2,7 @@
 //! OpenAPI, plus the key service shared with the CLI.
 
 pub mod app;
+pub mod audit;
 pub mod auth;
 pub mod budget;
 pub mod error;

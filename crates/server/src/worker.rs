@@ -279,13 +279,7 @@ async fn run_claimed(state: &AppState, bash: &BashPolicy, worker: &str, task: Ta
                                     "attempt": task.attempts}),
         ..AuditEvent::default()
     };
-    if let Err(e) = state
-        .store
-        .record_audit(&audit, switchyard_core::now())
-        .await
-    {
-        tracing::error!(error = %e, "could not write audit record");
-    }
+    crate::audit::record(&state.store, &audit, switchyard_core::now()).await;
 }
 
 /// A CLI-run task is one upstream call: it leaves one usage row.
@@ -425,9 +419,7 @@ async fn prepare_and_run(
                         details: serde_json::json!({"tool": e.tool, "call": e.summary}),
                         ..AuditEvent::default()
                     };
-                    if let Err(err) = store.record_audit(&entry, switchyard_core::now()).await {
-                        tracing::error!(error = %err, "could not write audit record");
-                    }
+                    crate::audit::record(&store, &entry, switchyard_core::now()).await;
                 }
             }
         })

@@ -130,16 +130,47 @@ async fn a_task_runs_tools_and_reports_artifacts_usage_and_log() {
         )
         .await;
     assert_eq!(escape.status(), StatusCode::NOT_FOUND);
+    // Workspaces are kept for the retention (a week by default).
+    assert_eq!(
+        switchyard_server::worker::clean_up_workspaces(&t.app.state).await,
+        0
+    );
     // Each model call of the task was accounted like an API call.
     let deadline = Instant::now() + Duration::from_secs(5);
     while t.app.state.store.count_usage().await.unwrap() < 5 {
         assert!(Instant::now() < deadline);
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let audit = t.app.state.store.recent_audit(20).await.unwrap();
+    let audit = t.app.state.store.recent_audit(50).await.unwrap();
     assert!(audit
         .iter()
         .any(|a| a.event == "task.finished" && a.task_id.as_deref() == Some(id)));
+    let created = audit
+        .iter()
+        .find(|a| a.event == "task.created" && a.task_id.as_deref() == Some(id))
+        .expect("task.created is audited");
+    assert_eq!(created.client_ip.as_deref(), Some("127.0.0.1"));
+    assert!(
+        created.details.contains("analyse notes"),
+        "{}",
+        created.details
+    );
+    let mut tools: Vec<String> = audit
+        .iter()
+        .filter(|a| a.event == "task.tool" && a.task_id.as_deref() == Some(id))
+        .map(|a| {
+            serde_json::from_str::<Value>(&a.details).unwrap()["tool"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    tools.sort();
+    assert_eq!(
+        tools,
+        ["Bash", "Edit", "Write"],
+        "every command and write is audited"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -79,13 +79,7 @@ async fn audit(
         }),
         ..AuditEvent::default()
     };
-    if let Err(e) = state
-        .store
-        .record_audit(&entry, switchyard_core::now())
-        .await
-    {
-        tracing::error!(error = %e, event, "could not write audit record");
-    }
+    crate::audit::record(&state.store, &entry, switchyard_core::now()).await;
 }
 
 /// Creates or replaces the budget for (scope, subject, period).

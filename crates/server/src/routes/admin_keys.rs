@@ -279,12 +279,6 @@ pub async fn set_task_profile(
         details: serde_json::to_value(&key.task_profile).unwrap_or_default(),
         ..switchyard_store::AuditEvent::default()
     };
-    if let Err(e) = state
-        .store
-        .record_audit(&entry, switchyard_core::now())
-        .await
-    {
-        tracing::error!(error = %e, "could not write audit record");
-    }
+    crate::audit::record(&state.store, &entry, switchyard_core::now()).await;
     Ok(Json(key))
 }

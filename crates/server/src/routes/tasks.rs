@@ -288,22 +288,36 @@ async fn view(state: &AppState, task: TaskRow) -> ApiResult<TaskView> {
 pub async fn create(
     State(state): State<AppState>,
     Extension(caller): Extension<Caller>,
+    Extension(request_id): Extension<crate::middleware::RequestId>,
+    Extension(client_ip): Extension<crate::middleware::ClientIp>,
     ApiJson(req): ApiJson<TaskRequest>,
 ) -> ApiResult<Response> {
     let (spec, run_async) = validate(&state, req)?;
     check_profile(&state, &caller, &spec).await?;
     let id = new_id("task");
     let json = serde_json::to_string(&spec).map_err(|e| ApiError::internal(&e))?;
+    let now = switchyard_core::now();
     state
         .store
-        .insert_task(
-            &id,
-            &caller.key.id,
-            &caller.key.project,
-            &json,
-            switchyard_core::now(),
-        )
+        .insert_task(&id, &caller.key.id, &caller.key.project, &json, now)
         .await?;
+    let entry = switchyard_store::AuditEvent {
+        event: "task.created",
+        actor_key_id: Some(caller.key.id.clone()),
+        actor_key: Some(caller.redacted.clone()),
+        project: Some(caller.key.project.clone()),
+        task_id: Some(id.clone()),
+        client_ip: client_ip.0.map(|ip| ip.to_string()),
+        request_id: Some(request_id.0.clone()),
+        details: serde_json::json!({
+            "description": spec.description.chars().take(500).collect::<String>(),
+            "tools": spec.tools,
+            "model": spec.model,
+            "max_cost_nano_usd": spec.max_cost_nano_usd,
+        }),
+        ..switchyard_store::AuditEvent::default()
+    };
+    crate::audit::record(&state.store, &entry, now).await;
     if run_async {
         let task = owned(&state, &caller, &id).await?;
         return Ok((StatusCode::ACCEPTED, Json(view(&state, task).await?)).into_response());
