@@ -11,7 +11,7 @@ use crate::metrics::{ModelLabels, TokenLabels};
 use crate::middleware::RequestId;
 use crate::resilience::{self, CallError};
 use crate::state::AppState;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -566,11 +566,7 @@ pub(crate) async fn stream(mut call: Call, req: ChatRequest, wire: WireKind) -> 
         })
         .await;
     });
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
-    }));
+    let body = super::channel_body(rx);
     (
         headers,
         [

@@ -8,7 +8,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::state::AppState;
 use crate::worker::{workspace_dir, SeedFile, StoredOutcome, StoredSpec};
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -458,11 +458,7 @@ pub async fn events(
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     });
-    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
-    }));
+    let body = super::channel_body(rx);
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
