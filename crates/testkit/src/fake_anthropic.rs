@@ -38,39 +38,22 @@ pub struct Received {
 
 type Shared = crate::fake_server::Log<Received>;
 
-pub struct FakeAnthropic {
-    pub port: u16,
-    shared: Shared,
-    _server: crate::fake_server::Served,
-}
+pub type FakeAnthropic = crate::fake_server::Upstream<Received>;
 
 impl FakeAnthropic {
     /// Starts on a free port (inside the current Tokio runtime).
     pub async fn start() -> Self {
-        let shared = Shared::default();
-        let app = Router::new()
-            .route("/v1/messages", post(messages))
-            .with_state(shared.clone());
-        let server = crate::fake_server::Served::start(app).await;
-        Self {
-            port: server.port,
-            shared,
-            _server: server,
-        }
+        Self::serve(|log| {
+            Router::new()
+                .route("/v1/messages", post(messages))
+                .with_state(log)
+        })
+        .await
     }
 
     /// The base URL to configure as a model's `base_url` (without `/v1`).
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
-    }
-
-    /// Calls received for one upstream model name.
-    pub fn calls(&self, model: &str) -> u64 {
-        self.shared.calls(model)
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.shared.received()
     }
 }
 

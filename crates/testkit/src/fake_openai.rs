@@ -37,39 +37,22 @@ pub struct Received {
 
 type Shared = crate::fake_server::Log<Received>;
 
-pub struct FakeOpenAi {
-    pub port: u16,
-    shared: Shared,
-    _server: crate::fake_server::Served,
-}
+pub type FakeOpenAi = crate::fake_server::Upstream<Received>;
 
 impl FakeOpenAi {
     /// Starts on a free port (inside the current Tokio runtime).
     pub async fn start() -> Self {
-        let shared = Shared::default();
-        let app = Router::new()
-            .route("/v1/chat/completions", post(chat))
-            .with_state(shared.clone());
-        let server = crate::fake_server::Served::start(app).await;
-        Self {
-            port: server.port,
-            shared,
-            _server: server,
-        }
+        Self::serve(|log| {
+            Router::new()
+                .route("/v1/chat/completions", post(chat))
+                .with_state(log)
+        })
+        .await
     }
 
     /// The base URL to configure as a model's `base_url`.
     pub fn base_url(&self) -> String {
         format!("http://127.0.0.1:{}/v1", self.port)
-    }
-
-    /// Calls received for one upstream model name.
-    pub fn calls(&self, model: &str) -> u64 {
-        self.shared.calls(model)
-    }
-
-    pub fn received(&self) -> Vec<Received> {
-        self.shared.received()
     }
 }
 

@@ -31,6 +31,37 @@ impl Drop for Served {
     }
 }
 
+/// A fake upstream: its router served on a free port, and the log its
+/// handlers write every request they receive to.
+pub struct Upstream<T> {
+    pub port: u16,
+    log: Log<T>,
+    _server: Served,
+}
+
+impl<T: Clone> Upstream<T> {
+    /// Serves the router `app` builds around a fresh log (inside the current
+    /// Tokio runtime).
+    pub async fn serve(app: impl FnOnce(Log<T>) -> Router) -> Self {
+        let log = Log::default();
+        let server = Served::start(app(log.clone())).await;
+        Self {
+            port: server.port,
+            log,
+            _server: server,
+        }
+    }
+
+    /// Calls received for one upstream model name.
+    pub fn calls(&self, model: &str) -> u64 {
+        self.log.calls(model)
+    }
+
+    pub fn received(&self) -> Vec<T> {
+        self.log.received()
+    }
+}
+
 /// Requests received, and calls counted per model name.
 pub struct Log<T> {
     received: Arc<Mutex<Vec<T>>>,
