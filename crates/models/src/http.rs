@@ -1,8 +1,10 @@
-//! HTTP plumbing shared by the HTTP backends: error mapping and turning a
-//! producer task into a chunk stream.
+//! HTTP plumbing shared by the HTTP backends: error mapping, opening and
+//! reading server-sent event streams, and turning a producer task into a
+//! chunk stream.
 
 use crate::backend::{BackendError, ChunkStream};
 use crate::openai_wire::ChatChunk;
+use futures_util::StreamExt;
 use std::time::Duration;
 
 pub(crate) fn request_error(e: reqwest::Error, timeout: Duration) -> BackendError {
@@ -75,4 +77,71 @@ where
     Box::pin(futures_util::stream::unfold(rx, |mut rx| async move {
         rx.recv().await.map(|item| (item, rx))
     }))
+}
+
+/// Opens a streamed completion: sends `req` and checks the reply's status,
+/// all before `deadline`.
+pub(crate) async fn open_stream(
+    req: reqwest::RequestBuilder,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+) -> Result<reqwest::Response, BackendError> {
+    let resp = tokio::time::timeout_at(deadline, req.send())
+        .await
+        .map_err(|_| BackendError::Timeout(timeout))?
+        .map_err(|e| request_error(e, timeout))?;
+    if !resp.status().is_success() {
+        return Err(status_error(resp).await);
+    }
+    Ok(resp)
+}
+
+/// Streams the chunks `decode` makes of each server-sent event's data, until
+/// `decode` reports the end (`Ok((chunks, true))`) or fails; the whole stream
+/// is bounded by `deadline`. A body that ends first is a protocol error that
+/// names the `end` marker it lacked.
+pub(crate) fn sse_stream<D>(
+    resp: reqwest::Response,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    end: &'static str,
+    mut decode: D,
+) -> ChunkStream
+where
+    D: FnMut(&str) -> Result<(Vec<ChatChunk>, bool), BackendError> + Send + 'static,
+{
+    let mut bytes = resp.bytes_stream();
+    async_stream(move |tx| async move {
+        let mut decoder = crate::sse::SseDecoder::default();
+        loop {
+            let err = match tokio::time::timeout_at(deadline, bytes.next()).await {
+                Err(_) => BackendError::Timeout(timeout),
+                Ok(None) => BackendError::Protocol(format!("the stream ended before {end}")),
+                Ok(Some(Err(e))) => request_error(e, timeout),
+                Ok(Some(Ok(chunk))) => {
+                    for data in decoder.feed(&chunk) {
+                        let (chunks, finished) = match decode(&data) {
+                            Ok(decoded) => decoded,
+                            Err(e) => {
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        };
+                        for c in chunks {
+                            // A closed receiver means the caller went away.
+                            if tx.send(Ok(c)).await.is_err() {
+                                return;
+                            }
+                        }
+                        if finished {
+                            return;
+                        }
+                    }
+                    continue;
+                }
+            };
+            let _ = tx.send(Err(err)).await;
+            return;
+        }
+    })
 }

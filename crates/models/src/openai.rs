@@ -2,10 +2,8 @@
 //! server, LM Studio): `POST {base_url}/chat/completions`.
 
 use crate::backend::{BackendError, ChunkStream};
-use crate::http::{async_stream, fetch_bytes, request_error, status_error};
+use crate::http::{fetch_bytes, open_stream, sse_stream};
 use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, StreamOptions};
-use crate::sse::SseDecoder;
-use futures_util::StreamExt;
 use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
 use switchyard_core::Secret;
@@ -71,46 +69,13 @@ impl OpenAiBackend {
     pub async fn stream(&self, req: &ChatRequest) -> Result<ChunkStream, BackendError> {
         let body = self.upstream_request(req, true);
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let resp = tokio::time::timeout_at(deadline, self.post(&body).send())
-            .await
-            .map_err(|_| BackendError::Timeout(self.timeout))?
-            .map_err(|e| request_error(e, self.timeout))?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp).await);
-        }
-        let timeout = self.timeout;
-        let mut bytes = resp.bytes_stream();
-        let stream = async_stream(move |tx| async move {
-            let mut decoder = SseDecoder::default();
-            loop {
-                let next = match tokio::time::timeout_at(deadline, bytes.next()).await {
-                    Err(_) => Some(Err(BackendError::Timeout(timeout))),
-                    Ok(None) => Some(Err(BackendError::Protocol(
-                        "the stream ended before [DONE]".into(),
-                    ))),
-                    Ok(Some(Err(e))) => Some(Err(request_error(e, timeout))),
-                    Ok(Some(Ok(chunk))) => {
-                        for data in decoder.feed(&chunk) {
-                            if data == "[DONE]" {
-                                return;
-                            }
-                            let item = parse_chunk(&data);
-                            let failed = item.is_err();
-                            // A closed receiver means the caller went away.
-                            if tx.send(item).await.is_err() || failed {
-                                return;
-                            }
-                        }
-                        None
-                    }
-                };
-                if let Some(err) = next {
-                    let _ = tx.send(err).await;
-                    return;
-                }
+        let resp = open_stream(self.post(&body), deadline, self.timeout).await?;
+        Ok(sse_stream(resp, deadline, self.timeout, "[DONE]", |data| {
+            if data == "[DONE]" {
+                return Ok((Vec::new(), true));
             }
-        });
-        Ok(stream)
+            parse_chunk(data).map(|c| (vec![c], false))
+        }))
     }
 }
 

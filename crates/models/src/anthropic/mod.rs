@@ -10,14 +10,12 @@ use crate::anthropic_wire::{
     StopReason, StreamEvent, SystemPrompt, ToolChoice, ToolChoiceKind, ANTHROPIC_VERSION,
 };
 use crate::backend::{BackendError, ChunkStream};
-use crate::http::{async_stream, fetch_bytes, request_error, status_error, unix_now};
+use crate::http::{fetch_bytes, open_stream, sse_stream, unix_now};
 use crate::openai_wire::{
     ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
     FunctionCall, FunctionDef, Message, PromptTokensDetails, Role, Stop, StreamOptions, Tool,
     ToolCall, Usage,
 };
-use crate::sse::SseDecoder;
-use futures_util::StreamExt;
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::time::Duration;
@@ -111,55 +109,18 @@ impl AnthropicBackend {
     pub async fn stream(&self, req: &ChatRequest) -> Result<ChunkStream, BackendError> {
         let body = self.upstream_request(req, true)?;
         let deadline = tokio::time::Instant::now() + self.timeout;
-        let resp = tokio::time::timeout_at(deadline, self.post(&body).send())
-            .await
-            .map_err(|_| BackendError::Timeout(self.timeout))?
-            .map_err(|e| request_error(e, self.timeout))?;
-        if !resp.status().is_success() {
-            return Err(status_error(resp).await);
-        }
-        let timeout = self.timeout;
+        let resp = open_stream(self.post(&body), deadline, self.timeout).await?;
         let mut translator = AnthropicToOpenAiStream::new(&self.model_id);
-        let mut bytes = resp.bytes_stream();
-        let stream = async_stream(move |tx| async move {
-            let mut decoder = SseDecoder::default();
-            loop {
-                let next = match tokio::time::timeout_at(deadline, bytes.next()).await {
-                    Err(_) => Some(BackendError::Timeout(timeout)),
-                    Ok(None) => Some(BackendError::Protocol(
-                        "the stream ended before message_stop".into(),
-                    )),
-                    Ok(Some(Err(e))) => Some(request_error(e, timeout)),
-                    Ok(Some(Ok(chunk))) => {
-                        for data in decoder.feed(&chunk) {
-                            match translator.push(&data) {
-                                Ok(chunks) => {
-                                    for c in chunks {
-                                        // A closed receiver means the caller went away.
-                                        if tx.send(Ok(c)).await.is_err() {
-                                            return;
-                                        }
-                                    }
-                                }
-                                Err(e) => {
-                                    let _ = tx.send(Err(e)).await;
-                                    return;
-                                }
-                            }
-                            if translator.is_finished() {
-                                return;
-                            }
-                        }
-                        None
-                    }
-                };
-                if let Some(err) = next {
-                    let _ = tx.send(Err(err)).await;
-                    return;
-                }
-            }
-        });
-        Ok(stream)
+        Ok(sse_stream(
+            resp,
+            deadline,
+            self.timeout,
+            "message_stop",
+            move |data| {
+                let chunks = translator.push(data)?;
+                Ok((chunks, translator.is_finished()))
+            },
+        ))
     }
 }
 
