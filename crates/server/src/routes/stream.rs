@@ -11,6 +11,7 @@
 //! against the key's rate limit and budget like an HTTP call.
 
 use super::chat;
+use super::tasks::{self, Followed};
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::ratelimit::{self, Scope};
@@ -22,7 +23,6 @@ use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
-use switchyard_core::keys::Scope as KeyScope;
 use switchyard_models::openai_wire::ChatRequest;
 use tokio::sync::mpsc;
 
@@ -114,51 +114,21 @@ async fn handle(state: AppState, caller: Caller, msg: ClientMessage, tx: mpsc::S
             let _ = tx.send(reply).await;
         }
         ClientMessage::Subscribe { id, task_id } => {
-            let visible = match state.store.get_task(&task_id).await {
-                Ok(Some(t)) => {
-                    t.key_id == caller.key.id || caller.key.scopes.allows(KeyScope::Admin)
-                }
-                _ => false,
-            };
-            if !visible {
-                let e = ApiError::not_found(format!("no task with id `{task_id}`"))
-                    .with_code("task_not_found");
+            if let Err(e) = tasks::owned(&state, &caller, &task_id).await {
                 let _ = tx.send(error(Some(&id), &e)).await;
                 return;
             }
-            let mut last = 0i64;
             let deadline = tokio::time::Instant::now() + Duration::from_secs(900);
-            loop {
-                let finished =
-                    matches!(state.store.get_task(&task_id).await, Ok(Some(t)) if t.is_finished());
-                let Ok(batch) = state.store.task_events(&task_id, last).await else {
-                    return;
-                };
-                for (seq, event) in batch {
-                    last = seq;
-                    let event: Value = serde_json::from_str(&event).unwrap_or(Value::Null);
-                    if tx
-                        .send(json!({"type": "task.event", "id": id, "event": event}))
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                }
-                if finished || tokio::time::Instant::now() >= deadline {
-                    let status = state
-                        .store
-                        .get_task(&task_id)
-                        .await
-                        .ok()
-                        .flatten()
-                        .map(|t| t.status);
-                    let _ = tx
-                        .send(json!({"type": "task.done", "id": id, "status": status}))
-                        .await;
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(200)).await;
+            let entry = |event: String| {
+                let event: Value = serde_json::from_str(&event).unwrap_or(Value::Null);
+                json!({"type": "task.event", "id": id, "event": event})
+            };
+            if let Followed::Ended(status) =
+                tasks::follow_events(&state, &task_id, deadline, &tx, entry).await
+            {
+                let _ = tx
+                    .send(json!({"type": "task.done", "id": id, "status": status}))
+                    .await;
             }
         }
     }

@@ -238,7 +238,8 @@ async fn check_profile(state: &AppState, caller: &Caller, spec: &StoredSpec) -> 
 }
 
 /// The task, if it exists and the caller may see it.
-async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TaskRow> {
+/// The task, where the caller may see it: its owner or an admin.
+pub(crate) async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TaskRow> {
     let task = state.store.get_task(id).await?;
     match task {
         Some(t) if t.key_id == caller.key.id || caller.key.scopes.allows(Scope::Admin) => Ok(t),
@@ -420,42 +421,15 @@ pub async fn events(
     let task = owned(&state, &caller, &id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
-        let mut last = 0i64;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(MAX_TIMEOUT_SECONDS + 120);
-        loop {
-            let finished =
-                matches!(state.store.get_task(&task.id).await, Ok(Some(t)) if t.is_finished());
-            let Ok(batch) = state.store.task_events(&task.id, last).await else {
-                return;
-            };
-            for (seq, event) in batch {
-                last = seq;
-                if tx
-                    .send(Bytes::from(format!("event: log\ndata: {event}\n\n")))
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-            }
-            if finished || tokio::time::Instant::now() >= deadline {
-                let status = state
-                    .store
-                    .get_task(&task.id)
-                    .await
-                    .ok()
-                    .flatten()
-                    .map(|t| t.status)
-                    .unwrap_or_default();
-                let _ = tx
-                    .send(Bytes::from(format!(
-                        "event: done\ndata: {}\n\n",
-                        serde_json::json!({"status": status})
-                    )))
-                    .await;
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(200)).await;
+        let log = |event: String| Bytes::from(format!("event: log\ndata: {event}\n\n"));
+        if let Followed::Ended(status) = follow_events(&state, &task.id, deadline, &tx, log).await {
+            let _ = tx
+                .send(Bytes::from(format!(
+                    "event: done\ndata: {}\n\n",
+                    serde_json::json!({"status": status.unwrap_or_default()})
+                )))
+                .await;
         }
     });
     let body = super::channel_body(rx);
@@ -493,4 +467,45 @@ pub async fn artifact(
         ApiError::not_found(format!("no artifact `{path}`")).with_code("artifact_not_found")
     })?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
+}
+
+/// How following a task's execution log ended.
+pub(crate) enum Followed {
+    /// The task finished, or the deadline passed: its status then, where it
+    /// could be read.
+    Ended(Option<String>),
+    /// The receiver went away, or the log could not be read.
+    Stopped,
+}
+
+/// Replays a task's execution log from the start and follows it live, every
+/// 200 ms, until the task finishes or `deadline` passes: each entry (its
+/// stored JSON text) goes to `tx` as `entry` makes it.
+pub(crate) async fn follow_events<T>(
+    state: &AppState,
+    task_id: &str,
+    deadline: tokio::time::Instant,
+    tx: &tokio::sync::mpsc::Sender<T>,
+    entry: impl Fn(String) -> T,
+) -> Followed {
+    let mut last = 0i64;
+    loop {
+        // Read before the events, so that a finished task's last events are
+        // in the batch below.
+        let task = state.store.get_task(task_id).await.ok().flatten();
+        let finished = task.as_ref().is_some_and(TaskRow::is_finished);
+        let Ok(batch) = state.store.task_events(task_id, last).await else {
+            return Followed::Stopped;
+        };
+        for (seq, event) in batch {
+            last = seq;
+            if tx.send(entry(event)).await.is_err() {
+                return Followed::Stopped;
+            }
+        }
+        if finished || tokio::time::Instant::now() >= deadline {
+            return Followed::Ended(task.map(|t| t.status));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
