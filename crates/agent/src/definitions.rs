@@ -143,18 +143,9 @@ impl Definitions {
     }
 
     fn agent(path: &Path) -> Result<AgentDef, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-        let (front, body) = split_frontmatter(&text).ok_or("no `---` frontmatter")?;
-        let fields = parse_frontmatter(front);
-        let one = |k: &str| fields.get(k).and_then(|v| v.first()).cloned();
-        let name = one("name").ok_or("frontmatter lacks `name`")?;
-        if !valid_name(&name) {
-            return Err(format!(
-                "`{name}` is not a valid name (letters, digits, - and _)"
-            ));
-        }
+        let def = Definition::read(path)?;
         let mut tools = Vec::new();
-        for t in fields.get("tools").cloned().unwrap_or_default() {
+        for t in def.fields.get("tools").cloned().unwrap_or_default() {
             let tool = ToolName::ALL
                 .iter()
                 .copied()
@@ -163,30 +154,59 @@ impl Definitions {
             tools.push(tool);
         }
         Ok(AgentDef {
-            description: one("description").ok_or("frontmatter lacks `description`")?,
-            name,
+            description: def.required("description")?,
+            model: def.one("model"),
+            instructions: def.body,
+            name: def.name,
             tools,
-            model: one("model"),
-            instructions: body.trim().to_owned(),
         })
     }
 
     fn skill(path: &Path) -> Result<SkillDef, String> {
-        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
-        let (front, _) = split_frontmatter(&text).ok_or("no `---` frontmatter")?;
-        let fields = parse_frontmatter(front);
-        let one = |k: &str| fields.get(k).and_then(|v| v.first()).cloned();
-        let name = one("name").ok_or("frontmatter lacks `name`")?;
-        if !valid_name(&name) {
-            return Err(format!(
-                "`{name}` is not a valid name (letters, digits, - and _)"
-            ));
-        }
+        let def = Definition::read(path)?;
         Ok(SkillDef {
-            description: one("description").ok_or("frontmatter lacks `description`")?,
-            name,
+            description: def.required("description")?,
+            name: def.name,
             path: path.to_path_buf(),
         })
+    }
+}
+
+/// A definition file read: its frontmatter fields, its valid `name`, and its
+/// body (trimmed).
+struct Definition {
+    fields: BTreeMap<String, Vec<String>>,
+    name: String,
+    body: String,
+}
+
+impl Definition {
+    fn read(path: &Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| e.to_string())?;
+        let (front, body) = split_frontmatter(&text).ok_or("no `---` frontmatter")?;
+        let mut def = Self {
+            fields: parse_frontmatter(front),
+            name: String::new(),
+            body: body.trim().to_owned(),
+        };
+        def.name = def.required("name")?;
+        if !valid_name(&def.name) {
+            return Err(format!(
+                "`{}` is not a valid name (letters, digits, - and _)",
+                def.name
+            ));
+        }
+        Ok(def)
+    }
+
+    /// A field's first value.
+    fn one(&self, key: &str) -> Option<String> {
+        self.fields.get(key).and_then(|v| v.first()).cloned()
+    }
+
+    fn required(&self, key: &str) -> Result<String, String> {
+        self.one(key)
+            .ok_or_else(|| format!("frontmatter lacks `{key}`"))
     }
 }
 

@@ -220,7 +220,17 @@ impl ModelEntry {
     pub fn upstream_model(&self) -> &str {
         self.upstream_model.as_deref().unwrap_or(&self.id)
     }
+
+    /// How long an upstream call may take before it is abandoned.
+    pub fn timeout(&self) -> std::time::Duration {
+        self.timeout_seconds.map_or(DEFAULT_UPSTREAM_TIMEOUT, |s| {
+            std::time::Duration::from_secs(u64::from(s))
+        })
+    }
 }
+
+/// How long an upstream call may take where a model sets no `timeout_seconds`.
+pub const DEFAULT_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
 fn default_owner() -> String {
     "switchyard".into()

@@ -23,7 +23,6 @@ use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
 use tokio::sync::mpsc;
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// The completion field carrying the CLI's own `total_cost_usd`; the gateway
 /// uses it as the call's cost and removes it before answering.
 pub const COST_FIELD: &str = "switchyard_cost_usd";
@@ -131,9 +130,7 @@ impl ClaudeCliBackend {
             model_id: entry.id.clone(),
             upstream_model: entry.upstream_model().to_owned(),
             api_key,
-            timeout: entry
-                .timeout_seconds
-                .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+            timeout: entry.timeout(),
         }
     }
 

@@ -8,8 +8,6 @@ use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
 use switchyard_core::Secret;
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
-
 #[derive(Clone)]
 pub struct OpenAiBackend {
     http: reqwest::Client,
@@ -31,9 +29,7 @@ impl OpenAiBackend {
             url: format!("{base}/chat/completions"),
             upstream_model: entry.upstream_model().to_owned(),
             api_key,
-            timeout: entry
-                .timeout_seconds
-                .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+            timeout: entry.timeout(),
         }
     }
 

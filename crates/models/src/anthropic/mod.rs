@@ -22,7 +22,6 @@ use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
 use switchyard_core::Secret;
 
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(300);
 /// `max_tokens` when neither the request nor the catalog entry sets one.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
 
@@ -57,9 +56,7 @@ impl AnthropicBackend {
             model_id: entry.id.clone(),
             upstream_model: entry.upstream_model().to_owned(),
             api_key,
-            timeout: entry
-                .timeout_seconds
-                .map_or(DEFAULT_TIMEOUT, |s| Duration::from_secs(u64::from(s))),
+            timeout: entry.timeout(),
             default_max_tokens: entry.max_output_tokens.unwrap_or(DEFAULT_MAX_TOKENS),
         }
     }
