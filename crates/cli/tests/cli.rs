@@ -14,13 +14,16 @@ use switchyard_testkit::{free_port, PrivatePostgres, PrivateRedis, TestDatabase}
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-/// A command with a clean environment: only what the test gives it.
+/// A command with a clean environment: only what the test gives it, and
+/// `LOCAL_MODEL_PRELOAD=false` so that `serve` does not fetch the embedded
+/// model into the working directory (tests/local_model.rs covers it).
 fn switchyard(envs: &[(&str, &str)]) -> Command {
     let mut c = Command::new(BIN);
     c.env_clear();
     if let Some(path) = std::env::var_os("PATH") {
         c.env("PATH", path);
     }
+    c.env("LOCAL_MODEL_PRELOAD", "false");
     for (k, v) in envs {
         c.env(k, v);
     }

@@ -15,6 +15,9 @@ pub enum BackendKind {
     /// The Claude Code CLI (`claude -p --output-format stream-json`), run as
     /// a subprocess per call.
     ClaudeCli,
+    /// A GGUF llama-family model run in-process on the CPU (`path`; the
+    /// built-in SmolLM2 when none is given, fetched on first use).
+    Local,
 }
 
 /// Anthropic's API, the default `base_url` of `anthropic` models.
@@ -47,6 +50,7 @@ fn anthropic(
         prices_effective: Some("2025-11-24".into()),
         timeout_seconds: None,
         command: None,
+        path: None,
         fallbacks: Vec::new(),
         retries: default_retries(),
         max_concurrency: default_max_concurrency(),
@@ -56,12 +60,50 @@ fn anthropic(
     }
 }
 
+/// The id of the embedded default model (SmolLM2-135M-Instruct), also
+/// reachable as `local`.
+pub const LOCAL_MODEL_ID: &str = "smollm2-135m-instruct";
+
+/// The embedded model: free, offline, small. Tokens are priced at 0 unless
+/// a configuration prices them.
+pub fn local_model() -> ModelEntry {
+    ModelEntry {
+        id: LOCAL_MODEL_ID.into(),
+        owned_by: "switchyard".into(),
+        aliases: vec!["local".into()],
+        description: Some("SmolLM2-135M-Instruct (Q4_1 GGUF), run in-process on the CPU".into()),
+        context_window: Some(8192),
+        max_output_tokens: Some(4096),
+        tier: Some("small".into()),
+        backend: BackendKind::Local,
+        base_url: None,
+        upstream_model: None,
+        api_key_env: None,
+        api_key_file: None,
+        input_per_mtok: 0.0,
+        output_per_mtok: 0.0,
+        cached_input_per_mtok: None,
+        prices_effective: None,
+        timeout_seconds: Some(600),
+        command: None,
+        path: None,
+        fallbacks: Vec::new(),
+        // A local failure is not transient: retrying only queues it again.
+        retries: 0,
+        max_concurrency: 16,
+        max_queue: 64,
+        breaker_threshold: default_breaker_threshold(),
+        breaker_cooldown_seconds: default_breaker_cooldown(),
+    }
+}
+
 /// The catalog used when `SWITCHYARD_CONFIG` defines no models: the
-/// Anthropic family at its published prices (USD per million tokens, as of
-/// `prices_effective`), reachable as `haiku`, `sonnet` and `opus`, with the
-/// key from `ANTHROPIC_API_KEY`.
+/// embedded local model, and the Anthropic family at its published prices
+/// (USD per million tokens, as of `prices_effective`), reachable as
+/// `haiku`, `sonnet` and `opus`, with the key from `ANTHROPIC_API_KEY`.
 pub fn default_catalog() -> Vec<ModelEntry> {
     vec![
+        local_model(),
         anthropic("claude-haiku-4-5", "haiku", "small", 1.0, 5.0, 0.10),
         anthropic("claude-sonnet-4-5", "sonnet", "medium", 3.0, 15.0, 0.30),
         anthropic("claude-opus-4-5", "opus", "large", 5.0, 25.0, 0.50),
@@ -128,6 +170,11 @@ pub struct ModelEntry {
     #[serde(default)]
     #[schema(ignore)]
     pub command: Option<std::path::PathBuf>,
+    /// The GGUF file of a `local` model (default: the built-in SmolLM2,
+    /// fetched into `MODELS_DIR` on first use).
+    #[serde(default)]
+    #[schema(ignore)]
+    pub path: Option<std::path::PathBuf>,
     /// Models to try, in order, when this one fails after its retries or is
     /// unavailable (circuit open, queue full).
     #[serde(default)]
@@ -212,7 +259,7 @@ impl ModelEntry {
         match (&self.base_url, self.backend) {
             (Some(u), _) => u,
             (None, BackendKind::Anthropic) => ANTHROPIC_BASE_URL,
-            (None, BackendKind::Openai | BackendKind::ClaudeCli) => "",
+            (None, BackendKind::Openai | BackendKind::ClaudeCli | BackendKind::Local) => "",
         }
     }
 
@@ -256,7 +303,10 @@ pub fn validate(models: &[ModelEntry]) -> Vec<String> {
             }
         }
         match &m.base_url {
-            None if matches!(m.backend, BackendKind::Anthropic | BackendKind::ClaudeCli) => {}
+            None if matches!(
+                m.backend,
+                BackendKind::Anthropic | BackendKind::ClaudeCli | BackendKind::Local
+            ) => {}
             None => problems.push(format!("models[{i}].base_url: required")),
             Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
                 problems.push(format!("models[{i}].base_url: `{u}` is not an http(s) URL"));
@@ -330,9 +380,12 @@ mod tests {
     fn the_default_catalog_is_valid() {
         let models = default_catalog();
         assert!(validate(&models).is_empty(), "{:?}", validate(&models));
-        assert_eq!(models[1].aliases, ["sonnet"]);
-        assert_eq!(models[0].pricing().output_micros_per_mtok, 5_000_000);
-        assert_eq!(models[2].base_url(), ANTHROPIC_BASE_URL);
+        assert_eq!(models[0].id, LOCAL_MODEL_ID);
+        assert_eq!(models[0].backend, BackendKind::Local);
+        assert_eq!(models[0].pricing(), Pricing::default());
+        assert_eq!(models[2].aliases, ["sonnet"]);
+        assert_eq!(models[1].pricing().output_micros_per_mtok, 5_000_000);
+        assert_eq!(models[3].base_url(), ANTHROPIC_BASE_URL);
     }
 
     #[test]

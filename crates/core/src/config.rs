@@ -331,6 +331,12 @@ pub struct Config {
     /// or `api_key_file`.
     pub model_keys: BTreeMap<String, Secret>,
     pub tasks: TasksConfig,
+    /// Where `local` models without a `path` are kept and fetched to
+    /// (`MODELS_DIR`).
+    pub models_dir: PathBuf,
+    /// Whether `serve` loads the local models at start rather than on
+    /// first use (`LOCAL_MODEL_PRELOAD`).
+    pub local_preload: bool,
 }
 
 /// Agent task settings.
@@ -710,10 +716,18 @@ impl Config {
         if builtin_catalog {
             // The built-in catalog: its key is optional until a call needs it.
             file.models = catalog::default_catalog();
-            if let Some(key) = r.secret("ANTHROPIC_API_KEY") {
-                for m in &file.models {
-                    model_keys.insert(m.id.clone(), key.clone());
+            match r.secret("ANTHROPIC_API_KEY") {
+                Some(key) => {
+                    for m in file.models.iter().filter(|m| m.api_key_env.is_some()) {
+                        model_keys.insert(m.id.clone(), key.clone());
+                    }
                 }
+                // No upstream to call: `auto` (and so tasks) goes to the
+                // embedded model, unless the file routes it elsewhere.
+                None if file.routing == crate::routing::RoutingConfig::default() => {
+                    file.routing = crate::routing::RoutingConfig::all_to("local");
+                }
+                None => {}
             }
         }
         for (i, m) in file.models.iter().enumerate().filter(|_| !builtin_catalog) {
@@ -830,6 +844,10 @@ impl Config {
             shared_cache,
         };
 
+        let models_dir = r
+            .string("MODELS_DIR")
+            .map_or_else(|| PathBuf::from("./data/models"), PathBuf::from);
+        let local_preload = r.flag("LOCAL_MODEL_PRELOAD", true);
         let tasks = TasksConfig {
             workers: r.ranged("TASK_WORKERS", 2, 0, 256) as u32,
             lease: r.seconds("TASK_LEASE_SECONDS", 30, 5, 3600),
@@ -903,6 +921,8 @@ impl Config {
                 limits,
                 model_keys,
                 tasks,
+                models_dir,
+                local_preload,
             },
             problems: r.problems,
         }
@@ -1047,6 +1067,8 @@ impl Config {
             ),
             ("AGENTS_DIR", self.tasks.agents_dir.display().to_string()),
             ("SKILLS_DIR", self.tasks.skills_dir.display().to_string()),
+            ("MODELS_DIR", self.models_dir.display().to_string()),
+            ("LOCAL_MODEL_PRELOAD", self.local_preload.to_string()),
             ("models", self.file.models.len().to_string()),
         ]
     }
@@ -1063,6 +1085,27 @@ mod tests {
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
         Config::load(&move |name| map.get(name).cloned())
+    }
+
+    #[test]
+    fn without_an_upstream_key_auto_routes_to_the_local_model() {
+        let c = load(&[]).config;
+        assert_eq!(c.file.models[0].backend, crate::catalog::BackendKind::Local);
+        assert_eq!(c.file.routing.targets(), ["local"; 4]);
+        assert_eq!(c.models_dir, PathBuf::from("./data/models"));
+        assert!(c.local_preload);
+        assert!(c.model_keys.is_empty());
+
+        let c = load(&[
+            ("ANTHROPIC_API_KEY", "sk-ant-x"),
+            ("LOCAL_MODEL_PRELOAD", "false"),
+        ])
+        .config;
+        assert_eq!(c.file.routing, crate::routing::RoutingConfig::default());
+        assert!(!c.local_preload);
+        // The key goes to the Anthropic models only.
+        assert_eq!(c.model_keys.len(), 3);
+        assert!(!c.model_keys.contains_key(crate::catalog::LOCAL_MODEL_ID));
     }
 
     fn variables(l: &LoadedConfig) -> Vec<&str> {

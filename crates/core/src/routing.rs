@@ -62,6 +62,17 @@ impl Default for RoutingConfig {
 }
 
 impl RoutingConfig {
+    /// The default policy with every tier sent to one model.
+    pub fn all_to(model: &str) -> Self {
+        Self {
+            small: model.into(),
+            medium: model.into(),
+            large: model.into(),
+            cheapest: model.into(),
+            ..Self::default()
+        }
+    }
+
     pub fn validate(&self) -> Vec<String> {
         let mut problems = Vec::new();
         for (field, v) in [

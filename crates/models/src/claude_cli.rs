@@ -10,10 +10,9 @@
 use crate::backend::{BackendError, ChunkStream};
 use crate::http::unix_now;
 use crate::openai_wire::{
-    ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Delta, Message,
-    PromptTokensDetails, Role, Usage,
+    ChatChunk, ChatCompletion, ChatRequest, Delta, PromptTokensDetails, Role, Usage,
 };
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -313,30 +312,17 @@ impl ClaudeCliBackend {
     }
 
     fn completion(&self, o: Outcome) -> ChatCompletion {
-        let mut extra = Map::new();
+        let mut c = ChatCompletion::assistant(
+            format!("chatcmpl-cli-{}", unix_now()),
+            self.model_id.clone(),
+            o.text,
+            "stop",
+            o.usage,
+        );
         if let Some(cost) = o.cost_usd {
-            extra.insert(COST_FIELD.into(), Value::from(cost));
+            c.extra.insert(COST_FIELD.into(), Value::from(cost));
         }
-        ChatCompletion {
-            id: format!("chatcmpl-cli-{}", unix_now()),
-            object: "chat.completion".into(),
-            created: unix_now(),
-            model: self.model_id.clone(),
-            choices: vec![Choice {
-                index: 0,
-                message: Message {
-                    role: Role::Assistant,
-                    content: Some(crate::openai_wire::Content::Text(o.text)),
-                    name: None,
-                    tool_calls: None,
-                    tool_call_id: None,
-                },
-                finish_reason: Some("stop".into()),
-                extra: Map::new(),
-            }],
-            usage: Some(o.usage),
-            extra,
-        }
+        c
     }
 
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
@@ -356,23 +342,8 @@ impl ClaudeCliBackend {
         let chunk = {
             let id = id.clone();
             let model = self.model_id.clone();
-            move |delta: Delta, finish: Option<&str>, usage: Option<Usage>| ChatChunk {
-                id: id.clone(),
-                object: "chat.completion.chunk".into(),
-                created: unix_now(),
-                model: model.clone(),
-                choices: if usage.is_some() {
-                    Vec::new()
-                } else {
-                    vec![ChunkChoice {
-                        index: 0,
-                        delta,
-                        finish_reason: finish.map(str::to_owned),
-                        extra: Map::new(),
-                    }]
-                },
-                usage,
-                extra: Map::new(),
+            move |delta: Delta, finish: Option<&str>, usage: Option<Usage>| {
+                ChatChunk::new(&id, &model, delta, finish, usage)
             }
         };
         let first = chunk(

@@ -227,6 +227,63 @@ pub struct Delta {
     pub extra: Map<String, Value>,
 }
 
+impl ChatCompletion {
+    /// A completion holding one assistant message of plain text.
+    pub fn assistant(id: String, model: String, text: String, finish: &str, usage: Usage) -> Self {
+        ChatCompletion {
+            id,
+            object: "chat.completion".into(),
+            created: crate::http::unix_now(),
+            model,
+            choices: vec![Choice {
+                index: 0,
+                message: Message {
+                    role: Role::Assistant,
+                    content: Some(Content::Text(text)),
+                    name: None,
+                    tool_calls: None,
+                    tool_call_id: None,
+                },
+                finish_reason: Some(finish.into()),
+                extra: Map::new(),
+            }],
+            usage: Some(usage),
+            extra: Map::new(),
+        }
+    }
+}
+
+impl ChatChunk {
+    /// A stream chunk: one choice with `delta` (and `finish`), or, when
+    /// `usage` is given, the choiceless chunk that reports it.
+    pub fn new(
+        id: &str,
+        model: &str,
+        delta: Delta,
+        finish: Option<&str>,
+        usage: Option<Usage>,
+    ) -> Self {
+        ChatChunk {
+            id: id.to_owned(),
+            object: "chat.completion.chunk".into(),
+            created: crate::http::unix_now(),
+            model: model.to_owned(),
+            choices: if usage.is_some() {
+                Vec::new()
+            } else {
+                vec![ChunkChoice {
+                    index: 0,
+                    delta,
+                    finish_reason: finish.map(str::to_owned),
+                    extra: Map::new(),
+                }]
+            },
+            usage,
+            extra: Map::new(),
+        }
+    }
+}
+
 impl ChatRequest {
     /// The largest number of tokens the request allows the model to produce.
     pub fn output_limit(&self) -> Option<u32> {

@@ -17,6 +17,11 @@ pub enum Backend {
     OpenAi(OpenAiBackend),
     Anthropic(AnthropicBackend),
     ClaudeCli(ClaudeCliBackend),
+    #[cfg(feature = "local")]
+    Local(switchyard_local::LocalBackend),
+    /// A backend this build leaves out (a cargo feature turned off).
+    #[cfg(not(feature = "local"))]
+    NotBuilt(&'static str),
 }
 
 impl Backend {
@@ -25,6 +30,10 @@ impl Backend {
             Backend::OpenAi(_) => "openai",
             Backend::Anthropic(_) => "anthropic",
             Backend::ClaudeCli(_) => "claude_cli",
+            #[cfg(feature = "local")]
+            Backend::Local(_) => "local",
+            #[cfg(not(feature = "local"))]
+            Backend::NotBuilt(name) => name,
         }
     }
 
@@ -33,6 +42,10 @@ impl Backend {
             Backend::OpenAi(b) => b.complete(req).await,
             Backend::Anthropic(b) => b.complete(req).await,
             Backend::ClaudeCli(b) => b.complete(req).await,
+            #[cfg(feature = "local")]
+            Backend::Local(b) => b.complete(req).await,
+            #[cfg(not(feature = "local"))]
+            Backend::NotBuilt(name) => Err(not_built(name)),
         }
     }
 
@@ -41,8 +54,40 @@ impl Backend {
             Backend::OpenAi(b) => b.stream(req).await,
             Backend::Anthropic(b) => b.stream(req).await,
             Backend::ClaudeCli(b) => b.stream(req).await,
+            #[cfg(feature = "local")]
+            Backend::Local(b) => b.stream(req).await,
+            #[cfg(not(feature = "local"))]
+            Backend::NotBuilt(name) => Err(not_built(name)),
         }
     }
+}
+
+#[cfg(not(feature = "local"))]
+fn not_built(name: &str) -> BackendError {
+    BackendError::Status {
+        status: 503,
+        message: format!(
+            "this build of switchyard has no `{name}` backend (cargo feature `{name}`)"
+        ),
+        retry_after: None,
+    }
+}
+
+/// The backend of a `local` model: its GGUF file, or the built-in model's
+/// file under `MODELS_DIR`, fetched on first use.
+#[cfg(feature = "local")]
+fn local_backend(config: &Config, entry: &ModelEntry, http: &reqwest::Client) -> Backend {
+    let builtin = &switchyard_local::SMOLLM2_135M;
+    let (path, source) = match &entry.path {
+        Some(p) => (p.clone(), None),
+        None => (config.models_dir.join(builtin.file_name), Some(builtin)),
+    };
+    Backend::Local(switchyard_local::LocalBackend::new(
+        entry,
+        path,
+        source,
+        http.clone(),
+    ))
 }
 
 pub struct ModelRoute {
@@ -79,6 +124,10 @@ impl Gateway {
                     Backend::Anthropic(AnthropicBackend::new(http.clone(), entry, key))
                 }
                 BackendKind::ClaudeCli => Backend::ClaudeCli(ClaudeCliBackend::new(entry, key)),
+                #[cfg(feature = "local")]
+                BackendKind::Local => local_backend(config, entry, http),
+                #[cfg(not(feature = "local"))]
+                BackendKind::Local => Backend::NotBuilt("local"),
             };
             let route = Arc::new(ModelRoute {
                 missing_key,
@@ -113,6 +162,21 @@ impl Gateway {
             }
         }
         chain
+    }
+
+    /// Starts loading every embedded local model in the background (and
+    /// fetching the built-in one if it is missing), so that the first call
+    /// does not wait for it. A failure is logged; calls report it too.
+    pub fn preload_local(&self) {
+        #[cfg(feature = "local")]
+        for route in self.models() {
+            if let Backend::Local(b) = &route.backend {
+                let b = b.clone();
+                tokio::spawn(async move {
+                    let _ = b.engine().await;
+                });
+            }
+        }
     }
 
     /// Every distinct model, for per-model gauges.

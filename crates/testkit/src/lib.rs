@@ -19,6 +19,24 @@ use std::time::{Duration, Instant};
 use switchyard_core::config::{DatabaseConfig, DatabaseKind};
 use switchyard_core::Secret;
 
+/// The embedded model's GGUF file for tests: `SWITCHYARD_TEST_MODEL`, else
+/// where `scripts/test.sh` puts it (`switchyard models pull`). Panics with
+/// what to run when it is missing.
+pub fn local_model_path() -> PathBuf {
+    let path = std::env::var("SWITCHYARD_TEST_MODEL").map_or_else(
+        |_| PathBuf::from("/var/cache/switchyard/models/SmolLM2-135M-Instruct.Q4_1.gguf"),
+        PathBuf::from,
+    );
+    assert!(
+        path.is_file(),
+        "the test model `{}` is missing: run scripts/test.sh, or \
+         `switchyard models pull --dest {}` and set SWITCHYARD_TEST_MODEL",
+        path.display(),
+        path.display()
+    );
+    path
+}
+
 /// The PostgreSQL server tests create their databases on.
 pub fn postgres_admin_url() -> String {
     std::env::var("SWITCHYARD_TEST_POSTGRES_URL")
