@@ -11,7 +11,7 @@
 //! The weights are loaded once and shared; each sequence has its own
 //! [`Cache`] of keys and values.
 
-use crate::kernels::{QActs, QMatrix};
+use crate::kernels::{gemm_f32, QActs, QMatrix, Strided};
 use candle_core::quantized::{gguf_file, GgmlDType};
 use candle_core::Device;
 use rayon::prelude::*;
@@ -386,33 +386,64 @@ impl Weights {
             let mut scores = vec![0f32; visible];
             for (head, (q, o)) in q_row.chunks_exact(d).zip(o.chunks_exact_mut(d)).enumerate() {
                 let kvh = head / rep;
-                let mut max = f32::NEG_INFINITY;
                 for (s, score) in scores.iter_mut().enumerate() {
                     let key = &k[s * kv_w + kvh * d..][..d];
                     *score = dot(q, key) * scale;
-                    max = max.max(*score);
                 }
-                let mut total = 0f32;
-                for score in scores.iter_mut() {
-                    *score = (*score - max).exp();
-                    total += *score;
-                }
+                softmax(&mut scores);
                 o.fill(0.0);
                 for (s, w) in scores.iter().enumerate() {
                     let val = &v[s * kv_w + kvh * d..][..d];
-                    let w = w / total;
                     for (acc, x) in o.iter_mut().zip(val) {
                         *acc += w * x;
                     }
                 }
             }
         };
-        if out.len() == e {
+        let t_len = out.len() / e;
+        if t_len == 1 {
             one(0, out);
-        } else {
-            out.par_chunks_mut(e)
-                .enumerate()
-                .for_each(|(t, o)| one(t, o));
+            return;
+        }
+        // A prompt chunk: per head, scores = Q·Kᵀ and out = softmax(scores)·V
+        // as two dense products, heads in parallel.
+        let kv_len = pos + t_len;
+        let heads: Vec<Vec<f32>> = (0..h.n_head)
+            .into_par_iter()
+            .map(|head| {
+                let kvh = head / rep;
+                let q = Strided {
+                    data: &qkv[head * d..],
+                    row: qkv_w,
+                    col: 1,
+                };
+                let keys_t = Strided {
+                    data: &k[kvh * d..],
+                    row: 1,
+                    col: kv_w,
+                };
+                let mut scores = vec![0f32; t_len * kv_len];
+                gemm_f32(t_len, kv_len, d, q, keys_t, scale, &mut scores, false);
+                for (t, row) in scores.chunks_exact_mut(kv_len).enumerate() {
+                    let (visible, hidden) = row.split_at_mut(pos + t + 1);
+                    softmax(visible);
+                    hidden.fill(0.0);
+                }
+                let values = Strided {
+                    data: &v[kvh * d..],
+                    row: kv_w,
+                    col: 1,
+                };
+                let mut o = vec![0f32; t_len * d];
+                let p = Strided::rows(&scores, kv_len);
+                gemm_f32(t_len, d, kv_len, p, values, 1.0, &mut o, false);
+                o
+            })
+            .collect();
+        for (head, o) in heads.iter().enumerate() {
+            for (dst, src) in out.chunks_exact_mut(e).zip(o.chunks_exact(d)) {
+                dst[head * d..][..d].copy_from_slice(src);
+            }
         }
     }
 }
@@ -429,6 +460,19 @@ fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
         for ((o, v), g) in dst.iter_mut().zip(src).zip(w) {
             *o = v * r * g;
         }
+    }
+}
+
+fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut total = 0f32;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        total += *v;
+    }
+    let inv = 1.0 / total;
+    for v in x.iter_mut() {
+        *v *= inv;
     }
 }
 

@@ -75,6 +75,31 @@ fn the_gguf_chat_template_is_used() {
     assert!(m.stop_ids.contains(&im_end));
 }
 
+#[test]
+fn a_prompt_chunk_and_token_by_token_agree() {
+    // The chunk goes through the dense GEMM and batched attention, single
+    // tokens through the integer kernels: the same logits either way.
+    use switchyard_local::model::{argmax, Cache};
+    let m = model();
+    let prompt = m
+        .prompt(&[msg("user", "What is the capital of Germany?")])
+        .unwrap();
+    assert!(prompt.len() > 16);
+    let mut whole = Cache::new(&m.weights);
+    let a = m.weights.forward(&prompt, &mut whole).unwrap();
+    let mut stepwise = Cache::new(&m.weights);
+    let mut b = Vec::new();
+    for t in &prompt {
+        b = m.weights.forward(&[*t], &mut stepwise).unwrap();
+    }
+    assert_eq!(whole.len, stepwise.len);
+    assert_eq!(argmax(&a), argmax(&b));
+    let dot: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    let cosine = dot / (norm(&a) * norm(&b));
+    assert!(cosine > 0.995, "cosine similarity {cosine}");
+}
+
 struct Answer {
     text: String,
     prompt_tokens: usize,

@@ -228,6 +228,7 @@ async fn the_builtin_catalog_needs_its_key_and_says_so() {
     assert_eq!(
         ids,
         [
+            "smollm2-135m-instruct",
             "claude-haiku-4-5",
             "claude-sonnet-4-5",
             "claude-opus-4-5",
