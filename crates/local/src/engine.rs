@@ -269,7 +269,17 @@ fn run(model: &LocalModel, rx: &Receiver<Job>, slots: usize) {
                 }
             }
         }
-        active.retain_mut(|seq| step(model, seq));
+        active.retain_mut(|seq| {
+            // A bug in the numeric code ends that one request, not the
+            // worker (and with it every other request).
+            match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| step(model, seq))) {
+                Ok(keep) => keep,
+                Err(_) => {
+                    tracing::error!("the local model failed on a request; the request was ended");
+                    fail(seq, "the local model failed on this request")
+                }
+            }
+        });
     }
 }
 
