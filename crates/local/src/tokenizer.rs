@@ -37,8 +37,10 @@ pub struct Tokenizer {
     tokens: Vec<String>,
     ids: HashMap<String, u32>,
     ranks: HashMap<(u32, u32), (u32, u32)>,
-    /// Control and user-defined tokens, longest first, matched literally.
-    specials: Vec<(String, u32)>,
+    /// Control and user-defined tokens matched literally, in one pattern
+    /// (longest first, so the longest wins at a position); `None` when the
+    /// vocabulary has none.
+    specials: Option<Regex>,
     special_ids: Vec<bool>,
     byte_to_char: [char; 256],
     char_to_byte: HashMap<char, u8>,
@@ -107,11 +109,19 @@ impl Tokenizer {
             if matches!(*t, TYPE_CONTROL | TYPE_USER_DEFINED) {
                 if let Some(text) = v.tokens.get(i) {
                     special_ids[i] = *t == TYPE_CONTROL;
-                    specials.push((text.clone(), i as u32));
+                    specials.push(regex::escape(text));
                 }
             }
         }
-        specials.sort_by_key(|s| std::cmp::Reverse(s.0.len()));
+        specials.sort_by_key(|s| std::cmp::Reverse(s.len()));
+        let specials = if specials.is_empty() {
+            None
+        } else {
+            Some(
+                Regex::new(&specials.join("|"))
+                    .map_err(|e| TokenizerError::Malformed(e.to_string()))?,
+            )
+        };
         let byte_to_char = byte_alphabet();
         let char_to_byte = (0..=255u8)
             .map(|b| (byte_to_char[usize::from(b)], b))
@@ -161,26 +171,16 @@ impl Tokenizer {
         if self.add_bos {
             out.extend(self.bos);
         }
-        let mut rest = text;
-        while !rest.is_empty() {
-            // The earliest special token, longest at that position.
-            let next = self
-                .specials
-                .iter()
-                .filter_map(|(s, id)| rest.find(s.as_str()).map(|at| (at, s.len(), *id)))
-                .min_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
-            match next {
-                Some((at, len, id)) => {
-                    self.encode_plain(&rest[..at], &mut out);
-                    out.push(id);
-                    rest = &rest[at + len..];
-                }
-                None => {
-                    self.encode_plain(rest, &mut out);
-                    break;
-                }
+        // One pass over the text: plain runs between special tokens.
+        let mut start = 0;
+        for m in self.specials.iter().flat_map(|re| re.find_iter(text)) {
+            if let Some(&id) = self.ids.get(m.as_str()) {
+                self.encode_plain(&text[start..m.start()], &mut out);
+                out.push(id);
+                start = m.end();
             }
         }
+        self.encode_plain(&text[start..], &mut out);
         out
     }
 
