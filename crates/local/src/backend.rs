@@ -258,7 +258,6 @@ impl LocalBackend {
                     prompt_tokens,
                     completion_tokens,
                     finish,
-                    ..
                 })) => {
                     return Ok(ChatCompletion::assistant(
                         response_id(),
@@ -355,7 +354,6 @@ impl StreamState {
                 prompt_tokens,
                 completion_tokens,
                 finish,
-                ..
             } => {
                 self.done = true;
                 let u = usage(prompt_tokens, completion_tokens);

@@ -163,9 +163,6 @@ pub enum Event {
         prompt_tokens: usize,
         completion_tokens: usize,
         finish: Finish,
-        /// Time spent on the prompt and on the answer.
-        prompt_time: Duration,
-        generation_time: Duration,
     },
     Failed(String),
 }
@@ -243,8 +240,6 @@ struct Sequence {
     /// Text produced but held back while it could still begin a stop
     /// sequence.
     held: String,
-    started: Instant,
-    prompt_time: Duration,
     next_input: Option<u32>,
 }
 
@@ -292,8 +287,6 @@ fn admit(model: &LocalModel, job: Job) -> Sequence {
         produced: Vec::new(),
         text: TextStream::default(),
         held: String::new(),
-        started: Instant::now(),
-        prompt_time: Duration::ZERO,
         next_input: None,
     }
 }
@@ -321,9 +314,6 @@ fn step(model: &LocalModel, seq: &mut Sequence) -> bool {
     };
     if seq.fed < seq.job.prompt.len() {
         return true;
-    }
-    if seq.produced.is_empty() {
-        seq.prompt_time = seq.started.elapsed();
     }
     let token = seq.sampler.sample(&mut logits, &seq.produced);
     if model.stop_ids.contains(&token) {
@@ -383,13 +373,10 @@ fn finish(seq: &mut Sequence, why: Finish) -> bool {
         let held = std::mem::take(&mut seq.held);
         send_text(seq, held);
     }
-    let total = seq.started.elapsed();
     let _ = seq.job.events.send(Event::Done {
         prompt_tokens: seq.job.prompt.len(),
         completion_tokens: seq.produced.len(),
         finish: why,
-        prompt_time: seq.prompt_time,
-        generation_time: total.saturating_sub(seq.prompt_time),
     });
     false
 }

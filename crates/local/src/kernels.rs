@@ -153,14 +153,6 @@ impl QMatrix {
         })
     }
 
-    /// Bytes of weight data held.
-    pub fn size_bytes(&self) -> usize {
-        match &self.quants {
-            Quants::Q8 { d, q } => d.len() * 4 + q.len(),
-            Quants::Q4_1 { d, m, q } => (d.len() + m.len()) * 4 + q.len(),
-        }
-    }
-
     /// Row `j`, dequantised into `out` (`cols` values).
     pub fn row(&self, j: usize, out: &mut [f32]) {
         let nb = self.cols / QK;

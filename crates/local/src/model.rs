@@ -259,22 +259,6 @@ impl Weights {
         })
     }
 
-    /// Bytes of weights held.
-    pub fn size_bytes(&self) -> usize {
-        self.embedding.size_bytes()
-            + self.output.as_ref().map_or(0, QMatrix::size_bytes)
-            + self
-                .layers
-                .iter()
-                .map(|l| {
-                    l.qkv.size_bytes()
-                        + l.wo.size_bytes()
-                        + l.gate_up.size_bytes()
-                        + l.down.size_bytes()
-                })
-                .sum::<usize>()
-    }
-
     /// Runs `tokens` (the next ones of the sequence) through the network
     /// and returns the logits after the last of them.
     pub fn forward(&self, tokens: &[u32], cache: &mut Cache) -> Result<Vec<f32>> {

@@ -138,7 +138,6 @@ fn collect(mut rx: tokio::sync::mpsc::UnboundedReceiver<Event>) -> Answer {
                 prompt_tokens,
                 completion_tokens,
                 finish,
-                ..
             } => {
                 return Answer {
                     text,
