@@ -1,6 +1,7 @@
 //! Budget enforcement around model calls: reserve the estimated cost before
-//! the call (atomically, in the shared database), settle with the actual cost
-//! after it. Exceeded → 429 `budget_exceeded`.
+//! the call (atomically, in the shared database); the usage writer settles
+//! it with the actual cost, in the same transaction as the call's usage row
+//! (see `usage`). Exceeded → 429 `budget_exceeded`.
 
 use crate::auth::Caller;
 use crate::error::ApiError;
@@ -70,19 +71,6 @@ pub async fn reserve(
             .with_header(REMAINING_HEADER, usd(exceeded.remaining_nano_usd.max(0)));
             Err(e)
         }
-    }
-}
-
-/// Replaces a reservation by the actual cost. A failure is logged: the
-/// reservation then stays counted (the safe direction) until an operator
-/// corrects it.
-pub async fn settle(state: &AppState, reservation: &Reservation, actual_nano_usd: i64) {
-    if let Err(e) = state
-        .store
-        .settle_budget(reservation, actual_nano_usd)
-        .await
-    {
-        tracing::error!(error = %e, reserved = reservation.amount_nano_usd, actual = actual_nano_usd, "could not settle a budget reservation");
     }
 }
 

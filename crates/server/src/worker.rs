@@ -295,24 +295,27 @@ async fn record_cli_usage(
     let ms = to_i64(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
     state
         .usage
-        .record(switchyard_store::UsageRecord {
-            timestamp: switchyard_core::now(),
-            request_id: task_id.to_owned(),
-            key_id: caller.key.id.clone(),
-            project: caller.key.project.clone(),
-            endpoint: "/v1/task".into(),
-            model_requested: Some(route.entry.id.clone()),
-            model_used: Some(route.entry.id.clone()),
-            backend: Some(route.backend.name().to_owned()),
-            input_tokens: to_i64(outcome.usage.input_tokens),
-            output_tokens: to_i64(outcome.usage.output_tokens),
-            cached_tokens: 0,
-            cost_nano_usd: to_i64(outcome.usage.total_cost_nano_usd),
-            latency_ms: ms,
-            upstream_latency_ms: Some(ms),
-            status: if outcome.error.is_none() { 200 } else { 502 },
-            error_type: outcome.error.clone(),
-        })
+        .record(
+            switchyard_store::UsageRecord {
+                timestamp: switchyard_core::now(),
+                request_id: task_id.to_owned(),
+                key_id: caller.key.id.clone(),
+                project: caller.key.project.clone(),
+                endpoint: "/v1/task".into(),
+                model_requested: Some(route.entry.id.clone()),
+                model_used: Some(route.entry.id.clone()),
+                backend: Some(route.backend.name().to_owned()),
+                input_tokens: to_i64(outcome.usage.input_tokens),
+                output_tokens: to_i64(outcome.usage.output_tokens),
+                cached_tokens: 0,
+                cost_nano_usd: to_i64(outcome.usage.total_cost_nano_usd),
+                latency_ms: ms,
+                upstream_latency_ms: Some(ms),
+                status: if outcome.error.is_none() { 200 } else { 502 },
+                error_type: outcome.error.clone(),
+            },
+            None,
+        )
         .await;
 }
 

@@ -474,6 +474,9 @@ async fn concurrent_calls_cannot_overshoot_a_budget(kind: DatabaseKind) {
         "{ok} calls succeeded against a budget for 10"
     );
     assert!((ok as i64) * CAPITAL_COST <= 10 * CAPITAL_COST);
+    // Every call, admitted or refused, has its usage record; settlements land
+    // in the same transactions as the records.
+    let rows = gw.usage_rows(100).await;
     let listed: Value = gw
         .app
         .get("/v1/admin/budgets", Some(&gw.app.admin))
@@ -488,8 +491,6 @@ async fn concurrent_calls_cannot_overshoot_a_budget(kind: DatabaseKind) {
     );
     let spent = (ok as i64) * CAPITAL_COST;
     assert_eq!(b["spent_usd"], switchyard_core::budget::usd(spent));
-    // Every call, admitted or refused, has its usage record.
-    let rows = gw.usage_rows(100).await;
     assert_eq!(rows.iter().filter(|r| r.status == 429).count(), exceeded);
     assert!(rows
         .iter()

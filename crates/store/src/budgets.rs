@@ -1,11 +1,13 @@
 //! The budget repository: budgets, and atomic reserve/settle of spend.
 //!
-//! A reservation is one conditional `UPDATE … WHERE spent + reserved + amount
-//! <= limit` per budget, all in one transaction, so concurrent requests —
-//! from any number of replicas sharing the database — can never together
-//! reserve past a limit. Settling replaces the reservation by the actual cost.
+//! A reservation is one conditional upsert per budget (`… WHERE spent +
+//! reserved + amount <= limit`), several budgets in one transaction, so
+//! concurrent requests — from any number of replicas sharing the database —
+//! can never together reserve past a limit. Settling replaces the
+//! reservation by the actual cost; the usage writer settles in batches, in
+//! the same transaction as the calls' usage rows.
 
-use crate::{on_pool, Result, Store, StoreError};
+use crate::{on_pool, Result, Settlement, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Acquire;
 use switchyard_core::budget::{Budget, BudgetPeriod, BudgetScope};
@@ -47,6 +49,48 @@ impl BudgetState {
     pub fn remaining_nano_usd(&self) -> i64 {
         self.budget.limit_nano_usd - self.spent_nano_usd - self.reserved_nano_usd
     }
+}
+
+/// Reserves `amount` against one budget's period row on `conn`: the
+/// budget's remaining amount afterwards, or why it was refused. A macro
+/// because the statement runs on either engine's connection type.
+macro_rules! reserve_one {
+    ($conn:expr, $budget:expr, $key:expr, $amount:expr) => {{
+        const RESERVE: &str =
+            "INSERT INTO budget_spend (budget_id, period_key, reserved_nano_usd) \
+            SELECT $1, $2, $3 WHERE $3 <= $4 \
+            ON CONFLICT (budget_id, period_key) DO UPDATE \
+            SET reserved_nano_usd = budget_spend.reserved_nano_usd + excluded.reserved_nano_usd \
+            WHERE budget_spend.spent_nano_usd + budget_spend.reserved_nano_usd \
+            + excluded.reserved_nano_usd <= $4 \
+            RETURNING spent_nano_usd, reserved_nano_usd";
+        const STATE: &str = "SELECT spent_nano_usd, reserved_nano_usd FROM budget_spend \
+            WHERE budget_id = $1 AND period_key = $2";
+        let (b, key, amount): (&Budget, &String, i64) = ($budget, $key, $amount);
+        let conn = $conn;
+        let taken: Option<(i64, i64)> = sqlx::query_as(RESERVE)
+            .bind(&b.id)
+            .bind(key)
+            .bind(amount)
+            .bind(b.limit_nano_usd)
+            .fetch_optional(&mut *conn)
+            .await?;
+        match taken {
+            Some((spent, reserved)) => Ok(b.limit_nano_usd - spent - reserved),
+            None => {
+                let (spent, reserved): (i64, i64) = sqlx::query_as(STATE)
+                    .bind(&b.id)
+                    .bind(key)
+                    .fetch_optional(&mut *conn)
+                    .await?
+                    .unwrap_or((0, 0));
+                Err(Exceeded {
+                    budget: b.clone(),
+                    remaining_nano_usd: b.limit_nano_usd - spent - reserved,
+                })
+            }
+        }
+    }};
 }
 
 /// A held reservation: which budget periods carry it, and how much.
@@ -135,61 +179,72 @@ impl Store {
         rows.into_iter().map(Budget::try_from).collect()
     }
 
-    /// Reserves `amount` against every budget in its period containing `at`,
-    /// all or nothing.
+    /// Reserves `amount_nano_usd` against every budget, or against none.
+    ///
+    /// Each budget takes one statement: an upsert of its period's row whose
+    /// update applies only while `spent + reserved + amount <= limit`, and
+    /// which returns the row as it now stands (nothing when refused). One
+    /// budget needs no transaction of its own; several run in one, rolled
+    /// back when any refuses.
     pub async fn reserve_budget(
         &self,
         budgets: &[Budget],
         amount_nano_usd: i64,
         at: DateTime<Utc>,
     ) -> Result<std::result::Result<Reservation, Exceeded>> {
-        const ENSURE: &str = "INSERT INTO budget_spend (budget_id, period_key) VALUES ($1, $2) \
-            ON CONFLICT (budget_id, period_key) DO NOTHING";
-        const RESERVE: &str = "UPDATE budget_spend SET reserved_nano_usd = reserved_nano_usd + $3 \
-            WHERE budget_id = $1 AND period_key = $2 \
-            AND spent_nano_usd + reserved_nano_usd + $3 <= $4";
-        const STATE: &str = "SELECT spent_nano_usd, reserved_nano_usd FROM budget_spend \
-            WHERE budget_id = $1 AND period_key = $2";
         let mut items = Vec::with_capacity(budgets.len());
         let mut remaining = i64::MAX;
-        let outcome = on_pool!(self, p => {
-            let mut tx = p.begin().await?;
-            let mut refused = None;
-            for b in budgets {
-                let key = b.period.key_at(at);
-                sqlx::query(ENSURE).bind(&b.id).bind(&key).execute(&mut *tx).await?;
-                let n = sqlx::query(RESERVE)
-                    .bind(&b.id)
-                    .bind(&key)
-                    .bind(amount_nano_usd)
-                    .bind(b.limit_nano_usd)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
-                let (spent, reserved): (i64, i64) =
-                    sqlx::query_as(STATE).bind(&b.id).bind(&key).fetch_one(&mut *tx).await?;
-                let left = b.limit_nano_usd - spent - reserved;
-                if n == 0 {
-                    refused = Some(Exceeded {
-                        budget: b.clone(),
-                        remaining_nano_usd: left,
-                    });
-                    break;
+        // The same steps on a pool or on SQLite's writer connection.
+        macro_rules! reserve_all {
+            ($p:expr) => {{
+                let p = $p;
+                if let [b] = budgets {
+                    let key = b.period.key_at(at);
+                    let taken = reserve_one!(&mut *p.acquire().await?, b, &key, amount_nano_usd);
+                    taken.map(|left| {
+                        remaining = left;
+                        items.push((b.id.clone(), key));
+                    })
+                } else {
+                    let mut tx = p.begin().await?;
+                    let mut refused = None;
+                    for b in budgets {
+                        let key = b.period.key_at(at);
+                        match reserve_one!(&mut *tx, b, &key, amount_nano_usd) {
+                            Ok(left) => {
+                                remaining = remaining.min(left);
+                                items.push((b.id.clone(), key));
+                            }
+                            Err(e) => {
+                                refused = Some(e);
+                                break;
+                            }
+                        }
+                    }
+                    match refused {
+                        Some(e) => {
+                            tx.rollback().await?;
+                            Err(e)
+                        }
+                        None => {
+                            tx.commit().await?;
+                            Ok(())
+                        }
+                    }
                 }
-                remaining = remaining.min(left);
-                items.push((b.id.clone(), key));
+            }};
+        }
+        let outcome = match self {
+            Store::Sqlite(sqlite) => {
+                let mut turn = sqlite.writer().await?;
+                let done: Result<_> = async { Ok(reserve_all!(turn.conn()?)) }.await;
+                if done.is_err() {
+                    turn.discard();
+                }
+                done?
             }
-            match refused {
-                Some(e) => {
-                    tx.rollback().await?;
-                    Err(e)
-                }
-                None => {
-                    tx.commit().await?;
-                    Ok(())
-                }
-            }
-        });
+            _ => on_pool!(self, p => reserve_all!(p)),
+        };
         Ok(outcome.map(|()| Reservation {
             items,
             amount_nano_usd,
@@ -203,27 +258,12 @@ impl Store {
         reservation: &Reservation,
         actual_nano_usd: i64,
     ) -> Result<()> {
-        const SQL: &str = "UPDATE budget_spend SET \
-            reserved_nano_usd = CASE WHEN reserved_nano_usd > $3 THEN reserved_nano_usd - $3 ELSE 0 END, \
-            spent_nano_usd = spent_nano_usd + $4 \
-            WHERE budget_id = $1 AND period_key = $2";
-        if reservation.items.is_empty() {
-            return Ok(());
-        }
-        on_pool!(self, p => {
-            let mut tx = p.begin().await?;
-            for (id, key) in &reservation.items {
-                sqlx::query(SQL)
-                    .bind(id)
-                    .bind(key)
-                    .bind(reservation.amount_nano_usd)
-                    .bind(actual_nano_usd)
-                    .execute(&mut *tx)
-                    .await?;
-            }
-            tx.commit().await?;
-        });
-        Ok(())
+        let settlement = Settlement {
+            reservation: reservation.clone(),
+            actual_nano_usd,
+        };
+        self.record_usage(&[], std::slice::from_ref(&settlement))
+            .await
     }
 
     /// A budget's spend in the period containing `at`.

@@ -17,7 +17,7 @@ pub use budgets::{BudgetState, Exceeded, Reservation};
 pub use keys::KeyInsert;
 pub use pool::{PoolStats, Store};
 pub use tasks::{TaskRow, MAX_ATTEMPTS};
-pub use usage::{UsageFilter, UsageGroup, UsageGrouping, UsageRecord, MAX_BATCH};
+pub use usage::{Settlement, UsageFilter, UsageGroup, UsageGrouping, UsageRecord, MAX_BATCH};
 
 /// Everything that can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
@@ -63,7 +63,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 macro_rules! on_pool {
     ($store:expr, $pool:ident => $body:expr) => {
         match $store {
-            $crate::pool::Store::Sqlite($pool) => $body,
+            $crate::pool::Store::Sqlite(sqlite) => {
+                let $pool = &sqlite.pool;
+                $body
+            }
             $crate::pool::Store::Postgres($pool) => $body,
             $crate::pool::Store::PostgresPooled(pool) => {
                 let mut tx = pool.begin_with($crate::pool::POOLER_BEGIN).await?;

@@ -13,11 +13,58 @@ use switchyard_core::config::{DatabaseConfig, DatabaseKind};
 /// The database, SQLite or PostgreSQL. Cheap to clone (a pool handle).
 #[derive(Clone, Debug)]
 pub enum Store {
-    Sqlite(SqlitePool),
+    Sqlite(Sqlite),
     Postgres(PgPool),
     /// PostgreSQL behind a transaction-pooling proxy (pgbouncer
     /// `pool_mode = transaction`): every operation is one transaction.
     PostgresPooled(PgPool),
+}
+
+/// A SQLite pool, and one connection of its own for the hot writes.
+///
+/// SQLite admits one writer at a time, and a connection that finds the
+/// database locked waits in SQLite's busy handler, which sleeps 1, 2, 5 …
+/// milliseconds between tries. The writes on the request path (budget
+/// reservations) and the usage writer's batches therefore take turns on one
+/// dedicated connection behind a fair in-process queue: they wait only as
+/// long as the write ahead of them, and skip the pool's hand-over (a ping on
+/// every return, each a trip to the connection's thread). Other processes
+/// on the same file still meet the busy handler.
+#[derive(Clone, Debug)]
+pub struct Sqlite {
+    pub(crate) pool: SqlitePool,
+    options: std::sync::Arc<SqliteConnectOptions>,
+    writer: std::sync::Arc<tokio::sync::Mutex<Option<sqlx::SqliteConnection>>>,
+}
+
+/// This process's turn on the SQLite writer connection.
+pub(crate) struct WriterTurn<'a> {
+    slot: tokio::sync::MutexGuard<'a, Option<sqlx::SqliteConnection>>,
+}
+
+impl WriterTurn<'_> {
+    pub(crate) fn conn(&mut self) -> Result<&mut sqlx::SqliteConnection> {
+        self.slot
+            .as_mut()
+            .ok_or_else(|| StoreError::Corrupt("the SQLite writer connection is missing".into()))
+    }
+
+    /// Drops the connection after a failure; the next turn opens a new one.
+    pub(crate) fn discard(&mut self) {
+        *self.slot = None;
+    }
+}
+
+impl Sqlite {
+    /// Waits for this process's turn to write, opening the writer
+    /// connection if there is none.
+    pub(crate) async fn writer(&self) -> Result<WriterTurn<'_>> {
+        let mut slot = self.writer.lock().await;
+        if slot.is_none() {
+            *slot = Some(self.options.connect().await?);
+        }
+        Ok(WriterTurn { slot })
+    }
 }
 
 /// How each operation starts behind a transaction-pooling proxy. The proxy
@@ -48,12 +95,25 @@ fn statement_log_level(echo: bool) -> log::LevelFilter {
     }
 }
 
+/// A connection idle for longer than this is pinged before it is handed
+/// out; one returned to the pool more recently has just worked, and pinging
+/// it would cost every query an extra round trip.
+const PRE_PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// Pool settings shared by both engines: size, pre-ping, recycling, timeouts.
 fn pool_options<DB: sqlx::Database>(cfg: &DatabaseConfig) -> PoolOptions<DB> {
     PoolOptions::new()
         .max_connections(cfg.pool_size)
         .min_connections(0)
-        .test_before_acquire(true)
+        .test_before_acquire(false)
+        .before_acquire(|conn, meta| {
+            Box::pin(async move {
+                if meta.idle_for > PRE_PING_AFTER_IDLE {
+                    sqlx::Connection::ping(conn).await?;
+                }
+                Ok(true)
+            })
+        })
         .max_lifetime(cfg.max_lifetime)
         .idle_timeout(Duration::from_secs(600))
         .acquire_timeout(cfg.acquire_timeout)
@@ -84,8 +144,12 @@ impl Store {
                         }
                     })?;
                 }
-                let pool = pool_options::<sqlx::Sqlite>(cfg).connect_lazy_with(opts);
-                Ok(Store::Sqlite(pool))
+                let pool = pool_options::<sqlx::Sqlite>(cfg).connect_lazy_with(opts.clone());
+                Ok(Store::Sqlite(Sqlite {
+                    pool,
+                    options: std::sync::Arc::new(opts),
+                    writer: Default::default(),
+                }))
             }
             DatabaseKind::Postgres => {
                 let cache = if cfg.transaction_pooling {
@@ -119,7 +183,7 @@ impl Store {
         let before = self.applied_versions().await.unwrap_or_default().len();
         let mut migrator = migrations::migrator(self.kind()).await?;
         match self {
-            Store::Sqlite(p) => migrator.run(p).await?,
+            Store::Sqlite(s) => migrator.run(&s.pool).await?,
             Store::Postgres(p) => migrator.run(p).await?,
             Store::PostgresPooled(p) => {
                 // Session advisory locks do not survive transaction pooling;
@@ -180,7 +244,7 @@ impl Store {
             }
         }
         match self {
-            Store::Sqlite(p) => stats(p),
+            Store::Sqlite(s) => stats(&s.pool),
             Store::Postgres(p) | Store::PostgresPooled(p) => stats(p),
         }
     }
@@ -188,7 +252,14 @@ impl Store {
     /// Closes every connection; waits for checked-out ones to come back.
     pub async fn close(&self) {
         match self {
-            Store::Sqlite(p) => p.close().await,
+            Store::Sqlite(s) => {
+                if let Some(writer) = s.writer.lock().await.take() {
+                    if let Err(e) = sqlx::Connection::close(writer).await {
+                        tracing::warn!(error = %e, "closing the SQLite writer connection failed");
+                    }
+                }
+                s.pool.close().await;
+            }
             Store::Postgres(p) | Store::PostgresPooled(p) => p.close().await,
         }
     }

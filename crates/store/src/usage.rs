@@ -1,9 +1,10 @@
 //! The `usage_log` repository: records written in batches, one statement
-//! per batch.
+//! per batch, together with the budget settlements of the same calls.
 
-use crate::{on_pool, Result, Store};
+use crate::{on_pool, Reservation, Result, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
+use std::collections::BTreeMap;
 
 /// One request's usage. Costs are nano-USD; latencies milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -26,6 +27,13 @@ pub struct UsageRecord {
     pub error_type: Option<String>,
 }
 
+/// A budget reservation to replace by the actual cost of its call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    pub reservation: Reservation,
+    pub actual_nano_usd: i64,
+}
+
 /// Rows per INSERT: 16 parameters each stays far below both engines' limits.
 pub const MAX_BATCH: usize = 500;
 
@@ -33,39 +41,93 @@ impl Store {
     /// Writes records in statements of up to [`MAX_BATCH`] rows, all in one
     /// transaction: either every record of the call lands or none does.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<()> {
-        if records.is_empty() {
+        self.record_usage(records, &[]).await
+    }
+
+    /// Writes usage records and settles budget reservations in one
+    /// transaction, so a call's usage row and its budget spend land together
+    /// or not at all (and a retry after a failure counts nothing twice).
+    /// Settlements of the same budget period are summed into one update.
+    pub async fn record_usage(
+        &self,
+        records: &[UsageRecord],
+        settlements: &[Settlement],
+    ) -> Result<()> {
+        const SETTLE: &str = "UPDATE budget_spend SET \
+            reserved_nano_usd = CASE WHEN reserved_nano_usd > $3 THEN reserved_nano_usd - $3 ELSE 0 END, \
+            spent_nano_usd = spent_nano_usd + $4 \
+            WHERE budget_id = $1 AND period_key = $2";
+        if records.is_empty() && settlements.iter().all(|s| s.reservation.items.is_empty()) {
             return Ok(());
         }
-        on_pool!(self, p => {
-            let mut tx = sqlx::Acquire::begin(p).await?;
-            for chunk in records.chunks(MAX_BATCH) {
-                let mut q = sqlx::QueryBuilder::new(
-                    "INSERT INTO usage_log (timestamp, request_id, key_id, project, endpoint, \
-                     model_requested, model_used, backend, input_tokens, output_tokens, \
-                     cached_tokens, cost_nano_usd, latency_ms, upstream_latency_ms, status, error_type) ",
-                );
-                q.push_values(chunk, |mut b, r| {
-                    b.push_bind(r.timestamp)
-                        .push_bind(&r.request_id)
-                        .push_bind(&r.key_id)
-                        .push_bind(&r.project)
-                        .push_bind(&r.endpoint)
-                        .push_bind(&r.model_requested)
-                        .push_bind(&r.model_used)
-                        .push_bind(&r.backend)
-                        .push_bind(r.input_tokens)
-                        .push_bind(r.output_tokens)
-                        .push_bind(r.cached_tokens)
-                        .push_bind(r.cost_nano_usd)
-                        .push_bind(r.latency_ms)
-                        .push_bind(r.upstream_latency_ms)
-                        .push_bind(r.status)
-                        .push_bind(&r.error_type);
-                });
-                q.build().execute(&mut *tx).await?;
+        // (budget, period) → (released reservation, actual spend), in a
+        // stable order so concurrent writers lock rows alike.
+        let mut sums: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        for s in settlements {
+            for (id, key) in &s.reservation.items {
+                let e = sums.entry((id, key)).or_default();
+                e.0 = e.0.saturating_add(s.reservation.amount_nano_usd);
+                e.1 = e.1.saturating_add(s.actual_nano_usd);
             }
-            tx.commit().await?;
-        });
+        }
+        // The same steps on a pool or on SQLite's writer connection.
+        macro_rules! write_all {
+            ($p:expr) => {{
+                let p = $p;
+                let mut tx = sqlx::Acquire::begin(p).await?;
+                for chunk in records.chunks(MAX_BATCH) {
+                    let mut q = sqlx::QueryBuilder::new(
+                        "INSERT INTO usage_log (timestamp, request_id, key_id, project, endpoint, \
+                         model_requested, model_used, backend, input_tokens, output_tokens, \
+                         cached_tokens, cost_nano_usd, latency_ms, upstream_latency_ms, status, error_type) ",
+                    );
+                    q.push_values(chunk, |mut b, r| {
+                        b.push_bind(r.timestamp)
+                            .push_bind(&r.request_id)
+                            .push_bind(&r.key_id)
+                            .push_bind(&r.project)
+                            .push_bind(&r.endpoint)
+                            .push_bind(&r.model_requested)
+                            .push_bind(&r.model_used)
+                            .push_bind(&r.backend)
+                            .push_bind(r.input_tokens)
+                            .push_bind(r.output_tokens)
+                            .push_bind(r.cached_tokens)
+                            .push_bind(r.cost_nano_usd)
+                            .push_bind(r.latency_ms)
+                            .push_bind(r.upstream_latency_ms)
+                            .push_bind(r.status)
+                            .push_bind(&r.error_type);
+                    });
+                    q.build().execute(&mut *tx).await?;
+                }
+                for ((id, key), (released, spent)) in &sums {
+                    sqlx::query(SETTLE)
+                        .bind(*id)
+                        .bind(*key)
+                        .bind(*released)
+                        .bind(*spent)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+            }};
+        }
+        match self {
+            Store::Sqlite(sqlite) => {
+                let mut turn = sqlite.writer().await?;
+                let done: Result<()> = async {
+                    write_all!(turn.conn()?);
+                    Ok(())
+                }
+                .await;
+                if done.is_err() {
+                    turn.discard();
+                }
+                done?;
+            }
+            _ => on_pool!(self, p => write_all!(p)),
+        }
         Ok(())
     }
 

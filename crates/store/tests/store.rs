@@ -7,7 +7,7 @@ use chrono::Duration;
 use switchyard_core::budget::{BudgetPeriod, BudgetScope};
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
-use switchyard_store::{AuditEvent, KeyInsert, Store, UsageRecord};
+use switchyard_store::{AuditEvent, KeyInsert, Settlement, Store, UsageRecord};
 use switchyard_testkit::TestDatabase;
 
 async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
@@ -38,6 +38,7 @@ on_both!(
     audit_records_read_back,
     usage_batches_land_whole,
     budget_reservations_never_overshoot,
+    one_budget_reservations_and_batched_settlements,
     usage_summaries_group_and_filter,
     tasks_are_claimed_once_under_leases,
 );
@@ -385,27 +386,112 @@ async fn budget_reservations_never_overshoot(kind: DatabaseKind) {
     assert!(!store.delete_budget(&project.id).await.unwrap());
 }
 
+fn usage_row(i: i64, t: chrono::DateTime<chrono::Utc>) -> UsageRecord {
+    UsageRecord {
+        timestamp: t + Duration::microseconds(i),
+        request_id: format!("req-{i}"),
+        key_id: "key_a".into(),
+        project: "p".into(),
+        endpoint: "/v1/chat/completions".into(),
+        model_requested: Some("m".into()),
+        model_used: Some("m".into()),
+        backend: Some("openai".into()),
+        input_tokens: 10,
+        output_tokens: 1,
+        cached_tokens: 0,
+        cost_nano_usd: 3,
+        latency_ms: 5,
+        upstream_latency_ms: Some(4),
+        status: 200,
+        error_type: None,
+    }
+}
+
+/// A single budget reserves in one statement without a transaction of its
+/// own; the usage writer's batches settle many reservations of one budget
+/// at once, in the same transaction as the rows.
+async fn one_budget_reservations_and_batched_settlements(kind: DatabaseKind) {
+    let (_db, store) = fresh(kind).await;
+    let t = switchyard_core::now();
+    let budget = store
+        .set_budget(
+            BudgetScope::Project,
+            "p",
+            BudgetPeriod::Monthly,
+            100,
+            "bud_1",
+            t,
+        )
+        .await
+        .unwrap();
+    let applicable = store.budgets_for("key_a", "p").await.unwrap();
+    assert_eq!(applicable.len(), 1);
+    // More than the limit in one go is refused even before the period's
+    // row exists, and leaves no row behind.
+    let refused = store
+        .reserve_budget(&applicable, 101, t)
+        .await
+        .unwrap()
+        .unwrap_err();
+    assert_eq!(
+        (refused.budget.id.as_str(), refused.remaining_nano_usd),
+        ("bud_1", 100)
+    );
+    let state = store.budget_state(&budget, t).await.unwrap();
+    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (0, 0));
+
+    // 30 concurrent reservations of 7 against 100: exactly 14 fit.
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let (store, applicable) = (store.clone(), applicable.clone());
+            tokio::spawn(async move { store.reserve_budget(&applicable, 7, t).await.unwrap() })
+        })
+        .collect();
+    let mut held = Vec::new();
+    for task in tasks {
+        if let Ok(r) = task.await.unwrap() {
+            assert!(r.remaining_nano_usd >= 0 && r.remaining_nano_usd <= 93);
+            held.push(r);
+        }
+    }
+    assert_eq!(held.len(), 14);
+    let state = store.budget_state(&budget, t).await.unwrap();
+    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (0, 98));
+
+    // Ten calls' rows and settlements (actual cost 3 each) in one write.
+    let rows: Vec<UsageRecord> = (0..10).map(|i| usage_row(i, t)).collect();
+    let settlements: Vec<Settlement> = held[..10]
+        .iter()
+        .map(|r| Settlement {
+            reservation: r.clone(),
+            actual_nano_usd: 3,
+        })
+        .collect();
+    store.record_usage(&rows, &settlements).await.unwrap();
+    assert_eq!(store.count_usage().await.unwrap(), 10);
+    let state = store.budget_state(&budget, t).await.unwrap();
+    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (30, 28));
+    // Settlements alone (no rows) land too.
+    store.settle_budget(&held[10], 0).await.unwrap();
+    let state = store.budget_state(&budget, t).await.unwrap();
+    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (30, 21));
+    // The freed headroom is reservable again: 100 - 30 - 21 = 49.
+    let r = store
+        .reserve_budget(&applicable, 49, t)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(r.remaining_nano_usd, 0);
+}
+
 async fn usage_batches_land_whole(kind: DatabaseKind) {
     let (_db, store) = fresh(kind).await;
     let t = switchyard_core::now();
     let records: Vec<UsageRecord> = (0..1234)
         .map(|i| UsageRecord {
-            timestamp: t + Duration::microseconds(i),
-            request_id: format!("req-{i}"),
-            key_id: "key_a".into(),
-            project: "p".into(),
-            endpoint: "/v1/chat/completions".into(),
-            model_requested: Some("m".into()),
-            model_used: Some("m".into()),
-            backend: Some("openai".into()),
-            input_tokens: 10,
             output_tokens: i,
-            cached_tokens: 0,
             cost_nano_usd: 123_456_789_012,
-            latency_ms: 5,
-            upstream_latency_ms: Some(4),
-            status: 200,
-            error_type: None,
+            ..usage_row(i, t)
         })
         .collect();
     store.insert_usage(&records).await.unwrap();

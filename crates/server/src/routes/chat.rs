@@ -24,7 +24,7 @@ use switchyard_models::anthropic::{
 };
 use switchyard_models::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, Usage};
 use switchyard_models::BackendError;
-use switchyard_store::{Reservation, UsageRecord};
+use switchyard_store::{Reservation, Settlement, UsageRecord};
 
 const ENDPOINT: &str = "/v1/chat/completions";
 
@@ -134,8 +134,8 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// Ends the call: settles its budget reservation with the actual cost,
-    /// updates metrics, and queues its usage record.
+    /// Ends the call: updates metrics and queues its usage record with the
+    /// settlement of its budget reservation (the actual cost).
     async fn account(&self, o: Outcome) {
         let (state, route) = (&self.state, &self.route);
         let model = route.entry.id.clone();
@@ -146,9 +146,6 @@ impl Call {
                 .cost_nano_usd(o.usage.prompt_tokens, cached, o.usage.completion_tokens)
         });
         let total = self.started.elapsed();
-        if let Some(r) = &self.reservation {
-            budget::settle(state, r, i64::try_from(cost).unwrap_or(i64::MAX)).await;
-        }
         let m = &state.metrics;
         for (direction, n) in [
             ("input", o.usage.prompt_tokens),
@@ -181,27 +178,34 @@ impl Call {
                 .observe(total.saturating_sub(up).as_secs_f64());
         }
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        let settlement = self.reservation.clone().map(|reservation| Settlement {
+            reservation,
+            actual_nano_usd: to_i64(cost),
+        });
         let millis = |d: Duration| to_i64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         state
             .usage
-            .record(UsageRecord {
-                timestamp: switchyard_core::now(),
-                request_id: self.request_id.clone(),
-                key_id: self.caller.key.id.clone(),
-                project: self.caller.key.project.clone(),
-                endpoint: ENDPOINT.to_owned(),
-                model_requested: Some(self.requested.clone()),
-                model_used: Some(model),
-                backend: Some(route.backend.name().to_owned()),
-                input_tokens: to_i64(o.usage.prompt_tokens),
-                output_tokens: to_i64(o.usage.completion_tokens),
-                cached_tokens: to_i64(cached),
-                cost_nano_usd: to_i64(cost),
-                latency_ms: millis(total),
-                upstream_latency_ms: o.upstream.map(millis),
-                status: i32::from(o.status),
-                error_type: o.error_type,
-            })
+            .record(
+                UsageRecord {
+                    timestamp: switchyard_core::now(),
+                    request_id: self.request_id.clone(),
+                    key_id: self.caller.key.id.clone(),
+                    project: self.caller.key.project.clone(),
+                    endpoint: ENDPOINT.to_owned(),
+                    model_requested: Some(self.requested.clone()),
+                    model_used: Some(model),
+                    backend: Some(route.backend.name().to_owned()),
+                    input_tokens: to_i64(o.usage.prompt_tokens),
+                    output_tokens: to_i64(o.usage.completion_tokens),
+                    cached_tokens: to_i64(cached),
+                    cost_nano_usd: to_i64(cost),
+                    latency_ms: millis(total),
+                    upstream_latency_ms: o.upstream.map(millis),
+                    status: i32::from(o.status),
+                    error_type: o.error_type,
+                },
+                settlement,
+            )
             .await;
     }
 
