@@ -11,7 +11,9 @@ use switchyard_core::Secret;
 #[derive(Clone)]
 pub struct OpenAiBackend {
     http: reqwest::Client,
-    url: String,
+    /// Parsed once: parsing (IDNA included) is not redone for every call.
+    /// An unparsable URL is kept as text and fails each call in reqwest.
+    url: Result<reqwest::Url, String>,
     upstream_model: String,
     api_key: Option<Secret>,
     timeout: Duration,
@@ -26,7 +28,10 @@ impl OpenAiBackend {
             .trim_end_matches('/');
         Self {
             http,
-            url: format!("{base}/chat/completions"),
+            url: {
+                let url = format!("{base}/chat/completions");
+                reqwest::Url::parse(&url).map_err(|_| url)
+            },
             upstream_model: entry.upstream_model().to_owned(),
             api_key,
             timeout: entry.timeout(),
@@ -34,7 +39,11 @@ impl OpenAiBackend {
     }
 
     fn post(&self, body: &ChatRequest) -> reqwest::RequestBuilder {
-        let mut r = self.http.post(&self.url).json(body);
+        let r = match &self.url {
+            Ok(url) => self.http.post(url.clone()),
+            Err(raw) => self.http.post(raw.as_str()),
+        };
+        let mut r = r.json(body);
         if let Some(k) = &self.api_key {
             r = r.bearer_auth(k.expose());
         }

@@ -11,6 +11,7 @@ use crate::{auth, error::ApiError};
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -180,6 +181,14 @@ impl Application {
         background.extend(crate::worker::spawn_workers(&state, stop_rx));
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         let service = router(state.clone()).into_make_service_with_connect_info::<SocketAddr>();
+        // Small writes (server-sent events, one per token) go out at once:
+        // with Nagle's algorithm on, the second one waits for the client's
+        // delayed ACK, which costs a stream about 40 ms.
+        let listener = listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+            }
+        });
         let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
             let _ = close_rx.await;
         });
