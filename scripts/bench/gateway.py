@@ -347,8 +347,10 @@ def run_target(args, target, results):
         )
     sat = measured(target, lambda: oha(args, target.chat_url(), None, args.duration, target.key, connections=args.saturation_connections, count=args.saturation_requests if exact else None))
     answered += sat["answered"]
+    time.sleep(5)
+    sat["rss_5s_after_mb"] = round(rss_mb(target.pid()), 1)
     r["saturation"] = sat
-    print(f"  saturation ({args.saturation_connections} connections): {sat['achieved']:.1f}/s  p50 {sat['p50']} p99 {sat['p99']} ms  errors {sat['errors']}  cpu {sat['cpu_s']} s  peak rss {sat['peak_rss_mb']} MB", flush=True)
+    print(f"  saturation ({args.saturation_connections} connections): {sat['achieved']:.1f}/s  p50 {sat['p50']} p99 {sat['p99']} ms  errors {sat['errors']}  cpu {sat['cpu_s']} s  peak rss {sat['peak_rss_mb']} MB, {sat['rss_5s_after_mb']} MB 5 s later", flush=True)
     models = oha(args, target.models_url(), None, 5, target.key, method="GET", body=None, connections=32)
     r["models"] = models
     print(f"  GET /v1/models: {models['achieved']:.1f}/s  p50 {models['p50']} ms  errors {models['errors']}", flush=True)
