@@ -85,20 +85,11 @@ impl Server {
     }
 
     fn wait_healthy(&self) {
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            if let Ok(r) = reqwest::blocking::get(self.url("/health")) {
-                if r.status() == StatusCode::OK {
-                    return;
-                }
-            }
-            assert!(
-                Instant::now() < deadline,
-                "server did not become healthy; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        assert!(
+            switchyard_testkit::wait_for_http_ok(&self.url("/health"), Duration::from_secs(30)),
+            "server did not become healthy; stderr:\n{}",
+            self.stderr()
+        );
     }
 
     fn url(&self, path: &str) -> String {

@@ -68,14 +68,10 @@ fn serve() -> Served {
         .recv_timeout(Duration::from_secs(30))
         .expect("the admin key is printed");
     let base = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("{base}/ready"))
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "the server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        switchyard_testkit::wait_for_http_ok(&format!("{base}/ready"), Duration::from_secs(30)),
+        "the server did not start"
+    );
     Served {
         base,
         key,

@@ -6,7 +6,7 @@
 
 use serde_json::Value;
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_testkit::fake_openai::FakeOpenAi;
 use switchyard_testkit::{free_port, TestDatabase};
 
@@ -134,14 +134,10 @@ fn serve() -> Served {
         .spawn()
         .unwrap();
     let base_url = format!("http://127.0.0.1:{port}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("{base_url}/ready"))
-        .map(|r| !r.status().is_success())
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "server did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    assert!(
+        switchyard_testkit::wait_for_http_ok(&format!("{base_url}/ready"), Duration::from_secs(30)),
+        "server did not start"
+    );
     Served {
         base_url,
         key,

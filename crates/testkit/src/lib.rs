@@ -172,6 +172,21 @@ pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
     false
 }
 
+/// Polls `url` with GET every 50 ms until it answers 2xx (a server's
+/// `/ready` or `/health`); false when `timeout` passes first.
+pub fn wait_for_http_ok(url: &str, timeout: Duration) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if reqwest::blocking::get(url).is_ok_and(|r| r.status().is_success()) {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn find_binary(name: &str, extra_dirs: &[PathBuf]) -> PathBuf {
     for dir in extra_dirs {
         let p = dir.join(name);
