@@ -12,7 +12,8 @@ use clap::{Args, Parser, Subcommand};
 use std::process::ExitCode;
 use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes};
 use switchyard_core::Config;
-use switchyard_server::keys::{self, Actor, Bootstrap};
+use switchyard_server::audit::Actor;
+use switchyard_server::keys::{Bootstrap, Keys};
 use switchyard_server::{telemetry, Application};
 use switchyard_store::Store;
 
@@ -282,7 +283,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     let config_preload = config.local_preload;
     let app = Application::build(config).await?;
     let state = app.state();
-    match keys::bootstrap_admin(&state.store, admin_key.as_ref()).await? {
+    match state.keys.bootstrap_admin(admin_key.as_ref()).await? {
         Bootstrap::NotNeeded => {}
         Bootstrap::Installed(key) => {
             tracing::info!(key_id = %key.id, prefix = %key.prefix, "installed ADMIN_API_KEY as the first admin key");
@@ -296,7 +297,7 @@ async fn serve(config: Config) -> anyhow::Result<ExitCode> {
         }
     }
     if config_preload {
-        state.gateway().preload_local();
+        state.gateway.preload_local();
     }
     spawn_reload_on_sighup(state);
     app.run_until(shutdown_signal()).await?;
@@ -341,7 +342,7 @@ fn spawn_reload_on_sighup(state: switchyard_server::AppState) {
             let loaded = Config::from_env();
             if loaded.problems.is_empty() {
                 let n = loaded.config.file.models.len();
-                state.replace_catalog(&loaded.config);
+                state.reload(&loaded.config);
                 tracing::info!(models = n, "configuration reloaded");
             } else {
                 for p in &loaded.problems {
@@ -380,10 +381,8 @@ fn print_key_table(keys: &[ApiKey]) {
 
 async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitCode> {
     let store = open_store(config).await?;
-    let actor = Actor {
-        via: "cli",
-        ..Actor::default()
-    };
+    let keys = Keys::new(store.clone(), None);
+    let actor = Actor::cli();
     let code = match cmd {
         KeysCommand::Create(args) => {
             let now = switchyard_core::now();
@@ -406,7 +405,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
             )
             .map_err(|e| anyhow::anyhow!("--{}: {}", e.field.replace('_', "-"), e.message))?;
             spec.rate_limit = args.rate_limit;
-            let issued = keys::issue(&store, &spec, &actor).await?;
+            let issued = keys.issue(&spec, &actor).await?;
             if args.json {
                 let mut v = serde_json::to_value(&issued.key)?;
                 if let Some(obj) = v.as_object_mut() {
@@ -423,15 +422,15 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
             ExitCode::SUCCESS
         }
         KeysCommand::List { all, json } => {
-            let keys = store.list_keys(all).await?;
+            let list = keys.list(all).await?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&keys)?);
+                println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print_key_table(&keys);
+                print_key_table(&list);
             }
             ExitCode::SUCCESS
         }
-        KeysCommand::Show { id, json } => match store.get_key(&id).await? {
+        KeysCommand::Show { id, json } => match keys.get(&id).await? {
             Some(k) if json => {
                 println!("{}", serde_json::to_string_pretty(&k)?);
                 ExitCode::SUCCESS
@@ -451,7 +450,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
             } else {
                 Some(rate.parse::<RateLimit>().map_err(anyhow::Error::msg)?)
             };
-            match keys::set_rate_limit(&store, &id, rate_limit, &actor).await? {
+            match keys.set_rate_limit(&id, rate_limit, &actor).await? {
                 Some(k) => {
                     match k.rate_limit {
                         Some(r) => println!(
@@ -468,7 +467,7 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
                 }
             }
         }
-        KeysCommand::Revoke { id } => match keys::revoke(&store, &id, &actor).await? {
+        KeysCommand::Revoke { id } => match keys.revoke(&id, &actor).await? {
             Some(k) => {
                 println!(
                     "revoked {} at {}",
@@ -488,9 +487,13 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
 }
 
 async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Result<ExitCode> {
-    use switchyard_core::budget::{nano_from_usd, usd, BudgetPeriod, BudgetScope};
+    use switchyard_core::budget::{usd, BudgetPeriod, BudgetScope};
+    use switchyard_server::budgets::{BudgetError, BudgetRequest, Budgets};
     let store = open_store(config).await?;
-    let now = switchyard_core::now();
+    let metrics =
+        switchyard_server::metrics::Metrics::new(config.environment.as_str(), None, false);
+    let budgets = Budgets::new(store.clone(), metrics, config.key_cache_ttl);
+    let actor = Actor::cli();
     let code = match cmd {
         BudgetsCommand::Set {
             key,
@@ -499,22 +502,30 @@ async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Result
             limit_usd,
         } => {
             let period: BudgetPeriod = period.parse().map_err(anyhow::Error::msg)?;
-            let limit = nano_from_usd(limit_usd)
-                .ok_or_else(|| anyhow::anyhow!("--limit-usd must be a non-negative amount"))?;
             let (scope, subject) = match (key, project) {
-                (Some(k), _) => {
-                    if store.get_key(&k).await?.is_none() {
-                        anyhow::bail!("--key: no key with id `{k}`");
-                    }
-                    (BudgetScope::Key, k)
-                }
+                (Some(k), _) => (BudgetScope::Key, k),
                 (None, Some(p)) => (BudgetScope::Project, p),
                 (None, None) => anyhow::bail!("give --key or --project"),
             };
-            let id = switchyard_core::keys::new_id("bud");
-            let b = store
-                .set_budget(scope, &subject, period, limit, &id, now)
-                .await?;
+            let request = BudgetRequest {
+                scope,
+                subject,
+                period,
+                limit_usd,
+            };
+            let state = match budgets.set(&request, &actor).await {
+                Ok(s) => s,
+                Err(BudgetError::Invalid(field, message)) => {
+                    let flag = match field {
+                        "limit_usd" => "--limit-usd",
+                        _ if scope == BudgetScope::Key => "--key",
+                        _ => "--project",
+                    };
+                    anyhow::bail!("{flag}: {message}")
+                }
+                Err(BudgetError::Store(e)) => return Err(e.into()),
+            };
+            let b = &state.budget;
             println!(
                 "{}: {} {} budget of {} USD for {}",
                 b.id,
@@ -526,10 +537,7 @@ async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Result
             ExitCode::SUCCESS
         }
         BudgetsCommand::List { json } => {
-            let mut states = Vec::new();
-            for b in store.list_budgets().await? {
-                states.push(store.budget_state(&b, now).await?);
-            }
+            let states = budgets.list().await?;
             if json {
                 println!("{}", serde_json::to_string_pretty(&states)?);
             } else {
@@ -552,15 +560,16 @@ async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Result
             }
             ExitCode::SUCCESS
         }
-        BudgetsCommand::Delete { id } => {
-            if store.delete_budget(&id).await? {
+        BudgetsCommand::Delete { id } => match budgets.delete(&id, &actor).await? {
+            Some(_) => {
                 println!("deleted {id}");
                 ExitCode::SUCCESS
-            } else {
+            }
+            None => {
                 eprintln!("error: no budget with id `{id}`");
                 ExitCode::FAILURE
             }
-        }
+        },
     };
     store.close().await;
     Ok(code)

@@ -1,11 +1,13 @@
 //! Authentication: every route needs an API key except an explicit list of
 //! public ones, so a new route cannot skip auth by accident. Key lookups are
 //! cached (and single-flighted) so a request costs no database round trip.
+//! The authenticated [`Caller`] goes into the request's extensions.
 
+use crate::context::{Caller, ClientIp};
 use crate::error::ApiError;
-use crate::middleware::ClientIp;
-use crate::ratelimit::{self, Scope as LimitScope};
-use crate::state::{AppState, REDIS_CALL_TIMEOUT};
+use crate::metrics::Metrics;
+use crate::ratelimit::{Limits, Scope as LimitScope};
+use crate::REDIS_CALL_TIMEOUT;
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
 use axum::middleware::Next;
@@ -15,7 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::keys::{ApiKey, KeyHash, KeyUnusable, PresentedKey, Scope};
-use switchyard_limits::{Redis, Served, TieredCache};
+use switchyard_limits::{Redis, TieredCache};
 use switchyard_store::{Store, StoreError};
 
 /// Paths served without a key: probes, metrics and API documentation.
@@ -48,62 +50,63 @@ fn needed_scope(path: &str) -> Scope {
     }
 }
 
-/// The authenticated caller, available to handlers as an extension.
-#[derive(Clone, Debug)]
-pub struct Caller {
-    pub key: Arc<ApiKey>,
-    /// `sy_1a2b3c4d…`, safe for logs and audit records.
-    pub redacted: String,
-}
+/// Finding keys by their hash (cached, shared through Redis when
+/// configured) and remembering when they were last used.
+#[derive(Clone)]
+pub struct KeyAuthority(Arc<AuthorityInner>);
 
-/// The key cache and the in-memory record of when keys were last used.
-pub struct KeyAuthority {
+struct AuthorityInner {
+    store: Store,
+    metrics: Metrics,
     cache: TieredCache<Option<Arc<ApiKey>>>,
     last_used: Mutex<HashMap<String, DateTime<Utc>>>,
 }
 
 impl KeyAuthority {
     /// `shared`: a Redis tier in front of the database, shared by replicas.
-    pub fn new(ttl: Duration, shared: Option<Arc<Redis>>) -> Self {
+    pub fn new(store: Store, metrics: Metrics, ttl: Duration, shared: Option<Arc<Redis>>) -> Self {
         let cache = match shared {
             Some(redis) => {
                 TieredCache::with_redis(100_000, ttl, redis, "sy:key:", REDIS_CALL_TIMEOUT)
             }
             None => TieredCache::local(100_000, ttl),
         };
-        Self {
+        Self(Arc::new(AuthorityInner {
+            store,
+            metrics,
             cache,
             last_used: Mutex::new(HashMap::new()),
-        }
+        }))
     }
 
     /// The key with this hash, from cache or database. Concurrent lookups of
     /// one uncached hash share a single query. Unknown hashes are cached too,
     /// so guessing does not reach the database on every try.
-    pub async fn lookup(
-        &self,
-        store: &Store,
-        hash: KeyHash,
-    ) -> Result<(Option<Arc<ApiKey>>, Served), Arc<StoreError>> {
-        self.cache
+    pub async fn lookup(&self, hash: KeyHash) -> Result<Option<Arc<ApiKey>>, Arc<StoreError>> {
+        let store = &self.0.store;
+        let (found, served) = self
+            .0
+            .cache
             .get_or_load(&hash.to_hex(), async move {
                 store.find_key_by_hash(&hash).await.map(|k| k.map(Arc::new))
             })
-            .await
+            .await?;
+        self.0.metrics.count_cache("api_keys", served);
+        Ok(found)
     }
 
     /// Evicts a changed key (revoked, re-limited) so the change applies at
     /// once on this replica and in the shared tier; other replicas' memory
     /// follows within the cache TTL.
-    pub async fn forget(&self, store: &Store, key_id: &str) -> Result<(), StoreError> {
-        if let Some(hash) = store.key_hash(key_id).await? {
-            self.cache.invalidate(&hash).await;
+    pub async fn forget(&self, key_id: &str) -> Result<(), StoreError> {
+        if let Some(hash) = self.0.store.key_hash(key_id).await? {
+            self.0.cache.invalidate(&hash).await;
         }
         Ok(())
     }
 
     pub fn touch(&self, key_id: &str, at: DateTime<Utc>) {
-        let mut seen = switchyard_core::sync::lock(&self.last_used);
+        let mut seen = switchyard_core::sync::lock(&self.0.last_used);
         match seen.get_mut(key_id) {
             Some(t) => *t = at,
             None => {
@@ -114,18 +117,18 @@ impl KeyAuthority {
 
     /// Takes the last-use times collected since the previous call.
     pub fn drain_last_used(&self) -> Vec<(String, DateTime<Utc>)> {
-        let mut seen = switchyard_core::sync::lock(&self.last_used);
+        let mut seen = switchyard_core::sync::lock(&self.0.last_used);
         seen.drain().collect()
     }
 
     /// Writes collected last-use times to the database; on failure they are
     /// kept for the next attempt.
-    pub async fn flush_last_used(&self, store: &Store) -> Result<usize, StoreError> {
+    pub async fn flush_last_used(&self) -> Result<usize, StoreError> {
         let batch = self.drain_last_used();
         if batch.is_empty() {
             return Ok(0);
         }
-        match store.touch_last_used(&batch).await {
+        match self.0.store.touch_last_used(&batch).await {
             Ok(()) => Ok(batch.len()),
             Err(e) => {
                 for (id, at) in batch {
@@ -137,7 +140,7 @@ impl KeyAuthority {
     }
 
     fn touch_if_newer(&self, id: String, at: DateTime<Utc>) {
-        let mut seen = switchyard_core::sync::lock(&self.last_used);
+        let mut seen = switchyard_core::sync::lock(&self.0.last_used);
         let entry = seen.entry(id).or_insert(at);
         if *entry < at {
             *entry = at;
@@ -174,10 +177,18 @@ fn malformed() -> ApiError {
     )
 }
 
+/// What the authentication layer needs: the keys, and the limits on
+/// unauthenticated traffic and failed attempts.
+#[derive(Clone)]
+pub struct AuthState {
+    pub keys: KeyAuthority,
+    pub limits: Limits,
+}
+
 /// The middleware: authenticates every non-public request and checks scope.
 /// Unauthenticated traffic is limited per client IP, and an IP that keeps
 /// failing authentication is refused for a while (brute-force protection).
-pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next: Next) -> Response {
     let path = req.uri().path();
     let ip = req
         .extensions()
@@ -186,24 +197,28 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     if is_public(path) {
         if !INFRASTRUCTURE_PATHS.contains(&path) {
-            let quota = state.quotas.unauthenticated;
-            if let Err(rejection) =
-                ratelimit::enforce(&state, LimitScope::Ip, &format!("ip:{ip}"), &quota).await
+            let quota = auth.limits.quotas().unauthenticated;
+            if let Err(rejection) = auth
+                .limits
+                .enforce(LimitScope::Ip, &format!("ip:{ip}"), &quota)
+                .await
             {
-                return rejection;
+                return rejection.into_response();
             }
         }
         return next.run(req).await;
     }
     let failures_key = format!("authfail:{ip}");
-    let failures = state.quotas.auth_failures;
-    if let Err(rejection) =
-        ratelimit::guard(&state, LimitScope::AuthFailure, &failures_key, &failures).await
+    let failures = auth.limits.quotas().auth_failures;
+    if let Err(rejection) = auth
+        .limits
+        .guard(LimitScope::AuthFailure, &failures_key, &failures)
+        .await
     {
-        return rejection;
+        return rejection.into_response();
     }
     let needed = needed_scope(path);
-    match identify(&state, req.headers(), needed).await {
+    match identify(&auth.keys, req.headers(), needed).await {
         Ok(caller) => {
             tracing::Span::current().record("key_id", caller.key.id.as_str());
             req.extensions_mut().insert(caller);
@@ -211,7 +226,7 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
         }
         Err(e) => {
             if e.status == axum::http::StatusCode::UNAUTHORIZED {
-                ratelimit::count_failure(&state, &failures_key, &failures).await;
+                auth.limits.count_failure(&failures_key, &failures).await;
             }
             e.into_response()
         }
@@ -219,26 +234,22 @@ pub async fn authenticate(State(state): State<AppState>, mut req: Request, next:
 }
 
 async fn identify(
-    state: &AppState,
+    keys: &KeyAuthority,
     headers: &HeaderMap,
     needed: Scope,
 ) -> Result<Caller, ApiError> {
     let raw = presented(headers)?;
     let key = PresentedKey::parse(raw).map_err(|_| malformed())?;
-    let (found, served) = state
-        .keys
-        .lookup(&state.store, key.hash())
-        .await
-        .map_err(|e| {
-            if e.is_unavailable() {
-                tracing::warn!(error = %e, "key lookup failed: database unavailable");
-                ApiError::unavailable("cannot verify the API key: the database is unavailable")
-                    .with_code("database_unavailable")
-            } else {
-                ApiError::internal(&e)
-            }
-        })?;
-    state.metrics.count_cache("api_keys", served);
+    let found = keys.lookup(key.hash()).await.map_err(|e| {
+        if e.is_unavailable() {
+            ApiError::database_unavailable(
+                &*e,
+                "cannot verify the API key: the database is unavailable",
+            )
+        } else {
+            ApiError::internal(&e)
+        }
+    })?;
     let Some(api_key) = found else {
         return Err(ApiError::unauthenticated(
             "invalid_api_key",
@@ -267,7 +278,7 @@ async fn identify(
             format!("this key lacks the `{}` scope", needed.as_str()),
         ));
     }
-    state.keys.touch(&api_key.id, now);
+    keys.touch(&api_key.id, now);
     Ok(Caller {
         redacted: key.redacted(),
         key: api_key,

@@ -104,12 +104,21 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// 503 `database_unavailable` with `Retry-After`: the database cannot be
+    /// reached (down, restarting, failing over). The cause is logged.
+    pub fn database_unavailable(cause: &dyn std::fmt::Display, message: &str) -> Self {
+        tracing::error!(error = %cause, "database unavailable");
+        ApiError::unavailable(message)
+            .with_code("database_unavailable")
+            .with_header("retry-after", "1")
+    }
+}
+
 impl From<switchyard_store::StoreError> for ApiError {
     fn from(e: switchyard_store::StoreError) -> Self {
         if e.is_unavailable() {
-            tracing::warn!(error = %e, "database unavailable");
-            ApiError::unavailable("the database is unavailable; try again shortly")
-                .with_code("database_unavailable")
+            ApiError::database_unavailable(&e, "the database is unavailable; try again shortly")
         } else {
             ApiError::internal(&e)
         }

@@ -1,22 +1,16 @@
-//! Issuing and revoking API keys, shared by the admin API and the `keys` CLI
-//! so both write the same rows and the same audit events.
+//! The key service: issuing, revoking and changing API keys, shared by the
+//! admin API and the `keys` CLI so both write the same rows and the same
+//! audit events. A change evicts the key from this replica's cache (and the
+//! shared tier) at once; other replicas follow within the cache TTL.
 
+use crate::audit::{self, Actor};
+use crate::auth::KeyAuthority;
 use chrono::{DateTime, Utc};
-use switchyard_core::keys::{new_id, ApiKey, NewKeySecret, NewKeySpec, RateLimit, Scopes};
+use switchyard_core::keys::{
+    new_id, ApiKey, NewKeySecret, NewKeySpec, RateLimit, Scopes, TaskProfile,
+};
 use switchyard_core::Secret;
 use switchyard_store::{AuditEvent, KeyInsert, Store, StoreError};
-
-/// Who did something, for the audit log.
-#[derive(Debug, Clone, Default)]
-pub struct Actor {
-    pub key_id: Option<String>,
-    /// Redacted key (`sy_1a2b3c4d…`).
-    pub key: Option<String>,
-    pub client_ip: Option<String>,
-    pub request_id: Option<String>,
-    /// `api`, `cli` or `bootstrap`.
-    pub via: &'static str,
-}
 
 /// A new key and its secret, which exists in the clear only in this value.
 pub struct IssuedKey {
@@ -34,83 +28,6 @@ pub enum IssueError {
     Invalid(String),
 }
 
-fn insert_for<'a>(secret: &NewKeySecret, spec: &'a NewKeySpec, at: DateTime<Utc>) -> KeyInsert<'a> {
-    KeyInsert {
-        id: new_id("key"),
-        spec,
-        hash: secret.hash(),
-        prefix: secret.display_prefix(),
-        created_at: at,
-    }
-}
-
-async fn audit(store: &Store, event: &'static str, key: &ApiKey, actor: &Actor, at: DateTime<Utc>) {
-    let entry = AuditEvent {
-        event,
-        actor_key_id: actor.key_id.clone(),
-        actor_key: actor.key.clone(),
-        project: Some(key.project.clone()),
-        target: Some(key.id.clone()),
-        task_id: None,
-        client_ip: actor.client_ip.clone(),
-        request_id: actor.request_id.clone(),
-        details: serde_json::json!({
-            "via": actor.via,
-            "name": key.name,
-            "prefix": key.prefix,
-            "scopes": key.scopes,
-            "rate_limit": key.rate_limit,
-        }),
-    };
-    crate::audit::record(store, &entry, at).await;
-}
-
-pub async fn issue(
-    store: &Store,
-    spec: &NewKeySpec,
-    actor: &Actor,
-) -> Result<IssuedKey, IssueError> {
-    let secret = NewKeySecret::generate().map_err(|e| IssueError::Random(e.to_string()))?;
-    let now = switchyard_core::now();
-    let key = store.insert_key(&insert_for(&secret, spec, now)).await?;
-    audit(store, "key.created", &key, actor, now).await;
-    tracing::info!(key_id = %key.id, prefix = %key.prefix, project = %key.project, "API key created");
-    Ok(IssuedKey {
-        key,
-        secret: secret.secret().clone(),
-    })
-}
-
-/// Revokes a key; `None` when it does not exist.
-pub async fn revoke(store: &Store, id: &str, actor: &Actor) -> Result<Option<ApiKey>, StoreError> {
-    let now = switchyard_core::now();
-    let Some(key) = store.revoke_key(id, now).await? else {
-        return Ok(None);
-    };
-    if key.revoked_at == Some(now) {
-        audit(store, "key.revoked", &key, actor, now).await;
-        tracing::info!(key_id = %key.id, prefix = %key.prefix, "API key revoked");
-    }
-    Ok(Some(key))
-}
-
-/// Sets or clears a key's rate-limit override; `None` when the key does
-/// not exist.
-pub async fn set_rate_limit(
-    store: &Store,
-    id: &str,
-    rate_limit: Option<RateLimit>,
-    actor: &Actor,
-) -> Result<Option<ApiKey>, StoreError> {
-    let Some(key) = store.set_key_rate_limit(id, rate_limit).await? else {
-        return Ok(None);
-    };
-    let now = switchyard_core::now();
-    audit(store, "key.rate_limit_changed", &key, actor, now).await;
-    tracing::info!(key_id = %key.id, rate_limit = ?key.rate_limit, "API key rate limit changed");
-    Ok(Some(key))
-}
-
 /// What start-up did about the first admin key.
 pub enum Bootstrap {
     /// Keys already existed; nothing was done.
@@ -121,47 +38,187 @@ pub enum Bootstrap {
     Generated(IssuedKey),
 }
 
-/// On an empty database, creates the first admin key: the configured one, or
-/// a fresh one whose secret is returned for printing. Safe across replicas.
-pub async fn bootstrap_admin(
-    store: &Store,
-    configured: Option<&Secret>,
-) -> Result<Bootstrap, IssueError> {
-    if store.count_keys().await? > 0 {
-        return Ok(Bootstrap::NotNeeded);
+#[derive(Clone)]
+pub struct Keys {
+    store: Store,
+    /// The serving cache to evict changed keys from; none in the CLI.
+    authority: Option<KeyAuthority>,
+}
+
+fn insert_for<'a>(secret: &NewKeySecret, spec: &'a NewKeySpec, at: DateTime<Utc>) -> KeyInsert<'a> {
+    KeyInsert {
+        id: new_id("key"),
+        spec,
+        hash: secret.hash(),
+        prefix: secret.display_prefix(),
+        created_at: at,
     }
-    let secret = match configured {
-        Some(s) => NewKeySecret::from_existing(s.expose())
-            .map_err(|e| IssueError::Invalid(format!("ADMIN_API_KEY: {e}")))?,
-        None => NewKeySecret::generate().map_err(|e| IssueError::Random(e.to_string()))?,
-    };
-    let now = switchyard_core::now();
-    let spec = NewKeySpec::new(
-        "bootstrap-admin",
-        None,
-        "default",
-        Scopes::admin(),
-        None,
-        now,
-    )
-    .map_err(|e| IssueError::Invalid(e.to_string()))?;
-    let Some(key) = store
-        .bootstrap_admin_key(&insert_for(&secret, &spec, now))
-        .await?
-    else {
-        return Ok(Bootstrap::NotNeeded);
-    };
-    let actor = Actor {
-        via: "bootstrap",
-        ..Actor::default()
-    };
-    audit(store, "key.created", &key, &actor, now).await;
-    Ok(if configured.is_some() {
-        Bootstrap::Installed(key)
-    } else {
-        Bootstrap::Generated(IssuedKey {
+}
+
+impl Keys {
+    pub fn new(store: Store, authority: Option<KeyAuthority>) -> Self {
+        Self { store, authority }
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<ApiKey>, StoreError> {
+        self.store.get_key(id).await
+    }
+
+    pub async fn list(&self, include_revoked: bool) -> Result<Vec<ApiKey>, StoreError> {
+        self.store.list_keys(include_revoked).await
+    }
+
+    pub async fn issue(&self, spec: &NewKeySpec, actor: &Actor) -> Result<IssuedKey, IssueError> {
+        let secret = NewKeySecret::generate().map_err(|e| IssueError::Random(e.to_string()))?;
+        let now = switchyard_core::now();
+        let key = self
+            .store
+            .insert_key(&insert_for(&secret, spec, now))
+            .await?;
+        self.audit("key.created", &key, actor, key_details(&key))
+            .await;
+        tracing::info!(key_id = %key.id, prefix = %key.prefix, project = %key.project, "API key created");
+        Ok(IssuedKey {
             key,
             secret: secret.secret().clone(),
         })
+    }
+
+    /// Revokes a key; `None` when it does not exist. Revoking twice keeps
+    /// the first time (and audits once).
+    pub async fn revoke(&self, id: &str, actor: &Actor) -> Result<Option<ApiKey>, StoreError> {
+        let now = switchyard_core::now();
+        let Some(key) = self.store.revoke_key(id, now).await? else {
+            return Ok(None);
+        };
+        self.forget(id).await?;
+        if key.revoked_at == Some(now) {
+            self.audit("key.revoked", &key, actor, key_details(&key))
+                .await;
+            tracing::info!(key_id = %key.id, prefix = %key.prefix, "API key revoked");
+        }
+        Ok(Some(key))
+    }
+
+    /// Sets or clears a key's rate-limit override; `None` when the key does
+    /// not exist.
+    pub async fn set_rate_limit(
+        &self,
+        id: &str,
+        rate_limit: Option<RateLimit>,
+        actor: &Actor,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let Some(key) = self.store.set_key_rate_limit(id, rate_limit).await? else {
+            return Ok(None);
+        };
+        self.forget(id).await?;
+        self.audit("key.rate_limit_changed", &key, actor, key_details(&key))
+            .await;
+        tracing::info!(key_id = %key.id, rate_limit = ?key.rate_limit, "API key rate limit changed");
+        Ok(Some(key))
+    }
+
+    /// Sets (or with `None` clears) what a key's agent tasks may use;
+    /// `None` when the key does not exist.
+    pub async fn set_task_profile(
+        &self,
+        id: &str,
+        profile: Option<&TaskProfile>,
+        actor: &Actor,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let Some(key) = self.store.set_key_task_profile(id, profile).await? else {
+            return Ok(None);
+        };
+        self.forget(id).await?;
+        let details = serde_json::to_value(&key.task_profile).unwrap_or_default();
+        self.audit("key.task_profile_changed", &key, actor, details)
+            .await;
+        tracing::info!(key_id = %key.id, "API key task profile changed");
+        Ok(Some(key))
+    }
+
+    /// On an empty database, creates the first admin key: the configured
+    /// one, or a fresh one whose secret is returned for printing. Safe across
+    /// replicas.
+    pub async fn bootstrap_admin(
+        &self,
+        configured: Option<&Secret>,
+    ) -> Result<Bootstrap, IssueError> {
+        if self.store.count_keys().await? > 0 {
+            return Ok(Bootstrap::NotNeeded);
+        }
+        let secret = match configured {
+            Some(s) => NewKeySecret::from_existing(s.expose())
+                .map_err(|e| IssueError::Invalid(format!("ADMIN_API_KEY: {e}")))?,
+            None => NewKeySecret::generate().map_err(|e| IssueError::Random(e.to_string()))?,
+        };
+        let now = switchyard_core::now();
+        let spec = NewKeySpec::new(
+            "bootstrap-admin",
+            None,
+            "default",
+            Scopes::admin(),
+            None,
+            now,
+        )
+        .map_err(|e| IssueError::Invalid(e.to_string()))?;
+        let Some(key) = self
+            .store
+            .bootstrap_admin_key(&insert_for(&secret, &spec, now))
+            .await?
+        else {
+            return Ok(Bootstrap::NotNeeded);
+        };
+        let actor = Actor {
+            via: "bootstrap",
+            ..Actor::default()
+        };
+        self.audit("key.created", &key, &actor, key_details(&key))
+            .await;
+        Ok(if configured.is_some() {
+            Bootstrap::Installed(key)
+        } else {
+            Bootstrap::Generated(IssuedKey {
+                key,
+                secret: secret.secret().clone(),
+            })
+        })
+    }
+
+    async fn forget(&self, id: &str) -> Result<(), StoreError> {
+        match &self.authority {
+            Some(a) => a.forget(id).await,
+            None => Ok(()),
+        }
+    }
+
+    async fn audit(
+        &self,
+        event: &'static str,
+        key: &ApiKey,
+        actor: &Actor,
+        details: serde_json::Value,
+    ) {
+        let mut details = details;
+        if let Some(obj) = details.as_object_mut() {
+            obj.entry("via").or_insert_with(|| actor.via.into());
+        }
+        let entry = actor.stamp(AuditEvent {
+            event,
+            project: Some(key.project.clone()),
+            target: Some(key.id.clone()),
+            details,
+            ..AuditEvent::default()
+        });
+        audit::record(&self.store, &entry, switchyard_core::now()).await;
+    }
+}
+
+fn key_details(key: &ApiKey) -> serde_json::Value {
+    serde_json::json!({
+        "name": key.name,
+        "prefix": key.prefix,
+        "scopes": key.scopes,
+        "rate_limit": key.rate_limit,
     })
 }

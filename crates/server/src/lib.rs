@@ -1,17 +1,18 @@
-//! The Switchyard HTTP service: router, middleware, handlers, metrics and
-//! OpenAPI, plus the key service shared with the CLI.
+//! The Switchyard HTTP service: the model gateway, the services shared with
+//! the CLI (keys, budgets), task workers, and the axum application around
+//! them (middleware, handlers, metrics, OpenAPI).
 
 pub mod app;
 pub mod audit;
 pub mod auth;
-pub mod budget;
+pub mod budgets;
+pub mod context;
 pub mod error;
 pub mod gateway;
 pub mod json;
 pub mod keys;
 pub mod metrics;
 pub mod middleware;
-pub mod openapi;
 pub mod ratelimit;
 pub mod resilience;
 pub mod routes;
@@ -20,5 +21,12 @@ pub mod telemetry;
 pub mod usage;
 pub mod worker;
 
-pub use app::{router, Application};
+pub use app::Application;
+pub use routes::router;
 pub use state::AppState;
+
+/// Bound on any single Redis call made while serving a request.
+pub const REDIS_CALL_TIMEOUT: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// How long a probe waits for the database or Redis before calling it down.
+pub const PROBE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);

@@ -1,26 +1,25 @@
 //! Edge middleware, one concern each: request context (id, span, access log,
 //! metrics), request timeout, body size limit, and JSON for framework errors.
 
+use crate::context::{ClientIp, RequestId, REQUEST_ID_HEADER};
 use crate::error::ApiError;
-use crate::metrics::{RequestLabels, RouteLabels};
-use crate::state::AppState;
+use crate::metrics::{Metrics, RequestLabels, RouteLabels};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use std::time::Instant;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use switchyard_core::config::IpNet;
 use tracing::Instrument;
 
-/// The request id: the client's `x-request-id` when it is sane, else generated.
-#[derive(Clone, Debug)]
-pub struct RequestId(pub String);
-
-/// The client's address as this process sees it (the TCP peer). Handlers and
-/// audit records take it from here, never from headers directly.
-#[derive(Clone, Copy, Debug)]
-pub struct ClientIp(pub Option<std::net::IpAddr>);
-
-pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// What the outermost layer needs: the metrics it records, and the proxies
+/// whose `X-Forwarded-For` it believes.
+#[derive(Clone)]
+pub struct Edge {
+    pub metrics: Metrics,
+    pub trusted_proxies: Arc<[IpNet]>,
+}
 
 fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
     let s = v.to_str().ok()?;
@@ -71,11 +70,7 @@ pub fn client_ip(
 
 /// Outermost layer: assigns the request id, opens the span every log line of
 /// the request carries, and records the access log line and metrics.
-pub async fn request_context(
-    State(state): State<AppState>,
-    mut req: Request,
-    next: Next,
-) -> Response {
+pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
     let started = Instant::now();
     let id = req
         .headers()
@@ -91,7 +86,7 @@ pub async fn request_context(
         .extensions()
         .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
         .map(|c| c.0.ip());
-    let client = client_ip(peer, req.headers(), &state.config.limits.trusted_proxies);
+    let client = client_ip(peer, req.headers(), &edge.trusted_proxies);
     req.extensions_mut().insert(ClientIp(client));
     req.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!(
@@ -101,9 +96,9 @@ pub async fn request_context(
         route = %route,
         key_id = tracing::field::Empty,
     );
-    state.metrics.in_flight.inc();
+    edge.metrics.in_flight.inc();
     let mut response = next.run(req).instrument(span.clone()).await;
-    state.metrics.in_flight.dec();
+    edge.metrics.in_flight.dec();
 
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && !response.headers().contains_key(header::CONTENT_TYPE)
@@ -123,8 +118,7 @@ pub async fn request_context(
 
     let status = response.status();
     let elapsed = started.elapsed();
-    state
-        .metrics
+    edge.metrics
         .requests
         .get_or_create(&RequestLabels {
             method: method.as_str().to_owned(),
@@ -132,8 +126,7 @@ pub async fn request_context(
             status: status.as_u16().to_string(),
         })
         .inc();
-    state
-        .metrics
+    edge.metrics
         .duration
         .get_or_create(&RouteLabels {
             method: method.as_str().to_owned(),
@@ -155,8 +148,7 @@ pub async fn request_context(
 }
 
 /// Ends a request that exceeds `API_TIMEOUT` with a 504 JSON error.
-pub async fn timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = state.config.api_timeout;
+pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
     match tokio::time::timeout(limit, next.run(req)).await {
         Ok(response) => response,
         Err(_) => {
@@ -186,13 +178,13 @@ pub fn payload_too_large() -> ApiError {
 
 /// Rejects a declared `Content-Length` over the limit before reading the
 /// body; bodies without one are capped while read (`DefaultBodyLimit`).
-pub async fn body_limit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn body_limit(State(max_bytes): State<usize>, req: Request, next: Next) -> Response {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > state.config.max_body_bytes as u64) {
+    if declared.is_some_and(|len| len > max_bytes as u64) {
         return payload_too_large().into_response();
     }
     next.run(req).await

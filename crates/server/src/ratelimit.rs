@@ -5,19 +5,19 @@
 //! `x-ratelimit-{limit,remaining,reset}-requests`; a denial is a 429 with
 //! `Retry-After`.
 
-use crate::auth::Caller;
+use crate::context::Caller;
 use crate::error::ApiError;
-use crate::metrics::DecisionLabels;
-use crate::state::AppState;
+use crate::metrics::{DecisionLabels, Metrics};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::keys::ApiKey;
 use switchyard_core::Config;
-use switchyard_limits::{Decision, Quota};
+use switchyard_limits::{Decision, Limiter, Quota};
 
 /// Which limit a decision applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,106 +132,161 @@ fn set_headers(headers: &mut HeaderMap, d: &Decision) {
     }
 }
 
-fn too_many(scope: Scope, d: &Decision) -> Response {
-    let (code, message) = scope.denial();
-    let e = ApiError::new(
-        StatusCode::TOO_MANY_REQUESTS,
-        "rate_limit_exceeded",
-        message,
-    )
-    .with_code(code)
-    .with_header("retry-after", d.retry_after_secs().max(1).to_string());
-    let mut response = e.into_response();
-    set_headers(response.headers_mut(), d);
-    response
+/// Why a request was not let through.
+#[derive(Debug, Clone, Copy)]
+pub enum Rejection {
+    /// Over the limit of `scope`: 429 with `Retry-After`.
+    Denied { scope: Scope, decision: Decision },
+    /// The shared limiter is unreachable and the policy is to refuse: 503.
+    Unavailable,
 }
 
-fn unavailable() -> Response {
-    ApiError::unavailable("the shared rate limiter is unavailable; try again shortly")
-        .with_code("rate_limiter_unavailable")
-        .with_header("retry-after", "1")
-        .into_response()
-}
-
-async fn decide(
-    state: &AppState,
-    scope: Scope,
-    key: &str,
-    quota: &Quota,
-    record: bool,
-) -> Result<Decision, Response> {
-    let verdict = if record {
-        state.limiter.check(key, quota, 1).await
-    } else {
-        state.limiter.peek(key, quota, 1).await
-    };
-    let (result, backend_error) = match &verdict {
-        Ok(v) => (
-            if v.decision.allowed {
-                "allowed"
-            } else {
-                "denied"
-            },
-            v.backend_error,
-        ),
-        Err(refused) => ("refused", refused.backend_error),
-    };
-    if backend_error {
-        state.metrics.ratelimit_backend_errors.inc();
-    }
-    state
-        .metrics
-        .ratelimit_decisions
-        .get_or_create(&DecisionLabels {
-            scope: scope.as_str(),
-            result,
-        })
-        .inc();
-    match verdict {
-        Ok(v) => Ok(v.decision),
-        Err(_) => Err(unavailable()),
+impl From<Rejection> for ApiError {
+    fn from(r: Rejection) -> Self {
+        match r {
+            Rejection::Denied { scope, decision } => {
+                let (code, message) = scope.denial();
+                ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limit_exceeded",
+                    message,
+                )
+                .with_code(code)
+                .with_header(
+                    "retry-after",
+                    decision.retry_after_secs().max(1).to_string(),
+                )
+            }
+            Rejection::Unavailable => {
+                ApiError::unavailable("the shared rate limiter is unavailable; try again shortly")
+                    .with_code("rate_limiter_unavailable")
+                    .with_header("retry-after", "1")
+            }
+        }
     }
 }
 
-/// Records one request against `key`; the 429 (or 503) to send when denied.
-pub async fn enforce(
-    state: &AppState,
-    scope: Scope,
-    key: &str,
-    quota: &Quota,
-) -> Result<Decision, Response> {
-    let d = decide(state, scope, key, quota, true).await?;
-    if d.allowed {
-        Ok(d)
-    } else {
-        Err(too_many(scope, &d))
+impl IntoResponse for Rejection {
+    fn into_response(self) -> Response {
+        let mut response = ApiError::from(self).into_response();
+        if let Rejection::Denied { decision, .. } = self {
+            set_headers(response.headers_mut(), &decision);
+        }
+        response
     }
 }
 
-/// Checks without recording: refuses when `key` has no room left.
-pub async fn guard(
-    state: &AppState,
-    scope: Scope,
-    key: &str,
-    quota: &Quota,
-) -> Result<(), Response> {
-    let d = decide(state, scope, key, quota, false).await?;
-    if d.allowed {
-        Ok(())
-    } else {
-        Err(too_many(scope, &d))
-    }
+/// The request limits in force: the limiter (in-process or Redis), the
+/// quotas, and the metrics of their decisions.
+#[derive(Clone)]
+pub struct Limits(Arc<LimitsInner>);
+
+struct LimitsInner {
+    limiter: Limiter,
+    quotas: Quotas,
+    metrics: Metrics,
 }
 
-/// Counts one failed authentication against the client's address.
-pub async fn count_failure(state: &AppState, key: &str, quota: &Quota) {
-    // The limit itself is enforced by `guard` on the next attempt.
-    let _ = decide(state, Scope::AuthFailure, key, quota, true).await;
+impl Limits {
+    pub fn new(limiter: Limiter, quotas: Quotas, metrics: Metrics) -> Self {
+        Self(Arc::new(LimitsInner {
+            limiter,
+            quotas,
+            metrics,
+        }))
+    }
+
+    pub fn quotas(&self) -> &Quotas {
+        &self.0.quotas
+    }
+
+    pub fn limiter(&self) -> &Limiter {
+        &self.0.limiter
+    }
+
+    async fn decide(
+        &self,
+        scope: Scope,
+        key: &str,
+        quota: &Quota,
+        record: bool,
+    ) -> Result<Decision, Rejection> {
+        let limiter = &self.0.limiter;
+        let verdict = if record {
+            limiter.check(key, quota, 1).await
+        } else {
+            limiter.peek(key, quota, 1).await
+        };
+        let (result, backend_error) = match &verdict {
+            Ok(v) => (
+                if v.decision.allowed {
+                    "allowed"
+                } else {
+                    "denied"
+                },
+                v.backend_error,
+            ),
+            Err(refused) => ("refused", refused.backend_error),
+        };
+        let metrics = &self.0.metrics;
+        if backend_error {
+            metrics.ratelimit_backend_errors.inc();
+        }
+        metrics
+            .ratelimit_decisions
+            .get_or_create(&DecisionLabels {
+                scope: scope.as_str(),
+                result,
+            })
+            .inc();
+        match verdict {
+            Ok(v) => Ok(v.decision),
+            Err(_) => Err(Rejection::Unavailable),
+        }
+    }
+
+    /// Records one request against `key`; the rejection when denied.
+    pub async fn enforce(
+        &self,
+        scope: Scope,
+        key: &str,
+        quota: &Quota,
+    ) -> Result<Decision, Rejection> {
+        let decision = self.decide(scope, key, quota, true).await?;
+        if decision.allowed {
+            Ok(decision)
+        } else {
+            Err(Rejection::Denied { scope, decision })
+        }
+    }
+
+    /// Checks without recording: refuses when `key` has no room left.
+    pub async fn guard(&self, scope: Scope, key: &str, quota: &Quota) -> Result<(), Rejection> {
+        let decision = self.decide(scope, key, quota, false).await?;
+        if decision.allowed {
+            Ok(())
+        } else {
+            Err(Rejection::Denied { scope, decision })
+        }
+    }
+
+    /// Counts one failed authentication against the client's address.
+    pub async fn count_failure(&self, key: &str, quota: &Quota) {
+        // The limit itself is enforced by `guard` on the next attempt.
+        let _ = self.decide(Scope::AuthFailure, key, quota, true).await;
+    }
+
+    /// Records one request of the caller's key against its rate.
+    pub async fn check_key(&self, caller: &Caller) -> Result<Decision, Rejection> {
+        let quota = self.0.quotas.for_key(&caller.key);
+        self.enforce(Scope::Key, &format!("key:{}", caller.key.id), &quota)
+            .await
+    }
 }
 
 /// The middleware for authenticated requests: route limit, then key limit;
 /// the tighter of the two goes into the response headers.
-pub async fn limit_requests(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn limit_requests(State(limits): State<Limits>, req: Request, next: Next) -> Response {
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
     };
@@ -240,24 +295,16 @@ pub async fn limit_requests(State(state): State<AppState>, req: Request, next: N
         .get::<MatchedPath>()
         .map(|m| format!("{} {}", req.method(), m.as_str()));
     let mut tightest: Option<Decision> = None;
-    if let Some(quota) = route.as_ref().and_then(|r| state.quotas.routes.get(r)) {
+    if let Some(quota) = route.as_ref().and_then(|r| limits.quotas().routes.get(r)) {
         let key = format!("route:{}:{}", route.as_deref().unwrap_or(""), caller.key.id);
-        match enforce(&state, Scope::Route, &key, quota).await {
+        match limits.enforce(Scope::Route, &key, quota).await {
             Ok(d) => tightest = Some(d),
-            Err(rejection) => return rejection,
+            Err(rejection) => return rejection.into_response(),
         }
     }
-    let quota = state.quotas.for_key(&caller.key);
-    let key_decision = match enforce(
-        &state,
-        Scope::Key,
-        &format!("key:{}", caller.key.id),
-        &quota,
-    )
-    .await
-    {
+    let key_decision = match limits.check_key(&caller).await {
         Ok(d) => d,
-        Err(rejection) => return rejection,
+        Err(rejection) => return rejection.into_response(),
     };
     let shown = match tightest {
         Some(route_decision) if route_decision.remaining < key_decision.remaining => route_decision,

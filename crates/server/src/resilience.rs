@@ -1,16 +1,15 @@
-//! Keeping model calls alive when upstreams are not: a circuit breaker and a
-//! bounded worker pool (concurrency limit plus bounded queue) per catalog
-//! model, retries with jittered exponential backoff that honour
-//! `Retry-After`, and the model's fallback chain.
+//! The primitives that keep model calls alive when upstreams are not: a
+//! circuit breaker and a bounded worker pool (concurrency limit plus bounded
+//! queue) per catalog model, and jittered exponential backoff that honours
+//! `Retry-After`. The gateway's fallback loop (`gateway::chain`) uses them.
 
-use crate::gateway::ModelRoute;
-use crate::metrics::{Metrics, ModelLabels};
-use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+// Tokio's clock, so that tests can pause and move time.
 use switchyard_models::BackendError;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
 
 const BACKOFF_BASE: Duration = Duration::from_millis(200);
 const BACKOFF_CAP: Duration = Duration::from_secs(5);
@@ -133,25 +132,9 @@ impl Pool {
     }
 }
 
-/// Why no model of the chain produced an answer.
-#[derive(Debug, Clone)]
-pub enum CallError {
-    Backend(BackendError),
-    /// Every model's queue was full.
-    Overloaded,
-    /// Every model's circuit breaker was open.
-    CircuitOpen,
-}
-
-/// A successful call: the model that served it, its result, and the pool
-/// slot, held until the caller is done with the result (a stream).
-pub struct Served<T> {
-    pub route: Arc<ModelRoute>,
-    pub value: T,
-    pub permit: OwnedSemaphorePermit,
-}
-
-fn backoff(attempt: u32, error: &BackendError) -> Duration {
+/// How long to wait before retry `attempt` after `error`: the upstream's
+/// `Retry-After` when it sent one (capped), else a jittered exponential step.
+pub fn backoff(attempt: u32, error: &BackendError) -> Duration {
     if let BackendError::Status {
         retry_after: Some(secs),
         ..
@@ -167,95 +150,41 @@ fn backoff(attempt: u32, error: &BackendError) -> Duration {
     exp.mul_f64(factor)
 }
 
-/// Runs `op` against the chain: each model in turn (breaker permitting, a
-/// pool slot available), retrying retryable failures. A non-retryable
-/// failure (the upstream rejected the request itself) ends the chain at once.
-pub async fn call<T, F, Fut>(
-    chain: &[Arc<ModelRoute>],
-    metrics: &Metrics,
-    mut op: F,
-) -> Result<Served<T>, CallError>
-where
-    F: FnMut(Arc<ModelRoute>) -> Fut,
-    Fut: Future<Output = Result<T, BackendError>>,
-{
-    let mut last = CallError::CircuitOpen;
-    for (i, route) in chain.iter().enumerate() {
-        let labels = ModelLabels {
-            model: route.entry.id.clone(),
-        };
-        if i > 0 {
-            metrics.llm_fallbacks.get_or_create(&labels).inc();
-        }
-        if !route.breaker.try_acquire() {
-            metrics.llm_circuit_rejections.get_or_create(&labels).inc();
-            if !matches!(last, CallError::Backend(_)) {
-                last = CallError::CircuitOpen;
-            }
-            continue;
-        }
-        let Some(permit) = route.pool.acquire().await else {
-            route.breaker.release_trial();
-            metrics.llm_overloaded.get_or_create(&labels).inc();
-            last = CallError::Overloaded;
-            continue;
-        };
-        let mut attempt = 0;
-        loop {
-            match op(route.clone()).await {
-                Ok(value) => {
-                    route.breaker.record(true);
-                    return Ok(Served {
-                        route: route.clone(),
-                        value,
-                        permit,
-                    });
-                }
-                Err(e) if e.is_retryable() => {
-                    route.breaker.record(false);
-                    tracing::warn!(error = %e, model = %route.entry.id, attempt, "upstream call failed");
-                    let may_retry = attempt < route.entry.retries && !route.breaker.is_open();
-                    if !may_retry {
-                        last = CallError::Backend(e);
-                        break;
-                    }
-                    metrics.llm_retries.get_or_create(&labels).inc();
-                    tokio::time::sleep(backoff(attempt, &e)).await;
-                    attempt += 1;
-                }
-                Err(e) => {
-                    route.breaker.record(true);
-                    return Err(CallError::Backend(e));
-                }
-            }
-        }
-    }
-    Err(last)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn the_breaker_opens_half_opens_and_closes() {
-        let b = Breaker::new(2, Duration::from_millis(30));
+    #[tokio::test(start_paused = true)]
+    async fn the_breaker_opens_half_opens_and_closes() {
+        let b = Breaker::new(2, Duration::from_secs(30));
         assert!(b.try_acquire());
         b.record(false);
         assert_eq!(b.state_code(), 0);
         b.record(false);
         assert_eq!(b.state_code(), 1);
         assert!(!b.try_acquire());
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_secs(29)).await;
+        assert!(!b.try_acquire(), "still open before the cooldown ends");
+        tokio::time::advance(Duration::from_secs(1)).await;
         assert!(b.try_acquire(), "one trial after the cooldown");
         assert_eq!(b.state_code(), 2);
         assert!(!b.try_acquire(), "only one trial at a time");
         b.record(false);
         assert_eq!(b.state_code(), 1, "a failed trial reopens");
-        std::thread::sleep(Duration::from_millis(40));
+        tokio::time::advance(Duration::from_secs(30)).await;
         assert!(b.try_acquire());
         b.record(true);
         assert_eq!(b.state_code(), 0);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trial_that_never_reached_the_upstream_frees_the_slot() {
+        let b = Breaker::new(1, Duration::from_secs(5));
+        b.record(false);
+        tokio::time::advance(Duration::from_secs(5)).await;
+        assert!(b.try_acquire());
+        b.release_trial();
+        assert!(b.try_acquire(), "the released trial slot is free at once");
     }
 
     #[test]
@@ -283,7 +212,10 @@ mod tests {
             let pool = pool.clone();
             tokio::spawn(async move { pool.acquire().await.is_some() })
         };
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        // Wait until the waiter is in line, not for a guessed time.
+        while pool.waiting.load(Ordering::Acquire) == 0 {
+            tokio::task::yield_now().await;
+        }
         assert!(pool.acquire().await.is_none(), "the queue of one is taken");
         drop(first);
         assert!(waiter.await.unwrap());

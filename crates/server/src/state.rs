@@ -1,59 +1,51 @@
-//! Shared application state, built once at start-up and cloned into handlers.
+//! The application's services, built once at start-up from the
+//! configuration. Each middleware layer takes only its own part (see
+//! `routes::router`); handlers take the whole [`AppState`] and call the
+//! service they need.
 
 use crate::auth::KeyAuthority;
+use crate::budgets::Budgets;
 use crate::gateway::Gateway;
+use crate::keys::Keys;
 use crate::metrics::Metrics;
-use crate::ratelimit::Quotas;
+use crate::ratelimit::{Limits, Quotas};
 use crate::usage::UsageRecorder;
+use crate::REDIS_CALL_TIMEOUT;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Mutex;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_agent::definitions::Definitions;
-use switchyard_core::catalog::ModelEntry;
-use switchyard_core::config::{LimitBackend, RedisFailurePolicy};
+use switchyard_core::config::LimitBackend;
 use switchyard_core::Config;
-use switchyard_limits::{FailurePolicy, Limiter, Redis, RedisLimiter, SystemClock, TieredCache};
+use switchyard_limits::{Limiter, Redis, RedisLimiter, SystemClock, TieredCache};
 use switchyard_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// How long a rendered `/v1/models` answer is served from memory.
 pub const MODELS_CACHE_TTL: Duration = Duration::from_secs(3600);
-/// Bound on any single Redis call made while serving a request.
-pub const REDIS_CALL_TIMEOUT: Duration = Duration::from_millis(250);
 
 #[derive(Clone)]
 pub struct AppState(Arc<Inner>);
-
-fn load_definitions(agents: &std::path::Path, skills: &std::path::Path) -> Definitions {
-    let defs = Definitions::load(agents, skills);
-    for p in &defs.problems {
-        tracing::warn!(problem = %p, "an agent or skill definition was skipped");
-    }
-    defs
-}
 
 pub struct Inner {
     pub config: Config,
     pub store: Store,
     pub redis: Option<Arc<Redis>>,
-    pub keys: KeyAuthority,
-    pub limiter: Limiter,
-    pub quotas: Quotas,
     pub metrics: Metrics,
+    /// Key lookups for authentication (cached) and last-use times.
+    pub authority: KeyAuthority,
+    /// Issuing, revoking and changing keys.
+    pub keys: Keys,
+    pub limits: Limits,
+    pub budgets: Budgets,
+    pub gateway: Gateway,
     pub started: Instant,
     draining: AtomicBool,
-    catalog: RwLock<Arc<Vec<ModelEntry>>>,
     /// The rendered `/v1/models` body. In-process only: replicas in a rollout
     /// may serve different catalogs, so a shared copy could be wrong.
     pub models_response: TieredCache<Arc<String>>,
-    gateway: RwLock<Arc<Gateway>>,
-    /// Budgets applying to (key, project), cached like keys.
-    pub budgets: TieredCache<Arc<Vec<switchyard_core::budget::Budget>>>,
-    pub http: reqwest::Client,
-    pub usage: UsageRecorder,
     definitions: RwLock<Arc<Definitions>>,
     usage_stop: watch::Sender<bool>,
     usage_writer: Mutex<Option<JoinHandle<()>>>,
@@ -66,6 +58,32 @@ impl Deref for AppState {
     }
 }
 
+fn load_definitions(config: &Config) -> Definitions {
+    let defs = Definitions::load(&config.tasks.agents_dir, &config.tasks.skills_dir);
+    for p in &defs.problems {
+        tracing::warn!(problem = %p, "an agent or skill definition was skipped");
+    }
+    defs
+}
+
+fn limiter(config: &Config, redis: Option<&Arc<Redis>>) -> Limiter {
+    match (redis, config.limits.backend) {
+        (Some(r), LimitBackend::Redis) => Limiter::redis(
+            RedisLimiter::new(r.clone(), "sy:rl:", REDIS_CALL_TIMEOUT),
+            match config.limits.redis_failure {
+                switchyard_core::config::RedisFailurePolicy::Fallback => {
+                    switchyard_limits::FailurePolicy::Fallback
+                }
+                switchyard_core::config::RedisFailurePolicy::Refuse => {
+                    switchyard_limits::FailurePolicy::Refuse
+                }
+            },
+            Arc::new(SystemClock),
+        ),
+        _ => Limiter::local(Arc::new(SystemClock)),
+    }
+}
+
 impl AppState {
     pub fn new(config: Config, store: Store, redis: Option<Arc<Redis>>) -> anyhow::Result<Self> {
         let metrics = Metrics::new(
@@ -74,49 +92,43 @@ impl AppState {
             redis.is_some(),
         );
         let shared_cache = redis.clone().filter(|_| config.limits.shared_cache);
-        let key_cache_ttl = config.key_cache_ttl;
-        let keys = KeyAuthority::new(key_cache_ttl, shared_cache);
-        let limiter = match (&redis, config.limits.backend) {
-            (Some(r), LimitBackend::Redis) => Limiter::redis(
-                RedisLimiter::new(r.clone(), "sy:rl:", REDIS_CALL_TIMEOUT),
-                match config.limits.redis_failure {
-                    RedisFailurePolicy::Fallback => FailurePolicy::Fallback,
-                    RedisFailurePolicy::Refuse => FailurePolicy::Refuse,
-                },
-                Arc::new(SystemClock),
-            ),
-            _ => Limiter::local(Arc::new(SystemClock)),
-        };
-        let quotas = Quotas::from_config(&config)?;
-        let catalog = RwLock::new(Arc::new(config.file.models.clone()));
-        let config_tasks_dirs = (
-            config.tasks.agents_dir.clone(),
-            config.tasks.skills_dir.clone(),
+        let authority = KeyAuthority::new(
+            store.clone(),
+            metrics.clone(),
+            config.key_cache_ttl,
+            shared_cache,
         );
-        let http = crate::gateway::http_client()?;
-        let gateway = RwLock::new(Arc::new(Gateway::new(&config, &config.file.models, &http)));
+        let keys = Keys::new(store.clone(), Some(authority.clone()));
+        let limits = Limits::new(
+            limiter(&config, redis.as_ref()),
+            Quotas::from_config(&config)?,
+            metrics.clone(),
+        );
+        let budgets = Budgets::new(store.clone(), metrics.clone(), config.key_cache_ttl);
         let (usage_stop, stop_rx) = watch::channel(false);
         let (usage, writer) = UsageRecorder::spawn(store.clone(), metrics.clone(), stop_rx);
+        let gateway = Gateway::new(
+            &config,
+            crate::gateway::http_client()?,
+            budgets.clone(),
+            usage,
+            metrics.clone(),
+        );
+        let definitions = RwLock::new(Arc::new(load_definitions(&config)));
         Ok(Self(Arc::new(Inner {
             config,
             store,
             redis,
-            keys,
-            limiter,
-            quotas,
             metrics,
+            authority,
+            keys,
+            limits,
+            budgets,
+            gateway,
             started: Instant::now(),
             draining: AtomicBool::new(false),
-            catalog,
             models_response: TieredCache::local(1, MODELS_CACHE_TTL),
-            gateway,
-            budgets: TieredCache::local(100_000, key_cache_ttl),
-            http,
-            usage,
-            definitions: RwLock::new(Arc::new(load_definitions(
-                &config_tasks_dirs.0,
-                &config_tasks_dirs.1,
-            ))),
+            definitions,
             usage_stop,
             usage_writer: Mutex::new(Some(writer)),
         })))
@@ -125,10 +137,6 @@ impl AppState {
     /// The sub-agents and skills on disk (reloaded with the configuration).
     pub fn definitions(&self) -> Arc<Definitions> {
         switchyard_core::sync::read(&self.definitions).clone()
-    }
-
-    pub fn gateway(&self) -> Arc<Gateway> {
-        switchyard_core::sync::read(&self.gateway).clone()
     }
 
     /// Stops the usage writer after it has written everything queued, waiting
@@ -152,21 +160,12 @@ impl AppState {
         self.metrics.draining.set(1);
     }
 
-    pub fn catalog(&self) -> Arc<Vec<ModelEntry>> {
-        switchyard_core::sync::read(&self.catalog).clone()
-    }
-
-    /// Swaps in a reloaded configuration's model catalog (and the upstream
-    /// keys it names) and drops the cached `/v1/models` answer.
-    pub fn replace_catalog(&self, config: &Config) {
-        let models = config.file.models.clone();
-        *switchyard_core::sync::write(&self.gateway) =
-            Arc::new(Gateway::new(config, &models, &self.http));
-        *switchyard_core::sync::write(&self.catalog) = Arc::new(models);
-        *switchyard_core::sync::write(&self.definitions) = Arc::new(load_definitions(
-            &config.tasks.agents_dir,
-            &config.tasks.skills_dir,
-        ));
+    /// Applies a reloaded configuration: the model catalog (and the upstream
+    /// keys it names), the routing policy, and the agent and skill
+    /// definitions; drops the cached `/v1/models` answer.
+    pub fn reload(&self, config: &Config) {
+        self.gateway.reload(config);
+        *switchyard_core::sync::write(&self.definitions) = Arc::new(load_definitions(config));
         self.models_response.invalidate_local();
     }
 }

@@ -79,6 +79,24 @@ impl UsageRecorder {
     }
 }
 
+impl UsageRecorder {
+    /// Queues a record without waiting, for code that cannot wait (a value
+    /// dropped outside the runtime). A full queue loses the record, counted
+    /// and logged.
+    pub fn record_now(&self, record: UsageRecord, settlement: Option<Settlement>) {
+        self.metrics.usage_queue_depth.inc();
+        let entry = Entry { record, settlement };
+        if let Err(e) = self.tx.try_send(entry) {
+            let lost = match e {
+                mpsc::error::TrySendError::Full(e) | mpsc::error::TrySendError::Closed(e) => e,
+            };
+            self.metrics.usage_queue_depth.dec();
+            self.metrics.usage_records_dropped.inc();
+            tracing::error!(request_id = %lost.record.request_id, "usage record could not be queued and was not written");
+        }
+    }
+}
+
 async fn write_with_retry(store: &Store, batch: &mut Batch, metrics: &Metrics) {
     let mut backoff = Duration::from_millis(100);
     loop {

@@ -2,8 +2,8 @@
 //! loop over the gateway, keep the lease fresh (noticing cancellation), and
 //! record events, outcome, usage and audit.
 
-use crate::auth::Caller;
-use crate::routes::chat;
+use crate::context::Caller;
+use crate::gateway::{self, CallOrigin, GatewayError, ModelRoute, Outcome};
 use crate::state::AppState;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -83,33 +83,37 @@ impl GatewayModel {
     }
 }
 
+impl GatewayModel {
+    fn origin(&self) -> CallOrigin {
+        CallOrigin {
+            caller: self.caller.clone(),
+            request_id: self.request_id.clone(),
+            endpoint: gateway::ENDPOINT,
+        }
+    }
+}
+
 impl Model for GatewayModel {
     fn call<'a>(&'a self, messages: &'a [Message], tools: &'a [Tool]) -> ModelFuture<'a> {
         Box::pin(async move {
             let req = self.request(messages, tools);
-            let call = chat::prepare(
-                self.state.clone(),
-                self.caller.clone(),
-                self.request_id.clone(),
-                &req,
-            )
-            .await
-            .map_err(|e| e.message)?;
-            let (completion, _) = chat::complete(call, req)
+            let gateway = &self.state.gateway;
+            let call = gateway
+                .prepare(self.origin(), &req)
                 .await
-                .map_err(|(e, _)| e.message)?;
+                .map_err(|e| e.to_string())?;
+            let completion = gateway
+                .complete(call, &req)
+                .await
+                .map_err(|e| e.to_string())?;
             let usage = completion.usage.unwrap_or_default();
-            let cost = self
-                .state
-                .gateway()
-                .resolve(&completion.model)
-                .map_or(0, |r| {
-                    r.pricing.cost_nano_usd(
-                        usage.prompt_tokens,
-                        usage.cached_tokens(),
-                        usage.completion_tokens,
-                    )
-                });
+            let cost = gateway.resolve(&completion.model).map_or(0, |r| {
+                r.pricing.cost_nano_usd(
+                    usage.prompt_tokens,
+                    usage.cached_tokens(),
+                    usage.completion_tokens,
+                )
+            });
             let message = completion
                 .choices
                 .into_iter()
@@ -127,7 +131,7 @@ impl Model for GatewayModel {
     }
 
     fn for_model(&self, name: &str) -> Option<Box<dyn Model>> {
-        self.state.gateway().resolve(name)?;
+        self.state.gateway.resolve(name)?;
         Some(Box::new(GatewayModel {
             state: self.state.clone(),
             caller: self.caller.clone(),
@@ -138,14 +142,14 @@ impl Model for GatewayModel {
 
     fn estimate_nano_usd(&self, messages: &[Message]) -> u64 {
         let req = self.request(messages, &[]);
-        let gateway = self.state.gateway();
-        let name = if self.model == crate::routes::route::AUTO {
-            self.state.config.file.routing.medium.clone()
+        let gateway = &self.state.gateway;
+        let name = if self.model == gateway::AUTO {
+            gateway.routing().medium.clone()
         } else {
             self.model.clone()
         };
         gateway.resolve(&name).map_or(0, |r| {
-            u64::try_from(chat::estimate_nano_usd(&r, &req)).unwrap_or(0)
+            u64::try_from(gateway::estimate_nano_usd(&r, &req)).unwrap_or(0)
         })
     }
 }
@@ -282,41 +286,40 @@ async fn run_claimed(state: &AppState, bash: &BashPolicy, worker: &str, task: Ta
     crate::audit::record(&state.store, &audit, switchyard_core::now()).await;
 }
 
-/// A CLI-run task is one upstream call: it leaves one usage row.
-async fn record_cli_usage(
+/// A task run through the Claude Code CLI is one upstream call: its cost
+/// cap is reserved against the key's budgets before it starts, and the cost
+/// the CLI reports settles the reservation with the call's usage row.
+async fn run_through_cli(
     state: &AppState,
-    caller: &Caller,
-    task_id: &str,
-    route: &crate::gateway::ModelRoute,
-    outcome: &TaskOutcome,
-    took: Duration,
-) {
-    let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-    let ms = to_i64(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
-    state
-        .usage
-        .record(
-            switchyard_store::UsageRecord {
-                timestamp: switchyard_core::now(),
-                request_id: task_id.to_owned(),
-                key_id: caller.key.id.clone(),
-                project: caller.key.project.clone(),
-                endpoint: "/v1/task".into(),
-                model_requested: Some(route.entry.id.clone()),
-                model_used: Some(route.entry.id.clone()),
-                backend: Some(route.backend.name().to_owned()),
-                input_tokens: to_i64(outcome.usage.input_tokens),
-                output_tokens: to_i64(outcome.usage.output_tokens),
-                cached_tokens: 0,
-                cost_nano_usd: to_i64(outcome.usage.total_cost_nano_usd),
-                latency_ms: ms,
-                upstream_latency_ms: Some(ms),
-                status: if outcome.error.is_none() { 200 } else { 502 },
-                error_type: outcome.error.clone(),
-            },
-            None,
-        )
-        .await;
+    origin: CallOrigin,
+    route: &Arc<ModelRoute>,
+    run: impl std::future::Future<Output = TaskOutcome>,
+    cap_nano_usd: u64,
+) -> Result<TaskOutcome, String> {
+    let estimate = i64::try_from(cap_nano_usd).unwrap_or(i64::MAX);
+    let call = state
+        .gateway
+        .open(origin, route.entry.id.clone(), route.clone(), estimate)
+        .await
+        .map_err(|e: GatewayError| e.to_string())?;
+    let started = std::time::Instant::now();
+    let outcome = run.await;
+    let usage = switchyard_models::openai_wire::Usage {
+        prompt_tokens: outcome.usage.input_tokens,
+        completion_tokens: outcome.usage.output_tokens,
+        ..Default::default()
+    };
+    let took = started.elapsed();
+    let ended = match &outcome.error {
+        None => Outcome::served(usage, Some(outcome.usage.total_cost_nano_usd), took),
+        Some(e) => {
+            let mut o = Outcome::ended(502, e, usage, Some(took));
+            o.reported_cost_nano = Some(outcome.usage.total_cost_nano_usd);
+            o
+        }
+    };
+    call.close(ended).await;
+    Ok(outcome)
 }
 
 async fn prepare_and_run(
@@ -333,10 +336,7 @@ async fn prepare_and_run(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the task's key no longer exists")?;
-    let caller = Caller {
-        redacted: format!("{}…", key.prefix),
-        key: Arc::new(key),
-    };
+    let caller = Caller::acting_for(key);
     let ws = Workspace::create(&workspace_dir(state, &task.id))
         .map_err(|e| format!("cannot create the workspace: {e}"))?;
     for f in &spec.files {
@@ -428,47 +428,38 @@ async fn prepare_and_run(
         })
     };
     let cli_route = state
-        .gateway()
+        .gateway
         .resolve(&spec.model)
-        .filter(|r| matches!(r.backend, crate::gateway::Backend::ClaudeCli(_)));
-    let outcome: TaskOutcome = match &cli_route {
+        .filter(|r| matches!(r.backend, gateway::Backend::ClaudeCli(_)));
+    let on_event = |e: &TaskEvent| {
+        let _ = event_tx.send(e.clone());
+    };
+    let outcome: Result<TaskOutcome, String> = match &cli_route {
         Some(route) => {
-            let crate::gateway::Backend::ClaudeCli(cli) = &route.backend else {
+            let gateway::Backend::ClaudeCli(cli) = &route.backend else {
                 return Err("internal: not a CLI route".into());
             };
-            let started = std::time::Instant::now();
-            let outcome = switchyard_agent::cli_runner::run_with_cli(
+            let origin = CallOrigin {
+                caller: model.caller.clone(),
+                request_id: task.id.clone(),
+                endpoint: "/v1/task",
+            };
+            let run = switchyard_agent::cli_runner::run_with_cli(
                 &ws,
                 cli,
                 &route.entry.id,
                 &run_spec,
                 cancel_rx,
-                &|e| {
-                    let _ = event_tx.send(e.clone());
-                },
-            )
-            .await;
-            record_cli_usage(
-                state,
-                &model.caller,
-                &task.id,
-                route,
-                &outcome,
-                started.elapsed(),
-            )
-            .await;
-            outcome
+                &on_event,
+            );
+            run_through_cli(state, origin, route, run, spec.max_cost_nano_usd).await
         }
-        None => {
-            runner::run(&ws, bash, &model, &run_spec, cancel_rx, &|e| {
-                let _ = event_tx.send(e.clone());
-            })
-            .await
-        }
+        None => Ok(runner::run(&ws, bash, &model, &run_spec, cancel_rx, &on_event).await),
     };
     drop(event_tx);
     let _ = writer.await;
     heartbeat.abort();
+    let outcome = outcome?;
     let status = serde_json::to_value(outcome.status)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))

@@ -635,11 +635,11 @@ async fn the_model_catalog_is_cached_and_reloadable() {
     assert_eq!(list["data"].as_array().unwrap().len(), 1);
 
     let mut config = app.state.config.clone();
-    let mut entry = app.state.catalog()[0].clone();
+    let mut entry = app.state.gateway.catalog().entries()[0].clone();
     entry.id = "large".into();
     entry.aliases.clear();
     config.file.models = vec![entry];
-    app.state.replace_catalog(&config);
+    app.state.reload(&config);
     let list: Value = app
         .get("/v1/models", Some(&app.admin))
         .await

@@ -9,7 +9,7 @@ use common::{issue, TestApp};
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchyard_core::keys::{NewKeySpec, Scopes};
-use switchyard_server::keys::{self, Actor};
+use switchyard_server::audit::Actor;
 use switchyard_testkit::{redis_url, TestDatabase};
 
 struct App {
@@ -162,7 +162,10 @@ async fn key_overrides_replace_the_default_rate() {
     let now = switchyard_core::now();
     let mut spec = NewKeySpec::new("slow", None, "p", Scopes::user(), None, now).unwrap();
     spec.rate_limit = Some(switchyard_core::keys::RateLimit::new(2, 3600).unwrap());
-    let slow = keys::issue(&app.state.store, &spec, &Actor::default())
+    let slow = app
+        .state
+        .keys
+        .issue(&spec, &Actor::default())
         .await
         .unwrap();
     let secret = slow.secret.expose();

@@ -36,6 +36,27 @@ impl TryFrom<BudgetRow> for Budget {
     }
 }
 
+#[derive(sqlx::FromRow)]
+struct StateRow {
+    #[sqlx(flatten)]
+    budget: BudgetRow,
+    spent_nano_usd: i64,
+    reserved_nano_usd: i64,
+}
+
+/// A budget to create or replace.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBudget<'a> {
+    /// The id it gets if it is new (an existing budget keeps its own).
+    pub id: &'a str,
+    pub scope: BudgetScope,
+    /// A key id or a project name.
+    pub subject: &'a str,
+    pub period: BudgetPeriod,
+    pub limit_nano_usd: i64,
+    pub at: DateTime<Utc>,
+}
+
 /// One budget's state in its current period.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct BudgetState {
@@ -120,15 +141,7 @@ macro_rules! select_budgets {
 
 impl Store {
     /// Creates or replaces the budget for (scope, subject, period).
-    pub async fn set_budget(
-        &self,
-        scope: BudgetScope,
-        subject: &str,
-        period: BudgetPeriod,
-        limit_nano_usd: i64,
-        id: &str,
-        at: DateTime<Utc>,
-    ) -> Result<Budget> {
+    pub async fn set_budget(&self, b: &NewBudget<'_>) -> Result<Budget> {
         const SQL: &str = "INSERT INTO budgets (id, scope, subject, period, limit_nano_usd, created_at) \
             VALUES ($1, $2, $3, $4, $5, $6) \
             ON CONFLICT (scope, subject, period) DO UPDATE SET limit_nano_usd = excluded.limit_nano_usd";
@@ -136,24 +149,77 @@ impl Store {
         let row: BudgetRow = on_pool!(self, p => {
             let mut tx = p.begin().await?;
             sqlx::query(SQL)
-                .bind(id)
-                .bind(scope.as_str())
-                .bind(subject)
-                .bind(period.as_str())
-                .bind(limit_nano_usd)
-                .bind(at)
+                .bind(b.id)
+                .bind(b.scope.as_str())
+                .bind(b.subject)
+                .bind(b.period.as_str())
+                .bind(b.limit_nano_usd)
+                .bind(b.at)
                 .execute(&mut *tx)
                 .await?;
             let row = sqlx::query_as(GET)
-                .bind(scope.as_str())
-                .bind(subject)
-                .bind(period.as_str())
+                .bind(b.scope.as_str())
+                .bind(b.subject)
+                .bind(b.period.as_str())
                 .fetch_one(&mut *tx)
                 .await?;
             tx.commit().await?;
             row
         });
         row.try_into()
+    }
+
+    /// One budget by id.
+    pub async fn get_budget(&self, id: &str) -> Result<Option<Budget>> {
+        const SQL: &str = select_budgets!("WHERE id = $1");
+        let row: Option<BudgetRow> =
+            on_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?;
+        row.map(Budget::try_from).transpose()
+    }
+
+    /// Every budget with its spend in the period containing `at`, in one
+    /// query; `applying_to` narrows it to the budgets of one (key, project).
+    pub async fn budget_states(
+        &self,
+        applying_to: Option<(&str, &str)>,
+        at: DateTime<Utc>,
+    ) -> Result<Vec<BudgetState>> {
+        const SQL: &str = "SELECT b.id, b.scope, b.subject, b.period, b.limit_nano_usd, b.created_at, \
+            COALESCE(s.spent_nano_usd, 0) AS spent_nano_usd, \
+            COALESCE(s.reserved_nano_usd, 0) AS reserved_nano_usd \
+            FROM budgets b LEFT JOIN budget_spend s ON s.budget_id = b.id AND s.period_key = \
+            CASE b.period WHEN 'daily' THEN $1 WHEN 'monthly' THEN $2 ELSE $3 END \
+            WHERE $4 OR (b.scope = 'key' AND b.subject = $5) OR (b.scope = 'project' AND b.subject = $6) \
+            ORDER BY b.scope, b.subject, b.period";
+        let keys = [
+            BudgetPeriod::Daily.key_at(at),
+            BudgetPeriod::Monthly.key_at(at),
+            BudgetPeriod::Total.key_at(at),
+        ];
+        let (all, key_id, project) = match applying_to {
+            None => (true, "", ""),
+            Some((k, p)) => (false, k, p),
+        };
+        let rows: Vec<StateRow> = on_pool!(self, p => sqlx::query_as(SQL)
+            .bind(&keys[0])
+            .bind(&keys[1])
+            .bind(&keys[2])
+            .bind(all)
+            .bind(key_id)
+            .bind(project)
+            .fetch_all(p)
+            .await)?;
+        rows.into_iter()
+            .map(|r| {
+                let budget = Budget::try_from(r.budget)?;
+                Ok(BudgetState {
+                    period_key: budget.period.key_at(at),
+                    budget,
+                    spent_nano_usd: r.spent_nano_usd,
+                    reserved_nano_usd: r.reserved_nano_usd,
+                })
+            })
+            .collect()
     }
 
     pub async fn list_budgets(&self) -> Result<Vec<Budget>> {

@@ -13,7 +13,7 @@ mod tasks;
 mod usage;
 
 pub use audit::{AuditEntry, AuditEvent};
-pub use budgets::{BudgetState, Exceeded, Reservation};
+pub use budgets::{BudgetState, Exceeded, NewBudget, Reservation};
 pub use keys::KeyInsert;
 pub use pool::{PoolStats, Store};
 pub use tasks::{TaskRow, MAX_ATTEMPTS};

@@ -7,7 +7,7 @@ use chrono::Duration;
 use switchyard_core::budget::{BudgetPeriod, BudgetScope};
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
-use switchyard_store::{AuditEvent, KeyInsert, Settlement, Store, UsageRecord};
+use switchyard_store::{AuditEvent, KeyInsert, NewBudget, Settlement, Store, UsageRecord};
 use switchyard_testkit::TestDatabase;
 
 async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
@@ -277,49 +277,49 @@ async fn budget_reservations_never_overshoot(kind: DatabaseKind) {
     let (_db, store) = fresh(kind).await;
     let t = switchyard_core::now();
     let key_budget = store
-        .set_budget(
-            BudgetScope::Key,
-            "key_a",
-            BudgetPeriod::Daily,
-            100,
-            "bud_1",
-            t,
-        )
+        .set_budget(&NewBudget {
+            id: "bud_1",
+            scope: BudgetScope::Key,
+            subject: "key_a",
+            period: BudgetPeriod::Daily,
+            limit_nano_usd: 100,
+            at: t,
+        })
         .await
         .unwrap();
     // Setting again replaces the limit, keeping the id.
     let again = store
-        .set_budget(
-            BudgetScope::Key,
-            "key_a",
-            BudgetPeriod::Daily,
-            1000,
-            "bud_2",
-            t,
-        )
+        .set_budget(&NewBudget {
+            id: "bud_2",
+            scope: BudgetScope::Key,
+            subject: "key_a",
+            period: BudgetPeriod::Daily,
+            limit_nano_usd: 1000,
+            at: t,
+        })
         .await
         .unwrap();
     assert_eq!((again.id.as_str(), again.limit_nano_usd), ("bud_1", 1000));
     let project = store
-        .set_budget(
-            BudgetScope::Project,
-            "p",
-            BudgetPeriod::Total,
-            100,
-            "bud_3",
-            t,
-        )
+        .set_budget(&NewBudget {
+            id: "bud_3",
+            scope: BudgetScope::Project,
+            subject: "p",
+            period: BudgetPeriod::Total,
+            limit_nano_usd: 100,
+            at: t,
+        })
         .await
         .unwrap();
     store
-        .set_budget(
-            BudgetScope::Project,
-            "other",
-            BudgetPeriod::Total,
-            1,
-            "bud_4",
-            t,
-        )
+        .set_budget(&NewBudget {
+            id: "bud_4",
+            scope: BudgetScope::Project,
+            subject: "other",
+            period: BudgetPeriod::Total,
+            limit_nano_usd: 1,
+            at: t,
+        })
         .await
         .unwrap();
     let applicable = store.budgets_for("key_a", "p").await.unwrap();
@@ -414,14 +414,14 @@ async fn one_budget_reservations_and_batched_settlements(kind: DatabaseKind) {
     let (_db, store) = fresh(kind).await;
     let t = switchyard_core::now();
     let budget = store
-        .set_budget(
-            BudgetScope::Project,
-            "p",
-            BudgetPeriod::Monthly,
-            100,
-            "bud_1",
-            t,
-        )
+        .set_budget(&NewBudget {
+            id: "bud_1",
+            scope: BudgetScope::Project,
+            subject: "p",
+            period: BudgetPeriod::Monthly,
+            limit_nano_usd: 100,
+            at: t,
+        })
         .await
         .unwrap();
     let applicable = store.budgets_for("key_a", "p").await.unwrap();

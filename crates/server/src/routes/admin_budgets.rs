@@ -1,17 +1,16 @@
 //! Admin API for budgets: set (create or replace), list with current spend,
 //! delete. Needs the `admin` scope.
 
-use crate::auth::Caller;
+use crate::budgets::{BudgetError, BudgetRequest};
+use crate::context::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
-use crate::middleware::{ClientIp, RequestId};
 use crate::state::AppState;
 use axum::extract::{Path, State};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::{Deserialize, Serialize};
-use switchyard_core::budget::{nano_from_usd, usd, Budget, BudgetPeriod, BudgetScope};
-use switchyard_core::keys::new_id;
-use switchyard_store::{AuditEvent, BudgetState};
+use switchyard_core::budget::{usd, Budget, BudgetPeriod, BudgetScope};
+use switchyard_store::BudgetState;
 use utoipa::ToSchema;
 
 #[derive(Deserialize, ToSchema)]
@@ -57,29 +56,15 @@ pub struct BudgetList {
     pub data: Vec<BudgetView>,
 }
 
-async fn audit(
-    state: &AppState,
-    event: &'static str,
-    b: &Budget,
-    caller: &Caller,
-    rid: &RequestId,
-    ip: ClientIp,
-) {
-    let entry = AuditEvent {
-        event,
-        actor_key_id: Some(caller.key.id.clone()),
-        actor_key: Some(caller.redacted.clone()),
-        project: (b.scope == BudgetScope::Project).then(|| b.subject.clone()),
-        target: Some(b.id.clone()),
-        client_ip: ip.0.map(|i| i.to_string()),
-        request_id: Some(rid.0.clone()),
-        details: serde_json::json!({
-            "scope": b.scope, "subject": b.subject, "period": b.period,
-            "limit_usd": usd(b.limit_nano_usd),
-        }),
-        ..AuditEvent::default()
-    };
-    crate::audit::record(&state.store, &entry, switchyard_core::now()).await;
+impl From<BudgetError> for ApiError {
+    fn from(e: BudgetError) -> Self {
+        match e {
+            BudgetError::Invalid(param, message) => {
+                ApiError::invalid_request(message).with_param(param)
+            }
+            BudgetError::Store(s) => s.into(),
+        }
+    }
 }
 
 /// Creates or replaces the budget for (scope, subject, period).
@@ -88,43 +73,31 @@ async fn audit(
     responses((status = 200, body = BudgetView), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn set_budget(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(rid): Extension<RequestId>,
-    Extension(ip): Extension<ClientIp>,
+    auth: Authenticated,
     ApiJson(req): ApiJson<SetBudgetRequest>,
 ) -> ApiResult<Json<BudgetView>> {
-    let subject = req.subject.trim();
-    if subject.is_empty() {
-        return Err(ApiError::invalid_request("subject must not be empty").with_param("subject"));
-    }
-    let limit = nano_from_usd(req.limit_usd).ok_or_else(|| {
-        ApiError::invalid_request("limit_usd must be a non-negative amount up to 1e9")
-            .with_param("limit_usd")
-    })?;
-    if req.scope == BudgetScope::Key && state.store.get_key(subject).await?.is_none() {
-        return Err(
-            ApiError::invalid_request(format!("no key with id `{subject}`")).with_param("subject"),
-        );
-    }
-    let now = switchyard_core::now();
-    let budget = state
-        .store
-        .set_budget(req.scope, subject, req.period, limit, &new_id("bud"), now)
-        .await?;
-    state.budgets.invalidate_local();
-    audit(&state, "budget.set", &budget, &caller, &rid, ip).await;
-    Ok(Json(state.store.budget_state(&budget, now).await?.into()))
+    let request = BudgetRequest {
+        scope: req.scope,
+        subject: req.subject,
+        period: req.period,
+        limit_usd: req.limit_usd,
+    };
+    Ok(Json(
+        state.budgets.set(&request, &auth.actor()).await?.into(),
+    ))
 }
 
 /// Lists budgets with their spend in the current period.
 #[utoipa::path(get, path = "/v1/admin/budgets", tag = "admin",
     security(("api_key" = [])), responses((status = 200, body = BudgetList)))]
 pub async fn list_budgets(State(state): State<AppState>) -> ApiResult<Json<BudgetList>> {
-    let now = switchyard_core::now();
-    let mut data = Vec::new();
-    for b in state.store.list_budgets().await? {
-        data.push(state.store.budget_state(&b, now).await?.into());
-    }
+    let data = state
+        .budgets
+        .list()
+        .await?
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(BudgetList {
         object: "list",
         data,
@@ -137,24 +110,14 @@ pub async fn list_budgets(State(state): State<AppState>) -> ApiResult<Json<Budge
     responses((status = 200, description = "deleted"), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn delete_budget(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(rid): Extension<RequestId>,
-    Extension(ip): Extension<ClientIp>,
+    auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let existing = state
-        .store
-        .list_budgets()
-        .await?
-        .into_iter()
-        .find(|b| b.id == id);
-    let Some(budget) = existing else {
-        return Err(
-            ApiError::not_found(format!("no budget with id `{id}`")).with_code("budget_not_found")
-        );
-    };
-    state.store.delete_budget(&id).await?;
-    state.budgets.invalidate_local();
-    audit(&state, "budget.deleted", &budget, &caller, &rid, ip).await;
-    Ok(Json(serde_json::json!({"id": id, "deleted": true})))
+    match state.budgets.delete(&id, &auth.actor()).await? {
+        Some(_) => Ok(Json(serde_json::json!({"id": id, "deleted": true}))),
+        None => {
+            Err(ApiError::not_found(format!("no budget with id `{id}`"))
+                .with_code("budget_not_found"))
+        }
+    }
 }

@@ -1,15 +1,14 @@
 //! Admin API for keys: create, list, show, revoke. Needs the `admin` scope
 //! (enforced by the auth layer for every `/v1/admin/` path).
 
-use crate::auth::Caller;
+use crate::context::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
-use crate::keys::{self, Actor, IssueError};
-use crate::middleware::{ClientIp, RequestId};
+use crate::keys::IssueError;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes, TaskProfile};
@@ -67,16 +66,6 @@ pub struct ListParams {
     pub include_revoked: bool,
 }
 
-fn actor(caller: &Caller, request_id: &RequestId, peer: ClientIp) -> Actor {
-    Actor {
-        key_id: Some(caller.key.id.clone()),
-        key: Some(caller.redacted.clone()),
-        client_ip: peer.0.map(|ip| ip.to_string()),
-        request_id: Some(request_id.0.clone()),
-        via: "api",
-    }
-}
-
 fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
     let now = switchyard_core::now();
     let scopes = match req.scopes {
@@ -131,14 +120,13 @@ fn checked_rate_limit(r: RateLimit) -> ApiResult<RateLimit> {
         (status = 403, body = crate::error::ErrorBody)))]
 pub async fn create_key(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(peer): Extension<ClientIp>,
+    auth: Authenticated,
     ApiJson(req): ApiJson<CreateKeyRequest>,
 ) -> ApiResult<(StatusCode, Json<CreatedKey>)> {
     let spec = spec_from(req)?;
-    let who = actor(&caller, &request_id, peer);
-    let issued = keys::issue(&state.store, &spec, &who)
+    let issued = state
+        .keys
+        .issue(&spec, &auth.actor())
         .await
         .map_err(|e| match e {
             IssueError::Store(s) => ApiError::from(s),
@@ -161,7 +149,7 @@ pub async fn list_keys(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<KeyList>> {
-    let data = state.store.list_keys(params.include_revoked).await?;
+    let data = state.keys.list(params.include_revoked).await?;
     Ok(Json(KeyList {
         object: "list",
         data,
@@ -177,8 +165,8 @@ pub async fn get_key(
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKey>> {
     state
-        .store
-        .get_key(&id)
+        .keys
+        .get(&id)
         .await?
         .map(Json)
         .ok_or_else(|| key_not_found(&id))
@@ -191,14 +179,10 @@ pub async fn get_key(
     responses((status = 200, body = ApiKey), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn revoke_key(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(peer): Extension<ClientIp>,
+    auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ApiKey>> {
-    let who = actor(&caller, &request_id, peer);
-    let revoked = keys::revoke(&state.store, &id, &who).await?;
-    state.keys.forget(&state.store, &id).await?;
+    let revoked = state.keys.revoke(&id, &auth.actor()).await?;
     revoked.map(Json).ok_or_else(|| key_not_found(&id))
 }
 
@@ -215,16 +199,15 @@ fn key_not_found(id: &str) -> ApiError {
         (status = 404, body = crate::error::ErrorBody)))]
 pub async fn update_key(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(peer): Extension<ClientIp>,
+    auth: Authenticated,
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateKeyRequest>,
 ) -> ApiResult<Json<ApiKey>> {
     let rate_limit = req.rate_limit.map(checked_rate_limit).transpose()?;
-    let who = actor(&caller, &request_id, peer);
-    let updated = keys::set_rate_limit(&state.store, &id, rate_limit, &who).await?;
-    state.keys.forget(&state.store, &id).await?;
+    let updated = state
+        .keys
+        .set_rate_limit(&id, rate_limit, &auth.actor())
+        .await?;
     updated.map(Json).ok_or_else(|| key_not_found(&id))
 }
 
@@ -238,9 +221,7 @@ pub async fn update_key(
         (status = 404, body = crate::error::ErrorBody)))]
 pub async fn set_task_profile(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(request_id): Extension<RequestId>,
-    Extension(peer): Extension<ClientIp>,
+    auth: Authenticated,
     Path(id): Path<String>,
     ApiJson(profile): ApiJson<Option<TaskProfile>>,
 ) -> ApiResult<Json<ApiKey>> {
@@ -260,25 +241,11 @@ pub async fn set_task_profile(
         }
     }
     let updated = state
-        .store
-        .set_key_task_profile(&id, profile.as_ref())
+        .keys
+        .set_task_profile(&id, profile.as_ref(), &auth.actor())
         .await?;
     let Some(key) = updated else {
         return Err(key_not_found(&id));
     };
-    state.keys.forget(&state.store, &id).await?;
-    let who = actor(&caller, &request_id, peer);
-    let entry = switchyard_store::AuditEvent {
-        event: "key.task_profile_changed",
-        actor_key_id: who.key_id,
-        actor_key: who.key,
-        project: Some(key.project.clone()),
-        target: Some(key.id.clone()),
-        client_ip: who.client_ip,
-        request_id: who.request_id,
-        details: serde_json::to_value(&key.task_profile).unwrap_or_default(),
-        ..switchyard_store::AuditEvent::default()
-    };
-    crate::audit::record(&state.store, &entry, switchyard_core::now()).await;
     Ok(Json(key))
 }

@@ -1,14 +1,13 @@
 //! `POST /v1/batch`: many chat requests at once, run concurrently under the
 //! caller's rate limit and budget, each with its own status.
 
-use crate::auth::Caller;
+use super::chat::origin;
+use crate::context::Authenticated;
 use crate::error::{ApiError, ApiResult, ErrorBody};
 use crate::json::ApiJson;
-use crate::middleware::RequestId;
-use crate::ratelimit::{self, Scope};
 use crate::state::AppState;
 use axum::extract::State;
-use axum::{Extension, Json};
+use axum::Json;
 use futures_util::StreamExt;
 use serde::{Deserialize, Serialize};
 use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
@@ -49,6 +48,23 @@ pub struct BatchResponse {
     pub data: Vec<BatchItem>,
 }
 
+fn item(index: usize, outcome: Result<ChatCompletion, ApiError>) -> BatchItem {
+    match outcome {
+        Ok(response) => BatchItem {
+            index,
+            status: 200,
+            response: Some(response),
+            error: None,
+        },
+        Err(e) => BatchItem {
+            index,
+            status: e.status.as_u16(),
+            response: None,
+            error: Some(e.body()),
+        },
+    }
+}
+
 /// Runs many chat completions; each counts against the key's rate limit and
 /// budget like a request of its own.
 #[utoipa::path(post, path = "/v1/batch", tag = "models",
@@ -56,8 +72,7 @@ pub struct BatchResponse {
     responses((status = 200, body = BatchResponse), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn batch(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(request_id): Extension<RequestId>,
+    auth: Authenticated,
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> ApiResult<Json<BatchResponse>> {
     if req.requests.is_empty() {
@@ -82,46 +97,18 @@ pub async fn batch(
             .with_param("concurrency"))
         }
     };
-    let quota = state.quotas.for_key(&caller.key);
     let mut items: Vec<BatchItem> =
         futures_util::stream::iter(req.requests.into_iter().enumerate())
-            .map(|(index, item)| {
-                let (state, caller) = (state.clone(), caller.clone());
-                let rid = format!("{}-{index}", request_id.0);
+            .map(|(index, request)| {
+                let (state, auth) = (state.clone(), auth.clone());
                 async move {
-                    let limited = ratelimit::enforce(
-                        &state,
-                        Scope::Key,
-                        &format!("key:{}", caller.key.id),
-                        &quota,
-                    )
-                    .await;
-                    let outcome = match limited {
-                        Err(_) => Err(ApiError::new(
-                            axum::http::StatusCode::TOO_MANY_REQUESTS,
-                            "rate_limit_exceeded",
-                            "this API key's request rate limit is exceeded",
-                        )
-                        .with_code("key_rate_limit")),
-                        Ok(_) => {
-                            let task = tokio::spawn(super::chat::run_one(state, caller, rid, item));
-                            task.await.unwrap_or_else(|e| Err(ApiError::internal(&e)))
-                        }
-                    };
-                    match outcome {
-                        Ok(response) => BatchItem {
-                            index,
-                            status: 200,
-                            response: Some(response),
-                            error: None,
-                        },
-                        Err(e) => BatchItem {
-                            index,
-                            status: e.status.as_u16(),
-                            response: None,
-                            error: Some(e.body()),
-                        },
+                    if let Err(rejection) = state.limits.check_key(&auth.caller).await {
+                        return item(index, Err(rejection.into()));
                     }
+                    let mut origin = origin(&auth);
+                    origin.request_id = format!("{}-{index}", auth.request_id.0);
+                    let (result, _) = state.gateway.complete_detached(origin, request).await;
+                    item(index, result.map_err(ApiError::from))
                 }
             })
             .buffer_unordered(concurrency)

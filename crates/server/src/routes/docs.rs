@@ -26,7 +26,7 @@ window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", deepL
 </html>"##;
 
 pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(crate::openapi::ApiDoc::openapi())
+    Json(super::openapi::ApiDoc::openapi())
 }
 
 pub async fn index() -> Html<&'static str> {

@@ -1,23 +1,23 @@
 //! `POST /v1/messages`: Anthropic's Messages API, served by any backend of
 //! the catalog, streaming included. Errors use Anthropic's error shape.
 
-use super::chat::{self, WireKind};
-use crate::auth::Caller;
-use crate::budget;
+use super::chat::{origin, with_remaining};
+use crate::context::Authenticated;
 use crate::error::ApiError;
 use crate::json::ApiJson;
-use crate::middleware::RequestId;
+use crate::routes::sse::{stream_response, WireKind};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use switchyard_models::anthropic::{
     anthropic_error_type, anthropic_from_chat, chat_request_from_anthropic,
 };
 use switchyard_models::anthropic_wire::MessagesRequest;
 
 /// An error as Anthropic sends it: `{"type": "error", "error": {"type", "message"}}`.
-fn anthropic_error(e: ApiError, remaining: chat::Remaining) -> Response {
+fn anthropic_error(e: impl Into<ApiError>, remaining: Option<i64>) -> Response {
+    let e: ApiError = e.into();
     let status = e.status;
     let body = serde_json::json!({
         "type": "error",
@@ -29,8 +29,7 @@ fn anthropic_error(e: ApiError, remaining: chat::Remaining) -> Response {
             response.headers_mut().insert(*name, v);
         }
     }
-    budget::set_remaining_header(response.headers_mut(), remaining);
-    response
+    with_remaining(response, remaining)
 }
 
 /// Creates a message (Anthropic Messages API).
@@ -41,8 +40,7 @@ fn anthropic_error(e: ApiError, remaining: chat::Remaining) -> Response {
         (status = 400, description = "invalid request (Anthropic error shape)")))]
 pub async fn messages(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(request_id): Extension<RequestId>,
+    auth: Authenticated,
     ApiJson(req): ApiJson<MessagesRequest>,
 ) -> Response {
     let mut chat_req = match chat_request_from_anthropic(&req) {
@@ -50,21 +48,23 @@ pub async fn messages(
         Err(m) => return anthropic_error(ApiError::invalid_request(m), None),
     };
     chat_req.stream = Some(false);
-    let call = match chat::prepare(state, caller, request_id.0, &chat_req).await {
-        Ok(call) => call,
-        Err(e) => return anthropic_error(e, None),
-    };
+    let gateway = &state.gateway;
     if req.is_stream() {
-        return chat::stream(call, chat_req, WireKind::Anthropic).await;
+        let call = match gateway.prepare(origin(&auth), &chat_req).await {
+            Ok(call) => call,
+            Err(e) => return anthropic_error(e, None),
+        };
+        let remaining = call.remaining_nano_usd();
+        return match gateway.stream(call, &chat_req).await {
+            Ok(stream) => stream_response(gateway, stream, WireKind::Anthropic),
+            Err(e) => anthropic_error(e, remaining),
+        };
     }
-    match tokio::spawn(chat::complete(call, chat_req)).await {
-        Ok(Ok((completion, remaining))) => {
+    match gateway.complete_detached(origin(&auth), chat_req).await {
+        (Ok(completion), remaining) => {
             let message = anthropic_from_chat(&completion, &completion.model);
-            let mut response = Json(message).into_response();
-            budget::set_remaining_header(response.headers_mut(), remaining);
-            response
+            with_remaining(Json(message).into_response(), remaining)
         }
-        Ok(Err((e, remaining))) => anthropic_error(e, remaining),
-        Err(e) => anthropic_error(ApiError::internal(&e), None),
+        (Err(e), remaining) => anthropic_error(e, remaining),
     }
 }

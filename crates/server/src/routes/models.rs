@@ -52,8 +52,9 @@ pub struct ModelPricing {
 
 fn render(state: &AppState) -> Result<Arc<String>, serde_json::Error> {
     let created = chrono::Utc::now().timestamp();
-    let mut data: Vec<ModelObject> = state
-        .catalog()
+    let catalog = state.gateway.catalog();
+    let mut data: Vec<ModelObject> = catalog
+        .entries()
         .iter()
         .map(|m| ModelObject {
             id: m.id.clone(),
@@ -73,17 +74,9 @@ fn render(state: &AppState) -> Result<Arc<String>, serde_json::Error> {
             }),
         })
         .collect();
-    let gateway = state.gateway();
-    let routable = state
-        .config
-        .file
-        .routing
-        .targets()
-        .iter()
-        .all(|t| gateway.resolve(t).is_some());
-    if routable {
+    if state.gateway.auto_is_routable() {
         data.push(ModelObject {
-            id: super::route::AUTO.to_owned(),
+            id: crate::gateway::AUTO.to_owned(),
             object: "model",
             created,
             owned_by: "switchyard".to_owned(),

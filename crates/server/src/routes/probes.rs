@@ -8,11 +8,9 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Serialize;
-use std::time::Duration;
 use utoipa::ToSchema;
 
-/// How long a probe waits for the database or Redis before calling it down.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+use crate::PROBE_TIMEOUT;
 
 #[derive(Serialize, ToSchema)]
 pub struct Health {
@@ -80,7 +78,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
     state.metrics.database_up.set(i64::from(db_ok));
     let redis = redis_state(&state).await;
     let draining = state.is_draining();
-    let limiter_degraded = state.limiter.is_degraded();
+    let limiter_degraded = state.limits.limiter().is_degraded();
     state
         .metrics
         .ratelimit_degraded
@@ -100,7 +98,7 @@ pub async fn ready(State(state): State<AppState>) -> Response {
         database: if db_ok { "ok" } else { "down" },
         pending_migrations: pending,
         redis,
-        rate_limiter: match (state.limiter.backend_name(), limiter_degraded) {
+        rate_limiter: match (state.limits.limiter().backend_name(), limiter_degraded) {
             ("redis", true) => "redis (degraded)",
             ("redis", false) => "redis",
             _ => "local",
@@ -205,8 +203,8 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Respo
     state
         .metrics
         .ratelimit_degraded
-        .set(i64::from(state.limiter.is_degraded()));
-    for route in state.gateway().models() {
+        .set(i64::from(state.limits.limiter().is_degraded()));
+    for route in state.gateway.catalog().models() {
         state
             .metrics
             .llm_circuit_state

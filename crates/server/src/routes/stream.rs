@@ -10,16 +10,14 @@
 //! `error` — each carrying the client's `id`. Every chat message counts
 //! against the key's rate limit and budget like an HTTP call.
 
-use super::chat;
+use super::chat::origin;
 use super::tasks::{self, Followed};
-use crate::auth::Caller;
+use crate::context::Authenticated;
 use crate::error::ApiError;
-use crate::ratelimit::{self, Scope};
 use crate::state::AppState;
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
-use axum::Extension;
 use serde::Deserialize;
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -47,14 +45,14 @@ fn error(id: Option<&str>, e: &ApiError) -> Value {
     responses((status = 101, description = "WebSocket: chat and task events")))]
 pub async fn stream(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    auth: Authenticated,
     ws: WebSocketUpgrade,
 ) -> Response {
     ws.max_message_size(16 * 1024 * 1024)
-        .on_upgrade(move |socket| session(state, caller, socket))
+        .on_upgrade(move |socket| session(state, auth, socket))
 }
 
-async fn session(state: AppState, caller: Caller, mut socket: WebSocket) {
+async fn session(state: AppState, auth: Authenticated, mut socket: WebSocket) {
     // Replies from concurrent work funnel through one writer.
     let (tx, mut rx) = mpsc::channel::<Value>(256);
     loop {
@@ -73,7 +71,7 @@ async fn session(state: AppState, caller: Caller, mut socket: WebSocket) {
                 };
                 match serde_json::from_str::<ClientMessage>(&text) {
                     Ok(msg) => {
-                        tokio::spawn(handle(state.clone(), caller.clone(), msg, tx.clone()));
+                        tokio::spawn(handle(state.clone(), auth.clone(), msg, tx.clone()));
                     }
                     Err(e) => {
                         let err = ApiError::invalid_request(format!("invalid message: {e}"));
@@ -85,36 +83,23 @@ async fn session(state: AppState, caller: Caller, mut socket: WebSocket) {
     }
 }
 
-async fn handle(state: AppState, caller: Caller, msg: ClientMessage, tx: mpsc::Sender<Value>) {
+async fn handle(state: AppState, auth: Authenticated, msg: ClientMessage, tx: mpsc::Sender<Value>) {
     match msg {
         ClientMessage::Chat { id, request } => {
-            let quota = state.quotas.for_key(&caller.key);
-            if ratelimit::enforce(
-                &state,
-                Scope::Key,
-                &format!("key:{}", caller.key.id),
-                &quota,
-            )
-            .await
-            .is_err()
-            {
-                let e = ApiError::new(
-                    axum::http::StatusCode::TOO_MANY_REQUESTS,
-                    "rate_limit_exceeded",
-                    "this API key's request rate limit is exceeded",
-                )
-                .with_code("key_rate_limit");
-                let _ = tx.send(error(Some(&id), &e)).await;
+            if let Err(rejection) = state.limits.check_key(&auth.caller).await {
+                let _ = tx.send(error(Some(&id), &rejection.into())).await;
                 return;
             }
-            let reply = match chat::run_one(state, caller, format!("ws-{id}"), *request).await {
+            let mut origin = origin(&auth);
+            origin.request_id = format!("ws-{id}");
+            let reply = match state.gateway.complete_detached(origin, *request).await.0 {
                 Ok(c) => json!({"type": "chat.completion", "id": id, "completion": c}),
-                Err(e) => error(Some(&id), &e),
+                Err(e) => error(Some(&id), &e.into()),
             };
             let _ = tx.send(reply).await;
         }
         ClientMessage::Subscribe { id, task_id } => {
-            if let Err(e) = tasks::owned(&state, &caller, &task_id).await {
+            if let Err(e) = tasks::owned(&state, &auth.caller, &task_id).await {
                 let _ = tx.send(error(Some(&id), &e)).await;
                 return;
             }

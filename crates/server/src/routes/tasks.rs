@@ -3,7 +3,7 @@
 //! replayed from the start), `POST /v1/tasks/{id}/cancel` and
 //! `GET /v1/tasks/{id}/artifacts/{path}`. A key sees only its own tasks.
 
-use crate::auth::Caller;
+use crate::context::{Authenticated, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::state::AppState;
@@ -12,13 +12,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use switchyard_agent::tools::ToolName;
 use switchyard_agent::Workspace;
 use switchyard_core::budget::nano_from_usd;
-use switchyard_core::keys::{new_id, Scope};
+use switchyard_core::keys::new_id;
 use switchyard_store::TaskRow;
 use utoipa::ToSchema;
 
@@ -164,7 +164,7 @@ fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)>
     let model = req
         .model
         .unwrap_or_else(|| state.config.tasks.default_model.clone());
-    if model != crate::routes::route::AUTO && state.gateway().resolve(&model).is_none() {
+    if model != crate::gateway::AUTO && state.gateway.resolve(&model).is_none() {
         return Err(
             ApiError::not_found(format!("the model `{model}` does not exist"))
                 .with_code("model_not_found")
@@ -237,12 +237,11 @@ async fn check_profile(state: &AppState, caller: &Caller, spec: &StoredSpec) -> 
     Ok(())
 }
 
-/// The task, if it exists and the caller may see it.
 /// The task, where the caller may see it: its owner or an admin.
 pub(crate) async fn owned(state: &AppState, caller: &Caller, id: &str) -> ApiResult<TaskRow> {
     let task = state.store.get_task(id).await?;
     match task {
-        Some(t) if t.key_id == caller.key.id || caller.key.scopes.allows(Scope::Admin) => Ok(t),
+        Some(t) if t.key_id == caller.key.id || caller.is_admin() => Ok(t),
         _ => {
             Err(ApiError::not_found(format!("no task with id `{id}`")).with_code("task_not_found"))
         }
@@ -288,13 +287,12 @@ async fn view(state: &AppState, task: TaskRow) -> ApiResult<TaskView> {
     responses((status = 200, body = TaskView), (status = 202, body = TaskView), (status = 400, body = crate::error::ErrorBody)))]
 pub async fn create(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
-    Extension(request_id): Extension<crate::middleware::RequestId>,
-    Extension(client_ip): Extension<crate::middleware::ClientIp>,
+    auth: Authenticated,
     ApiJson(req): ApiJson<TaskRequest>,
 ) -> ApiResult<Response> {
     let (spec, run_async) = validate(&state, req)?;
-    check_profile(&state, &caller, &spec).await?;
+    let caller = &auth.caller;
+    check_profile(&state, caller, &spec).await?;
     let id = new_id("task");
     let json = serde_json::to_string(&spec).map_err(|e| ApiError::internal(&e))?;
     let now = switchyard_core::now();
@@ -302,14 +300,10 @@ pub async fn create(
         .store
         .insert_task(&id, &caller.key.id, &caller.key.project, &json, now)
         .await?;
-    let entry = switchyard_store::AuditEvent {
+    let entry = auth.actor().stamp(switchyard_store::AuditEvent {
         event: "task.created",
-        actor_key_id: Some(caller.key.id.clone()),
-        actor_key: Some(caller.redacted.clone()),
         project: Some(caller.key.project.clone()),
         task_id: Some(id.clone()),
-        client_ip: client_ip.0.map(|ip| ip.to_string()),
-        request_id: Some(request_id.0.clone()),
         details: serde_json::json!({
             "description": spec.description.chars().take(500).collect::<String>(),
             "tools": spec.tools,
@@ -317,16 +311,16 @@ pub async fn create(
             "max_cost_nano_usd": spec.max_cost_nano_usd,
         }),
         ..switchyard_store::AuditEvent::default()
-    };
+    });
     crate::audit::record(&state.store, &entry, now).await;
     if run_async {
-        let task = owned(&state, &caller, &id).await?;
+        let task = owned(&state, caller, &id).await?;
         return Ok((StatusCode::ACCEPTED, Json(view(&state, task).await?)).into_response());
     }
     // Wait for a worker (of any replica) to finish it.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(spec.timeout_seconds + 60);
     loop {
-        let task = owned(&state, &caller, &id).await?;
+        let task = owned(&state, caller, &id).await?;
         if task.is_finished() || tokio::time::Instant::now() >= deadline {
             return Ok(Json(view(&state, task).await?).into_response());
         }
@@ -359,10 +353,10 @@ pub async fn capabilities(State(state): State<AppState>) -> Json<serde_json::Val
     responses((status = 200, body = TaskView), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn get(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<TaskView>> {
-    let task = owned(&state, &caller, &id).await?;
+    let task = owned(&state, &auth.caller, &id).await?;
     Ok(Json(view(&state, task).await?))
 }
 
@@ -371,9 +365,9 @@ pub async fn get(
     responses((status = 200, description = "a list of tasks")))]
 pub async fn list(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    auth: Authenticated,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let tasks = state.store.list_tasks(&caller.key.id, 100).await?;
+    let tasks = state.store.list_tasks(&auth.caller.key.id, 100).await?;
     let data: Vec<serde_json::Value> = tasks
         .into_iter()
         .map(|t| {
@@ -391,10 +385,10 @@ pub async fn list(
         (status = 409, body = crate::error::ErrorBody)))]
 pub async fn cancel(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Json<serde_json::Value>> {
-    let task = owned(&state, &caller, &id).await?;
+    let task = owned(&state, &auth.caller, &id).await?;
     if !state.store.request_task_cancel(&task.id).await? {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -415,10 +409,10 @@ pub async fn cancel(
     responses((status = 200, content_type = "text/event-stream", description = "`event: log` per entry, then `event: done`")))]
 pub async fn events(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    auth: Authenticated,
     Path(id): Path<String>,
 ) -> ApiResult<Response> {
-    let task = owned(&state, &caller, &id).await?;
+    let task = owned(&state, &auth.caller, &id).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(64);
     tokio::spawn(async move {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(MAX_TIMEOUT_SECONDS + 120);
@@ -449,10 +443,10 @@ pub async fn events(
     responses((status = 200, content_type = "application/octet-stream", description = "the file"), (status = 404, body = crate::error::ErrorBody)))]
 pub async fn artifact(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    auth: Authenticated,
     Path((id, path)): Path<(String, String)>,
 ) -> ApiResult<Response> {
-    let task = owned(&state, &caller, &id).await?;
+    let task = owned(&state, &auth.caller, &id).await?;
     let dir = workspace_dir(&state, &task.id);
     if !dir.is_dir() {
         return Err(

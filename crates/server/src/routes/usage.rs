@@ -2,16 +2,15 @@
 //! with the remaining budgets. A key sees its own usage; an admin key may
 //! ask for any key or project.
 
-use crate::auth::Caller;
+use crate::context::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::routes::admin_budgets::BudgetView;
 use crate::state::AppState;
 use axum::extract::{Query, State};
-use axum::{Extension, Json};
+use axum::Json;
 use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Utc};
 use serde::{Deserialize, Serialize};
 use switchyard_core::budget::usd;
-use switchyard_core::keys::Scope;
 use switchyard_store::{UsageFilter, UsageGroup, UsageGrouping};
 use utoipa::{IntoParams, ToSchema};
 
@@ -139,10 +138,11 @@ fn window(
         (status = 403, body = crate::error::ErrorBody)))]
 pub async fn usage(
     State(state): State<AppState>,
-    Extension(caller): Extension<Caller>,
+    auth: Authenticated,
     Query(p): Query<UsageParams>,
 ) -> ApiResult<Json<UsageReport>> {
-    let admin = caller.key.scopes.allows(Scope::Admin);
+    let caller = &auth.caller;
+    let admin = caller.is_admin();
     let asks_other = p.key_id.as_deref().is_some_and(|k| k != caller.key.id)
         || p.project
             .as_deref()
@@ -192,14 +192,13 @@ pub async fn usage(
             String::new()
         }
     });
-    let mut budgets = Vec::new();
-    for b in state
-        .store
-        .budgets_for(&budget_key, &budget_project)
+    let budgets = state
+        .budgets
+        .states_for(&budget_key, &budget_project)
         .await?
-    {
-        budgets.push(state.store.budget_state(&b, now).await?.into());
-    }
+        .into_iter()
+        .map(Into::into)
+        .collect();
     Ok(Json(UsageReport {
         object: "usage",
         period,

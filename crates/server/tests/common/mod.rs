@@ -7,7 +7,7 @@ use reqwest::Client;
 use std::collections::HashMap;
 use switchyard_core::keys::{NewKeySpec, Scopes};
 use switchyard_core::Config;
-use switchyard_server::keys::{self, Actor};
+use switchyard_server::audit::Actor;
 use switchyard_server::{AppState, Application};
 
 pub struct TestApp {
@@ -99,15 +99,16 @@ impl TestApp {
 
 pub async fn issue(state: &AppState, name: &str, scopes: Scopes) -> String {
     let spec = NewKeySpec::new(name, None, "proj", scopes, None, switchyard_core::now()).unwrap();
-    let issued = keys::issue(
-        &state.store,
-        &spec,
-        &Actor {
-            via: "test",
-            ..Actor::default()
-        },
-    )
-    .await
-    .unwrap();
+    let issued = state
+        .keys
+        .issue(
+            &spec,
+            &Actor {
+                via: "test",
+                ..Actor::default()
+            },
+        )
+        .await
+        .unwrap();
     issued.secret.expose().to_owned()
 }

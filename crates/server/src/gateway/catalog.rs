@@ -1,5 +1,5 @@
-//! The model gateway: resolves a requested model (id or alias) to its
-//! catalog entry, prices and backend.
+//! The served catalog: each model (by id and alias) with its prices, its
+//! backend, and the breaker and worker pool that guard it.
 
 use crate::resilience::{Breaker, Pool};
 use std::collections::HashMap;
@@ -101,13 +101,14 @@ pub struct ModelRoute {
     pub pool: Pool,
 }
 
-/// Models by id and alias.
+/// Models by id and alias, and the entries in their configured order.
 #[derive(Default)]
-pub struct Gateway {
+pub struct Catalog {
     routes: HashMap<String, Arc<ModelRoute>>,
+    entries: Vec<ModelEntry>,
 }
 
-impl Gateway {
+impl Catalog {
     pub fn new(config: &Config, models: &[ModelEntry], http: &reqwest::Client) -> Self {
         let mut routes = HashMap::new();
         for entry in models {
@@ -144,7 +145,15 @@ impl Gateway {
                 routes.insert(name.clone(), route.clone());
             }
         }
-        Self { routes }
+        Self {
+            routes,
+            entries: models.to_vec(),
+        }
+    }
+
+    /// The configured models, in order (for `/v1/models`).
+    pub fn entries(&self) -> &[ModelEntry] {
+        &self.entries
     }
 
     pub fn resolve(&self, name: &str) -> Option<Arc<ModelRoute>> {

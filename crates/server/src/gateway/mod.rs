@@ -1,0 +1,325 @@
+//! The model gateway: the call path every model call takes — from the chat
+//! API, the Messages API, batches, the WebSocket and task workers alike.
+//! Resolve the model (`auto` included), check the request against it,
+//! reserve budget, run the fallback chain, and account for the call. It
+//! speaks typed values ([`GatewayError`], completions, [`ChatStream`]); the
+//! HTTP shape of a result is decided in `routes/`.
+//!
+//! Work the gateway runs on its own tasks (a call that must finish even if
+//! its client leaves) is tracked, so that shutdown waits for it and cuts it
+//! off cleanly — each call still leaves its usage row.
+
+mod call;
+pub mod catalog;
+mod chain;
+mod error;
+mod routing;
+mod stream;
+
+pub use call::Call;
+pub use call::{estimate_nano_usd, CallOrigin, Outcome, ENDPOINT};
+pub use catalog::{http_client, Backend, Catalog, ModelRoute};
+pub use error::{BudgetExceeded, GatewayError};
+pub use routing::{conversation_text, estimate_tokens, AutoRoute, AUTO};
+pub use stream::{ChatStream, StreamEnd, StreamItem};
+
+use crate::budgets::{Budgets, Refusal};
+use crate::metrics::Metrics;
+use crate::usage::UsageRecorder;
+use std::future::Future;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+use switchyard_core::routing::RoutingConfig;
+use switchyard_core::Config;
+use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+#[derive(Clone)]
+pub struct Gateway(Arc<Inner>);
+
+struct Inner {
+    catalog: RwLock<Arc<Catalog>>,
+    routing: RwLock<Arc<RoutingConfig>>,
+    budgets: Budgets,
+    usage: UsageRecorder,
+    metrics: Metrics,
+    http: reqwest::Client,
+    work: TaskTracker,
+    shutdown: CancellationToken,
+}
+
+/// Removes a backend's own cost report from a response, as nano-USD.
+pub(crate) fn take_reported_cost(
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+) -> Option<u64> {
+    let usd = extra
+        .remove(switchyard_models::claude_cli::COST_FIELD)?
+        .as_f64()?;
+    (usd.is_finite() && usd >= 0.0).then(|| (usd * 1e9).round() as u64)
+}
+
+impl Gateway {
+    pub fn new(
+        config: &Config,
+        http: reqwest::Client,
+        budgets: Budgets,
+        usage: UsageRecorder,
+        metrics: Metrics,
+    ) -> Self {
+        Self(Arc::new(Inner {
+            catalog: RwLock::new(Arc::new(Catalog::new(config, &config.file.models, &http))),
+            routing: RwLock::new(Arc::new(config.file.routing.clone())),
+            budgets,
+            usage,
+            metrics,
+            http,
+            work: TaskTracker::new(),
+            shutdown: CancellationToken::new(),
+        }))
+    }
+
+    /// Swaps in a reloaded configuration's catalog (with the upstream keys it
+    /// names) and routing policy. Calls in flight keep the models they have.
+    pub fn reload(&self, config: &Config) {
+        let catalog = Catalog::new(config, &config.file.models, &self.0.http);
+        *switchyard_core::sync::write(&self.0.catalog) = Arc::new(catalog);
+        *switchyard_core::sync::write(&self.0.routing) = Arc::new(config.file.routing.clone());
+    }
+
+    pub fn catalog(&self) -> Arc<Catalog> {
+        switchyard_core::sync::read(&self.0.catalog).clone()
+    }
+
+    pub fn routing(&self) -> Arc<RoutingConfig> {
+        switchyard_core::sync::read(&self.0.routing).clone()
+    }
+
+    /// A model by id or alias.
+    pub fn resolve(&self, name: &str) -> Option<Arc<ModelRoute>> {
+        self.catalog().resolve(name)
+    }
+
+    /// Whether every target of the routing policy is in the catalog (so
+    /// `auto` can be offered).
+    pub fn auto_is_routable(&self) -> bool {
+        let catalog = self.catalog();
+        self.routing()
+            .targets()
+            .iter()
+            .all(|t| catalog.resolve(t).is_some())
+    }
+
+    /// Everything before the upstream call: validation, model resolution
+    /// (`auto` included), output bound, budget reservation. A refused
+    /// reservation is itself accounted.
+    pub async fn prepare(
+        &self,
+        origin: CallOrigin,
+        req: &ChatRequest,
+    ) -> Result<Call, GatewayError> {
+        if let Err((field, message)) = req.validate() {
+            return Err(GatewayError::invalid(field, message));
+        }
+        let route = if req.model == AUTO {
+            let text = conversation_text(&req.messages);
+            self.route_auto(&origin.caller, &text).await?.target
+        } else {
+            self.resolve(&req.model)
+                .ok_or_else(|| GatewayError::ModelNotFound {
+                    model: req.model.clone(),
+                })?
+        };
+        if let Some(variable) = &route.missing_key {
+            return Err(GatewayError::MissingKey {
+                model: route.entry.id.clone(),
+                variable: variable.clone(),
+            });
+        }
+        if let (Some(asked), Some(max)) = (req.output_limit(), route.entry.max_output_tokens) {
+            if asked > max {
+                return Err(GatewayError::invalid(
+                    "max_tokens",
+                    format!("{asked} exceeds this model's maximum output of {max} tokens"),
+                ));
+            }
+        }
+        let estimate = estimate_nano_usd(&route, req);
+        self.open(origin, req.model.clone(), route, estimate).await
+    }
+
+    /// Opens a call to `route` with `estimate_nano_usd` reserved against
+    /// the caller's budgets. For work the gateway does not run itself (a
+    /// task run through the Claude Code CLI), the caller closes the call
+    /// with what the work reported.
+    pub async fn open(
+        &self,
+        origin: CallOrigin,
+        requested: String,
+        route: Arc<ModelRoute>,
+        estimate_nano_usd: i64,
+    ) -> Result<Call, GatewayError> {
+        let mut call = Call::new(self.clone(), origin, requested, route);
+        match self
+            .0
+            .budgets
+            .reserve(&call.origin.caller, estimate_nano_usd)
+            .await
+        {
+            Ok(reservation) => {
+                call.reservation = reservation;
+                Ok(call)
+            }
+            Err(refusal) => {
+                let err = match refusal {
+                    Refusal::Exceeded(e) => {
+                        GatewayError::BudgetExceeded(Box::new(BudgetExceeded {
+                            budget: e.budget,
+                            estimate_nano_usd,
+                            remaining_nano_usd: e.remaining_nano_usd,
+                        }))
+                    }
+                    Refusal::Store(e) => GatewayError::Store(e),
+                };
+                call.close(Outcome::failed(&err, None)).await;
+                Err(err)
+            }
+        }
+    }
+
+    /// Runs a prepared call through the model chain (without streaming) and
+    /// accounts for it.
+    pub async fn complete(
+        &self,
+        mut call: Call,
+        req: &ChatRequest,
+    ) -> Result<ChatCompletion, GatewayError> {
+        let chain = self.catalog().chain(&call.route);
+        let started = Instant::now();
+        let attempt = chain::run(&chain, &self.0.metrics, |r| async move {
+            r.backend.complete(req).await
+        });
+        let result = tokio::select! {
+            r = attempt => r,
+            () = self.0.shutdown.cancelled() => Err(GatewayError::ShuttingDown),
+        };
+        let upstream = started.elapsed();
+        match result {
+            Ok(served) => {
+                call.route = served.route;
+                let mut completion = served.value;
+                completion.model = call.route.entry.id.clone();
+                let reported = take_reported_cost(&mut completion.extra);
+                let usage = completion.usage.unwrap_or_default();
+                call.close(Outcome::served(usage, reported, upstream)).await;
+                Ok(completion)
+            }
+            Err(e) => {
+                call.close(Outcome::failed(&e, Some(upstream))).await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Prepares and completes one request on a tracked task of its own, so
+    /// that neither a client leaving nor a request timeout cuts the call's
+    /// accounting off. Returns the remaining budget with the result.
+    pub async fn complete_detached(
+        &self,
+        origin: CallOrigin,
+        mut req: ChatRequest,
+    ) -> (Result<ChatCompletion, GatewayError>, Option<i64>) {
+        req.stream = Some(false);
+        let gateway = self.clone();
+        let work = self.spawn(async move {
+            let call = match gateway.prepare(origin, &req).await {
+                Ok(call) => call,
+                Err(e) => return (Err(e), None),
+            };
+            let remaining = call.remaining_nano_usd();
+            (gateway.complete(call, &req).await, remaining)
+        });
+        match work.await {
+            Ok(done) => done,
+            Err(e) => (Err(GatewayError::Internal(e.to_string())), None),
+        }
+    }
+
+    /// Opens the stream of a prepared call on the first model of its chain
+    /// that answers. A failure before the first chunk is accounted here.
+    pub async fn stream(
+        &self,
+        mut call: Call,
+        req: &ChatRequest,
+    ) -> Result<ChatStream, GatewayError> {
+        let started = Instant::now();
+        let chain = self.catalog().chain(&call.route);
+        let attempt = chain::run(&chain, &self.0.metrics, |r| async move {
+            r.backend.stream(req).await
+        });
+        let served = tokio::select! {
+            r = attempt => r,
+            () = self.0.shutdown.cancelled() => Err(GatewayError::ShuttingDown),
+        };
+        match served {
+            Ok(served) => {
+                call.route = served.route;
+                Ok(ChatStream::new(
+                    call,
+                    served.value,
+                    served.permit,
+                    self.0.shutdown.clone(),
+                    started,
+                ))
+            }
+            Err(e) => {
+                call.close(Outcome::failed(&e, Some(started.elapsed())))
+                    .await;
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `work` on a task that shutdown waits for.
+    pub fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
+    where
+        F: Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        self.0.work.spawn(work)
+    }
+
+    /// Waits up to `grace` for the gateway's tracked work to finish; then
+    /// cuts what is left (each cut call is accounted) and waits for that
+    /// too, at most `cutoff`. True when everything finished in `grace`.
+    pub async fn drain(&self, grace: Duration, cutoff: Duration) -> bool {
+        self.0.work.close();
+        if tokio::time::timeout(grace, self.0.work.wait())
+            .await
+            .is_ok()
+        {
+            return true;
+        }
+        tracing::warn!(
+            calls = self.0.work.len(),
+            "model calls still running at the end of the grace period; cutting them off"
+        );
+        self.0.shutdown.cancel();
+        if tokio::time::timeout(cutoff, self.0.work.wait())
+            .await
+            .is_err()
+        {
+            tracing::error!(
+                calls = self.0.work.len(),
+                "model calls did not stop after being cut off"
+            );
+        }
+        false
+    }
+
+    /// Starts loading every embedded local model in the background.
+    pub fn preload_local(&self) {
+        self.catalog().preload_local();
+    }
+}

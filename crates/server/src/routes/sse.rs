@@ -1,0 +1,153 @@
+//! Streaming a gateway call to an HTTP client as server-sent events, in the
+//! OpenAI or the Anthropic wire format. The pump runs on a task the gateway
+//! tracks, so the call is accounted however the stream ends.
+
+use crate::error::ApiError;
+use crate::gateway::{ChatStream, Gateway, StreamEnd, StreamItem};
+use crate::routes::gateway_error::set_remaining_header;
+use axum::body::Bytes;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use switchyard_models::anthropic::{
+    anthropic_error_event, anthropic_error_type, AnthropicEvent, OpenAiToAnthropicEvents,
+};
+use switchyard_models::openai_wire::ChatChunk;
+
+/// The wire format a stream is written in.
+#[derive(Debug, Clone, Copy)]
+pub enum WireKind {
+    /// `data: {chunk}` lines ending with `data: [DONE]`.
+    OpenAi { include_usage: bool },
+    /// Anthropic's named events (`message_start` … `message_stop`).
+    Anthropic,
+}
+
+fn sse(data: &impl serde::Serialize) -> Bytes {
+    let mut out = b"data: ".to_vec();
+    // Serialising our own types cannot fail; an empty object is the fallback.
+    out.extend(serde_json::to_vec(data).unwrap_or_else(|_| b"{}".to_vec()));
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+fn named_event((name, data): AnthropicEvent) -> Bytes {
+    let mut out = format!("event: {name}\ndata: ").into_bytes();
+    out.extend(serde_json::to_vec(&data).unwrap_or_else(|_| b"{}".to_vec()));
+    out.extend_from_slice(b"\n\n");
+    Bytes::from(out)
+}
+
+/// Encodes chunks for one stream.
+enum Encoder {
+    OpenAi { include_usage: bool },
+    Anthropic(Box<OpenAiToAnthropicEvents>),
+}
+
+impl Encoder {
+    fn new(kind: WireKind, model_id: &str) -> Self {
+        match kind {
+            WireKind::OpenAi { include_usage } => Encoder::OpenAi { include_usage },
+            WireKind::Anthropic => {
+                Encoder::Anthropic(Box::new(OpenAiToAnthropicEvents::new(model_id)))
+            }
+        }
+    }
+
+    fn chunk(&mut self, mut chunk: ChatChunk) -> Vec<Bytes> {
+        match self {
+            Encoder::OpenAi { include_usage } => {
+                if !*include_usage {
+                    if chunk.choices.is_empty() && chunk.usage.is_some() {
+                        return Vec::new();
+                    }
+                    chunk.usage = None;
+                }
+                vec![sse(&chunk)]
+            }
+            Encoder::Anthropic(events) => {
+                events.push(&chunk).into_iter().map(named_event).collect()
+            }
+        }
+    }
+
+    fn error(&mut self, err: &ApiError) -> Bytes {
+        match self {
+            Encoder::OpenAi { .. } => sse(&serde_json::json!({"error": {
+                "type": err.kind, "message": err.message, "code": err.code,
+            }})),
+            Encoder::Anthropic(_) => named_event(anthropic_error_event(
+                anthropic_error_type(err.status.as_u16()),
+                &err.message,
+            )),
+        }
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        match self {
+            Encoder::OpenAi { .. } => vec![Bytes::from_static(b"data: [DONE]\n\n")],
+            Encoder::Anthropic(events) => events.finish().into_iter().map(named_event).collect(),
+        }
+    }
+}
+
+/// Sends every encoded piece; false when the client has gone.
+async fn send_all(tx: &tokio::sync::mpsc::Sender<Bytes>, pieces: Vec<Bytes>) -> bool {
+    for bytes in pieces {
+        if tx.send(bytes).await.is_err() {
+            return false;
+        }
+    }
+    true
+}
+
+/// Copies a stream's chunks to the client until it ends, then closes the call.
+async fn pump(mut stream: ChatStream, mut encoder: Encoder, tx: tokio::sync::mpsc::Sender<Bytes>) {
+    loop {
+        match stream.next().await {
+            Some(StreamItem::Chunk(chunk)) => {
+                if !send_all(&tx, encoder.chunk(chunk)).await {
+                    stream.finish(StreamEnd::ClientGone).await;
+                    return;
+                }
+            }
+            Some(StreamItem::Failed(e)) => {
+                let _ = tx.send(encoder.error(&ApiError::from(e))).await;
+                return;
+            }
+            Some(StreamItem::ShuttingDown) => {
+                let e = ApiError::from(crate::gateway::GatewayError::ShuttingDown);
+                let _ = tx.send(encoder.error(&e)).await;
+                return;
+            }
+            None => {
+                let end = if send_all(&tx, encoder.finish()).await {
+                    StreamEnd::Completed
+                } else {
+                    StreamEnd::ClientGone
+                };
+                stream.finish(end).await;
+                return;
+            }
+        }
+    }
+}
+
+/// The response for a stream: SSE headers, the remaining-budget header, and
+/// a body fed by a tracked task.
+pub fn stream_response(gateway: &Gateway, stream: ChatStream, wire: WireKind) -> Response {
+    let mut headers = axum::http::HeaderMap::new();
+    set_remaining_header(&mut headers, stream.remaining_nano_usd());
+    let encoder = Encoder::new(wire, stream.model_id());
+    let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
+    gateway.spawn(pump(stream, encoder, tx));
+    (
+        headers,
+        [
+            (header::CONTENT_TYPE, "text/event-stream"),
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::HeaderName::from_static("x-accel-buffering"), "no"),
+        ],
+        super::channel_body(rx),
+    )
+        .into_response()
+}
