@@ -173,7 +173,7 @@ impl Store {
     pub async fn get_budget(&self, id: &str) -> Result<Option<Budget>> {
         const SQL: &str = select_budgets!("WHERE id = $1");
         let row: Option<BudgetRow> =
-            on_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?;
+            crate::read_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?;
         row.map(Budget::try_from).transpose()
     }
 
@@ -200,7 +200,7 @@ impl Store {
             None => (true, "", ""),
             Some((k, p)) => (false, k, p),
         };
-        let rows: Vec<StateRow> = on_pool!(self, p => sqlx::query_as(SQL)
+        let rows: Vec<StateRow> = crate::read_pool!(self, p => sqlx::query_as(SQL)
             .bind(&keys[0])
             .bind(&keys[1])
             .bind(&keys[2])
@@ -224,7 +224,8 @@ impl Store {
 
     pub async fn list_budgets(&self) -> Result<Vec<Budget>> {
         const SQL: &str = select_budgets!("ORDER BY scope, subject, period");
-        let rows: Vec<BudgetRow> = on_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await)?;
+        let rows: Vec<BudgetRow> =
+            crate::read_pool!(self, p => sqlx::query_as(SQL).fetch_all(p).await)?;
         rows.into_iter().map(Budget::try_from).collect()
     }
 
@@ -240,8 +241,7 @@ impl Store {
         const SQL: &str = select_budgets!(
             "WHERE (scope = 'key' AND subject = $1) OR (scope = 'project' AND subject = $2) ORDER BY id"
         );
-        let rows: Vec<BudgetRow> =
-            on_pool!(self, p => sqlx::query_as(SQL).bind(key_id).bind(project).fetch_all(p).await)?;
+        let rows: Vec<BudgetRow> = crate::read_pool!(self, p => sqlx::query_as(SQL).bind(key_id).bind(project).fetch_all(p).await)?;
         rows.into_iter().map(Budget::try_from).collect()
     }
 
@@ -337,7 +337,7 @@ impl Store {
         const SQL: &str = "SELECT spent_nano_usd, reserved_nano_usd FROM budget_spend \
             WHERE budget_id = $1 AND period_key = $2";
         let key = budget.period.key_at(at);
-        let row: Option<(i64, i64)> = on_pool!(self, p => sqlx::query_as(SQL).bind(&budget.id).bind(&key).fetch_optional(p).await)?;
+        let row: Option<(i64, i64)> = crate::read_pool!(self, p => sqlx::query_as(SQL).bind(&budget.id).bind(&key).fetch_optional(p).await)?;
         let (spent, reserved) = row.unwrap_or((0, 0));
         Ok(BudgetState {
             budget: budget.clone(),

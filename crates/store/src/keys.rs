@@ -160,7 +160,7 @@ impl Store {
     }
 
     pub async fn find_key_by_hash(&self, hash: &KeyHash) -> Result<Option<ApiKey>> {
-        let row: Option<KeyRow> = on_pool!(self, p => sqlx::query_as(BY_HASH)
+        let row: Option<KeyRow> = crate::read_pool!(self, p => sqlx::query_as(BY_HASH)
             .bind(hash.to_hex())
             .fetch_optional(p)
             .await)?;
@@ -169,7 +169,7 @@ impl Store {
 
     pub async fn get_key(&self, id: &str) -> Result<Option<ApiKey>> {
         let row: Option<KeyRow> =
-            on_pool!(self, p => sqlx::query_as(BY_ID).bind(id).fetch_optional(p).await)?;
+            crate::read_pool!(self, p => sqlx::query_as(BY_ID).bind(id).fetch_optional(p).await)?;
         row.map(ApiKey::try_from).transpose()
     }
 
@@ -177,14 +177,13 @@ impl Store {
     pub async fn list_keys(&self, include_revoked: bool) -> Result<Vec<ApiKey>> {
         const SQL: &str =
             select_keys!("WHERE ($1 OR revoked_at IS NULL) ORDER BY created_at DESC, id");
-        let rows: Vec<KeyRow> =
-            on_pool!(self, p => sqlx::query_as(SQL).bind(include_revoked).fetch_all(p).await)?;
+        let rows: Vec<KeyRow> = crate::read_pool!(self, p => sqlx::query_as(SQL).bind(include_revoked).fetch_all(p).await)?;
         rows.into_iter().map(ApiKey::try_from).collect()
     }
 
     pub async fn count_keys(&self) -> Result<i64> {
         const SQL: &str = "SELECT COUNT(*) FROM api_keys";
-        Ok(on_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await)?)
+        Ok(crate::read_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await)?)
     }
 
     /// Marks a key revoked at `at` (keeping an earlier revocation time). Returns
@@ -242,7 +241,7 @@ impl Store {
     /// The stored hash of a key's secret (hex), to evict it from caches.
     pub async fn key_hash(&self, id: &str) -> Result<Option<String>> {
         const SQL: &str = "SELECT key_hash FROM api_keys WHERE id = $1";
-        Ok(on_pool!(self, p => sqlx::query_scalar(SQL).bind(id).fetch_optional(p).await)?)
+        Ok(crate::read_pool!(self, p => sqlx::query_scalar(SQL).bind(id).fetch_optional(p).await)?)
     }
 
     /// Writes back last-use times collected in memory; never moves one backwards.

@@ -38,19 +38,40 @@ pub enum StoreError {
 }
 
 impl StoreError {
-    /// True when the error says the database is unreachable rather than that a
-    /// query was wrong.
+    /// True when the error says the database cannot be reached right now —
+    /// down, restarting, failing over, refusing connections, or a connection
+    /// cut under a query — rather than that a query was wrong. Callers answer
+    /// these with 503 and retry them where that is safe.
     pub fn is_unavailable(&self) -> bool {
-        matches!(
-            self,
-            StoreError::Timeout(_)
-                | StoreError::Database(
-                    sqlx::Error::Io(_)
-                        | sqlx::Error::PoolTimedOut
-                        | sqlx::Error::PoolClosed
-                        | sqlx::Error::Tls(_)
-                )
-        )
+        match self {
+            StoreError::Timeout(_) => true,
+            StoreError::Database(e) => sqlx_error_is_unavailable(e),
+            StoreError::Migration(sqlx::migrate::MigrateError::Execute(e)) => {
+                sqlx_error_is_unavailable(e)
+            }
+            _ => false,
+        }
+    }
+}
+
+/// PostgreSQL SQLSTATEs that mean the server or the connection went away:
+/// class 08 (connection exception), 57P01 admin_shutdown ("terminating
+/// connection due to administrator command"), 57P02 crash_shutdown, 57P03
+/// cannot_connect_now ("the database system is starting up"), 53300
+/// too_many_connections.
+fn unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || matches!(code, "57P01" | "57P02" | "57P03" | "53300")
+}
+
+fn sqlx_error_is_unavailable(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_)
+        | sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|c| unavailable_sqlstate(&c)),
+        _ => false,
     }
 }
 
@@ -81,3 +102,24 @@ macro_rules! on_pool {
     };
 }
 pub(crate) use on_pool;
+
+/// `on_pool!` for statements that only read: when the database turns out to
+/// be unreachable (typically a pooled connection killed by a restart or a
+/// failover), the read is tried once more on another connection.
+macro_rules! read_pool {
+    ($store:expr, $pool:ident => $body:expr) => {{
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            let attempt: $crate::Result<_> =
+                async { Ok($crate::on_pool!($store, $pool => $body)?) }.await;
+            match attempt {
+                Err(e) if tries < 2 && e.is_unavailable() => {
+                    tracing::debug!(error = %e, "a read met a lost database connection; trying once more");
+                }
+                other => break other,
+            }
+        }
+    }};
+}
+pub(crate) use read_pool;

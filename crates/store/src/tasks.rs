@@ -87,7 +87,7 @@ impl Store {
 
     pub async fn get_task(&self, id: &str) -> Result<Option<TaskRow>> {
         const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = $1");
-        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?)
+        Ok(crate::read_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?)
     }
 
     /// A key's tasks, newest first.
@@ -97,14 +97,16 @@ impl Store {
             task_columns!(),
             " FROM tasks WHERE key_id = $1 ORDER BY created_at DESC, id LIMIT $2"
         );
-        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(key_id).bind(limit).fetch_all(p).await)?)
+        Ok(
+            crate::read_pool!(self, p => sqlx::query_as(SQL).bind(key_id).bind(limit).fetch_all(p).await)?,
+        )
     }
 
     /// A key's queued and running tasks.
     pub async fn active_tasks(&self, key_id: &str) -> Result<i64> {
         const SQL: &str =
             "SELECT COUNT(*) FROM tasks WHERE key_id = $1 AND status IN ('queued', 'running')";
-        Ok(on_pool!(self, p => sqlx::query_scalar(SQL).bind(key_id).fetch_one(p).await)?)
+        Ok(crate::read_pool!(self, p => sqlx::query_scalar(SQL).bind(key_id).fetch_one(p).await)?)
     }
 
     /// Claims the oldest runnable task for `worker` until `lease_until`.
@@ -199,7 +201,7 @@ impl Store {
             "SELECT id FROM tasks WHERE finished_at IS NOT NULL AND finished_at < $1 \
             ORDER BY finished_at LIMIT $2";
         Ok(
-            on_pool!(self, p => sqlx::query_scalar(SQL).bind(before).bind(limit).fetch_all(p).await)?,
+            crate::read_pool!(self, p => sqlx::query_scalar(SQL).bind(before).bind(limit).fetch_all(p).await)?,
         )
     }
 
@@ -214,6 +216,8 @@ impl Store {
     pub async fn task_events(&self, id: &str, after_seq: i64) -> Result<Vec<(i64, String)>> {
         const SQL: &str =
             "SELECT seq, event FROM task_events WHERE task_id = $1 AND seq > $2 ORDER BY seq";
-        Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(id).bind(after_seq).fetch_all(p).await)?)
+        Ok(
+            crate::read_pool!(self, p => sqlx::query_as(SQL).bind(id).bind(after_seq).fetch_all(p).await)?,
+        )
     }
 }
