@@ -13,6 +13,7 @@
 //! - `flaky-N`: the first N calls fail with HTTP 500, later ones answer;
 //! - `retry-after`: the first call gets 429 with `Retry-After: 1`, later ones answer;
 //! - `sleep-MS`: answers after MS milliseconds;
+//! - `trickle-MS`: streams a long answer, one word every MS milliseconds;
 //! - `agent`: a scripted agent. By how many tool results the conversation
 //!   holds, it writes `notes.txt`, greps it, runs Bash, edits it, and then
 //!   answers with a summary;
@@ -193,6 +194,10 @@ async fn chat(
                            "model": model, "choices": [], "usage": usage(prompt, completion)}));
     }
     let drop_early = model == "drop-stream";
+    let pause = model
+        .strip_prefix("trickle-")
+        .and_then(|ms| ms.parse::<u64>().ok())
+        .map_or(Duration::from_millis(5), Duration::from_millis);
     let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(8);
     tokio::spawn(async move {
         for (i, e) in events.iter().enumerate() {
@@ -212,7 +217,7 @@ async fn chat(
             {
                 return;
             }
-            tokio::time::sleep(Duration::from_millis(5)).await;
+            tokio::time::sleep(pause).await;
         }
         let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;
     });
