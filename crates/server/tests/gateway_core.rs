@@ -91,8 +91,15 @@ async fn harness() -> Harness {
     let store = Store::connect_lazy(&loaded.config.database).unwrap();
     store.migrate().await.unwrap();
     let state = AppState::new(loaded.config, store, None).unwrap();
-    let spec = NewKeySpec::new("app", None, "proj", Scopes::user(), None, switchyard_core::now())
-        .unwrap();
+    let spec = NewKeySpec::new(
+        "app",
+        None,
+        "proj",
+        Scopes::user(),
+        None,
+        switchyard_core::now(),
+    )
+    .unwrap();
     let issued = state.keys.issue(&spec, &Actor::default()).await.unwrap();
     Harness {
         caller: Caller::acting_for(issued.key),
@@ -205,9 +212,21 @@ async fn a_catalog_model_without_its_key_is_unavailable() {
     let store = Store::connect_lazy(&loaded.config.database).unwrap();
     store.migrate().await.unwrap();
     let state = AppState::new(loaded.config, store, None).unwrap();
-    let spec = NewKeySpec::new("app", None, "proj", Scopes::user(), None, switchyard_core::now())
-        .unwrap();
-    let key = state.keys.issue(&spec, &Actor::default()).await.unwrap().key;
+    let spec = NewKeySpec::new(
+        "app",
+        None,
+        "proj",
+        Scopes::user(),
+        None,
+        switchyard_core::now(),
+    )
+    .unwrap();
+    let key = state
+        .keys
+        .issue(&spec, &Actor::default())
+        .await
+        .unwrap()
+        .key;
     let origin = CallOrigin {
         caller: Caller::acting_for(key),
         request_id: "r".into(),
@@ -320,7 +339,10 @@ async fn a_lost_database_is_a_store_error_that_reads_as_unavailable() {
         .await
         .err()
         .unwrap();
-    assert!(matches!(&err, GatewayError::Store(e) if e.is_unavailable()), "{err:?}");
+    assert!(
+        matches!(&err, GatewayError::Store(e) if e.is_unavailable()),
+        "{err:?}"
+    );
     assert_eq!((err.status(), err.code()), (503, "database_unavailable"));
 }
 
@@ -333,7 +355,9 @@ async fn draining_cuts_running_calls_off_and_each_still_leaves_its_row() {
     let call = gateway.prepare(h.origin("slow"), &req).await.unwrap();
     let running = {
         let gateway = gateway.clone();
-        gateway.clone().spawn(async move { gateway.complete(call, &req).await })
+        gateway
+            .clone()
+            .spawn(async move { gateway.complete(call, &req).await })
     };
     // A stream that has started: the upstream sends a chunk every 200 ms.
     let req = request("trickle-200");
@@ -354,7 +378,11 @@ async fn draining_cuts_running_calls_off_and_each_still_leaves_its_row() {
         }
     });
     let started = Instant::now();
-    assert!(!gateway.drain(Duration::from_millis(200), Duration::from_secs(5)).await);
+    assert!(
+        !gateway
+            .drain(Duration::from_millis(200), Duration::from_secs(5))
+            .await
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     assert!(matches!(
         running.await.unwrap().unwrap_err(),
