@@ -7,6 +7,7 @@ pub mod auth;
 pub mod budget;
 pub mod error;
 pub mod gateway;
+pub mod jobs;
 pub mod json;
 pub mod keys;
 pub mod metrics;
