@@ -49,6 +49,13 @@ enum Command {
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Show the scheduled jobs: which replica holds each job's lease and
+    /// until when, and how its latest run went.
+    Jobs {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Manage the embedded local model.
     #[cfg(feature = "local")]
     #[command(subcommand)]
@@ -215,6 +222,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(cmd) => keys_command(&config, cmd).await,
         Command::Budgets(cmd) => budgets_command(&config, cmd).await,
         Command::Config(ConfigCommand::Check) => Ok(config_check(&Config::from_env())),
+        Command::Jobs { json } => jobs_command(&config, json).await,
         #[cfg(feature = "local")]
         Command::Models(ModelsCommand::Pull { dest }) => models_pull(&config, dest).await,
     }
@@ -573,4 +581,47 @@ async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Result
     };
     store.close().await;
     Ok(code)
+}
+
+async fn jobs_command(config: &Config, json: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(config).await?;
+    let views = switchyard_server::jobs::overview(&store, switchyard_core::now()).await?;
+    store.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&views)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let time = |t: Option<chrono::DateTime<chrono::Utc>>| {
+        t.map_or_else(
+            || "-".to_owned(),
+            |t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+        )
+    };
+    println!(
+        "{:<28} {:<40} {:<24} {:<24} {:<8} {:<24} {:>6}",
+        "JOB", "HOLDER", "LEASE EXPIRES", "LAST STARTED", "STATUS", "NEXT DUE", "RUNS"
+    );
+    for v in &views {
+        let holder = match (&v.holder, v.lease_valid) {
+            (Some(h), true) => h.clone(),
+            (Some(h), false) => format!("{h} (expired)"),
+            (None, _) => "-".to_owned(),
+        };
+        println!(
+            "{:<28} {:<40} {:<24} {:<24} {:<8} {:<24} {:>6}",
+            v.name,
+            holder,
+            time(v.lease_expires_at),
+            time(v.last_started_at),
+            v.last_status.as_deref().unwrap_or("-"),
+            time(v.next_due_at),
+            v.runs
+        );
+    }
+    for v in &views {
+        if let Some(error) = &v.last_error {
+            println!("\n{}: {error}", v.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

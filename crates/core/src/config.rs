@@ -331,6 +331,9 @@ pub struct Config {
     /// or `api_key_file`.
     pub model_keys: BTreeMap<String, Secret>,
     pub tasks: TasksConfig,
+    /// How long a replica's lease on a scheduled job lasts without renewal
+    /// (`SCHEDULER_LEASE_SECONDS`); another replica takes a dead one's jobs over after it.
+    pub scheduler_lease: Duration,
     /// Where `local` models without a `path` are kept and fetched to
     /// (`MODELS_DIR`).
     pub models_dir: PathBuf,
@@ -921,6 +924,7 @@ impl Config {
                 limits,
                 model_keys,
                 tasks,
+                scheduler_lease: r.seconds("SCHEDULER_LEASE_SECONDS", 30, 2, 3600),
                 models_dir,
                 local_preload,
             },
@@ -1055,6 +1059,7 @@ impl Config {
             ),
             ("TASK_WORKERS", self.tasks.workers.to_string()),
             ("TASK_LEASE_SECONDS", secs(self.tasks.lease)),
+            ("SCHEDULER_LEASE_SECONDS", secs(self.scheduler_lease)),
             ("TASKS_DIR", self.tasks.dir.display().to_string()),
             (
                 "ALLOW_UNSANDBOXED_BASH",

@@ -3,6 +3,7 @@
 
 pub mod budget;
 pub mod catalog;
+pub mod clock;
 pub mod config;
 pub mod keys;
 pub mod routing;

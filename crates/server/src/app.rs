@@ -74,6 +74,7 @@ impl Application {
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = spawn_background(&state, stop_rx.clone());
+        background.push(crate::jobs::spawn(&state, stop_rx.clone())?);
         background.extend(crate::worker::spawn_workers(&state, stop_rx));
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         let service = crate::routes::router(state.clone())

@@ -9,6 +9,7 @@ pub mod budgets;
 pub mod context;
 pub mod error;
 pub mod gateway;
+pub mod jobs;
 pub mod json;
 pub mod keys;
 pub mod metrics;

@@ -7,6 +7,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 use std::sync::Arc;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -73,6 +74,9 @@ pub struct Metrics {
     pub llm_overloaded: Family<ModelLabels, Counter>,
     pub llm_circuit_rejections: Family<ModelLabels, Counter>,
     pub llm_circuit_state: Family<ModelLabels, Gauge>,
+    pub job_runs: Family<JobRunLabels, Counter>,
+    pub job_leader: Family<JobLabels, Gauge>,
+    pub job_last_success: Family<JobLabels, Gauge<f64, AtomicU64>>,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -100,6 +104,18 @@ pub struct CacheLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct DecisionLabels {
     pub scope: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub job: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobRunLabels {
+    pub job: String,
+    /// `ok`, `failed` or `lost`.
     pub result: &'static str,
 }
 
@@ -276,6 +292,24 @@ impl Metrics {
             "Circuit breaker per model: 0 closed, 1 open, 2 half-open",
             llm_circuit_state.clone(),
         );
+        let job_runs = Family::<JobRunLabels, Counter>::default();
+        registry.register(
+            "switchyard_job_runs",
+            "Scheduled job runs on this replica, by job and result (ok, failed, lost)",
+            job_runs.clone(),
+        );
+        let job_leader = Family::<JobLabels, Gauge>::default();
+        registry.register(
+            "switchyard_job_leader",
+            "1 while this replica holds the scheduled job's lease, else 0",
+            job_leader.clone(),
+        );
+        let job_last_success = Family::<JobLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "switchyard_job_last_success_timestamp_seconds",
+            "When a run of the scheduled job last succeeded on this replica (Unix time)",
+            job_last_success.clone(),
+        );
         Self {
             registry: Arc::new(registry),
             requests,
@@ -303,6 +337,9 @@ impl Metrics {
             llm_overloaded,
             llm_circuit_rejections,
             llm_circuit_state,
+            job_runs,
+            job_leader,
+            job_last_success,
         }
     }
 

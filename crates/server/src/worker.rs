@@ -220,7 +220,6 @@ pub fn spawn_workers(
                     let now = switchyard_core::now();
                     let lease =
                         chrono::Duration::from_std(state.config.tasks.lease).unwrap_or_default();
-                    let _ = state.store.settle_abandoned_tasks(now).await;
                     match state.store.claim_task(&worker, now + lease, now).await {
                         Ok(Some(task)) => run_claimed(&state, &bash, &worker, task).await,
                         Ok(None) => {

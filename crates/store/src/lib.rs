@@ -6,7 +6,9 @@
 
 mod audit;
 mod budgets;
+mod jobs;
 mod keys;
+mod leases;
 mod migrations;
 mod pool;
 mod tasks;
@@ -14,7 +16,9 @@ mod usage;
 
 pub use audit::{AuditEntry, AuditEvent};
 pub use budgets::{BudgetState, Exceeded, NewBudget, Reservation};
+pub use jobs::{JobRecord, JobRunStatus};
 pub use keys::KeyInsert;
+pub use leases::Lease;
 pub use pool::{PoolStats, Store};
 pub use tasks::{TaskRow, MAX_ATTEMPTS};
 pub use usage::{Settlement, UsageFilter, UsageGroup, UsageGrouping, UsageRecord, MAX_BATCH};

@@ -30,6 +30,7 @@ embedded!(
     (3, "budgets", "0003_budgets.sql"),
     (4, "tasks", "0004_tasks.sql"),
     (5, "key task profiles", "0005_key_task_profiles.sql"),
+    (6, "scheduled jobs", "0006_scheduled_jobs.sql"),
 );
 
 #[derive(Debug)]

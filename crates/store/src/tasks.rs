@@ -45,6 +45,13 @@ macro_rules! task_columns {
     };
 }
 
+/// The stored result of a task cancelled before a worker claimed it.
+macro_rules! cancelled_before_start {
+    () => {
+        "'{\"status\":\"cancelled\",\"error\":\"cancelled before it started\"}'"
+    };
+}
+
 const CLAIM_POSTGRES: &str = concat!(
     "UPDATE tasks SET status = 'running', lease_owner = $1, lease_expires_at = $2, ",
     "attempts = attempts + 1, started_at = COALESCE(started_at, $3) WHERE id = (",
@@ -169,25 +176,44 @@ impl Store {
     }
 
     /// Fails tasks whose worker vanished and that have no attempts left, and
-    /// cancels queued tasks whose cancellation was requested. Returns how
-    /// many changed.
+    /// cancels queued tasks whose cancellation was requested but not applied
+    /// (by a version that left that to this sweep). Returns how many changed.
+    /// Run once per deployment by the scheduler, not by every worker.
     pub async fn settle_abandoned_tasks(&self, now: DateTime<Utc>) -> Result<u64> {
         const FAIL: &str = "UPDATE tasks SET status = 'failed', finished_at = $1, lease_owner = NULL, \
             result = '{\"status\":\"failed\",\"error\":\"the worker running this task stopped, and it had no attempts left\"}' \
             WHERE status = 'running' AND lease_expires_at < $1 AND attempts >= $2";
-        const CANCEL: &str = "UPDATE tasks SET status = 'cancelled', finished_at = $1, \
-            result = '{\"status\":\"cancelled\",\"error\":\"cancelled before it started\"}' \
-            WHERE status = 'queued' AND cancel_requested = TRUE";
+        const CANCEL: &str = concat!(
+            "UPDATE tasks SET status = 'cancelled', finished_at = $1, result = ",
+            cancelled_before_start!(),
+            " WHERE status = 'queued' AND cancel_requested = TRUE"
+        );
         let failed = on_pool!(self, p => sqlx::query(FAIL).bind(now).bind(MAX_ATTEMPTS).execute(p).await.map(|r| r.rows_affected()))?;
         let cancelled = on_pool!(self, p => sqlx::query(CANCEL).bind(now).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(failed + cancelled)
     }
 
     /// Asks for a task to stop; false when there is no such unfinished task.
+    /// A queued task is cancelled at once, in the same statement; a running
+    /// one is flagged, and its worker stops it when it next renews its lease.
     pub async fn request_task_cancel(&self, id: &str) -> Result<bool> {
-        const SQL: &str = "UPDATE tasks SET cancel_requested = TRUE \
-            WHERE id = $1 AND status IN ('queued', 'running')";
-        let n = on_pool!(self, p => sqlx::query(SQL).bind(id).execute(p).await.map(|r| r.rows_affected()))?;
+        self.cancel_task(id, switchyard_core::now()).await
+    }
+
+    /// [`Store::request_task_cancel`] at a given time (`finished_at` of a
+    /// task cancelled while queued).
+    pub async fn cancel_task(&self, id: &str, at: DateTime<Utc>) -> Result<bool> {
+        // Every right-hand side sees the row as it was before this update.
+        const SQL: &str = concat!(
+            "UPDATE tasks SET cancel_requested = TRUE, ",
+            "status = CASE WHEN status = 'queued' THEN 'cancelled' ELSE status END, ",
+            "finished_at = CASE WHEN status = 'queued' THEN $2 ELSE finished_at END, ",
+            "result = CASE WHEN status = 'queued' THEN ",
+            cancelled_before_start!(),
+            " ELSE result END ",
+            "WHERE id = $1 AND status IN ('queued', 'running')"
+        );
+        let n = on_pool!(self, p => sqlx::query(SQL).bind(id).bind(at).execute(p).await.map(|r| r.rows_affected()))?;
         Ok(n > 0)
     }
 

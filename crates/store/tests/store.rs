@@ -150,22 +150,28 @@ async fn tasks_are_claimed_once_under_leases(kind: DatabaseKind) {
     assert_eq!(b.status, "failed");
     assert!(b.result.unwrap().contains("no attempts left"));
 
-    // Queued then cancelled never runs.
+    // Queued then cancelled is cancelled at once, and never runs.
     store
         .insert_task("task_c", "key_2", "p", "{}", secs(5))
         .await
         .unwrap();
-    assert!(store.request_task_cancel("task_c").await.unwrap());
+    assert!(store.cancel_task("task_c", secs(6)).await.unwrap());
+    let c = store.get_task("task_c").await.unwrap().unwrap();
+    assert_eq!(
+        (c.status.as_str(), c.cancel_requested, c.finished_at),
+        ("cancelled", true, Some(secs(6)))
+    );
+    assert_eq!(
+        c.result.as_deref(),
+        Some("{\"status\":\"cancelled\",\"error\":\"cancelled before it started\"}")
+    );
+    assert!(!store.request_task_cancel("task_c").await.unwrap());
     assert!(store
         .claim_task("w1", secs(400), secs(301))
         .await
         .unwrap()
         .is_none());
-    store.settle_abandoned_tasks(secs(301)).await.unwrap();
-    assert_eq!(
-        store.get_task("task_c").await.unwrap().unwrap().status,
-        "cancelled"
-    );
+    assert_eq!(store.settle_abandoned_tasks(secs(301)).await.unwrap(), 0);
 
     for seq in 1..=3 {
         store
@@ -506,9 +512,9 @@ async fn migrations_apply_once(kind: DatabaseKind) {
     let store = Store::connect_lazy(&db.config()).unwrap();
     assert_eq!(
         store.pending_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5]
+        vec![1, 2, 3, 4, 5, 6]
     );
-    assert_eq!(store.migrate().await.unwrap(), 5);
+    assert_eq!(store.migrate().await.unwrap(), 6);
     assert_eq!(store.migrate().await.unwrap(), 0);
     assert!(store.pending_migrations().await.unwrap().is_empty());
     assert!(store.ping(std::time::Duration::from_secs(2)).await.is_ok());
