@@ -11,7 +11,7 @@
 
 use crate::artifacts;
 use crate::protocol::TaskEvent;
-use crate::protocol::{EventKind, TaskOutcome, TaskSpec, TaskStatus, TaskUsage};
+use crate::protocol::{EventKind, RunSpec, TaskOutcome, TaskStatus, TaskUsage};
 use crate::runner::{snapshot, Log};
 use crate::workspace::Workspace;
 use serde_json::Value;
@@ -29,7 +29,7 @@ pub async fn run_with_cli(
     ws: &Workspace,
     cli: &ClaudeCliBackend,
     model_name: &str,
-    spec: &TaskSpec,
+    spec: &RunSpec,
     mut cancel: watch::Receiver<bool>,
     on_event: &(dyn Fn(&TaskEvent) + Send + Sync),
 ) -> TaskOutcome {

@@ -2,15 +2,19 @@
 //! events and a result out.
 
 use crate::artifacts::Artifact;
-use crate::definitions::{AgentDef, SkillDef};
+use crate::definitions::{AgentDef, Definitions, SkillDef};
 use crate::tools::ToolName;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
+use switchyard_core::tasks::TaskSpec;
 
-/// A validated task, ready to run.
+pub use switchyard_core::tasks::TaskStatus;
+
+/// What one run of the agent loop may do: the task's description and
+/// limits, with its sub-agents and skills resolved to their definitions.
 #[derive(Debug, Clone)]
-pub struct TaskSpec {
+pub struct RunSpec {
     pub description: String,
     pub tools: Vec<ToolName>,
     pub timeout: Duration,
@@ -23,14 +27,28 @@ pub struct TaskSpec {
     pub skills: Vec<SkillDef>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskStatus {
-    Completed,
-    Failed,
-    Timeout,
-    CostExceeded,
-    Cancelled,
+impl RunSpec {
+    /// The run of a stored task: its limits, and the sub-agents and skills
+    /// it names that `defs` holds (names no longer defined are left out).
+    pub fn for_task(task: &TaskSpec, defs: &Definitions) -> Self {
+        Self {
+            description: task.description.clone(),
+            tools: task.tools.clone(),
+            timeout: task.timeout(),
+            max_cost_nano_usd: task.max_cost_nano_usd,
+            max_turns: task.max_turns,
+            agents: task
+                .agents
+                .iter()
+                .filter_map(|n| defs.agents.get(n).cloned())
+                .collect(),
+            skills: task
+                .skills
+                .iter()
+                .filter_map(|n| defs.skills.get(n).cloned())
+                .collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

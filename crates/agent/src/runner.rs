@@ -5,7 +5,7 @@
 //! the same tool call repeated. Every stop returns the partial result.
 
 use crate::artifacts::{self, Snapshot};
-use crate::protocol::{EventKind, TaskEvent, TaskOutcome, TaskSpec, TaskStatus, TaskUsage};
+use crate::protocol::{EventKind, RunSpec, TaskEvent, TaskOutcome, TaskStatus, TaskUsage};
 use crate::sandbox::{run_bash, BashPolicy};
 use crate::tools::{self, ToolName};
 use crate::workspace::Workspace;
@@ -52,7 +52,7 @@ pub const SKILL_TOOL: &str = "Skill";
 
 /// The OpenAI function definitions of a task's tools: the allowed file and
 /// shell tools, plus `Agent` and `Skill` when it may use any.
-pub fn task_tool_definitions(spec: &TaskSpec) -> Vec<Tool> {
+pub fn task_tool_definitions(spec: &RunSpec) -> Vec<Tool> {
     let mut defs = tool_definitions(&spec.tools);
     if !spec.agents.is_empty() {
         let names: Vec<&str> = spec.agents.iter().map(|a| a.name.as_str()).collect();
@@ -143,7 +143,7 @@ pub fn run<'a>(
     ws: &'a Workspace,
     bash: &'a BashPolicy,
     model: &'a dyn Model,
-    spec: &'a TaskSpec,
+    spec: &'a RunSpec,
     cancel: watch::Receiver<bool>,
     on_event: &'a (dyn Fn(&TaskEvent) + Send + Sync),
 ) -> Pin<Box<dyn Future<Output = TaskOutcome> + Send + 'a>> {
@@ -154,7 +154,7 @@ async fn run_loop(
     ws: &Workspace,
     bash: &BashPolicy,
     model: &dyn Model,
-    spec: &TaskSpec,
+    spec: &RunSpec,
     mut cancel: watch::Receiver<bool>,
     on_event: &(dyn Fn(&TaskEvent) + Send + Sync),
 ) -> TaskOutcome {
@@ -376,7 +376,7 @@ struct Delegation<'a> {
     ws: &'a Workspace,
     bash: &'a BashPolicy,
     model: &'a dyn Model,
-    spec: &'a TaskSpec,
+    spec: &'a RunSpec,
     cancel: watch::Receiver<bool>,
     time_left: Duration,
     budget_left: u64,
@@ -418,7 +418,7 @@ async fn delegate(
         .copied()
         .filter(|t| d.spec.tools.contains(t))
         .collect();
-    let sub_spec = TaskSpec {
+    let sub_spec = RunSpec {
         description: format!("{}\n\nTask: {}", agent.instructions, input.prompt),
         tools,
         timeout: d.time_left,
@@ -472,7 +472,7 @@ async fn delegate(
 }
 
 /// Returns a skill's instructions, loaded now.
-fn invoke_skill(spec: &TaskSpec, call: &ToolCall, log: &mut Log<'_>, call_event: u64) -> String {
+fn invoke_skill(spec: &RunSpec, call: &ToolCall, log: &mut Log<'_>, call_event: u64) -> String {
     #[derive(serde::Deserialize)]
     struct Input {
         name: String,

@@ -8,7 +8,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use switchyard_agent::artifacts::Change;
-use switchyard_agent::protocol::{EventKind, TaskSpec, TaskStatus};
+use switchyard_agent::protocol::{EventKind, RunSpec, TaskStatus};
 use switchyard_agent::runner::{self, Model, ModelFuture, ModelReply};
 use switchyard_agent::sandbox::BashPolicy;
 use switchyard_agent::tools::ToolName;
@@ -88,8 +88,8 @@ fn answer(text: &str) -> Message {
     }
 }
 
-fn spec(tools: &[ToolName], timeout: Duration, max_cost: u64, max_turns: u32) -> TaskSpec {
-    TaskSpec {
+fn spec(tools: &[ToolName], timeout: Duration, max_cost: u64, max_turns: u32) -> RunSpec {
+    RunSpec {
         description: "find races".into(),
         tools: tools.to_vec(),
         timeout,
@@ -112,7 +112,7 @@ fn policy() -> BashPolicy {
 async fn go(
     ws: &Workspace,
     model: &Scripted,
-    spec: &TaskSpec,
+    spec: &RunSpec,
 ) -> switchyard_agent::protocol::TaskOutcome {
     let (_tx, rx) = tokio::sync::watch::channel(false);
     let seen = Mutex::new(Vec::new());

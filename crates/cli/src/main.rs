@@ -463,7 +463,9 @@ async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<ExitC
                     match k.rate_limit {
                         Some(r) => println!(
                             "{}: {} requests per {} s",
-                            k.id, r.requests, r.period_seconds
+                            k.id,
+                            r.requests(),
+                            r.period_seconds()
                         ),
                         None => println!("{}: default rate (API_RATE_LIMIT per minute)", k.id),
                     }

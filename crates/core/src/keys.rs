@@ -221,11 +221,29 @@ impl From<Scopes> for Vec<Scope> {
 
 /// A per-key request rate that replaces the default (`API_RATE_LIMIT` per
 /// minute): `requests` per `period_seconds`, burst equal to `requests`.
+///
+/// The fields are private: every value, however it arrives (JSON, the CLI,
+/// the database), went through [`RateLimit::new`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(try_from = "RateLimitFields")]
 pub struct RateLimit {
-    pub requests: u32,
-    pub period_seconds: u32,
+    requests: u32,
+    period_seconds: u32,
+}
+
+/// A rate limit as written, before it is checked.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RateLimitFields {
+    requests: u32,
+    period_seconds: u32,
+}
+
+impl TryFrom<RateLimitFields> for RateLimit {
+    type Error = String;
+    fn try_from(f: RateLimitFields) -> Result<Self, String> {
+        RateLimit::new(f.requests, f.period_seconds)
+    }
 }
 
 impl RateLimit {
@@ -249,6 +267,14 @@ impl RateLimit {
             requests,
             period_seconds,
         })
+    }
+
+    pub fn requests(self) -> u32 {
+        self.requests
+    }
+
+    pub fn period_seconds(self) -> u32 {
+        self.period_seconds
     }
 }
 
@@ -284,7 +310,7 @@ impl FromStr for RateLimit {
 #[serde(deny_unknown_fields)]
 pub struct TaskProfile {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub allowed_tools: Option<Vec<String>>,
+    pub allowed_tools: Option<Vec<crate::tools::ToolName>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allowed_agents: Option<Vec<String>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

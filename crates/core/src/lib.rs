@@ -1,6 +1,7 @@
 //! Domain types and rules of Switchyard, free of network and database I/O:
 //! configuration parsing and validation, API keys, the model catalog.
 
+pub mod audit;
 pub mod budget;
 pub mod catalog;
 pub mod clock;
@@ -9,6 +10,8 @@ pub mod keys;
 pub mod routing;
 pub mod secret;
 pub mod sync;
+pub mod tasks;
+pub mod tools;
 
 pub use config::{Config, ConfigProblem, Environment, LoadedConfig};
 pub use secret::Secret;

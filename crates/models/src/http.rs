@@ -57,12 +57,7 @@ pub(crate) async fn fetch_bytes(
         .map_err(|_| BackendError::Timeout(timeout))?
 }
 
-/// Seconds since the Unix epoch, for `created` fields.
-pub(crate) fn unix_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
-}
+pub(crate) use crate::openai_wire::unix_now;
 
 /// Runs `produce` in a task feeding a bounded channel, and returns the
 /// channel as a stream. Dropping the stream stops the producer at its next

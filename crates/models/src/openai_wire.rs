@@ -233,7 +233,7 @@ impl ChatCompletion {
         ChatCompletion {
             id,
             object: "chat.completion".into(),
-            created: crate::http::unix_now(),
+            created: unix_now(),
             model,
             choices: vec![Choice {
                 index: 0,
@@ -266,7 +266,7 @@ impl ChatChunk {
         ChatChunk {
             id: id.to_owned(),
             object: "chat.completion.chunk".into(),
-            created: crate::http::unix_now(),
+            created: unix_now(),
             model: model.to_owned(),
             choices: if usage.is_some() {
                 Vec::new()
@@ -340,6 +340,13 @@ impl ChatRequest {
         }
         Ok(())
     }
+}
+
+/// Seconds since the Unix epoch, for `created` fields.
+pub(crate) fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]

@@ -75,7 +75,7 @@ impl Application {
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = spawn_background(&state, stop_rx.clone());
         background.push(crate::jobs::spawn(&state, stop_rx.clone())?);
-        background.extend(crate::worker::spawn_workers(&state, stop_rx));
+        background.extend(crate::tasks::spawn_workers(&state, stop_rx));
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         let service = crate::routes::router(state.clone())
             .into_make_service_with_connect_info::<SocketAddr>();

@@ -13,6 +13,7 @@ use crate::context::Caller;
 use crate::metrics::Metrics;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::audit::AuditKind;
 use switchyard_core::budget::{nano_from_usd, usd, Budget, BudgetPeriod, BudgetScope};
 use switchyard_core::keys::new_id;
 use switchyard_limits::TieredCache;
@@ -198,7 +199,7 @@ impl Budgets {
             })
             .await?;
         self.forget();
-        self.audit("budget.set", &budget, actor).await;
+        self.audit(AuditKind::BudgetSet, &budget, actor).await;
         tracing::info!(budget_id = %budget.id, scope = budget.scope.as_str(), subject = %budget.subject, limit_usd = %usd(budget.limit_nano_usd), "budget set");
         Ok(self.0.store.budget_state(&budget, now).await?)
     }
@@ -212,7 +213,7 @@ impl Budgets {
             return Ok(None);
         }
         self.forget();
-        self.audit("budget.deleted", &budget, actor).await;
+        self.audit(AuditKind::BudgetDeleted, &budget, actor).await;
         tracing::info!(budget_id = %budget.id, "budget deleted");
         Ok(Some(budget))
     }
@@ -222,9 +223,8 @@ impl Budgets {
         self.0.remaining.invalidate_local();
     }
 
-    async fn audit(&self, event: &'static str, b: &Budget, actor: &Actor) {
+    async fn audit(&self, kind: AuditKind, b: &Budget, actor: &Actor) {
         let entry = actor.stamp(AuditEvent {
-            event,
             project: (b.scope == BudgetScope::Project).then(|| b.subject.clone()),
             target: Some(b.id.clone()),
             details: serde_json::json!({
@@ -232,7 +232,7 @@ impl Budgets {
                 "scope": b.scope, "subject": b.subject, "period": b.period,
                 "limit_usd": usd(b.limit_nano_usd),
             }),
-            ..AuditEvent::default()
+            ..AuditEvent::new(kind)
         });
         audit::record(&self.0.store, &entry, switchyard_core::now()).await;
     }

@@ -6,6 +6,7 @@
 use crate::audit::{self, Actor};
 use crate::auth::KeyAuthority;
 use chrono::{DateTime, Utc};
+use switchyard_core::audit::AuditKind;
 use switchyard_core::keys::{
     new_id, ApiKey, NewKeySecret, NewKeySpec, RateLimit, Scopes, TaskProfile,
 };
@@ -75,7 +76,7 @@ impl Keys {
             .store
             .insert_key(&insert_for(&secret, spec, now))
             .await?;
-        self.audit("key.created", &key, actor, key_details(&key))
+        self.audit(AuditKind::KeyCreated, &key, actor, key_details(&key))
             .await;
         tracing::info!(key_id = %key.id, prefix = %key.prefix, project = %key.project, "API key created");
         Ok(IssuedKey {
@@ -93,7 +94,7 @@ impl Keys {
         };
         self.forget(id).await?;
         if key.revoked_at == Some(now) {
-            self.audit("key.revoked", &key, actor, key_details(&key))
+            self.audit(AuditKind::KeyRevoked, &key, actor, key_details(&key))
                 .await;
             tracing::info!(key_id = %key.id, prefix = %key.prefix, "API key revoked");
         }
@@ -112,8 +113,13 @@ impl Keys {
             return Ok(None);
         };
         self.forget(id).await?;
-        self.audit("key.rate_limit_changed", &key, actor, key_details(&key))
-            .await;
+        self.audit(
+            AuditKind::KeyRateLimitChanged,
+            &key,
+            actor,
+            key_details(&key),
+        )
+        .await;
         tracing::info!(key_id = %key.id, rate_limit = ?key.rate_limit, "API key rate limit changed");
         Ok(Some(key))
     }
@@ -131,7 +137,7 @@ impl Keys {
         };
         self.forget(id).await?;
         let details = serde_json::to_value(&key.task_profile).unwrap_or_default();
-        self.audit("key.task_profile_changed", &key, actor, details)
+        self.audit(AuditKind::KeyTaskProfileChanged, &key, actor, details)
             .await;
         tracing::info!(key_id = %key.id, "API key task profile changed");
         Ok(Some(key))
@@ -173,7 +179,7 @@ impl Keys {
             via: "bootstrap",
             ..Actor::default()
         };
-        self.audit("key.created", &key, &actor, key_details(&key))
+        self.audit(AuditKind::KeyCreated, &key, &actor, key_details(&key))
             .await;
         Ok(if configured.is_some() {
             Bootstrap::Installed(key)
@@ -194,7 +200,7 @@ impl Keys {
 
     async fn audit(
         &self,
-        event: &'static str,
+        kind: AuditKind,
         key: &ApiKey,
         actor: &Actor,
         details: serde_json::Value,
@@ -204,11 +210,10 @@ impl Keys {
             obj.entry("via").or_insert_with(|| actor.via.into());
         }
         let entry = actor.stamp(AuditEvent {
-            event,
             project: Some(key.project.clone()),
             target: Some(key.id.clone()),
             details,
-            ..AuditEvent::default()
+            ..AuditEvent::new(kind)
         });
         audit::record(&self.store, &entry, switchyard_core::now()).await;
     }

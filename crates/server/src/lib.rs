@@ -18,9 +18,9 @@ pub mod ratelimit;
 pub mod resilience;
 pub mod routes;
 pub mod state;
+pub mod tasks;
 pub mod telemetry;
 pub mod usage;
-pub mod worker;
 
 pub use app::Application;
 pub use routes::router;

@@ -95,8 +95,8 @@ impl Quotas {
         key.rate_limit
             .and_then(|r| {
                 Quota::new(
-                    r.requests,
-                    Duration::from_secs(u64::from(r.period_seconds)),
+                    r.requests(),
+                    Duration::from_secs(u64::from(r.period_seconds())),
                     None,
                 )
                 .ok()

@@ -70,7 +70,7 @@ cheapest = "fast"
 struct Harness {
     state: AppState,
     caller: Caller,
-    _upstream: FakeOpenAi,
+    upstream: FakeOpenAi,
     _db: TestDatabase,
     _dir: tempfile::TempDir,
 }
@@ -104,7 +104,7 @@ async fn harness() -> Harness {
     Harness {
         caller: Caller::acting_for(issued.key),
         state,
-        _upstream: upstream,
+        upstream,
         _db: db,
         _dir: dir,
     }
@@ -308,15 +308,15 @@ async fn an_open_circuit_and_a_full_pool_are_their_own_errors() {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    let err = loop {
-        match h.call("busy").await {
-            Err(GatewayError::Overloaded) => break GatewayError::Overloaded,
-            other => {
-                assert!(Instant::now() < deadline, "never refused: {other:?}");
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-        }
-    };
+    while h.upstream.calls("sleep-800") == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the first call never reached the upstream"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let err = h.call("busy").await.unwrap_err();
+    assert!(matches!(err, GatewayError::Overloaded), "{err:?}");
     assert_eq!((err.status(), err.code()), (503, "overloaded"));
     assert_eq!(first.await.unwrap().unwrap(), "busy");
 }

@@ -17,7 +17,7 @@ use switchyard_core::config::DatabaseKind;
 use switchyard_core::Config;
 use switchyard_server::jobs::{self, job, JobContext, Scheduler};
 use switchyard_server::metrics::Metrics;
-use switchyard_store::Store;
+use switchyard_store::{NewTask, Store};
 use switchyard_testkit::TestDatabase;
 use tokio::sync::{watch, Semaphore};
 
@@ -454,7 +454,13 @@ async fn the_settle_job_fails_tasks_whose_worker_died(kind: DatabaseKind) {
     let t0 = d.clock_now();
     let at = |s: i64| t0 + Span::seconds(s);
     d.store
-        .insert_task("task_dead", "key_1", "p", "{}", t0)
+        .insert_task(&NewTask {
+            id: "task_dead",
+            key_id: "key_1",
+            project: "p",
+            spec: "{}",
+            at: t0,
+        })
         .await
         .unwrap();
     // Two workers claim it in turn and die: no attempts are left.

@@ -132,7 +132,7 @@ async fn a_task_runs_tools_and_reports_artifacts_usage_and_log() {
     assert_eq!(escape.status(), StatusCode::NOT_FOUND);
     // Workspaces are kept for the retention (a week by default).
     assert_eq!(
-        switchyard_server::worker::clean_up_workspaces(&t.app.state).await,
+        switchyard_server::tasks::clean_up_workspaces(&t.app.state).await,
         0
     );
     // Each model call of the task was accounted like an API call.
@@ -374,7 +374,7 @@ async fn expired_workspaces_are_removed() {
     assert!(tasks_dir.join(id).is_dir());
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
-        switchyard_server::worker::clean_up_workspaces(&app.state).await,
+        switchyard_server::tasks::clean_up_workspaces(&app.state).await,
         1
     );
     assert!(!tasks_dir.join(id).exists());

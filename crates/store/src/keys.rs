@@ -120,8 +120,8 @@ macro_rules! bind_insert {
             .bind($k.spec.scopes.to_db())
             .bind($k.created_at)
             .bind($k.spec.expires_at)
-            .bind($k.spec.rate_limit.map(|r| i64::from(r.requests)))
-            .bind($k.spec.rate_limit.map(|r| i64::from(r.period_seconds)))
+            .bind($k.spec.rate_limit.map(|r| i64::from(r.requests())))
+            .bind($k.spec.rate_limit.map(|r| i64::from(r.period_seconds())))
     };
 }
 
@@ -210,8 +210,8 @@ impl Store {
             SET rate_limit_requests = $2, rate_limit_period_seconds = $3 WHERE id = $1";
         on_pool!(self, p => sqlx::query(SQL)
             .bind(id)
-            .bind(rate_limit.map(|r| i64::from(r.requests)))
-            .bind(rate_limit.map(|r| i64::from(r.period_seconds)))
+            .bind(rate_limit.map(|r| i64::from(r.requests())))
+            .bind(rate_limit.map(|r| i64::from(r.period_seconds())))
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;

@@ -20,7 +20,7 @@ pub use jobs::{JobRecord, JobRunStatus};
 pub use keys::KeyInsert;
 pub use leases::Lease;
 pub use pool::{PoolStats, Store};
-pub use tasks::{TaskRow, MAX_ATTEMPTS};
+pub use tasks::{NewTask, TaskFinish, TaskRow, MAX_ATTEMPTS};
 pub use usage::{Settlement, UsageFilter, UsageGroup, UsageGrouping, UsageRecord, MAX_BATCH};
 
 /// Everything that can go wrong talking to the database.

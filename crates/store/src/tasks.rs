@@ -4,21 +4,44 @@
 //! while they run it, and finish it only while they still hold the lease. A
 //! task whose lease expired is claimed again while it has attempts left.
 
-use crate::{on_pool, Result, Store};
+use crate::{on_pool, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchyard_core::config::DatabaseKind;
+use switchyard_core::tasks::TaskStatus;
 
 /// Runs a task gets at most (the first, and one retry after a lost worker).
 pub const MAX_ATTEMPTS: i32 = 2;
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+/// A task to queue.
+#[derive(Debug, Clone, Copy)]
+pub struct NewTask<'a> {
+    pub id: &'a str,
+    pub key_id: &'a str,
+    pub project: &'a str,
+    /// The validated request, as JSON.
+    pub spec: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+/// How a worker's run of a task ended.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskFinish<'a> {
+    pub id: &'a str,
+    /// The worker that must still hold the task's lease.
+    pub worker: &'a str,
+    pub status: TaskStatus,
+    /// The outcome, as JSON.
+    pub result: &'a str,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TaskRow {
     pub id: String,
     pub key_id: String,
     pub project: String,
-    /// queued, running, completed, failed, timeout, cost_exceeded, cancelled.
-    pub status: String,
+    pub status: TaskStatus,
     /// The validated request, as JSON.
     pub spec: String,
     /// The outcome, as JSON, once finished.
@@ -34,7 +57,46 @@ pub struct TaskRow {
 
 impl TaskRow {
     pub fn is_finished(&self) -> bool {
-        !matches!(self.status.as_str(), "queued" | "running")
+        self.status.is_finished()
+    }
+}
+
+/// A task as its columns hold it, before the status is parsed.
+#[derive(sqlx::FromRow)]
+struct RawTask {
+    id: String,
+    key_id: String,
+    project: String,
+    status: String,
+    spec: String,
+    result: Option<String>,
+    cancel_requested: bool,
+    attempts: i32,
+    lease_owner: Option<String>,
+    lease_expires_at: Option<DateTime<Utc>>,
+    created_at: DateTime<Utc>,
+    started_at: Option<DateTime<Utc>>,
+    finished_at: Option<DateTime<Utc>>,
+}
+
+impl TryFrom<RawTask> for TaskRow {
+    type Error = StoreError;
+    fn try_from(r: RawTask) -> Result<Self> {
+        Ok(TaskRow {
+            status: r.status.parse().map_err(StoreError::Corrupt)?,
+            id: r.id,
+            key_id: r.key_id,
+            project: r.project,
+            spec: r.spec,
+            result: r.result,
+            cancel_requested: r.cancel_requested,
+            attempts: r.attempts,
+            lease_owner: r.lease_owner,
+            lease_expires_at: r.lease_expires_at,
+            created_at: r.created_at,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+        })
     }
 }
 
@@ -70,22 +132,15 @@ const CLAIM_SQLITE: &str = concat!(
 );
 
 impl Store {
-    pub async fn insert_task(
-        &self,
-        id: &str,
-        key_id: &str,
-        project: &str,
-        spec: &str,
-        at: DateTime<Utc>,
-    ) -> Result<()> {
+    pub async fn insert_task(&self, t: &NewTask<'_>) -> Result<()> {
         const SQL: &str = "INSERT INTO tasks (id, key_id, project, status, spec, created_at) \
             VALUES ($1, $2, $3, 'queued', $4, $5)";
         on_pool!(self, p => sqlx::query(SQL)
-            .bind(id)
-            .bind(key_id)
-            .bind(project)
-            .bind(spec)
-            .bind(at)
+            .bind(t.id)
+            .bind(t.key_id)
+            .bind(t.project)
+            .bind(t.spec)
+            .bind(t.at)
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;
@@ -94,7 +149,9 @@ impl Store {
 
     pub async fn get_task(&self, id: &str) -> Result<Option<TaskRow>> {
         const SQL: &str = concat!("SELECT ", task_columns!(), " FROM tasks WHERE id = $1");
-        Ok(crate::read_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?)
+        let row: Option<RawTask> =
+            crate::read_pool!(self, p => sqlx::query_as(SQL).bind(id).fetch_optional(p).await)?;
+        row.map(TaskRow::try_from).transpose()
     }
 
     /// A key's tasks, newest first.
@@ -104,9 +161,12 @@ impl Store {
             task_columns!(),
             " FROM tasks WHERE key_id = $1 ORDER BY created_at DESC, id LIMIT $2"
         );
-        Ok(
-            crate::read_pool!(self, p => sqlx::query_as(SQL).bind(key_id).bind(limit).fetch_all(p).await)?,
-        )
+        let rows: Vec<RawTask> = crate::read_pool!(self, p => sqlx::query_as(SQL)
+            .bind(key_id)
+            .bind(limit)
+            .fetch_all(p)
+            .await)?;
+        rows.into_iter().map(TaskRow::try_from).collect()
     }
 
     /// A key's queued and running tasks.
@@ -127,13 +187,14 @@ impl Store {
             DatabaseKind::Postgres => CLAIM_POSTGRES,
             DatabaseKind::Sqlite => CLAIM_SQLITE,
         };
-        Ok(on_pool!(self, p => sqlx::query_as(sql)
+        let row: Option<RawTask> = on_pool!(self, p => sqlx::query_as(sql)
             .bind(worker)
             .bind(lease_until)
             .bind(now)
             .bind(MAX_ATTEMPTS)
             .fetch_optional(p)
-            .await)?)
+            .await)?;
+        row.map(TaskRow::try_from).transpose()
     }
 
     /// Extends a lease; `None` when the worker no longer holds it, else
@@ -151,24 +212,17 @@ impl Store {
         )
     }
 
-    /// Records the outcome, if `worker` still holds the task.
-    pub async fn finish_task(
-        &self,
-        id: &str,
-        worker: &str,
-        status: &str,
-        result: &str,
-        at: DateTime<Utc>,
-    ) -> Result<bool> {
+    /// Records the outcome, if the worker still holds the task.
+    pub async fn finish_task(&self, f: &TaskFinish<'_>) -> Result<bool> {
         const SQL: &str =
             "UPDATE tasks SET status = $3, result = $4, finished_at = $5, lease_owner = NULL, \
             lease_expires_at = NULL WHERE id = $1 AND lease_owner = $2 AND status = 'running'";
         let n = on_pool!(self, p => sqlx::query(SQL)
-            .bind(id)
-            .bind(worker)
-            .bind(status)
-            .bind(result)
-            .bind(at)
+            .bind(f.id)
+            .bind(f.worker)
+            .bind(f.status.as_str())
+            .bind(f.result)
+            .bind(f.at)
             .execute(p)
             .await
             .map(|r| r.rows_affected()))?;

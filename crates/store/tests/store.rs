@@ -4,10 +4,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use chrono::Duration;
+use switchyard_core::audit::AuditKind;
 use switchyard_core::budget::{BudgetPeriod, BudgetScope};
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
-use switchyard_store::{AuditEvent, KeyInsert, NewBudget, Settlement, Store, UsageRecord};
+use switchyard_core::tasks::TaskStatus;
+use switchyard_store::{
+    AuditEvent, KeyInsert, NewBudget, NewTask, Settlement, Store, TaskFinish, UsageRecord,
+};
 use switchyard_testkit::TestDatabase;
 
 async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
@@ -48,11 +52,23 @@ async fn tasks_are_claimed_once_under_leases(kind: DatabaseKind) {
     let t0 = switchyard_core::now();
     let secs = move |n: i64| t0 + Duration::seconds(n);
     store
-        .insert_task("task_a", "key_1", "p", "{}", t0)
+        .insert_task(&NewTask {
+            id: "task_a",
+            key_id: "key_1",
+            project: "p",
+            spec: "{}",
+            at: t0,
+        })
         .await
         .unwrap();
     store
-        .insert_task("task_b", "key_1", "p", "{}", secs(1))
+        .insert_task(&NewTask {
+            id: "task_b",
+            key_id: "key_1",
+            project: "p",
+            spec: "{}",
+            at: secs(1),
+        })
         .await
         .unwrap();
     // Four workers race for two tasks: each task goes to exactly one.
@@ -101,17 +117,23 @@ async fn tasks_are_claimed_once_under_leases(kind: DatabaseKind) {
         Some(true)
     );
     assert!(!store
-        .finish_task("task_a", "intruder", "completed", "{}", secs(3))
+        .finish_task(&TaskFinish {
+            id: "task_a",
+            worker: "intruder",
+            status: TaskStatus::Completed,
+            result: "{}",
+            at: secs(3),
+        })
         .await
         .unwrap());
     assert!(store
-        .finish_task(
-            "task_a",
-            &owner,
-            "cancelled",
-            "{\"status\":\"cancelled\"}",
-            secs(3)
-        )
+        .finish_task(&TaskFinish {
+            id: "task_a",
+            worker: &owner,
+            status: TaskStatus::Cancelled,
+            result: "{\"status\":\"cancelled\"}",
+            at: secs(3),
+        })
         .await
         .unwrap());
     assert!(store
@@ -152,7 +174,13 @@ async fn tasks_are_claimed_once_under_leases(kind: DatabaseKind) {
 
     // Queued then cancelled is cancelled at once, and never runs.
     store
-        .insert_task("task_c", "key_2", "p", "{}", secs(5))
+        .insert_task(&NewTask {
+            id: "task_c",
+            key_id: "key_2",
+            project: "p",
+            spec: "{}",
+            at: secs(5),
+        })
         .await
         .unwrap();
     assert!(store.cancel_task("task_c", secs(6)).await.unwrap());
@@ -677,18 +705,20 @@ async fn last_used_never_moves_backwards(kind: DatabaseKind) {
 async fn audit_records_read_back(kind: DatabaseKind) {
     let (_db, store) = fresh(kind).await;
     let t = switchyard_core::now();
-    for (i, event) in ["key.created", "key.revoked"].into_iter().enumerate() {
+    for (i, event) in [AuditKind::KeyCreated, AuditKind::KeyRevoked]
+        .into_iter()
+        .enumerate()
+    {
         store
             .record_audit(
                 &AuditEvent {
-                    event,
                     actor_key_id: Some("key_a".into()),
                     actor_key: Some("sy_12345678…".into()),
                     target: Some("key_b".into()),
                     client_ip: Some("127.0.0.1".into()),
                     request_id: Some(format!("req-{i}")),
                     details: serde_json::json!({"name": "b"}),
-                    ..AuditEvent::default()
+                    ..AuditEvent::new(event)
                 },
                 t + Duration::seconds(i as i64),
             )

@@ -5,9 +5,9 @@
 
 use super::catalog::ModelRoute;
 use super::error::GatewayError;
-use super::Gateway;
 use crate::context::Caller;
-use crate::metrics::{ModelLabels, TokenLabels};
+use crate::metrics::{Metrics, ModelLabels, TokenLabels};
+use crate::usage::UsageRecorder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_models::openai_wire::{ChatRequest, Usage};
@@ -35,6 +35,23 @@ pub fn estimate_nano_usd(route: &ModelRoute, req: &ChatRequest) -> i64 {
         .unwrap_or(DEFAULT_OUTPUT_ESTIMATE);
     let nano = route.pricing.cost_nano_usd(input, 0, u64::from(output));
     i64::try_from(nano).unwrap_or(i64::MAX)
+}
+
+/// Removes a backend's own cost report from a response, as nano-USD.
+pub(crate) fn take_reported_cost(
+    extra: &mut serde_json::Map<String, serde_json::Value>,
+) -> Option<u64> {
+    let usd = extra
+        .remove(switchyard_models::claude_cli::COST_FIELD)?
+        .as_f64()?;
+    (usd.is_finite() && usd >= 0.0).then(|| (usd * 1e9).round() as u64)
+}
+
+/// Where ended calls go: the metrics and the usage writer's queue.
+#[derive(Clone)]
+pub struct Ledger {
+    pub usage: UsageRecorder,
+    pub metrics: Metrics,
 }
 
 /// Who makes a call and under which request id.
@@ -90,7 +107,7 @@ impl Outcome {
 /// without closing it still records it (as cut off), so no path loses a
 /// usage row.
 pub struct Call {
-    pub(super) gateway: Gateway,
+    pub(super) ledger: Ledger,
     pub(super) origin: CallOrigin,
     pub(super) requested: String,
     pub(super) route: Arc<ModelRoute>,
@@ -101,13 +118,13 @@ pub struct Call {
 
 impl Call {
     pub(super) fn new(
-        gateway: Gateway,
+        ledger: Ledger,
         origin: CallOrigin,
         requested: String,
         route: Arc<ModelRoute>,
     ) -> Self {
         Self {
-            gateway,
+            ledger,
             origin,
             requested,
             route,
@@ -133,7 +150,7 @@ impl Call {
     pub async fn close(mut self, o: Outcome) {
         self.closed = true;
         let (record, settlement) = self.accounting(&o);
-        self.gateway.0.usage.record(record, settlement).await;
+        self.ledger.usage.record(record, settlement).await;
     }
 
     fn accounting(&self, o: &Outcome) -> (UsageRecord, Option<Settlement>) {
@@ -146,7 +163,7 @@ impl Call {
                 .cost_nano_usd(o.usage.prompt_tokens, cached, o.usage.completion_tokens)
         });
         let total = self.started.elapsed();
-        let m = &self.gateway.0.metrics;
+        let m = &self.ledger.metrics;
         for (direction, n) in [
             ("input", o.usage.prompt_tokens),
             ("output", o.usage.completion_tokens),
@@ -214,7 +231,7 @@ impl Drop for Call {
         // still leaves its row, as cut off.
         let outcome = Outcome::ended(499, "client_closed", Usage::default(), None);
         let (record, settlement) = self.accounting(&outcome);
-        let usage = self.gateway.0.usage.clone();
+        let usage = self.ledger.usage.clone();
         match tokio::runtime::Handle::try_current() {
             Ok(handle) => {
                 handle.spawn(async move { usage.record(record, settlement).await });

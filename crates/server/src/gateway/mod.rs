@@ -16,14 +16,14 @@ mod error;
 mod routing;
 mod stream;
 
-pub use call::Call;
-pub use call::{estimate_nano_usd, CallOrigin, Outcome, ENDPOINT};
+pub use call::{estimate_nano_usd, Call, CallOrigin, Ledger, Outcome, ENDPOINT};
 pub use catalog::{http_client, Backend, Catalog, ModelRoute};
 pub use error::{BudgetExceeded, GatewayError};
 pub use routing::{conversation_text, estimate_tokens, AutoRoute, AUTO};
 pub use stream::{ChatStream, StreamEnd, StreamItem};
 
 use crate::budgets::{Budgets, Refusal};
+use crate::context::Caller;
 use crate::metrics::Metrics;
 use crate::usage::UsageRecorder;
 use std::future::Future;
@@ -43,21 +43,10 @@ struct Inner {
     catalog: RwLock<Arc<Catalog>>,
     routing: RwLock<Arc<RoutingConfig>>,
     budgets: Budgets,
-    usage: UsageRecorder,
-    metrics: Metrics,
+    ledger: Ledger,
     http: reqwest::Client,
     work: TaskTracker,
     shutdown: CancellationToken,
-}
-
-/// Removes a backend's own cost report from a response, as nano-USD.
-pub(crate) fn take_reported_cost(
-    extra: &mut serde_json::Map<String, serde_json::Value>,
-) -> Option<u64> {
-    let usd = extra
-        .remove(switchyard_models::claude_cli::COST_FIELD)?
-        .as_f64()?;
-    (usd.is_finite() && usd >= 0.0).then(|| (usd * 1e9).round() as u64)
 }
 
 impl Gateway {
@@ -72,8 +61,7 @@ impl Gateway {
             catalog: RwLock::new(Arc::new(Catalog::new(config, &config.file.models, &http))),
             routing: RwLock::new(Arc::new(config.file.routing.clone())),
             budgets,
-            usage,
-            metrics,
+            ledger: Ledger { usage, metrics },
             http,
             work: TaskTracker::new(),
             shutdown: CancellationToken::new(),
@@ -160,7 +148,7 @@ impl Gateway {
         route: Arc<ModelRoute>,
         estimate_nano_usd: i64,
     ) -> Result<Call, GatewayError> {
-        let mut call = Call::new(self.clone(), origin, requested, route);
+        let mut call = Call::new(self.0.ledger.clone(), origin, requested, route);
         match self
             .0
             .budgets
@@ -197,7 +185,7 @@ impl Gateway {
     ) -> Result<ChatCompletion, GatewayError> {
         let chain = self.catalog().chain(&call.route);
         let started = Instant::now();
-        let attempt = chain::run(&chain, &self.0.metrics, |r| async move {
+        let attempt = chain::run(&chain, &self.0.ledger.metrics, |r| async move {
             r.backend.complete(req).await
         });
         let result = tokio::select! {
@@ -210,7 +198,7 @@ impl Gateway {
                 call.route = served.route;
                 let mut completion = served.value;
                 completion.model = call.route.entry.id.clone();
-                let reported = take_reported_cost(&mut completion.extra);
+                let reported = call::take_reported_cost(&mut completion.extra);
                 let usage = completion.usage.unwrap_or_default();
                 call.close(Outcome::served(usage, reported, upstream)).await;
                 Ok(completion)
@@ -255,7 +243,7 @@ impl Gateway {
     ) -> Result<ChatStream, GatewayError> {
         let started = Instant::now();
         let chain = self.catalog().chain(&call.route);
-        let attempt = chain::run(&chain, &self.0.metrics, |r| async move {
+        let attempt = chain::run(&chain, &self.0.ledger.metrics, |r| async move {
             r.backend.stream(req).await
         });
         let served = tokio::select! {
@@ -316,6 +304,18 @@ impl Gateway {
             );
         }
         false
+    }
+
+    /// Applies the routing policy to `text` for `caller`.
+    pub async fn route_auto(&self, caller: &Caller, text: &str) -> Result<AutoRoute, GatewayError> {
+        routing::route(
+            &self.routing(),
+            &self.catalog(),
+            &self.0.budgets,
+            caller,
+            text,
+        )
+        .await
     }
 
     /// Starts loading every embedded local model in the background.

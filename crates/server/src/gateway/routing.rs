@@ -2,13 +2,13 @@
 //! conversation, weighing the caller's remaining budget (read through the
 //! budget service's cache).
 
-use super::catalog::ModelRoute;
+use super::catalog::{Catalog, ModelRoute};
 use super::error::GatewayError;
-use super::Gateway;
+use crate::budgets::Budgets;
 use crate::context::Caller;
 use std::sync::Arc;
 use switchyard_core::budget::NANO_PER_USD;
-use switchyard_core::routing::{self, RouteDecision, RouteInput};
+use switchyard_core::routing::{self, RouteDecision, RouteInput, RoutingConfig};
 use switchyard_models::openai_wire::Message;
 
 /// The model name that asks for routing.
@@ -38,37 +38,40 @@ pub struct AutoRoute {
     pub remaining_budget_usd: Option<f64>,
 }
 
-impl Gateway {
-    /// Applies the routing policy to `text` for `caller`.
-    pub async fn route_auto(&self, caller: &Caller, text: &str) -> Result<AutoRoute, GatewayError> {
-        let estimated = estimate_tokens(text);
-        let remaining = self
-            .0
-            .budgets
-            .remaining(caller)
-            .await
-            .map_err(GatewayError::Store)?
-            .map(|n| n.max(0) as f64 / NANO_PER_USD as f64);
-        let policy = self.routing();
-        let decision = routing::route(
-            &policy,
-            &RouteInput {
-                text,
-                estimated_input_tokens: estimated,
-                remaining_budget_usd: remaining,
-            },
-        );
-        let target =
-            self.resolve(&decision.model)
-                .ok_or_else(|| GatewayError::RoutedToUnknownModel {
-                    model: decision.model.clone(),
-                    tier: decision.tier.to_string(),
-                })?;
-        Ok(AutoRoute {
-            decision,
-            target,
+/// Applies the routing `policy` to `text` for `caller`, weighing the
+/// caller's remaining budget.
+pub async fn route(
+    policy: &RoutingConfig,
+    catalog: &Catalog,
+    budgets: &Budgets,
+    caller: &Caller,
+    text: &str,
+) -> Result<AutoRoute, GatewayError> {
+    let estimated = estimate_tokens(text);
+    let remaining = budgets
+        .remaining(caller)
+        .await
+        .map_err(GatewayError::Store)?
+        .map(|n| n.max(0) as f64 / NANO_PER_USD as f64);
+    let decision = routing::route(
+        policy,
+        &RouteInput {
+            text,
             estimated_input_tokens: estimated,
             remaining_budget_usd: remaining,
-        })
-    }
+        },
+    );
+    let target =
+        catalog
+            .resolve(&decision.model)
+            .ok_or_else(|| GatewayError::RoutedToUnknownModel {
+                model: decision.model.clone(),
+                tier: decision.tier.to_string(),
+            })?;
+    Ok(AutoRoute {
+        decision,
+        target,
+        estimated_input_tokens: estimated,
+        remaining_budget_usd: remaining,
+    })
 }

@@ -3,7 +3,7 @@
 //! upstream, abandoned by the client, cut by shutdown, or dropped — the
 //! call leaves one usage row with the tokens seen.
 
-use super::call::{Call, Outcome};
+use super::call::{take_reported_cost, Call, Outcome};
 use super::error::GatewayError;
 use futures_util::StreamExt;
 use std::time::Instant;
@@ -91,7 +91,7 @@ impl ChatStream {
                 if let Some(u) = chunk.usage {
                     self.usage = u;
                 }
-                if let Some(cost) = super::take_reported_cost(&mut chunk.extra) {
+                if let Some(cost) = take_reported_cost(&mut chunk.extra) {
                     self.reported_cost_nano = Some(cost);
                 }
                 chunk.model.clone_from(&self.model_id);

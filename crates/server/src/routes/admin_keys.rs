@@ -92,7 +92,7 @@ fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
         }
         (None, None) => None,
     };
-    let rate_limit = req.rate_limit.map(checked_rate_limit).transpose()?;
+    let rate_limit = req.rate_limit;
     let mut spec = NewKeySpec::new(
         &req.name,
         req.owner.as_deref(),
@@ -104,12 +104,6 @@ fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
     .map_err(|e| ApiError::invalid_request(e.to_string()).with_param(e.field))?;
     spec.rate_limit = rate_limit;
     Ok(spec)
-}
-
-/// Re-validates a deserialised rate limit (serde fills the fields directly).
-fn checked_rate_limit(r: RateLimit) -> ApiResult<RateLimit> {
-    RateLimit::new(r.requests, r.period_seconds)
-        .map_err(|m| ApiError::invalid_request(format!("rate_limit: {m}")).with_param("rate_limit"))
 }
 
 /// Creates a key and returns its secret once.
@@ -203,7 +197,7 @@ pub async fn update_key(
     Path(id): Path<String>,
     ApiJson(req): ApiJson<UpdateKeyRequest>,
 ) -> ApiResult<Json<ApiKey>> {
-    let rate_limit = req.rate_limit.map(checked_rate_limit).transpose()?;
+    let rate_limit = req.rate_limit;
     let updated = state
         .keys
         .set_rate_limit(&id, rate_limit, &auth.actor())
@@ -228,17 +222,6 @@ pub async fn set_task_profile(
     if let Some(p) = &profile {
         p.validate()
             .map_err(|m| ApiError::invalid_request(m).with_param("task_profile"))?;
-        if let Some(tools) = &p.allowed_tools {
-            for (i, t) in tools.iter().enumerate() {
-                if !switchyard_agent::tools::ToolName::ALL
-                    .iter()
-                    .any(|n| n.as_str() == t)
-                {
-                    return Err(ApiError::invalid_request(format!("unknown tool `{t}`"))
-                        .with_param(format!("allowed_tools[{i}]")));
-                }
-            }
-        }
     }
     let updated = state
         .keys

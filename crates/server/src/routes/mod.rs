@@ -35,16 +35,6 @@ use tower_http::compression::CompressionLayer;
 /// Bodies smaller than this are sent uncompressed.
 pub const COMPRESS_MIN_BYTES: u16 = 1000;
 
-/// A response body that streams whatever a producer task sends; it ends when
-/// the producer drops its sender.
-pub(crate) fn channel_body(rx: tokio::sync::mpsc::Receiver<axum::body::Bytes>) -> axum::body::Body {
-    axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv()
-            .await
-            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
-    }))
-}
-
 async fn not_found() -> Response {
     ApiError::not_found("no such route")
         .with_code("route_not_found")

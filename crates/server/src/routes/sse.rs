@@ -90,6 +90,16 @@ impl Encoder {
     }
 }
 
+/// A response body that streams whatever a producer task sends; it ends when
+/// the producer drops its sender.
+pub(crate) fn channel_body(rx: tokio::sync::mpsc::Receiver<axum::body::Bytes>) -> axum::body::Body {
+    axum::body::Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv()
+            .await
+            .map(|b| (Ok::<_, std::convert::Infallible>(b), rx))
+    }))
+}
+
 /// Sends every encoded piece; false when the client has gone.
 async fn send_all(tx: &tokio::sync::mpsc::Sender<Bytes>, pieces: Vec<Bytes>) -> bool {
     for bytes in pieces {
@@ -147,7 +157,7 @@ pub fn stream_response(gateway: &Gateway, stream: ChatStream, wire: WireKind) ->
             (header::CACHE_CONTROL, "no-cache"),
             (header::HeaderName::from_static("x-accel-buffering"), "no"),
         ],
-        super::channel_body(rx),
+        channel_body(rx),
     )
         .into_response()
 }

@@ -11,10 +11,11 @@
 //! against the key's rate limit and budget like an HTTP call.
 
 use super::chat::origin;
-use super::tasks::{self, Followed};
+use super::tasks;
 use crate::context::Authenticated;
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::tasks::{follow_events, Followed};
 use axum::extract::ws::{Message as WsMessage, WebSocket, WebSocketUpgrade};
 use axum::extract::State;
 use axum::response::Response;
@@ -109,7 +110,7 @@ async fn handle(state: AppState, auth: Authenticated, msg: ClientMessage, tx: mp
                 json!({"type": "task.event", "id": id, "event": event})
             };
             if let Followed::Ended(status) =
-                tasks::follow_events(&state, &task_id, deadline, &tx, entry).await
+                follow_events(&state, &task_id, deadline, &tx, entry).await
             {
                 let _ = tx
                     .send(json!({"type": "task.done", "id": id, "status": status}))

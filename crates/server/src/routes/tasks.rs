@@ -7,7 +7,7 @@ use crate::context::{Authenticated, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
 use crate::state::AppState;
-use crate::worker::{workspace_dir, SeedFile, StoredOutcome, StoredSpec};
+use crate::tasks::{follow_events, workspace_dir, Followed, StoredOutcome, SubmitError};
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
-use switchyard_agent::tools::ToolName;
 use switchyard_agent::Workspace;
 use switchyard_core::budget::nano_from_usd;
-use switchyard_core::keys::new_id;
+use switchyard_core::tasks::{SeedFile, TaskSpec, TaskStatus};
+use switchyard_core::tools::ToolName;
 use switchyard_store::TaskRow;
 use utoipa::ToSchema;
 
@@ -66,8 +66,7 @@ pub struct TaskRequest {
 #[derive(Serialize, ToSchema)]
 pub struct TaskView {
     pub task_id: String,
-    /// queued, running, completed, failed, timeout, cost_exceeded, cancelled.
-    pub status: String,
+    pub status: TaskStatus,
     pub created_at: chrono::DateTime<chrono::Utc>,
     pub started_at: Option<chrono::DateTime<chrono::Utc>>,
     pub finished_at: Option<chrono::DateTime<chrono::Utc>>,
@@ -85,7 +84,7 @@ fn bad(field: &str, message: impl Into<String>) -> ApiError {
     ApiError::invalid_request(format!("{field}: {}", message.into())).with_param(field)
 }
 
-fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)> {
+fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(TaskSpec, bool)> {
     if req.description.trim().is_empty() {
         return Err(bad("description", "must not be empty"));
     }
@@ -108,26 +107,13 @@ fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)>
         return Err(bad("max_turns", "must be 1 to 200"));
     }
     let tools = match req.allow_tools {
-        None => vec![
-            ToolName::Read,
-            ToolName::Write,
-            ToolName::Edit,
-            ToolName::Glob,
-            ToolName::Grep,
-        ],
+        None => ToolName::DEFAULT.to_vec(),
         Some(names) => {
             let mut tools = Vec::new();
             for (i, n) in names.iter().enumerate() {
-                let t = ToolName::ALL
-                    .iter()
-                    .copied()
-                    .find(|t| t.as_str() == n)
-                    .ok_or_else(|| {
-                        bad(
-                            &format!("allow_tools[{i}]"),
-                            format!("unknown tool `{n}` (Read, Write, Edit, Glob, Grep, Bash)"),
-                        )
-                    })?;
+                let t: ToolName = n
+                    .parse()
+                    .map_err(|e: String| bad(&format!("allow_tools[{i}]"), e))?;
                 if !tools.contains(&t) {
                     tools.push(t);
                 }
@@ -172,7 +158,7 @@ fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)>
         );
     }
     Ok((
-        StoredSpec {
+        TaskSpec {
             description: req.description,
             tools,
             model,
@@ -187,54 +173,6 @@ fn validate(state: &AppState, req: TaskRequest) -> ApiResult<(StoredSpec, bool)>
         },
         req.run_async,
     ))
-}
-
-/// Checks the request against the key's task profile: 403 with the reason
-/// when it asks for more than the key may use.
-async fn check_profile(state: &AppState, caller: &Caller, spec: &StoredSpec) -> ApiResult<()> {
-    let Some(p) = &caller.key.task_profile else {
-        return Ok(());
-    };
-    let deny = |reason: String| Err(ApiError::forbidden("task_not_permitted", reason));
-    let allowed = |list: &Option<Vec<String>>, name: &str| {
-        list.as_ref().is_none_or(|l| l.iter().any(|n| n == name))
-    };
-    for t in &spec.tools {
-        if !allowed(&p.allowed_tools, t.as_str()) {
-            return deny(format!("this key may not use the {} tool", t.as_str()));
-        }
-    }
-    for a in &spec.agents {
-        if !allowed(&p.allowed_agents, a) {
-            return deny(format!("this key may not use the sub-agent `{a}`"));
-        }
-    }
-    for s in &spec.skills {
-        if !allowed(&p.allowed_skills, s) {
-            return deny(format!("this key may not use the skill `{s}`"));
-        }
-    }
-    if let Some(max) = p.max_timeout_seconds {
-        if spec.timeout_seconds > max {
-            return deny(format!("this key's tasks may run at most {max} s"));
-        }
-    }
-    if let Some(max) = p.max_cost_usd.and_then(nano_from_usd) {
-        if spec.max_cost_nano_usd > u64::try_from(max).unwrap_or(0) {
-            return deny(format!(
-                "this key's tasks may cost at most {} USD",
-                p.max_cost_usd.unwrap_or(0.0)
-            ));
-        }
-    }
-    if let Some(max) = p.max_concurrent_tasks {
-        if state.store.active_tasks(&caller.key.id).await? >= i64::from(max) {
-            return deny(format!(
-                "this key may have at most {max} tasks queued or running"
-            ));
-        }
-    }
-    Ok(())
 }
 
 /// The task, where the caller may see it: its owner or an admin.
@@ -292,27 +230,12 @@ pub async fn create(
 ) -> ApiResult<Response> {
     let (spec, run_async) = validate(&state, req)?;
     let caller = &auth.caller;
-    check_profile(&state, caller, &spec).await?;
-    let id = new_id("task");
-    let json = serde_json::to_string(&spec).map_err(|e| ApiError::internal(&e))?;
-    let now = switchyard_core::now();
-    state
-        .store
-        .insert_task(&id, &caller.key.id, &caller.key.project, &json, now)
-        .await?;
-    let entry = auth.actor().stamp(switchyard_store::AuditEvent {
-        event: "task.created",
-        project: Some(caller.key.project.clone()),
-        task_id: Some(id.clone()),
-        details: serde_json::json!({
-            "description": spec.description.chars().take(500).collect::<String>(),
-            "tools": spec.tools,
-            "model": spec.model,
-            "max_cost_nano_usd": spec.max_cost_nano_usd,
-        }),
-        ..switchyard_store::AuditEvent::default()
-    });
-    crate::audit::record(&state.store, &entry, now).await;
+    let id = crate::tasks::submit(&state, caller, &auth.actor(), &spec)
+        .await
+        .map_err(|e| match e {
+            SubmitError::NotPermitted(reason) => ApiError::forbidden("task_not_permitted", reason),
+            SubmitError::Store(s) => s.into(),
+        })?;
     if run_async {
         let task = owned(&state, caller, &id).await?;
         return Ok((StatusCode::ACCEPTED, Json(view(&state, task).await?)).into_response());
@@ -421,12 +344,12 @@ pub async fn events(
             let _ = tx
                 .send(Bytes::from(format!(
                     "event: done\ndata: {}\n\n",
-                    serde_json::json!({"status": status.unwrap_or_default()})
+                    serde_json::json!({"status": status.map_or("", TaskStatus::as_str)})
                 )))
                 .await;
         }
     });
-    let body = super::channel_body(rx);
+    let body = super::sse::channel_body(rx);
     Ok((
         [
             (header::CONTENT_TYPE, "text/event-stream"),
@@ -461,45 +384,4 @@ pub async fn artifact(
         ApiError::not_found(format!("no artifact `{path}`")).with_code("artifact_not_found")
     })?;
     Ok(([(header::CONTENT_TYPE, "application/octet-stream")], bytes).into_response())
-}
-
-/// How following a task's execution log ended.
-pub(crate) enum Followed {
-    /// The task finished, or the deadline passed: its status then, where it
-    /// could be read.
-    Ended(Option<String>),
-    /// The receiver went away, or the log could not be read.
-    Stopped,
-}
-
-/// Replays a task's execution log from the start and follows it live, every
-/// 200 ms, until the task finishes or `deadline` passes: each entry (its
-/// stored JSON text) goes to `tx` as `entry` makes it.
-pub(crate) async fn follow_events<T>(
-    state: &AppState,
-    task_id: &str,
-    deadline: tokio::time::Instant,
-    tx: &tokio::sync::mpsc::Sender<T>,
-    entry: impl Fn(String) -> T,
-) -> Followed {
-    let mut last = 0i64;
-    loop {
-        // Read before the events, so that a finished task's last events are
-        // in the batch below.
-        let task = state.store.get_task(task_id).await.ok().flatten();
-        let finished = task.as_ref().is_some_and(TaskRow::is_finished);
-        let Ok(batch) = state.store.task_events(task_id, last).await else {
-            return Followed::Stopped;
-        };
-        for (seq, event) in batch {
-            last = seq;
-            if tx.send(entry(event)).await.is_err() {
-                return Followed::Stopped;
-            }
-        }
-        if finished || tokio::time::Instant::now() >= deadline {
-            return Followed::Ended(task.map(|t| t.status));
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
 }

@@ -1,0 +1,98 @@
+//! The kinds of event the audit log records. Stored by name; the set is
+//! part of the public contract (operators filter and alert on it).
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+use std::str::FromStr;
+
+/// A significant event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+pub enum AuditKind {
+    #[serde(rename = "key.created")]
+    KeyCreated,
+    #[serde(rename = "key.revoked")]
+    KeyRevoked,
+    #[serde(rename = "key.rate_limit_changed")]
+    KeyRateLimitChanged,
+    #[serde(rename = "key.task_profile_changed")]
+    KeyTaskProfileChanged,
+    #[serde(rename = "budget.set")]
+    BudgetSet,
+    #[serde(rename = "budget.deleted")]
+    BudgetDeleted,
+    #[serde(rename = "task.created")]
+    TaskCreated,
+    /// A command or a file write inside a task.
+    #[serde(rename = "task.tool")]
+    TaskTool,
+    #[serde(rename = "task.finished")]
+    TaskFinished,
+}
+
+impl AuditKind {
+    pub const ALL: [AuditKind; 9] = [
+        AuditKind::KeyCreated,
+        AuditKind::KeyRevoked,
+        AuditKind::KeyRateLimitChanged,
+        AuditKind::KeyTaskProfileChanged,
+        AuditKind::BudgetSet,
+        AuditKind::BudgetDeleted,
+        AuditKind::TaskCreated,
+        AuditKind::TaskTool,
+        AuditKind::TaskFinished,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditKind::KeyCreated => "key.created",
+            AuditKind::KeyRevoked => "key.revoked",
+            AuditKind::KeyRateLimitChanged => "key.rate_limit_changed",
+            AuditKind::KeyTaskProfileChanged => "key.task_profile_changed",
+            AuditKind::BudgetSet => "budget.set",
+            AuditKind::BudgetDeleted => "budget.deleted",
+            AuditKind::TaskCreated => "task.created",
+            AuditKind::TaskTool => "task.tool",
+            AuditKind::TaskFinished => "task.finished",
+        }
+    }
+}
+
+impl fmt::Display for AuditKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Compares with a stored or documented event name.
+impl PartialEq<&str> for AuditKind {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl FromStr for AuditKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        Self::ALL
+            .into_iter()
+            .find(|k| k.as_str() == s)
+            .ok_or_else(|| format!("unknown audit event `{s}`"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_round_trip_through_text_and_json() {
+        for k in AuditKind::ALL {
+            assert_eq!(k.as_str().parse::<AuditKind>(), Ok(k));
+            assert_eq!(
+                serde_json::to_value(k).unwrap_or_default(),
+                serde_json::json!(k.as_str())
+            );
+        }
+        assert!("key.stolen".parse::<AuditKind>().is_err());
+    }
+}
