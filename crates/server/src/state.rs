@@ -12,9 +12,9 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_agent::definitions::Definitions;
 use switchyard_core::catalog::ModelEntry;
-use switchyard_core::config::{LimitBackend, RedisFailurePolicy};
+use switchyard_core::config::LimitBackend;
 use switchyard_core::Config;
-use switchyard_limits::{FailurePolicy, Limiter, Redis, RedisLimiter, SystemClock, TieredCache};
+use switchyard_limits::{Limiter, Redis, RedisLimiter, SystemClock, TieredCache};
 use switchyard_store::Store;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -79,10 +79,7 @@ impl AppState {
         let limiter = match (&redis, config.limits.backend) {
             (Some(r), LimitBackend::Redis) => Limiter::redis(
                 RedisLimiter::new(r.clone(), "sy:rl:", REDIS_CALL_TIMEOUT),
-                match config.limits.redis_failure {
-                    RedisFailurePolicy::Fallback => FailurePolicy::Fallback,
-                    RedisFailurePolicy::Refuse => FailurePolicy::Refuse,
-                },
+                config.limits.redis_failure,
                 Arc::new(SystemClock),
             ),
             _ => Limiter::local(Arc::new(SystemClock)),
