@@ -204,7 +204,12 @@ fn load_reads_and_describes_every_declared_setting_and_nothing_else() {
         let mut want: Vec<&str> = settings().map(|s| s.name).chain(NOTES).collect();
         got.sort_unstable();
         want.sort_unstable();
-        assert_eq!(got, want, "describe must list each declared setting once");
+        let missing: Vec<&&str> = want.iter().filter(|n| !got.contains(n)).collect();
+        let extra: Vec<&&str> = got.iter().filter(|n| !want.contains(n)).collect();
+        assert_eq!(
+            got, want,
+            "describe must list each declared setting once; missing {missing:?}, extra {extra:?}"
+        );
         for name in &asked {
             let declared_as = setting(name).or_else(|| {
                 name.strip_suffix("_FILE")
@@ -235,7 +240,10 @@ fn load_reads_and_describes_every_declared_setting_and_nothing_else() {
 fn unset_settings_show_their_declared_default() {
     let rows = load(&[]).config.describe();
     for s in settings() {
-        let (_, shown) = rows.iter().find(|(n, _)| *n == s.name).unwrap();
+        let (_, shown) = rows
+            .iter()
+            .find(|(n, _)| *n == s.name)
+            .unwrap_or_else(|| panic!("{} is not described", s.name));
         match s.default {
             DefaultValue::Value(d) => assert_eq!(shown, d, "{}", s.name),
             DefaultValue::Unset => assert_eq!(shown, "(unset)", "{}", s.name),
