@@ -8,7 +8,7 @@
 )]
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::process::ExitCode;
 use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes};
 use switchyard_core::Config;
@@ -17,16 +17,12 @@ use switchyard_server::keys::{Bootstrap, Keys};
 use switchyard_server::{telemetry, Application};
 use switchyard_store::Store;
 
-const ENV_HELP: &str = "\
-Configuration comes from the environment (see README.md for the full table):
-  ENVIRONMENT, LOG_LEVEL, LOG_FORMAT, DEBUG, HOST, PORT, JWT_SECRET, API_RATE_LIMIT,
-  API_TIMEOUT, DATABASE_URL, DATABASE_POOL_SIZE, DATABASE_ECHO, REDIS_URL,
-  REDIS_PASSWORD, SENTRY_DSN, DEPLOYMENT_SLOT, SHUTDOWN_GRACE_SECONDS, ADMIN_API_KEY,
-  SWITCHYARD_CONFIG (TOML file with the model catalog and route limits).
-Every secret can also be read from a file named by NAME_FILE.";
-
 #[derive(Parser)]
-#[command(name = "switchyard", version, about = "LLM completions and agentic tasks behind one production-grade front door.", after_help = ENV_HELP)]
+#[command(
+    name = "switchyard",
+    version,
+    about = "LLM completions and agentic tasks behind one production-grade front door."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -181,8 +177,18 @@ enum ConfigCommand {
     Check,
 }
 
+/// Parses the command line; the help ends with the configuration variables,
+/// listed from their declarations (`-h` points to them, `--help` lists them).
+fn parse_cli() -> Cli {
+    let matches = Cli::command()
+        .after_help(switchyard_core::config::ENV_HELP_SHORT)
+        .after_long_help(switchyard_core::config::env_help())
+        .get_matches();
+    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = parse_cli();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

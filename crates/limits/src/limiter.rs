@@ -15,14 +15,9 @@ use std::sync::Arc;
 /// How long the Redis backend is left alone after a failure.
 pub const RETRY_INTERVAL_US: u64 = 1_000_000;
 
-/// What to do while Redis is unreachable.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FailurePolicy {
-    /// Decide with each replica's in-process limiter (limits become per replica).
-    Fallback,
-    /// Refuse limited requests (503) until Redis answers again.
-    Refuse,
-}
+/// What to do while Redis is unreachable: the configuration's
+/// `RATE_LIMIT_REDIS_FAILURE`, one type for both.
+pub use switchyard_core::config::RedisFailurePolicy as FailurePolicy;
 
 /// Which backend made a decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

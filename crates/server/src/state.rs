@@ -70,14 +70,7 @@ fn limiter(config: &Config, redis: Option<&Arc<Redis>>) -> Limiter {
     match (redis, config.limits.backend) {
         (Some(r), LimitBackend::Redis) => Limiter::redis(
             RedisLimiter::new(r.clone(), "sy:rl:", REDIS_CALL_TIMEOUT),
-            match config.limits.redis_failure {
-                switchyard_core::config::RedisFailurePolicy::Fallback => {
-                    switchyard_limits::FailurePolicy::Fallback
-                }
-                switchyard_core::config::RedisFailurePolicy::Refuse => {
-                    switchyard_limits::FailurePolicy::Refuse
-                }
-            },
+            config.limits.redis_failure,
             Arc::new(SystemClock),
         ),
         _ => Limiter::local(Arc::new(SystemClock)),

@@ -564,9 +564,12 @@ fn the_scheduler_lease_is_configurable_within_its_range() {
             _ => None,
         })
     };
-    assert_eq!(load(None).config.scheduler_lease, Duration::from_secs(30));
     assert_eq!(
-        load(Some("2")).config.scheduler_lease,
+        load(None).config.tasks.scheduler_lease,
+        Duration::from_secs(30)
+    );
+    assert_eq!(
+        load(Some("2")).config.tasks.scheduler_lease,
         Duration::from_secs(2)
     );
     for bad in ["1", "3601", "soon"] {

@@ -109,7 +109,7 @@ where
 /// The service's scheduler: its jobs over the application's state, with
 /// the configured lease, the system clock and the service's metrics.
 pub fn service_scheduler(state: &AppState) -> anyhow::Result<Scheduler> {
-    let mut scheduler = Scheduler::new(state.store.clone(), state.config.scheduler_lease)
+    let mut scheduler = Scheduler::new(state.store.clone(), state.config.tasks.scheduler_lease)
         .with_metrics(state.metrics.clone())
         .with_stop_grace(state.config.shutdown_grace / 2);
     scheduler.register(settle_abandoned(

@@ -1,0 +1,184 @@
+//! The database section: which database (`DATABASE_URL`), its connection
+//! pool, migrations at start, pgbouncer transaction pooling, and whether
+//! production may use SQLite. Backup and retention settings belong here too.
+
+use super::reader::Reader;
+use super::setting::{declare_settings, Section};
+use crate::secret::{redact_url, Secret};
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The database used when `DATABASE_URL` is unset.
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/switchyard.db";
+
+declare_settings! { Section::Database;
+    DATABASE_URL: secret_value(DEFAULT_DATABASE_URL),
+        "sqlite://PATH (created on first run, WAL mode) or postgres://...; shown with its password redacted.";
+    DATABASE_POOL_SIZE: value("20"),
+        "Maximum pooled connections.";
+    DATABASE_ECHO: value("false"),
+        "Log every SQL statement (text only; bound values are never logged).";
+    DATABASE_STATEMENT_CACHE_CAPACITY: value("100"),
+        "Prepared statements cached per connection; 0 disables the cache.";
+    DATABASE_TRANSACTION_POOLING: value("false"),
+        "Set true behind pgbouncer in transaction pooling mode: no statement cache, each operation one transaction (PostgreSQL only).";
+    DATABASE_MAX_LIFETIME_SECONDS: value("1800"),
+        "Connections are recycled after this age.";
+    DATABASE_ACQUIRE_TIMEOUT_SECONDS: value("5"),
+        "How long a request waits for a pooled connection.";
+    DATABASE_MIGRATE_ON_START: value("true"),
+        "Apply pending migrations when serve starts.";
+    ALLOW_SQLITE_IN_PRODUCTION: value("false"),
+        "Accept SQLite with ENVIRONMENT=production (single-node installs).";
+}
+
+/// Which database engine a `DATABASE_URL` selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseKind {
+    Sqlite,
+    Postgres,
+}
+
+impl DatabaseKind {
+    pub fn of_url(url: &str) -> Option<Self> {
+        if url.starts_with("sqlite:") {
+            Some(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Some(Self::Postgres)
+        } else {
+            None
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+impl FromStr for DatabaseKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "sqlite" => Ok(Self::Sqlite),
+            "postgres" | "postgresql" => Ok(Self::Postgres),
+            _ => Err("expected sqlite or postgres".into()),
+        }
+    }
+}
+
+impl fmt::Display for DatabaseKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Database connection and pool settings.
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    /// Connection URL; may carry a password, hence secret.
+    pub url: Secret,
+    pub kind: DatabaseKind,
+    /// Maximum open connections (`DATABASE_POOL_SIZE`).
+    pub pool_size: u32,
+    /// Log every SQL statement (`DATABASE_ECHO`).
+    pub echo: bool,
+    /// Prepared statements cached per connection; 0 for pgbouncer in
+    /// transaction pooling mode (`DATABASE_STATEMENT_CACHE_CAPACITY`).
+    pub statement_cache_capacity: usize,
+    /// Connections are closed and replaced after this age (`DATABASE_MAX_LIFETIME_SECONDS`).
+    pub max_lifetime: Duration,
+    /// How long a request waits for a free connection (`DATABASE_ACQUIRE_TIMEOUT_SECONDS`).
+    pub acquire_timeout: Duration,
+    /// Apply pending migrations when `serve` starts (`DATABASE_MIGRATE_ON_START`).
+    pub migrate_on_start: bool,
+    /// The database is reached through a transaction-pooling proxy such as
+    /// pgbouncer with `pool_mode = transaction` (`DATABASE_TRANSACTION_POOLING`):
+    /// no statement cache, and every operation runs in one transaction so a
+    /// statement never outlives the server connection it was prepared on.
+    pub transaction_pooling: bool,
+}
+
+/// The database settings, and `ALLOW_SQLITE_IN_PRODUCTION`.
+pub(super) fn load(r: &mut Reader<'_>) -> (DatabaseConfig, bool) {
+    let url = r
+        .secret_url(&DATABASE_URL)
+        .unwrap_or_else(|| Secret::new(DEFAULT_DATABASE_URL));
+    let kind = match DatabaseKind::of_url(url.expose()) {
+        Some(k) => k,
+        None => {
+            r.problem(
+                DATABASE_URL.name,
+                format!(
+                    "`{}` is not supported: expected sqlite://PATH or postgres://…",
+                    redact_url(url.expose())
+                ),
+            );
+            DatabaseKind::Sqlite
+        }
+    };
+    let database = DatabaseConfig {
+        url,
+        kind,
+        pool_size: r.integer(&DATABASE_POOL_SIZE, 1, 1000) as u32,
+        echo: r.flag(&DATABASE_ECHO),
+        statement_cache_capacity: r.integer(&DATABASE_STATEMENT_CACHE_CAPACITY, 0, 10_000) as usize,
+        max_lifetime: r.seconds(&DATABASE_MAX_LIFETIME_SECONDS, 1, 86_400),
+        acquire_timeout: r.seconds(&DATABASE_ACQUIRE_TIMEOUT_SECONDS, 1, 600),
+        migrate_on_start: r.flag(&DATABASE_MIGRATE_ON_START),
+        transaction_pooling: r.flag(&DATABASE_TRANSACTION_POOLING),
+    };
+    if database.transaction_pooling && kind != DatabaseKind::Postgres {
+        r.problem(
+            DATABASE_TRANSACTION_POOLING.name,
+            "applies only to PostgreSQL (a pgbouncer in front of it)",
+        );
+    }
+    let allow_sqlite_in_production = r.flag(&ALLOW_SQLITE_IN_PRODUCTION);
+    (database, allow_sqlite_in_production)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::tests::{load, variables};
+    use super::*;
+
+    #[test]
+    fn database_kinds_print_as_they_parse() {
+        for k in [DatabaseKind::Sqlite, DatabaseKind::Postgres] {
+            assert_eq!(k.as_str().parse::<DatabaseKind>(), Ok(k));
+            assert_eq!(k.to_string(), k.as_str());
+        }
+        assert_eq!(
+            DatabaseKind::of_url(DEFAULT_DATABASE_URL),
+            Some(DatabaseKind::Sqlite)
+        );
+    }
+
+    #[test]
+    fn transaction_pooling_is_shown_and_needs_postgres() {
+        let l = load(&[("DATABASE_TRANSACTION_POOLING", "true")]);
+        assert_eq!(variables(&l), ["DATABASE_TRANSACTION_POOLING"]);
+        let l = load(&[
+            ("DATABASE_TRANSACTION_POOLING", "true"),
+            ("DATABASE_URL", "postgres://app:pw@pgbouncer:6432/sy"),
+        ]);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+        assert!(l.config.database.transaction_pooling);
+        let rows = l.config.describe();
+        assert!(
+            rows.contains(&("DATABASE_TRANSACTION_POOLING", "true".to_owned())),
+            "{rows:?}"
+        );
+        assert!(
+            rows.contains(&(
+                "DATABASE_URL",
+                "postgres://app:[redacted]@pgbouncer:6432/sy".to_owned()
+            )),
+            "{rows:?}"
+        );
+    }
+}
