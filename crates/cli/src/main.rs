@@ -246,7 +246,7 @@ async fn models_pull(
         return Ok(ExitCode::SUCCESS);
     }
     let http = switchyard_server::gateway::http_client()?;
-    let opts = switchyard_local::fetch::FetchOptions::from_env();
+    let opts = switchyard_local::fetch::FetchOptions::from(&config.model_fetch);
     let path = switchyard_local::fetch::pull(source, &dest, &http, &opts).await?;
     println!("{} ready at {}", source.model_id, path.display());
     Ok(ExitCode::SUCCESS)

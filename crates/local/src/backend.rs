@@ -26,7 +26,7 @@ pub struct LocalBackend {
     path: PathBuf,
     /// Where a missing model file can be fetched from (the built-in
     /// default); `None` for models configured by path.
-    source: Option<&'static ModelSource>,
+    source: Option<(&'static ModelSource, fetch::FetchOptions)>,
     engine: Arc<OnceCell<Arc<Engine>>>,
     config: EngineConfig,
     max_output: Option<u32>,
@@ -138,10 +138,11 @@ fn response_id() -> String {
 impl LocalBackend {
     /// A backend for a catalog entry; `path` is the GGUF file, `source`
     /// where to fetch it from when it is missing.
+    /// `source`: where to fetch the file from (with how) when it is missing.
     pub fn new(
         entry: &ModelEntry,
         path: PathBuf,
-        source: Option<&'static ModelSource>,
+        source: Option<(&'static ModelSource, fetch::FetchOptions)>,
         http: reqwest::Client,
     ) -> Self {
         Self {
@@ -165,19 +166,14 @@ impl LocalBackend {
         self.engine
             .get_or_try_init(|| async {
                 if !self.path.exists() {
-                    match self.source {
-                        Some(source) => {
-                            fetch::pull(
-                                source,
-                                &self.path,
-                                &self.http,
-                                &fetch::FetchOptions::from_env(),
-                            )
-                            .await
-                            .map_err(|e| {
-                                tracing::error!(error = %e, "cannot fetch the local model");
-                                unavailable(e.to_string())
-                            })?;
+                    match &self.source {
+                        Some((source, options)) => {
+                            fetch::pull(source, &self.path, &self.http, options)
+                                .await
+                                .map_err(|e| {
+                                    tracing::error!(error = %e, "cannot fetch the local model");
+                                    unavailable(e.to_string())
+                                })?;
                         }
                         None => {
                             return Err(unavailable(format!(

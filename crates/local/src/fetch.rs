@@ -50,8 +50,8 @@ fn io_error(path: &Path, e: impl std::fmt::Display) -> FetchError {
     }
 }
 
-/// Where [`pull`] looks, read from the environment by
-/// [`FetchOptions::from_env`].
+/// Where [`pull`] looks: built from the configuration
+/// (`config.model_fetch`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FetchOptions {
     /// The hub's address (`HF_ENDPOINT`, a mirror, else the hub); `None`
@@ -62,18 +62,12 @@ pub struct FetchOptions {
     pub python: String,
 }
 
-impl FetchOptions {
-    pub fn from_env() -> Self {
-        let var = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
-        let offline =
-            var("HF_HUB_OFFLINE").is_some_and(|v| matches!(v.trim(), "1" | "true" | "yes"));
+impl From<&switchyard_core::config::ModelFetchConfig> for FetchOptions {
+    /// The configured routes (`HF_ENDPOINT`, `HF_HUB_OFFLINE`, `PYTHON`).
+    fn from(c: &switchyard_core::config::ModelFetchConfig) -> Self {
         Self {
-            hub_endpoint: if offline {
-                None
-            } else {
-                Some(var("HF_ENDPOINT").unwrap_or_else(|| "https://huggingface.co".into()))
-            },
-            python: var("PYTHON").unwrap_or_else(|| "python3".into()),
+            hub_endpoint: c.hub_endpoint.clone(),
+            python: c.python.clone(),
         }
     }
 }

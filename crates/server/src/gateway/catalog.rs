@@ -80,7 +80,10 @@ fn local_backend(config: &Config, entry: &ModelEntry, http: &reqwest::Client) ->
     let builtin = &switchyard_local::SMOLLM2_135M;
     let (path, source) = match &entry.path {
         Some(p) => (p.clone(), None),
-        None => (config.models_dir.join(builtin.file_name), Some(builtin)),
+        None => (
+            config.models_dir.join(builtin.file_name),
+            Some((builtin, (&config.model_fetch).into())),
+        ),
     };
     Backend::Local(switchyard_local::LocalBackend::new(
         entry,
