@@ -20,6 +20,17 @@ pub enum BackendKind {
     Local,
 }
 
+impl BackendKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BackendKind::Openai => "openai",
+            BackendKind::Anthropic => "anthropic",
+            BackendKind::ClaudeCli => "claude_cli",
+            BackendKind::Local => "local",
+        }
+    }
+}
+
 /// Anthropic's API, the default `base_url` of `anthropic` models.
 pub const ANTHROPIC_BASE_URL: &str = "https://api.anthropic.com";
 
@@ -39,8 +50,7 @@ fn anthropic(
         context_window: Some(200_000),
         max_output_tokens: Some(64_000),
         tier: Some(tier.into()),
-        backend: BackendKind::Anthropic,
-        base_url: Some(ANTHROPIC_BASE_URL.into()),
+        upstream: Upstream::Anthropic { base_url: None },
         upstream_model: None,
         api_key_env: Some("ANTHROPIC_API_KEY".into()),
         api_key_file: None,
@@ -49,8 +59,6 @@ fn anthropic(
         cached_input_per_mtok: Some(cached),
         prices_effective: Some("2025-11-24".into()),
         timeout_seconds: None,
-        command: None,
-        path: None,
         fallbacks: Vec::new(),
         retries: default_retries(),
         max_concurrency: default_max_concurrency(),
@@ -75,8 +83,7 @@ pub fn local_model() -> ModelEntry {
         context_window: Some(8192),
         max_output_tokens: Some(4096),
         tier: Some("small".into()),
-        backend: BackendKind::Local,
-        base_url: None,
+        upstream: Upstream::Local { path: None },
         upstream_model: None,
         api_key_env: None,
         api_key_file: None,
@@ -85,8 +92,6 @@ pub fn local_model() -> ModelEntry {
         cached_input_per_mtok: None,
         prices_effective: None,
         timeout_seconds: Some(600),
-        command: None,
-        path: None,
         fallbacks: Vec::new(),
         // A local failure is not transient: retrying only queues it again.
         retries: 0,
@@ -110,92 +115,289 @@ pub fn default_catalog() -> Vec<ModelEntry> {
     ]
 }
 
-/// One model the service offers: what `/v1/models` shows, where requests
-/// for it go, and what its tokens cost.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+/// A model as the configuration file writes it, before it is checked.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
+struct ModelFields {
+    /// The id clients send as `model`.
+    id: String,
+    /// Organisation shown as `owned_by` in `/v1/models`.
+    #[serde(default = "default_owner")]
+    owned_by: String,
+    /// Other names that resolve to this model.
+    #[serde(default)]
+    aliases: Vec<String>,
+    /// Free-form description for humans.
+    #[serde(default)]
+    description: Option<String>,
+    /// Maximum context window in tokens, when known.
+    #[serde(default)]
+    context_window: Option<u32>,
+    /// Largest `max_tokens` a request may ask for.
+    #[serde(default)]
+    max_output_tokens: Option<u32>,
+    /// Free-form size class (`small`, `medium`, `large`) for routing.
+    #[serde(default)]
+    tier: Option<String>,
+    #[serde(default)]
+    backend: BackendKind,
+    /// Upstream API base, e.g. `https://api.openai.com/v1`.
+    #[serde(default)]
+    base_url: Option<String>,
+    /// The model name the upstream knows (defaults to `id`).
+    #[serde(default)]
+    upstream_model: Option<String>,
+    /// Environment variable holding the upstream API key.
+    #[serde(default)]
+    api_key_env: Option<String>,
+    /// File holding the upstream API key (mounted secret).
+    #[serde(default)]
+    api_key_file: Option<std::path::PathBuf>,
+    /// USD per million input tokens.
+    #[serde(default)]
+    input_per_mtok: f64,
+    /// USD per million output tokens.
+    #[serde(default)]
+    output_per_mtok: f64,
+    /// USD per million input tokens served from the upstream's prompt cache.
+    #[serde(default)]
+    cached_input_per_mtok: Option<f64>,
+    /// The date the prices above took effect (YYYY-MM-DD).
+    #[serde(default)]
+    prices_effective: Option<String>,
+    /// Seconds before an upstream call is abandoned (default 300).
+    #[serde(default)]
+    timeout_seconds: Option<u32>,
+    /// The executable of a `claude_cli` model (default `claude` on PATH).
+    #[serde(default)]
+    command: Option<std::path::PathBuf>,
+    /// The GGUF file of a `local` model (default: the built-in SmolLM2,
+    /// fetched into `MODELS_DIR` on first use).
+    #[serde(default)]
+    path: Option<std::path::PathBuf>,
+    /// Models to try, in order, when this one fails after its retries or is
+    /// unavailable (circuit open, queue full).
+    #[serde(default)]
+    fallbacks: Vec<String>,
+    /// Retries after a retryable failure (429, 5xx, timeout, connection), with
+    /// jittered exponential backoff honouring `Retry-After` (default 2).
+    #[serde(default = "default_retries")]
+    retries: u32,
+    /// Calls in flight to this model at most (default 64).
+    #[serde(default = "default_max_concurrency")]
+    max_concurrency: u32,
+    /// Calls waiting for a free slot at most; beyond it, 503 `overloaded`
+    /// (default 256).
+    #[serde(default = "default_max_queue")]
+    max_queue: u32,
+    /// Consecutive failures that open the circuit breaker (default 5).
+    #[serde(default = "default_breaker_threshold")]
+    breaker_threshold: u32,
+    /// Seconds the breaker stays open before one trial call (default 30).
+    #[serde(default = "default_breaker_cooldown")]
+    breaker_cooldown_seconds: u32,
+}
+
+/// One model the service offers: what `/v1/models` shows, where requests
+/// for it go, and what its tokens cost. Read from the configuration file's
+/// flat fields (`backend`, `base_url`, `command`, `path`) into a checked
+/// [`Upstream`], so a bad `base_url` fails `config check`, not every call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(try_from = "ModelFields", into = "ModelFields")]
 pub struct ModelEntry {
     /// The id clients send as `model`.
     pub id: String,
     /// Organisation shown as `owned_by` in `/v1/models`.
-    #[serde(default = "default_owner")]
     pub owned_by: String,
     /// Other names that resolve to this model.
-    #[serde(default)]
     pub aliases: Vec<String>,
     /// Free-form description for humans.
-    #[serde(default)]
     pub description: Option<String>,
     /// Maximum context window in tokens, when known.
-    #[serde(default)]
     pub context_window: Option<u32>,
     /// Largest `max_tokens` a request may ask for.
-    #[serde(default)]
     pub max_output_tokens: Option<u32>,
     /// Free-form size class (`small`, `medium`, `large`) for routing.
-    #[serde(default)]
     pub tier: Option<String>,
-    #[serde(default)]
-    pub backend: BackendKind,
-    /// Upstream API base, e.g. `https://api.openai.com/v1`.
-    #[serde(default)]
-    pub base_url: Option<String>,
+    /// Where calls go.
+    pub upstream: Upstream,
     /// The model name the upstream knows (defaults to `id`).
-    #[serde(default)]
     pub upstream_model: Option<String>,
     /// Environment variable holding the upstream API key.
-    #[serde(default)]
-    #[schema(ignore)]
     pub api_key_env: Option<String>,
     /// File holding the upstream API key (mounted secret).
-    #[serde(default)]
-    #[schema(ignore)]
     pub api_key_file: Option<std::path::PathBuf>,
     /// USD per million input tokens.
-    #[serde(default)]
     pub input_per_mtok: f64,
     /// USD per million output tokens.
-    #[serde(default)]
     pub output_per_mtok: f64,
     /// USD per million input tokens served from the upstream's prompt cache.
-    #[serde(default)]
     pub cached_input_per_mtok: Option<f64>,
     /// The date the prices above took effect (YYYY-MM-DD).
-    #[serde(default)]
     pub prices_effective: Option<String>,
     /// Seconds before an upstream call is abandoned (default 300).
-    #[serde(default)]
     pub timeout_seconds: Option<u32>,
-    /// The executable of a `claude_cli` model (default `claude` on PATH).
-    #[serde(default)]
-    #[schema(ignore)]
-    pub command: Option<std::path::PathBuf>,
-    /// The GGUF file of a `local` model (default: the built-in SmolLM2,
-    /// fetched into `MODELS_DIR` on first use).
-    #[serde(default)]
-    #[schema(ignore)]
-    pub path: Option<std::path::PathBuf>,
     /// Models to try, in order, when this one fails after its retries or is
     /// unavailable (circuit open, queue full).
-    #[serde(default)]
     pub fallbacks: Vec<String>,
-    /// Retries after a retryable failure (429, 5xx, timeout, connection), with
-    /// jittered exponential backoff honouring `Retry-After` (default 2).
-    #[serde(default = "default_retries")]
+    /// Retries after a retryable failure (default 2).
     pub retries: u32,
     /// Calls in flight to this model at most (default 64).
-    #[serde(default = "default_max_concurrency")]
     pub max_concurrency: u32,
-    /// Calls waiting for a free slot at most; beyond it, 503 `overloaded`
-    /// (default 256).
-    #[serde(default = "default_max_queue")]
+    /// Calls waiting for a free slot at most (default 256).
     pub max_queue: u32,
     /// Consecutive failures that open the circuit breaker (default 5).
-    #[serde(default = "default_breaker_threshold")]
     pub breaker_threshold: u32,
     /// Seconds the breaker stays open before one trial call (default 30).
-    #[serde(default = "default_breaker_cooldown")]
     pub breaker_cooldown_seconds: u32,
+}
+
+/// Where a model's calls go, checked when the configuration is read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Upstream {
+    /// OpenAI's chat completions API at `{base_url}/chat/completions`.
+    Openai { base_url: url::Url },
+    /// Anthropic's Messages API at `{base_url}/v1/messages` (`None`:
+    /// Anthropic's own, [`ANTHROPIC_BASE_URL`]).
+    Anthropic { base_url: Option<url::Url> },
+    /// The Claude Code CLI, run as `command` (default `claude` on PATH).
+    ClaudeCli { command: std::path::PathBuf },
+    /// A GGUF file run in-process; `None`: the built-in model under
+    /// `MODELS_DIR`, fetched on first use.
+    Local { path: Option<std::path::PathBuf> },
+}
+
+impl Upstream {
+    pub fn kind(&self) -> BackendKind {
+        match self {
+            Upstream::Openai { .. } => BackendKind::Openai,
+            Upstream::Anthropic { .. } => BackendKind::Anthropic,
+            Upstream::ClaudeCli { .. } => BackendKind::ClaudeCli,
+            Upstream::Local { .. } => BackendKind::Local,
+        }
+    }
+}
+
+/// An upstream's base URL: absolute `http` or `https`.
+fn http_url(field: &str, raw: &str) -> Result<url::Url, String> {
+    let url = url::Url::parse(raw).map_err(|e| format!("{field}: `{raw}` is not a URL ({e})"))?;
+    if !matches!(url.scheme(), "http" | "https") || !url.has_host() {
+        return Err(format!("{field}: `{raw}` is not an http(s) URL"));
+    }
+    Ok(url)
+}
+
+impl TryFrom<ModelFields> for ModelEntry {
+    type Error = String;
+    fn try_from(f: ModelFields) -> Result<Self, String> {
+        let id = &f.id;
+        let base_url = f
+            .base_url
+            .as_deref()
+            .map(|u| http_url("base_url", u))
+            .transpose()
+            .map_err(|e| format!("model `{id}`: {e}"))?;
+        let misplaced = |field: &str, present: bool| {
+            if present {
+                Err(format!(
+                    "model `{id}`: {field} does not apply to a `{}` model",
+                    f.backend.as_str()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let upstream = match f.backend {
+            BackendKind::Openai => {
+                misplaced("command", f.command.is_some())?;
+                misplaced("path", f.path.is_some())?;
+                Upstream::Openai {
+                    base_url: base_url
+                        .ok_or_else(|| format!("model `{id}`: base_url: required"))?,
+                }
+            }
+            BackendKind::Anthropic => {
+                misplaced("command", f.command.is_some())?;
+                misplaced("path", f.path.is_some())?;
+                Upstream::Anthropic { base_url }
+            }
+            BackendKind::ClaudeCli => {
+                misplaced("base_url", base_url.is_some())?;
+                misplaced("path", f.path.is_some())?;
+                Upstream::ClaudeCli {
+                    command: f.command.unwrap_or_else(|| "claude".into()),
+                }
+            }
+            BackendKind::Local => {
+                misplaced("base_url", base_url.is_some())?;
+                misplaced("command", f.command.is_some())?;
+                Upstream::Local { path: f.path }
+            }
+        };
+        Ok(ModelEntry {
+            id: f.id,
+            owned_by: f.owned_by,
+            aliases: f.aliases,
+            description: f.description,
+            context_window: f.context_window,
+            max_output_tokens: f.max_output_tokens,
+            tier: f.tier,
+            upstream,
+            upstream_model: f.upstream_model,
+            api_key_env: f.api_key_env,
+            api_key_file: f.api_key_file,
+            input_per_mtok: f.input_per_mtok,
+            output_per_mtok: f.output_per_mtok,
+            cached_input_per_mtok: f.cached_input_per_mtok,
+            prices_effective: f.prices_effective,
+            timeout_seconds: f.timeout_seconds,
+            fallbacks: f.fallbacks,
+            retries: f.retries,
+            max_concurrency: f.max_concurrency,
+            max_queue: f.max_queue,
+            breaker_threshold: f.breaker_threshold,
+            breaker_cooldown_seconds: f.breaker_cooldown_seconds,
+        })
+    }
+}
+
+impl From<ModelEntry> for ModelFields {
+    fn from(m: ModelEntry) -> Self {
+        let backend = m.upstream.kind();
+        let (base_url, command, path) = match m.upstream {
+            Upstream::Openai { base_url } => (Some(base_url.into()), None, None),
+            Upstream::Anthropic { base_url } => (base_url.map(Into::into), None, None),
+            Upstream::ClaudeCli { command } => (None, Some(command), None),
+            Upstream::Local { path } => (None, None, path),
+        };
+        ModelFields {
+            id: m.id,
+            owned_by: m.owned_by,
+            aliases: m.aliases,
+            description: m.description,
+            context_window: m.context_window,
+            max_output_tokens: m.max_output_tokens,
+            tier: m.tier,
+            backend,
+            base_url,
+            upstream_model: m.upstream_model,
+            api_key_env: m.api_key_env,
+            api_key_file: m.api_key_file,
+            input_per_mtok: m.input_per_mtok,
+            output_per_mtok: m.output_per_mtok,
+            cached_input_per_mtok: m.cached_input_per_mtok,
+            prices_effective: m.prices_effective,
+            timeout_seconds: m.timeout_seconds,
+            command,
+            path,
+            fallbacks: m.fallbacks,
+            retries: m.retries,
+            max_concurrency: m.max_concurrency,
+            max_queue: m.max_queue,
+            breaker_threshold: m.breaker_threshold,
+            breaker_cooldown_seconds: m.breaker_cooldown_seconds,
+        }
+    }
 }
 
 fn default_retries() -> u32 {
@@ -254,13 +456,21 @@ impl ModelEntry {
         }
     }
 
-    /// The upstream API base (Anthropic's own for `anthropic` models without one).
-    pub fn base_url(&self) -> &str {
-        match (&self.base_url, self.backend) {
-            (Some(u), _) => u,
-            (None, BackendKind::Anthropic) => ANTHROPIC_BASE_URL,
-            (None, BackendKind::Openai | BackendKind::ClaudeCli | BackendKind::Local) => "",
+    /// The upstream API base of an HTTP model (Anthropic's own for
+    /// `anthropic` models without one); `None` for the others.
+    pub fn base_url(&self) -> Option<&str> {
+        match &self.upstream {
+            Upstream::Openai { base_url }
+            | Upstream::Anthropic {
+                base_url: Some(base_url),
+            } => Some(base_url.as_str()),
+            Upstream::Anthropic { base_url: None } => Some(ANTHROPIC_BASE_URL),
+            Upstream::ClaudeCli { .. } | Upstream::Local { .. } => None,
         }
+    }
+
+    pub fn backend(&self) -> BackendKind {
+        self.upstream.kind()
     }
 
     /// The name to send upstream.
@@ -301,17 +511,6 @@ pub fn validate(models: &[ModelEntry]) -> Vec<String> {
                     ));
                 }
             }
-        }
-        match &m.base_url {
-            None if matches!(
-                m.backend,
-                BackendKind::Anthropic | BackendKind::ClaudeCli | BackendKind::Local
-            ) => {}
-            None => problems.push(format!("models[{i}].base_url: required")),
-            Some(u) if !(u.starts_with("http://") || u.starts_with("https://")) => {
-                problems.push(format!("models[{i}].base_url: `{u}` is not an http(s) URL"));
-            }
-            Some(_) => {}
         }
         if m.api_key_env.is_some() && m.api_key_file.is_some() {
             problems.push(format!(
@@ -381,11 +580,11 @@ mod tests {
         let models = default_catalog();
         assert!(validate(&models).is_empty(), "{:?}", validate(&models));
         assert_eq!(models[0].id, LOCAL_MODEL_ID);
-        assert_eq!(models[0].backend, BackendKind::Local);
+        assert_eq!(models[0].backend(), BackendKind::Local);
         assert_eq!(models[0].pricing(), Pricing::default());
         assert_eq!(models[2].aliases, ["sonnet"]);
         assert_eq!(models[1].pricing().output_micros_per_mtok, 5_000_000);
-        assert_eq!(models[3].base_url(), ANTHROPIC_BASE_URL);
+        assert_eq!(models[3].base_url(), Some(ANTHROPIC_BASE_URL));
     }
 
     #[test]
@@ -403,6 +602,39 @@ mod tests {
         assert_eq!(m.pricing().input_micros_per_mtok, 37_500);
         assert_eq!(m.pricing().cost_nano_usd(3, 0, 0), 113); // 112.5 rounded up
         assert_eq!(m.upstream_model(), "m");
+    }
+
+    #[test]
+    fn upstreams_are_checked_when_read() {
+        let read = |text: &str| toml::from_str::<ModelEntry>(text).map_err(|e| e.to_string());
+        let bad = read("id = \"m\"\nbase_url = \"http://exa mple/v1\"").unwrap_err();
+        assert!(
+            bad.contains("base_url") && bad.contains("not a URL"),
+            "{bad}"
+        );
+        let bad = read("id = \"m\"\nbase_url = \"ftp://example/v1\"").unwrap_err();
+        assert!(bad.contains("not an http(s) URL"), "{bad}");
+        let bad = read("id = \"m\"").unwrap_err();
+        assert!(bad.contains("base_url: required"), "{bad}");
+        let bad = read("id = \"m\"\nbackend = \"local\"\nbase_url = \"http://h/v1\"").unwrap_err();
+        assert!(
+            bad.contains("base_url does not apply to a `local` model"),
+            "{bad}"
+        );
+        let cli = read("id = \"m\"\nbackend = \"claude_cli\"").unwrap();
+        assert_eq!(
+            cli.upstream,
+            Upstream::ClaudeCli {
+                command: "claude".into()
+            }
+        );
+        let anthropic = read("id = \"m\"\nbackend = \"anthropic\"").unwrap();
+        assert_eq!(anthropic.base_url(), Some(ANTHROPIC_BASE_URL));
+        // What is read is what is written back.
+        let openai = read("id = \"m\"\nbase_url = \"http://127.0.0.1:9/v1\"").unwrap();
+        let json = serde_json::to_value(&openai).unwrap();
+        let again: ModelEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(again, openai);
     }
 
     #[test]

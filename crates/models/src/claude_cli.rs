@@ -17,6 +17,7 @@ use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
+use switchyard_core::catalog::Upstream;
 use switchyard_core::Secret;
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::process::{Child, Command};
@@ -122,10 +123,10 @@ pub fn usage_of(v: &Value) -> Usage {
 impl ClaudeCliBackend {
     pub fn new(entry: &ModelEntry, api_key: Option<Secret>) -> Self {
         Self {
-            command: entry
-                .command
-                .clone()
-                .unwrap_or_else(|| PathBuf::from("claude")),
+            command: match &entry.upstream {
+                Upstream::ClaudeCli { command } => command.clone(),
+                _ => PathBuf::from("claude"),
+            },
             model_id: entry.id.clone(),
             upstream_model: entry.upstream_model().to_owned(),
             api_key,

@@ -12,7 +12,8 @@ use switchyard_core::Secret;
 pub struct OpenAiBackend {
     http: reqwest::Client,
     /// Parsed once: parsing (IDNA included) is not redone for every call.
-    /// An unparsable URL is kept as text and fails each call in reqwest.
+    /// The base URL was checked when the configuration was read, so an
+    /// error here can only come from a catalog built in code.
     url: Result<reqwest::Url, String>,
     upstream_model: String,
     api_key: Option<Secret>,
@@ -21,11 +22,7 @@ pub struct OpenAiBackend {
 
 impl OpenAiBackend {
     pub fn new(http: reqwest::Client, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
-        let base = entry
-            .base_url
-            .as_deref()
-            .unwrap_or("")
-            .trim_end_matches('/');
+        let base = entry.base_url().unwrap_or("").trim_end_matches('/');
         Self {
             http,
             url: {

@@ -5,7 +5,7 @@
 
 use futures_util::StreamExt;
 use std::time::{Duration, Instant};
-use switchyard_core::catalog::ModelEntry;
+use switchyard_core::catalog::{ModelEntry, Upstream};
 use switchyard_models::claude_cli::COST_FIELD;
 use switchyard_models::openai_wire::ChatRequest;
 use switchyard_models::{BackendError, ClaudeCliBackend};
@@ -15,7 +15,9 @@ fn backend(model: &str, timeout: u32) -> ClaudeCliBackend {
         "id = \"cli\"\nbackend = \"claude_cli\"\nupstream_model = \"{model}\"\ntimeout_seconds = {timeout}\n"
     ))
     .unwrap();
-    entry.command = Some(switchyard_testkit::fake_claude());
+    entry.upstream = Upstream::ClaudeCli {
+        command: switchyard_testkit::fake_claude(),
+    };
     ClaudeCliBackend::new(&entry, None)
 }
 
@@ -106,7 +108,9 @@ async fn errors_and_missing_results_are_reported() {
     }
     let mut missing: ModelEntry =
         toml::from_str("id = \"cli\"\nbackend = \"claude_cli\"\n").unwrap();
-    missing.command = Some("/nonexistent/claude".into());
+    missing.upstream = Upstream::ClaudeCli {
+        command: "/nonexistent/claude".into(),
+    };
     let err = ClaudeCliBackend::new(&missing, None)
         .complete(&ask("x"))
         .await

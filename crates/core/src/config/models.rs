@@ -145,7 +145,10 @@ mod tests {
     #[test]
     fn without_an_upstream_key_auto_routes_to_the_local_model() {
         let c = load(&[]).config;
-        assert_eq!(c.file.models[0].backend, crate::catalog::BackendKind::Local);
+        assert_eq!(
+            c.file.models[0].backend(),
+            crate::catalog::BackendKind::Local
+        );
         assert_eq!(c.file.routing.targets(), ["local"; 4]);
         assert_eq!(c.models_dir, PathBuf::from("./data/models"));
         assert!(c.local_preload);

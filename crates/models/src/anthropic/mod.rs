@@ -49,7 +49,10 @@ pub struct AnthropicBackend {
 
 impl AnthropicBackend {
     pub fn new(http: reqwest::Client, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
-        let base = entry.base_url().trim_end_matches('/');
+        let base = entry
+            .base_url()
+            .unwrap_or(switchyard_core::catalog::ANTHROPIC_BASE_URL)
+            .trim_end_matches('/');
         Self {
             http,
             url: format!("{base}/v1/messages"),

@@ -4,7 +4,7 @@
 use crate::resilience::{Breaker, Pool};
 use std::collections::HashMap;
 use std::sync::Arc;
-use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing};
+use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing, Upstream};
 use switchyard_core::Config;
 use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
 use switchyard_models::{
@@ -78,7 +78,11 @@ fn not_built(name: &str) -> BackendError {
 #[cfg(feature = "local")]
 fn local_backend(config: &Config, entry: &ModelEntry, http: &reqwest::Client) -> Backend {
     let builtin = &switchyard_local::SMOLLM2_135M;
-    let (path, source) = match &entry.path {
+    let path = match &entry.upstream {
+        Upstream::Local { path } => path.as_ref(),
+        _ => None,
+    };
+    let (path, source) = match path {
         Some(p) => (p.clone(), None),
         None => (
             config.models_dir.join(builtin.file_name),
@@ -120,7 +124,7 @@ impl Catalog {
                 (None, Some(var)) => Some(var.clone()),
                 _ => None,
             };
-            let backend = match entry.backend {
+            let backend = match entry.backend() {
                 BackendKind::Openai => {
                     Backend::OpenAi(OpenAiBackend::new(http.clone(), entry, key))
                 }
