@@ -1,0 +1,83 @@
+//! `switchyard serve`: the service until SIGTERM or Ctrl-C, with the first
+//! admin key created on an empty database and SIGHUP reloading the
+//! configuration file.
+
+use std::process::ExitCode;
+use switchyard_core::Config;
+use switchyard_server::keys::Bootstrap;
+use switchyard_server::Application;
+
+pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
+    let admin_key = config.admin_api_key.clone();
+    let config_preload = config.local_preload;
+    let app = Application::build(config).await?;
+    let state = app.state();
+    match state.keys.bootstrap_admin(admin_key.as_ref()).await? {
+        Bootstrap::NotNeeded => {}
+        Bootstrap::Installed(key) => {
+            tracing::info!(key_id = %key.id, prefix = %key.prefix, "installed ADMIN_API_KEY as the first admin key");
+        }
+        Bootstrap::Generated(issued) => {
+            println!(
+                "\n  Created the first admin API key. It is shown only this once; store it now:\n\n    {}\n\n  (id {}; manage keys with `switchyard keys --help`)\n",
+                issued.secret.expose(),
+                issued.key.id
+            );
+        }
+    }
+    if config_preload {
+        state.gateway.preload_local();
+    }
+    spawn_reload_on_sighup(state);
+    app.run_until(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = term => {}
+    }
+}
+
+/// SIGHUP re-reads `SWITCHYARD_CONFIG` and swaps in the new model catalog; an
+/// invalid file is reported and the running catalog kept.
+fn spawn_reload_on_sighup(state: switchyard_server::AppState) {
+    #[cfg(unix)]
+    tokio::spawn(async move {
+        let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        else {
+            return;
+        };
+        while hup.recv().await.is_some() {
+            let loaded = Config::from_env();
+            if loaded.problems.is_empty() {
+                let n = loaded.config.file.models.len();
+                state.reload(&loaded.config);
+                tracing::info!(models = n, "configuration reloaded");
+            } else {
+                for p in &loaded.problems {
+                    tracing::error!(variable = %p.variable, problem = %p.message, "configuration reload rejected");
+                }
+            }
+        }
+    });
+}
