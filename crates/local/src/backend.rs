@@ -12,7 +12,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
 use switchyard_models::openai_wire::{
-    ChatChunk, ChatCompletion, ChatRequest, Delta, Role, Stop, Usage,
+    ChatChunk, ChatCompletion, ChatRequest, Delta, FinishReason, Role, Stop, Usage,
 };
 use switchyard_models::{BackendError, ChunkStream};
 use tokio::sync::{mpsc, OnceCell};
@@ -259,7 +259,7 @@ impl LocalBackend {
                         response_id(),
                         self.model_id.clone(),
                         text,
-                        finish.as_str(),
+                        finish.into(),
                         usage(prompt_tokens, completion_tokens),
                     ));
                 }
@@ -304,7 +304,7 @@ struct StreamState {
 }
 
 impl StreamState {
-    fn chunk(&self, delta: Delta, finish: Option<&str>, usage: Option<Usage>) -> ChatChunk {
+    fn chunk(&self, delta: Delta, finish: Option<FinishReason>, usage: Option<Usage>) -> ChatChunk {
         ChatChunk::new(&self.id, &self.model, delta, finish, usage)
     }
 
@@ -355,11 +355,7 @@ impl StreamState {
                 let u = usage(prompt_tokens, completion_tokens);
                 self.pending
                     .push(Ok(self.chunk(Delta::default(), None, Some(u))));
-                Some(Ok(self.chunk(
-                    Delta::default(),
-                    Some(finish.as_str()),
-                    None,
-                )))
+                Some(Ok(self.chunk(Delta::default(), Some(finish.into()), None)))
             }
         }
     }

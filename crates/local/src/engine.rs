@@ -146,11 +146,11 @@ pub enum Finish {
     Length,
 }
 
-impl Finish {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Finish::Stop => "stop",
-            Finish::Length => "length",
+impl From<Finish> for switchyard_models::openai_wire::FinishReason {
+    fn from(f: Finish) -> Self {
+        match f {
+            Finish::Stop => Self::Stop,
+            Finish::Length => Self::Length,
         }
     }
 }

@@ -10,7 +10,7 @@
 use crate::backend::{BackendError, ChunkStream};
 use crate::http::unix_now;
 use crate::openai_wire::{
-    ChatChunk, ChatCompletion, ChatRequest, Delta, PromptTokensDetails, Role, Usage,
+    ChatChunk, ChatCompletion, ChatRequest, Delta, FinishReason, PromptTokensDetails, Role, Usage,
 };
 use serde_json::Value;
 use std::path::PathBuf;
@@ -317,7 +317,7 @@ impl ClaudeCliBackend {
             format!("chatcmpl-cli-{}", unix_now()),
             self.model_id.clone(),
             o.text,
-            "stop",
+            FinishReason::Stop,
             o.usage,
         );
         if let Some(cost) = o.cost_usd {
@@ -343,7 +343,7 @@ impl ClaudeCliBackend {
         let chunk = {
             let id = id.clone();
             let model = self.model_id.clone();
-            move |delta: Delta, finish: Option<&str>, usage: Option<Usage>| {
+            move |delta: Delta, finish: Option<FinishReason>, usage: Option<Usage>| {
                 ChatChunk::new(&id, &model, delta, finish, usage)
             }
         };
@@ -376,7 +376,7 @@ impl ClaudeCliBackend {
                 .await;
             match result {
                 Ok(o) => {
-                    let _ = tx.send(Ok(chunk(Delta::default(), Some("stop"), None)));
+                    let _ = tx.send(Ok(chunk(Delta::default(), Some(FinishReason::Stop), None)));
                     let mut last = chunk(Delta::default(), None, Some(o.usage));
                     if let Some(cost) = o.cost_usd {
                         last.extra.insert(COST_FIELD.into(), Value::from(cost));

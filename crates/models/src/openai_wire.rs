@@ -179,12 +179,70 @@ pub struct ChatCompletion {
     pub extra: Map<String, Value>,
 }
 
+/// Why a model stopped: OpenAI's `finish_reason`. Values this service
+/// does not know (some OpenAI-compatible servers have their own) are kept
+/// as they came and passed on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FinishReason {
+    Stop,
+    Length,
+    ToolCalls,
+    ContentFilter,
+    FunctionCall,
+    Other(String),
+}
+
+impl FinishReason {
+    pub fn as_str(&self) -> &str {
+        match self {
+            FinishReason::Stop => "stop",
+            FinishReason::Length => "length",
+            FinishReason::ToolCalls => "tool_calls",
+            FinishReason::ContentFilter => "content_filter",
+            FinishReason::FunctionCall => "function_call",
+            FinishReason::Other(s) => s,
+        }
+    }
+}
+
+impl PartialEq<&str> for FinishReason {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl From<&str> for FinishReason {
+    fn from(s: &str) -> Self {
+        match s {
+            "stop" => FinishReason::Stop,
+            "length" => FinishReason::Length,
+            "tool_calls" => FinishReason::ToolCalls,
+            "content_filter" => FinishReason::ContentFilter,
+            "function_call" => FinishReason::FunctionCall,
+            other => FinishReason::Other(other.to_owned()),
+        }
+    }
+}
+
+impl Serialize for FinishReason {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for FinishReason {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = std::borrow::Cow::<str>::deserialize(d)?;
+        Ok(FinishReason::from(s.as_ref()))
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Choice {
     pub index: u32,
     pub message: Message,
     #[serde(default)]
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -210,7 +268,7 @@ pub struct ChunkChoice {
     pub index: u32,
     pub delta: Delta,
     #[serde(default)]
-    pub finish_reason: Option<String>,
+    pub finish_reason: Option<FinishReason>,
     #[serde(flatten)]
     pub extra: Map<String, Value>,
 }
@@ -229,7 +287,13 @@ pub struct Delta {
 
 impl ChatCompletion {
     /// A completion holding one assistant message of plain text.
-    pub fn assistant(id: String, model: String, text: String, finish: &str, usage: Usage) -> Self {
+    pub fn assistant(
+        id: String,
+        model: String,
+        text: String,
+        finish: FinishReason,
+        usage: Usage,
+    ) -> Self {
         ChatCompletion {
             id,
             object: "chat.completion".into(),
@@ -244,7 +308,7 @@ impl ChatCompletion {
                     tool_calls: None,
                     tool_call_id: None,
                 },
-                finish_reason: Some(finish.into()),
+                finish_reason: Some(finish),
                 extra: Map::new(),
             }],
             usage: Some(usage),
@@ -260,7 +324,7 @@ impl ChatChunk {
         id: &str,
         model: &str,
         delta: Delta,
-        finish: Option<&str>,
+        finish: Option<FinishReason>,
         usage: Option<Usage>,
     ) -> Self {
         ChatChunk {
@@ -274,7 +338,7 @@ impl ChatChunk {
                 vec![ChunkChoice {
                     index: 0,
                     delta,
-                    finish_reason: finish.map(str::to_owned),
+                    finish_reason: finish,
                     extra: Map::new(),
                 }]
             },

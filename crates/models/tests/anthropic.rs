@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 use switchyard_core::catalog::ModelEntry;
 use switchyard_core::Secret;
-use switchyard_models::openai_wire::{ChatChunk, ChatRequest, Content};
+use switchyard_models::openai_wire::{ChatChunk, ChatRequest, Content, FinishReason};
 use switchyard_models::{AnthropicBackend, BackendError};
 use switchyard_testkit::fake_anthropic::FakeAnthropic;
 
@@ -56,7 +56,13 @@ async fn completes_and_sends_the_anthropic_request() {
         c.choices[0].message.content,
         Some(Content::Text(text.into()))
     );
-    assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        c.choices[0]
+            .finish_reason
+            .as_ref()
+            .map(FinishReason::as_str),
+        Some("stop")
+    );
     let usage = c.usage.unwrap();
     // 3 system words + 2 message words, plus 2 cache-read tokens.
     assert_eq!(usage.prompt_tokens, 7);
@@ -103,7 +109,7 @@ async fn streams_openai_chunks() {
     let finish: Vec<_> = chunks
         .iter()
         .flat_map(|c| &c.choices)
-        .filter_map(|ch| ch.finish_reason.as_deref())
+        .filter_map(|ch| ch.finish_reason.as_ref().map(FinishReason::as_str))
         .collect();
     assert_eq!(finish, ["stop"]);
     let last = chunks.last().unwrap();
@@ -132,7 +138,13 @@ async fn tool_calls_complete_and_stream() {
         "tool_choice": "auto"}),
     );
     let c = b.complete(&req).await.unwrap();
-    assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        c.choices[0]
+            .finish_reason
+            .as_ref()
+            .map(FinishReason::as_str),
+        Some("tool_calls")
+    );
     assert_eq!(c.choices[0].message.content, None);
     let calls = c.choices[0].message.tool_calls.clone().unwrap();
     assert_eq!(calls.len(), 1);
@@ -172,7 +184,7 @@ async fn tool_calls_complete_and_stream() {
     let finish: Vec<_> = chunks
         .iter()
         .flat_map(|c| &c.choices)
-        .filter_map(|ch| ch.finish_reason.as_deref())
+        .filter_map(|ch| ch.finish_reason.as_ref().map(FinishReason::as_str))
         .collect();
     assert_eq!(finish, ["tool_calls"]);
 

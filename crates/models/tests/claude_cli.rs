@@ -7,7 +7,7 @@ use futures_util::StreamExt;
 use std::time::{Duration, Instant};
 use switchyard_core::catalog::{ModelEntry, Upstream};
 use switchyard_models::claude_cli::COST_FIELD;
-use switchyard_models::openai_wire::ChatRequest;
+use switchyard_models::openai_wire::{ChatRequest, FinishReason};
 use switchyard_models::{BackendError, ClaudeCliBackend};
 
 fn backend(model: &str, timeout: u32) -> ClaudeCliBackend {
@@ -140,6 +140,6 @@ async fn streams_text_as_it_comes_and_usage_at_the_end() {
         }
     }
     assert_eq!(text, "Hello from claude CLI! You said: hi");
-    assert_eq!(finish.as_deref(), Some("stop"));
+    assert_eq!(finish.as_ref().map(FinishReason::as_str), Some("stop"));
     assert!(usage.unwrap().completion_tokens > 0);
 }

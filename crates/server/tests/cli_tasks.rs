@@ -39,7 +39,9 @@ async fn a_cli_tasks_cost_counts_against_its_project_budget() {
         .client
         .put(app.url("/v1/admin/budgets"))
         .bearer_auth(&app.admin)
-        .json(&json!({"scope": "project", "subject": "proj", "period": "monthly", "limit_usd": 0.05}))
+        .json(
+            &json!({"scope": "project", "subject": "proj", "period": "monthly", "limit_usd": 0.05}),
+        )
         .send()
         .await
         .unwrap()

@@ -269,7 +269,7 @@ pub fn anthropic_from_chat(c: &ChatCompletion, model_id: &str) -> MessagesRespon
         model: model_id.to_owned(),
         content,
         stop_reason: choice
-            .and_then(|ch| ch.finish_reason.as_deref())
+            .and_then(|ch| ch.finish_reason.as_ref())
             .map(stop_reason),
         stop_sequence: None,
         usage: c.usage.as_ref().map(anthropic_usage).unwrap_or_default(),

@@ -205,7 +205,13 @@ fn responses_become_completions() {
         Some(Content::Text("Hello there".into()))
     );
     assert_eq!(c.choices[0].message.tool_calls, None);
-    assert_eq!(c.choices[0].finish_reason.as_deref(), Some("stop"));
+    assert_eq!(
+        c.choices[0]
+            .finish_reason
+            .as_ref()
+            .map(FinishReason::as_str),
+        Some("stop")
+    );
     assert_eq!(
         c.usage,
         Some(Usage {
@@ -224,7 +230,13 @@ fn responses_become_completions() {
     );
     let c = from_anthropic(tool, "c");
     assert_eq!(c.choices[0].message.content, None);
-    assert_eq!(c.choices[0].finish_reason.as_deref(), Some("tool_calls"));
+    assert_eq!(
+        c.choices[0]
+            .finish_reason
+            .as_ref()
+            .map(FinishReason::as_str),
+        Some("tool_calls")
+    );
     assert_eq!(
         to_json(&c.choices[0].message.tool_calls),
         json!([{"id": "toolu_1", "type": "function",
@@ -246,7 +258,7 @@ fn stop_reasons_map_both_ways() {
         (StopReason::Other("x".into()), "stop", StopReason::EndTurn),
     ] {
         assert_eq!(finish_reason(&stop), finish, "{stop:?}");
-        assert_eq!(stop_reason(finish), back, "{finish}");
+        assert_eq!(stop_reason(&FinishReason::from(finish)), back, "{finish}");
     }
 }
 

@@ -298,25 +298,25 @@ fn anthropic_tool_choice(v: &Value) -> Result<ToolChoice, String> {
 // ---------------------------------------------------------------------------
 
 /// OpenAI's `finish_reason` for an Anthropic `stop_reason`.
-pub fn finish_reason(stop: &StopReason) -> &'static str {
+pub fn finish_reason(stop: &StopReason) -> FinishReason {
     match stop {
-        StopReason::MaxTokens => "length",
-        StopReason::ToolUse => "tool_calls",
-        StopReason::Refusal => "content_filter",
+        StopReason::MaxTokens => FinishReason::Length,
+        StopReason::ToolUse => FinishReason::ToolCalls,
+        StopReason::Refusal => FinishReason::ContentFilter,
         StopReason::EndTurn
         | StopReason::StopSequence
         | StopReason::PauseTurn
-        | StopReason::Other(_) => "stop",
+        | StopReason::Other(_) => FinishReason::Stop,
     }
 }
 
 /// Anthropic's `stop_reason` for an OpenAI `finish_reason`.
-pub fn stop_reason(finish: &str) -> StopReason {
+pub fn stop_reason(finish: &FinishReason) -> StopReason {
     match finish {
-        "length" => StopReason::MaxTokens,
-        "tool_calls" | "function_call" => StopReason::ToolUse,
-        "content_filter" => StopReason::Refusal,
-        _ => StopReason::EndTurn,
+        FinishReason::Length => StopReason::MaxTokens,
+        FinishReason::ToolCalls | FinishReason::FunctionCall => StopReason::ToolUse,
+        FinishReason::ContentFilter => StopReason::Refusal,
+        FinishReason::Stop | FinishReason::Other(_) => StopReason::EndTurn,
     }
 }
 
@@ -377,10 +377,7 @@ pub fn from_anthropic(resp: MessagesResponse, model_id: &str) -> ChatCompletion 
                 tool_calls: (!calls.is_empty()).then_some(calls),
                 tool_call_id: None,
             },
-            finish_reason: resp
-                .stop_reason
-                .as_ref()
-                .map(|s| finish_reason(s).to_owned()),
+            finish_reason: resp.stop_reason.as_ref().map(finish_reason),
             extra: Map::new(),
         }],
         usage: Some(openai_usage(&resp.usage)),
@@ -428,7 +425,7 @@ impl AnthropicToOpenAiStream {
         self.finished
     }
 
-    fn chunk(&self, delta: Delta, finish_reason: Option<String>) -> ChatChunk {
+    fn chunk(&self, delta: Delta, finish_reason: Option<FinishReason>) -> ChatChunk {
         ChatChunk {
             id: self.id.clone(),
             object: "chat.completion.chunk".into(),
@@ -538,7 +535,7 @@ impl AnthropicToOpenAiStream {
                     }
                 }
                 if let Some(stop) = &delta.stop_reason {
-                    out.push(self.chunk(Delta::default(), Some(finish_reason(stop).to_owned())));
+                    out.push(self.chunk(Delta::default(), Some(finish_reason(stop))));
                 }
             }
             StreamEvent::MessageStop => {
