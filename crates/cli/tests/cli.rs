@@ -8,7 +8,7 @@ use serde_json::Value;
 use std::collections::HashMap;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use switchyard_testkit::process::{find_keys, Binary, ServerProcess};
 use switchyard_testkit::{poll_until, PrivatePostgres, PrivateRedis, TestDatabase};
 
@@ -250,18 +250,12 @@ fn keys_cli_works_on_the_database_and_a_running_server_honours_it() {
     );
     let revoked = run(&env, &["keys", "revoke", &id]);
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    loop {
-        let status = get(&server.url("/v1/models"), Some(&secret)).status();
-        if status == StatusCode::UNAUTHORIZED {
-            break;
+    poll_until(Duration::from_millis(1500), || {
+        match get(&server.url("/v1/models"), Some(&secret)).status() {
+            StatusCode::UNAUTHORIZED => Ok(()),
+            status => Err(format!("revoked key still accepted past the TTL: {status}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "revoked key still accepted past the TTL"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let (code, stdout, _) = server.stop();
     assert_eq!(code, 0);
     assert!(find_keys(&stdout).is_empty());
@@ -320,38 +314,30 @@ fn postgres_outage_is_reported_and_recovered_from() {
     assert_eq!(get(&server.url("/ready"), None).status(), StatusCode::OK);
 
     pg.stop();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    poll_until(Duration::from_secs(10), || {
         let ready = get(&server.url("/ready"), None).status();
         let db = get(&server.url("/db-check"), None).status();
         if ready == StatusCode::SERVICE_UNAVAILABLE && db == StatusCode::SERVICE_UNAVAILABLE {
-            break;
+            Ok(())
+        } else {
+            Err(format!("probes still {ready}/{db} with PostgreSQL down"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "probes still {ready}/{db} with PostgreSQL down"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     let body: Value = get(&server.url("/db-check"), None).json().unwrap();
     assert_eq!(body["status"], "down");
     // Liveness is unaffected: restarting the process would not help.
     assert_eq!(get(&server.url("/health"), None).status(), StatusCode::OK);
 
     pg.start_again();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(Duration::from_secs(20), || {
         let ready = get(&server.url("/ready"), None).status();
         let db = get(&server.url("/db-check"), None).status();
         if ready == StatusCode::OK && db == StatusCode::OK {
-            break;
+            Ok(())
+        } else {
+            Err(format!("probes did not recover: {ready}/{db}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "probes did not recover: {ready}/{db}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert_eq!(
         get(&server.url("/v1/models"), Some(&key)).status(),
         StatusCode::OK
@@ -660,22 +646,19 @@ fn redis_outage_under_load_follows_the_failure_policy() {
     assert!(errors >= 1.0, "{metrics}");
 
     redis.start_again();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(Duration::from_secs(20), || {
         let ready: Value = get(&a.url("/ready"), None).json().unwrap();
         let ready_b: Value = get(&b.url("/ready"), None).json().unwrap();
         if ready["status"] == "ready" && ready_b["status"] == "ready" {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "still degraded after Redis returned: {ready} {ready_b}"
-        );
         // Readiness clears on the next limited request that reaches Redis.
         get(&a.url("/v1/models"), Some(&key));
         get(&b.url("/v1/models"), Some(&key));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        Err(format!(
+            "still degraded after Redis returned: {ready} {ready_b}"
+        ))
+    });
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     load.join().unwrap();
     let seen = seen.lock().unwrap().clone();
@@ -837,8 +820,7 @@ fn a_task_whose_server_is_killed_is_finished_by_another() {
         .json()
         .unwrap();
     let id = created["task_id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    poll_until(Duration::from_secs(15), || {
         let task: Value = get(&a.url(&format!("/v1/tasks/{id}")), Some(&key))
             .json()
             .unwrap();
@@ -849,28 +831,25 @@ fn a_task_whose_server_is_killed_is_finished_by_another() {
                 .iter()
                 .any(|e| e["tool"] == "Bash")
         {
-            break;
+            Ok(())
+        } else {
+            Err(format!("the task never started: {task}"))
         }
-        assert!(Instant::now() < deadline, "the task never started: {task}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     // The worker's process dies mid-task, without any chance to clean up.
     a.kill();
     let b = serve(&env);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let task = loop {
+    // Taken over once its lease (5 s) has expired.
+    let task = poll_until(Duration::from_secs(40), || {
         let task: Value = get(&b.url(&format!("/v1/tasks/{id}")), Some(&key))
             .json()
             .unwrap();
         if task["status"] != "running" && task["status"] != "queued" {
-            break task;
+            Ok(task)
+        } else {
+            Err(format!("no other worker took the task over: {task}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no other worker took the task over: {task}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(
         task["result"]["summary"],
