@@ -6,164 +6,34 @@
 use reqwest::StatusCode;
 use serde_json::Value;
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::Output;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
-use switchyard_testkit::{free_port, PrivatePostgres, PrivateRedis, TestDatabase};
+use std::time::Duration;
+use switchyard_testkit::process::{find_keys, Binary, ServerProcess};
+use switchyard_testkit::{poll_until, PrivatePostgres, PrivateRedis, TestDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
-/// A command with a clean environment: only what the test gives it, and
+/// The binary with a clean environment: only what the test gives it, and
 /// `LOCAL_MODEL_PRELOAD=false` so that `serve` does not fetch the embedded
 /// model into the working directory (tests/local_model.rs covers it).
-fn switchyard(envs: &[(&str, &str)]) -> Command {
-    let mut c = Command::new(BIN);
-    c.env_clear();
-    if let Some(path) = std::env::var_os("PATH") {
-        c.env("PATH", path);
-    }
-    c.env("LOCAL_MODEL_PRELOAD", "false");
-    for (k, v) in envs {
-        c.env(k, v);
-    }
-    c
+fn switchyard(envs: &[(&str, &str)]) -> Binary {
+    Binary::new(BIN)
+        .env("LOCAL_MODEL_PRELOAD", "false")
+        .envs(envs)
 }
 
 fn run(envs: &[(&str, &str)], args: &[&str]) -> Output {
-    switchyard(envs).args(args).output().unwrap()
+    switchyard(envs).run(args)
+}
+
+/// `switchyard serve` on a port of its own, once it answers `/ready`.
+fn serve(envs: &[(&str, &str)]) -> ServerProcess {
+    switchyard(envs).serve()
 }
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-/// A running `switchyard serve` with its output collected as it comes.
-struct Server {
-    child: Child,
-    port: u16,
-    stdout: Arc<Mutex<String>>,
-    stderr: Arc<Mutex<String>>,
-}
-
-fn collect(stream: impl Read + Send + 'static) -> Arc<Mutex<String>> {
-    let buf = Arc::new(Mutex::new(String::new()));
-    let sink = buf.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let mut b = sink.lock().unwrap();
-            b.push_str(&line);
-            b.push('\n');
-        }
-    });
-    buf
-}
-
-impl Server {
-    fn start(envs: &[(&str, &str)]) -> Self {
-        let port = free_port();
-        let port_s = port.to_string();
-        let mut all: Vec<(&str, &str)> = vec![("PORT", &port_s)];
-        all.extend_from_slice(envs);
-        let mut child = switchyard(&all)
-            .arg("serve")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stdout = collect(child.stdout.take().unwrap());
-        let stderr = collect(child.stderr.take().unwrap());
-        let server = Self {
-            child,
-            port,
-            stdout,
-            stderr,
-        };
-        server.wait_healthy();
-        server
-    }
-
-    fn wait_healthy(&self) {
-        assert!(
-            switchyard_testkit::wait_for_http_ok(&self.url("/health"), Duration::from_secs(30)),
-            "server did not become healthy; stderr:\n{}",
-            self.stderr()
-        );
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("http://127.0.0.1:{}{path}", self.port)
-    }
-
-    fn stdout(&self) -> String {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    fn stderr(&self) -> String {
-        self.stderr.lock().unwrap().clone()
-    }
-
-    /// The admin key printed at first start.
-    fn printed_key(&self) -> String {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(k) = find_keys(&self.stdout()).into_iter().next() {
-                return k;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "no key printed: {}",
-                self.stdout()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn signal(&self, sig: &str) {
-        let status = Command::new("kill")
-            .args([&format!("-{sig}"), &self.child.id().to_string()])
-            .status()
-            .unwrap();
-        assert!(status.success());
-    }
-
-    /// Waits for the process to exit; returns its exit code.
-    fn wait_exit(&mut self, within: Duration) -> i32 {
-        let deadline = Instant::now() + within;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code().unwrap_or(-1);
-            }
-            assert!(
-                Instant::now() < deadline,
-                "process did not exit; stderr:\n{}",
-                self.stderr()
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn stop(mut self) -> (i32, String, String) {
-        self.signal("TERM");
-        let code = self.wait_exit(Duration::from_secs(20));
-        std::thread::sleep(Duration::from_millis(100));
-        (code, self.stdout(), self.stderr())
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn find_keys(s: &str) -> Vec<String> {
-    s.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .filter(|w| w.starts_with("sy_") && w.len() == 67)
-        .map(str::to_owned)
-        .collect()
 }
 
 fn get(url: &str, key: Option<&str>) -> reqwest::blocking::Response {
@@ -175,8 +45,19 @@ fn get(url: &str, key: Option<&str>) -> reqwest::blocking::Response {
     r.send().unwrap()
 }
 
+/// The server's `http_requests_in_flight` gauge.
+fn in_flight(server: &ServerProcess) -> i64 {
+    let metrics = get(&server.url("/metrics"), None).text().unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("http_requests_in_flight "))
+        .unwrap_or_else(|| panic!("no http_requests_in_flight: {metrics}"))
+        .parse()
+        .unwrap()
+}
+
 fn fresh_start(db: &TestDatabase) {
-    let server = Server::start(&[("DATABASE_URL", &db.url)]);
+    let server = serve(&[("DATABASE_URL", &db.url)]);
     let key = server.printed_key();
     assert_eq!(get(&server.url("/health"), None).status(), StatusCode::OK);
     let unauth = get(&server.url("/v1/models"), None);
@@ -191,7 +72,7 @@ fn fresh_start(db: &TestDatabase) {
     assert_eq!(stdout.matches(&key).count(), 1, "printed exactly once");
 
     // A second start on the same database prints no key and the old one works.
-    let again = Server::start(&[("DATABASE_URL", &db.url)]);
+    let again = serve(&[("DATABASE_URL", &db.url)]);
     assert_eq!(
         get(&again.url("/v1/models"), Some(&key)).status(),
         StatusCode::OK
@@ -214,26 +95,26 @@ fn fresh_start_on_postgres_prints_the_admin_key_once() {
 #[test]
 fn the_default_database_is_created_under_data() {
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port().to_string();
-    let mut child = switchyard(&[("PORT", &port)])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while reqwest::blocking::get(format!("http://127.0.0.1:{port}/ready"))
-        .map(|r| r.status() != StatusCode::OK)
-        .unwrap_or(true)
-    {
-        assert!(Instant::now() < deadline, "no /ready");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    // No arguments: the default command is `serve`.
+    let server = switchyard(&[]).current_dir(dir.path()).start_server(&[]);
+    server.wait_ready();
     assert!(dir.path().join("data/switchyard.db").is_file());
-    let _ = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status();
-    assert!(child.wait().unwrap().success());
+    let (code, _, _) = server.stop();
+    assert_eq!(code, 0);
+}
+
+#[test]
+fn the_bound_address_is_printed_at_every_log_level() {
+    let db = TestDatabase::sqlite();
+    // PORT=0 and no `listening` log event: the stdout line still says where.
+    let server = serve(&[("DATABASE_URL", &db.url), ("LOG_LEVEL", "error")]);
+    assert_eq!(get(&server.url("/health"), None).status(), StatusCode::OK);
+    assert_ne!(server.port(), 0);
+    let line = format!("listening on {}\n", server.base_url());
+    let (code, stdout, logs) = server.stop();
+    assert_eq!(code, 0);
+    assert_eq!(stdout.matches(&line).count(), 1, "{stdout}");
+    assert!(!logs.contains("listening"), "{logs}");
 }
 
 #[test]
@@ -362,25 +243,19 @@ fn keys_cli_works_on_the_database_and_a_running_server_honours_it() {
     assert!(!missing.status.success());
 
     // Keys exist, so the server prints no bootstrap key.
-    let server = Server::start(&env);
+    let server = serve(&env);
     assert_eq!(
         get(&server.url("/v1/models"), Some(&secret)).status(),
         StatusCode::OK
     );
     let revoked = run(&env, &["keys", "revoke", &id]);
     assert!(revoked.status.success(), "{}", text(&revoked.stderr));
-    let deadline = Instant::now() + Duration::from_millis(1500);
-    loop {
-        let status = get(&server.url("/v1/models"), Some(&secret)).status();
-        if status == StatusCode::UNAUTHORIZED {
-            break;
+    poll_until(Duration::from_millis(1500), || {
+        match get(&server.url("/v1/models"), Some(&secret)).status() {
+            StatusCode::UNAUTHORIZED => Ok(()),
+            status => Err(format!("revoked key still accepted past the TTL: {status}")),
         }
-        assert!(
-            Instant::now() < deadline,
-            "revoked key still accepted past the TTL"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    });
     let (code, stdout, _) = server.stop();
     assert_eq!(code, 0);
     assert!(find_keys(&stdout).is_empty());
@@ -392,7 +267,7 @@ fn keys_cli_works_on_the_database_and_a_running_server_honours_it() {
 #[test]
 fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     let db = TestDatabase::sqlite();
-    let mut server = Server::start(&[
+    let mut server = serve(&[
         ("DATABASE_URL", &db.url),
         ("DEBUG", "true"),
         ("SHUTDOWN_GRACE_SECONDS", "10"),
@@ -403,8 +278,17 @@ fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
         let r = get(&url, Some(&key));
         (r.status(), r.text().unwrap())
     });
-    std::thread::sleep(Duration::from_millis(300));
-    server.signal("TERM");
+    // SIGTERM once the slow request is being served (the /metrics request
+    // that asks counts itself).
+    poll_until(Duration::from_secs(10), || {
+        let n = in_flight(&server);
+        if n >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{n} requests in flight"))
+        }
+    });
+    server.terminate();
     let (status, body) = slow.join().unwrap();
     assert_eq!(status, StatusCode::OK, "{body}");
     assert!(body.contains("1500"));
@@ -418,11 +302,88 @@ fn sigterm_lets_a_slow_request_finish_then_exits_zero() {
     );
 }
 
+/// A stream still running when the grace period ends is cut off, and the
+/// call still leaves its usage row (with the tokens seen) before the process
+/// exits: nothing spawned for a call is lost at shutdown.
+#[test]
+fn a_stream_cut_by_sigterm_still_leaves_its_usage_row() {
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let upstream = rt.block_on(switchyard_testkit::fake_openai::FakeOpenAi::start());
+    let db = TestDatabase::sqlite();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchyard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[[models]]\nid = \"trickle\"\nbase_url = \"{}\"\nupstream_model = \"trickle-200\"\nretries = 0\n",
+            upstream.base_url()
+        ),
+    )
+    .unwrap();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("SWITCHYARD_CONFIG", config.to_str().unwrap()),
+        ("SHUTDOWN_GRACE_SECONDS", "1"),
+    ];
+    let mut server = serve(&env);
+    let key = server.printed_key();
+    // About forty words, one every 200 ms: far longer than the grace period.
+    let url = server.url("/v1/chat/completions");
+    let reader = std::thread::spawn(move || {
+        let mut response = reqwest::blocking::Client::new()
+            .post(url)
+            .bearer_auth(key)
+            .header("x-request-id", "cut-stream")
+            .json(&serde_json::json!({"model": "trickle", "stream": true,
+                "messages": [{"role": "user", "content": "one two three four five six seven eight nine ten \
+                    eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen twenty \
+                    twenty-one twenty-two twenty-three twenty-four twenty-five twenty-six twenty-seven"}]}))
+            .send()
+            .unwrap();
+        let mut body = String::new();
+        let _ = std::io::Read::read_to_string(&mut response, &mut body);
+        body
+    });
+    // SIGTERM once the stream has begun at the upstream.
+    poll_until(Duration::from_secs(10), || {
+        match upstream.calls("trickle-200") {
+            0 => Err("the upstream has not been called".to_owned()),
+            _ => Ok(()),
+        }
+    });
+    server.terminate();
+    assert_eq!(
+        server.wait_exit(Duration::from_secs(15)),
+        0,
+        "{}",
+        server.stderr()
+    );
+    let body = reader.join().unwrap();
+    assert!(body.contains("chat.completion.chunk"), "{body}");
+    assert!(!body.contains("[DONE]"), "the stream was cut: {body}");
+    assert!(body.contains("server_shutdown"), "{body}");
+
+    let rows = rt.block_on(async {
+        let cfg = switchyard_testkit::database_config(&db.url, db.kind);
+        let store = switchyard_store::Store::connect_lazy(&cfg).unwrap();
+        store.recent_usage(10).await.unwrap()
+    });
+    let row = rows
+        .iter()
+        .find(|r| r.request_id == "cut-stream")
+        .unwrap_or_else(|| panic!("no usage row for the cut stream: {rows:?}"));
+    assert_eq!(
+        (row.status, row.error_type.as_deref()),
+        (503, Some("server_shutdown"))
+    );
+    assert_eq!(row.model_used.as_deref(), Some("trickle"));
+}
+
 #[test]
 fn postgres_outage_is_reported_and_recovered_from() {
     let mut pg = PrivatePostgres::start();
     let url = pg.url();
-    let server = Server::start(&[
+    let server = serve(&[
         ("DATABASE_URL", &url),
         ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "2"),
     ]);
@@ -430,38 +391,30 @@ fn postgres_outage_is_reported_and_recovered_from() {
     assert_eq!(get(&server.url("/ready"), None).status(), StatusCode::OK);
 
     pg.stop();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
+    poll_until(Duration::from_secs(10), || {
         let ready = get(&server.url("/ready"), None).status();
         let db = get(&server.url("/db-check"), None).status();
         if ready == StatusCode::SERVICE_UNAVAILABLE && db == StatusCode::SERVICE_UNAVAILABLE {
-            break;
+            Ok(())
+        } else {
+            Err(format!("probes still {ready}/{db} with PostgreSQL down"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "probes still {ready}/{db} with PostgreSQL down"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     let body: Value = get(&server.url("/db-check"), None).json().unwrap();
     assert_eq!(body["status"], "down");
     // Liveness is unaffected: restarting the process would not help.
     assert_eq!(get(&server.url("/health"), None).status(), StatusCode::OK);
 
     pg.start_again();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(Duration::from_secs(20), || {
         let ready = get(&server.url("/ready"), None).status();
         let db = get(&server.url("/db-check"), None).status();
         if ready == StatusCode::OK && db == StatusCode::OK {
-            break;
+            Ok(())
+        } else {
+            Err(format!("probes did not recover: {ready}/{db}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "probes did not recover: {ready}/{db}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    });
     assert_eq!(
         get(&server.url("/v1/models"), Some(&key)).status(),
         StatusCode::OK
@@ -473,7 +426,7 @@ fn postgres_outage_is_reported_and_recovered_from() {
 #[test]
 fn key_secrets_never_appear_in_logs() {
     let db = TestDatabase::sqlite();
-    let server = Server::start(&[
+    let server = serve(&[
         ("DATABASE_URL", &db.url),
         ("LOG_LEVEL", "trace"),
         ("DATABASE_ECHO", "true"),
@@ -553,7 +506,7 @@ fn works_behind_pgbouncer_in_transaction_pooling_mode() {
         ("DATABASE_POOL_SIZE", "10"),
         ("KEY_CACHE_TTL_SECONDS", "1"),
     ];
-    let server = Server::start(&env);
+    let server = serve(&env);
     let admin_key = server.printed_key();
     // Many concurrent requests that each hit the database (creating keys,
     // listing, cache-missing lookups) through a two-connection server pool.
@@ -629,7 +582,7 @@ fn create_key(env: &[(&str, &str)], rate: &str) -> String {
 
 /// Sends `total` requests spread over `servers` from 8 threads; returns the
 /// status codes seen.
-fn spread_load(servers: &[&Server], key: &str, total: usize) -> HashMap<u16, usize> {
+fn spread_load(servers: &[&ServerProcess], key: &str, total: usize) -> HashMap<u16, usize> {
     let urls: Vec<String> = servers.iter().map(|s| s.url("/v1/models")).collect();
     let counts = Arc::new(Mutex::new(HashMap::new()));
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -670,8 +623,8 @@ fn two_replicas_sharing_redis_enforce_one_limit() {
         ("DATABASE_URL", db.url.as_str()),
         ("REDIS_URL", redis.as_str()),
     ];
-    let a = Server::start(&env);
-    let b = Server::start(&env);
+    let a = serve(&env);
+    let b = serve(&env);
     let n = 500;
     let key = create_key(&env, &format!("{n}/hour"));
     let counts = spread_load(&[&a, &b], &key, 2 * n);
@@ -697,9 +650,9 @@ fn redis_outage_under_load_follows_the_failure_policy() {
         ("DATABASE_URL", db.url.as_str()),
         ("REDIS_URL", redis_url.as_str()),
     ];
-    let a = Server::start(&env);
-    let b = Server::start(&env);
-    let refusing = Server::start(&[
+    let a = serve(&env);
+    let b = serve(&env);
+    let refusing = serve(&[
         ("DATABASE_URL", db.url.as_str()),
         ("REDIS_URL", redis_url.as_str()),
         ("RATE_LIMIT_REDIS_FAILURE", "refuse"),
@@ -727,9 +680,26 @@ fn redis_outage_under_load_follows_the_failure_policy() {
             }
         })
     };
-    std::thread::sleep(Duration::from_millis(300));
+    let answered = || seen.lock().unwrap().values().sum::<usize>();
+    // Redis goes away once the load is running...
+    poll_until(Duration::from_secs(10), || match answered() {
+        n if n >= 20 => Ok(()),
+        n => Err(format!("{n} requests answered")),
+    });
     redis.stop();
-    std::thread::sleep(Duration::from_millis(1500));
+    let at_stop = answered();
+    // ...and the load goes on while the replicas find out.
+    poll_until(Duration::from_secs(20), || {
+        let ready: Value = get(&a.url("/ready"), None).json().unwrap();
+        let during = answered() - at_stop;
+        if ready["rate_limiter"] == "redis (degraded)" && during >= 50 {
+            Ok(())
+        } else {
+            Err(format!(
+                "{ready}; {during} requests answered since Redis stopped"
+            ))
+        }
+    });
 
     let ready = get(&a.url("/ready"), None);
     assert_eq!(ready.status(), StatusCode::OK);
@@ -753,22 +723,19 @@ fn redis_outage_under_load_follows_the_failure_policy() {
     assert!(errors >= 1.0, "{metrics}");
 
     redis.start_again();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
+    poll_until(Duration::from_secs(20), || {
         let ready: Value = get(&a.url("/ready"), None).json().unwrap();
         let ready_b: Value = get(&b.url("/ready"), None).json().unwrap();
         if ready["status"] == "ready" && ready_b["status"] == "ready" {
-            break;
+            return Ok(());
         }
-        assert!(
-            Instant::now() < deadline,
-            "still degraded after Redis returned: {ready} {ready_b}"
-        );
         // Readiness clears on the next limited request that reaches Redis.
         get(&a.url("/v1/models"), Some(&key));
         get(&b.url("/v1/models"), Some(&key));
-        std::thread::sleep(Duration::from_millis(300));
-    }
+        Err(format!(
+            "still degraded after Redis returned: {ready} {ready_b}"
+        ))
+    });
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     load.join().unwrap();
     let seen = seen.lock().unwrap().clone();
@@ -831,8 +798,8 @@ fn budget_across_replicas(db: &TestDatabase) {
         ],
     );
     assert!(set.status.success(), "{}", text(&set.stderr));
-    let a = Server::start(&env);
-    let b = Server::start(&env);
+    let a = serve(&env);
+    let b = serve(&env);
     let urls = [a.url("/v1/chat/completions"), b.url("/v1/chat/completions")];
     let workers: Vec<_> = (0..100)
         .map(|i| {
@@ -918,7 +885,7 @@ fn a_task_whose_server_is_killed_is_finished_by_another() {
         ("TASK_WORKERS", "1"),
     ];
     let key = create_key(&env, "1000/minute");
-    let mut a = Server::start(&env);
+    let mut a = serve(&env);
     let client = reqwest::blocking::Client::new();
     let created: Value = client
         .post(a.url("/v1/task"))
@@ -930,8 +897,7 @@ fn a_task_whose_server_is_killed_is_finished_by_another() {
         .json()
         .unwrap();
     let id = created["task_id"].as_str().unwrap().to_owned();
-    let deadline = Instant::now() + Duration::from_secs(15);
-    loop {
+    poll_until(Duration::from_secs(15), || {
         let task: Value = get(&a.url(&format!("/v1/tasks/{id}")), Some(&key))
             .json()
             .unwrap();
@@ -942,29 +908,25 @@ fn a_task_whose_server_is_killed_is_finished_by_another() {
                 .iter()
                 .any(|e| e["tool"] == "Bash")
         {
-            break;
+            Ok(())
+        } else {
+            Err(format!("the task never started: {task}"))
         }
-        assert!(Instant::now() < deadline, "the task never started: {task}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    });
     // The worker's process dies mid-task, without any chance to clean up.
-    a.child.kill().unwrap();
-    a.child.wait().unwrap();
-    let b = Server::start(&env);
-    let deadline = Instant::now() + Duration::from_secs(40);
-    let task = loop {
+    a.kill();
+    let b = serve(&env);
+    // Taken over once its lease (5 s) has expired.
+    let task = poll_until(Duration::from_secs(40), || {
         let task: Value = get(&b.url(&format!("/v1/tasks/{id}")), Some(&key))
             .json()
             .unwrap();
         if task["status"] != "running" && task["status"] != "queued" {
-            break task;
+            Ok(task)
+        } else {
+            Err(format!("no other worker took the task over: {task}"))
         }
-        assert!(
-            Instant::now() < deadline,
-            "no other worker took the task over: {task}"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    };
+    });
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(
         task["result"]["summary"],

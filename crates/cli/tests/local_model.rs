@@ -4,17 +4,19 @@
 //! `/health` stays quick.
 //!
 //! The process runs in an empty directory with nothing but `PATH` and
-//! `PORT` set; the model file is placed where the defaults look for it
-//! (`./data/models`), as `switchyard models pull` would.
+//! `PORT=0` set (it prints the port it picks); the model file is placed
+//! where the defaults look for it (`./data/models`), as `switchyard models
+//! pull` would.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_local::template::TemplateMessage;
-use switchyard_testkit::free_port;
+use switchyard_testkit::process::{Binary, ServerProcess};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const QUESTION: &str = "What is the capital of Germany?";
@@ -22,15 +24,8 @@ const QUESTION: &str = "What is the capital of Germany?";
 struct Served {
     base: String,
     key: String,
-    child: Child,
+    _server: ServerProcess,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
 }
 
 fn serve() -> Served {
@@ -42,40 +37,13 @@ fn serve() -> Served {
         models.join(switchyard_local::SMOLLM2_135M.file_name),
     )
     .unwrap();
-    let port = free_port();
-    let mut child = Command::new(BIN)
-        .current_dir(dir.path())
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // The first admin key is printed once on an empty database. The rest
-    // of stdout keeps being read so the server never writes to a closed
-    // pipe.
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some(k) = line.split_whitespace().find(|w| w.starts_with("sy_")) {
-                let _ = tx.send(k.to_owned());
-            }
-        }
-    });
-    let key = rx
-        .recv_timeout(Duration::from_secs(30))
-        .expect("the admin key is printed");
-    let base = format!("http://127.0.0.1:{port}");
-    assert!(
-        switchyard_testkit::wait_for_http_ok(&format!("{base}/ready"), Duration::from_secs(30)),
-        "the server did not start"
-    );
+    let server = Binary::new(BIN).current_dir(dir.path()).serve();
+    // The first admin key is printed once on an empty database.
+    let key = server.printed_key();
     Served {
-        base,
+        base: server.base_url().to_owned(),
         key,
-        child,
+        _server: server,
         _dir: dir,
     }
 }
@@ -239,9 +207,10 @@ fn ten_concurrent_calls_finish_while_health_stays_quick() {
     let s = serve();
     let base = s.base.clone();
     let key = s.key.clone();
+    let answered = Arc::new(AtomicUsize::new(0));
     let callers: Vec<_> = (0..10)
         .map(|i| {
-            let (base, key) = (base.clone(), key.clone());
+            let (base, key, answered) = (base.clone(), key.clone(), answered.clone());
             std::thread::spawn(move || {
                 let r = reqwest::blocking::Client::new()
                     .post(format!("{base}/v1/chat/completions"))
@@ -252,20 +221,44 @@ fn ten_concurrent_calls_finish_while_health_stays_quick() {
                     .send()
                     .unwrap();
                 let status = r.status();
+                answered.fetch_add(1, Ordering::SeqCst);
                 let v: Value = r.json().unwrap();
                 (status, v)
             })
         })
         .collect();
-    // Probe /health while the model works.
-    std::thread::sleep(Duration::from_millis(300));
+    // Probe /health while the model works: once all ten calls have reached
+    // the server (in flight, not counting the /metrics request that asks,
+    // or already answered).
     let client = reqwest::blocking::Client::new();
+    switchyard_testkit::poll_until(Duration::from_secs(30), || {
+        let metrics = client
+            .get(format!("{base}/metrics"))
+            .send()
+            .unwrap()
+            .text()
+            .unwrap();
+        let in_flight: usize = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("http_requests_in_flight "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let arrived = in_flight - 1 + answered.load(Ordering::SeqCst);
+        if arrived >= 10 {
+            Ok(())
+        } else {
+            Err(format!("{arrived} of 10 calls reached the server"))
+        }
+    });
     let mut slowest = Duration::ZERO;
     for _ in 0..20 {
         let t = Instant::now();
         let r = client.get(format!("{base}/health")).send().unwrap();
         assert_eq!(r.status(), 200);
         slowest = slowest.max(t.elapsed());
+        // Spreads the probes over about a second of generation: the pace
+        // of the probing, not a wait for anything.
         std::thread::sleep(Duration::from_millis(50));
     }
     for c in callers {

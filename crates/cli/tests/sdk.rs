@@ -5,10 +5,10 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::Value;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 use switchyard_testkit::fake_openai::FakeOpenAi;
-use switchyard_testkit::{free_port, TestDatabase};
+use switchyard_testkit::process::{Binary, ServerProcess};
+use switchyard_testkit::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -89,20 +89,12 @@ print(json.dumps(out))
 /// A running server over the fake OpenAI upstream with models `fast` and
 /// `tool`, and its admin key.
 struct Served {
-    base_url: String,
+    server: ServerProcess,
     key: String,
-    server: std::process::Child,
     _upstream: FakeOpenAi,
     _rt: tokio::runtime::Runtime,
     _db: TestDatabase,
     _dir: tempfile::TempDir,
-}
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.server.kill();
-        let _ = self.server.wait();
-    }
 }
 
 fn serve() -> Served {
@@ -120,28 +112,15 @@ fn serve() -> Served {
     )
     .unwrap();
     let db = TestDatabase::sqlite();
-    let port = free_port();
     let key = format!("sy_{}", "5".repeat(64));
-    let server = Command::new(BIN)
-        .env_clear()
-        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PORT", port.to_string())
+    let server = Binary::new(BIN)
         .env("DATABASE_URL", &db.url)
         .env("SWITCHYARD_CONFIG", &config)
         .env("ADMIN_API_KEY", &key)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let base_url = format!("http://127.0.0.1:{port}");
-    assert!(
-        switchyard_testkit::wait_for_http_ok(&format!("{base_url}/ready"), Duration::from_secs(30)),
-        "server did not start"
-    );
+        .serve();
     Served {
-        base_url,
-        key,
         server,
+        key,
         _upstream: upstream,
         _rt: rt,
         _db: db,
@@ -151,7 +130,7 @@ fn serve() -> Served {
 
 fn run_python(script: &str, s: &Served) -> Value {
     let out = Command::new(python())
-        .args(["-c", script, &s.base_url, &s.key])
+        .args(["-c", script, s.server.base_url(), &s.key])
         .output()
         .unwrap();
     assert!(

@@ -96,6 +96,8 @@ async fn redis_with_its_own_clock_admits_again_on_schedule() {
         denied.retry_after_us > 0 && denied.retry_after_us <= 200_000,
         "{denied:?}"
     );
+    // Redis keeps its own clock, which cannot be paused: the advertised
+    // wait passing for real is what is tested.
     tokio::time::sleep(Duration::from_micros(denied.retry_after_us + 2_000)).await;
     assert!(limiter.check("k", &q, 1).await.unwrap().decision.allowed);
 }
@@ -187,6 +189,7 @@ async fn redis_outage_falls_back_or_refuses_and_recovers() {
 
 async fn slow_load(counter: &AtomicUsize, value: &str) -> Result<Arc<String>, String> {
     counter.fetch_add(1, Ordering::SeqCst);
+    // A slow source, so that concurrent callers overlap while it loads.
     tokio::time::sleep(Duration::from_millis(50)).await;
     Ok(Arc::new(value.to_owned()))
 }
@@ -277,6 +280,7 @@ async fn the_redis_tier_is_shared_and_optional() {
 #[test]
 fn the_system_clock_moves_forward() {
     let a = SystemClock.now_us();
+    // Real time passing is the point.
     std::thread::sleep(Duration::from_millis(2));
     assert!(SystemClock.now_us() > a);
 }

@@ -6,7 +6,6 @@
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
 use std::sync::{Arc, OnceLock};
-use std::time::Duration;
 use switchyard_local::engine::{Event, Finish, Job};
 use switchyard_local::sampler::SamplingParams;
 use switchyard_local::template::TemplateMessage;
@@ -289,14 +288,18 @@ fn ten_concurrent_jobs_all_finish_and_a_full_queue_refuses() {
 #[test]
 fn a_dropped_caller_frees_its_slot() {
     let e = Engine::start(model(), EngineConfig { slots: 1, queue: 4 }).unwrap();
-    let long = job(
+    let mut long = job(
         &e,
         "Write a very long essay about rivers.",
         4000,
         &[],
         greedy(),
     );
-    std::thread::sleep(Duration::from_millis(200));
+    // Dropped once it holds the slot: it has produced its first text.
+    match long.blocking_recv().expect("the long job reports") {
+        Event::Text(_) => {}
+        other => panic!("the long job did not start generating: {other:?}"),
+    }
     drop(long);
     // With one slot, this answer can only come once the dropped one has
     // been abandoned.

@@ -92,6 +92,7 @@ impl Application {
         });
         let mut server = tokio::spawn(async move { serve.await });
         tracing::info!(%addr, "listening");
+        announce(addr);
 
         let outcome = tokio::select! {
             joined = &mut server => Some(joined),
@@ -150,6 +151,18 @@ impl Application {
         tracing::info!("stopped");
         Ok(())
     }
+}
+
+/// Prints `listening on http://ADDR` on stdout once the listener accepts
+/// connections. Unlike the `listening` log event, it does not depend on
+/// `LOG_LEVEL` or `LOG_FORMAT`, so whoever started the process with `PORT=0`
+/// (a supervisor, a test) always learns the port that was picked.
+#[allow(
+    clippy::print_stdout,
+    reason = "the bound address is part of what `serve` tells its caller"
+)]
+fn announce(addr: SocketAddr) {
+    println!("listening on http://{addr}");
 }
 
 /// Background work: dependency probes for the gauges, forgetting idle

@@ -8,66 +8,39 @@ mod common;
 use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
-use switchyard_testkit::fake_anthropic::FakeAnthropic;
-use switchyard_testkit::fake_openai::FakeOpenAi;
-use switchyard_testkit::TestDatabase;
 
-struct Both {
-    app: TestApp,
-    anthropic: FakeAnthropic,
-    _openai: FakeOpenAi,
-    _db: TestDatabase,
-    _dir: tempfile::TempDir,
-}
+/// Two Anthropic-backed models and one OpenAI-backed model, on fake
+/// upstreams.
+const CATALOG: &str = r#"
+[[models]]
+id = "claude"
+backend = "anthropic"
+base_url = "{anthropic}"
+upstream_model = "claude-up"
+api_key_env = "FAKE_ANTHROPIC_KEY"
+input_per_mtok = 1.0
+output_per_mtok = 5.0
+cached_input_per_mtok = 0.1
 
-async fn start() -> Both {
-    let anthropic = FakeAnthropic::start().await;
-    let openai = FakeOpenAi::start().await;
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[[models]]\nid = \"claude\"\nbackend = \"anthropic\"\nbase_url = \"{}\"\nupstream_model = \"claude-up\"\n\
-             api_key_env = \"FAKE_ANTHROPIC_KEY\"\ninput_per_mtok = 1.0\noutput_per_mtok = 5.0\ncached_input_per_mtok = 0.1\n\
-             \n[[models]]\nid = \"claude-tool\"\nbackend = \"anthropic\"\nbase_url = \"{}\"\nupstream_model = \"tool\"\n\
-             api_key_env = \"FAKE_ANTHROPIC_KEY\"\n\
-             \n[[models]]\nid = \"gpt\"\nbase_url = \"{}\"\nupstream_model = \"echo-1\"\n",
-            anthropic.base_url(),
-            anthropic.base_url(),
-            openai.base_url()
-        ),
-    )
-    .unwrap();
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
-            ("FAKE_ANTHROPIC_KEY", "sk-ant-test"),
-        ],
-    )
-    .await;
-    Both {
-        app,
-        anthropic,
-        _openai: openai,
-        _db: db,
-        _dir: dir,
-    }
-}
+[[models]]
+id = "claude-tool"
+backend = "anthropic"
+base_url = "{anthropic}"
+upstream_model = "tool"
+api_key_env = "FAKE_ANTHROPIC_KEY"
 
-impl Both {
-    async fn post(&self, path: &str, body: Value) -> reqwest::Response {
-        self.app
-            .client
-            .post(self.app.url(path))
-            .bearer_auth(&self.app.admin)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
+[[models]]
+id = "gpt"
+base_url = "{openai}"
+upstream_model = "echo-1"
+"#;
+
+async fn start() -> TestApp {
+    TestApp::builder()
+        .catalog(CATALOG)
+        .env("FAKE_ANTHROPIC_KEY", "sk-ant-test")
+        .start()
+        .await
 }
 
 fn events(text: &str) -> Vec<(String, Value)> {
@@ -101,7 +74,7 @@ async fn openai_calls_reach_an_anthropic_upstream() {
         "Hello from claude-up! You said: hi there"
     );
     assert_eq!(c["choices"][0]["finish_reason"], "stop");
-    let sent = &b.anthropic.received()[0];
+    let sent = &b.anthropic().received()[0];
     assert_eq!(sent.api_key.as_deref(), Some("sk-ant-test"));
     assert_eq!(sent.body["system"], "be brief");
     assert_eq!(sent.body["max_tokens"], 100);
@@ -136,12 +109,8 @@ async fn openai_calls_reach_an_anthropic_upstream() {
         "get_weather"
     );
     // Accounted with Anthropic's usage mapped to OpenAI's.
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while b.app.state.store.count_usage().await.unwrap() < 3 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
-    let rows = b.app.state.store.recent_usage(10).await.unwrap();
+    b.wait_for_usage(3).await;
+    let rows = b.state.store.recent_usage(10).await.unwrap();
     assert!(rows
         .iter()
         .all(|r| r.backend.as_deref() == Some("anthropic") && r.status == 200));
@@ -211,8 +180,7 @@ async fn anthropic_clients_are_served_by_any_backend() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_builtin_catalog_needs_its_key_and_says_so() {
-    let db = TestDatabase::sqlite();
-    let app = TestApp::start(&db.url, &[]).await;
+    let app = TestApp::builder().start().await;
     let models: Value = app
         .get("/v1/models", Some(&app.admin))
         .await
@@ -254,18 +222,13 @@ async fn the_builtin_catalog_needs_its_key_and_says_so() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_claude_cli_backend_serves_chat_and_reports_its_own_cost() {
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let app = TestApp::builder()
+        .catalog(&format!(
             "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"default\"\n",
             switchyard_testkit::fake_claude().display()
-        ),
-    )
-    .unwrap();
-    let app = TestApp::start(&db.url, &[("SWITCHYARD_CONFIG", file.to_str().unwrap())]).await;
+        ))
+        .start()
+        .await;
     let post = |body: Value| {
         app.client
             .post(app.url("/v1/chat/completions"))
@@ -296,11 +259,7 @@ async fn the_claude_cli_backend_serves_chat_and_reports_its_own_cost() {
     let text = r.text().await.unwrap();
     assert!(text.ends_with("data: [DONE]\n\n"));
     assert!(!text.contains("switchyard_cost_usd"));
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
-    while app.state.store.count_usage().await.unwrap() < 2 {
-        assert!(std::time::Instant::now() < deadline);
-        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-    }
+    app.wait_for_usage(2).await;
     let rows = app.state.store.recent_usage(10).await.unwrap();
     assert!(rows
         .iter()

@@ -45,8 +45,7 @@ on_both!(
 );
 
 async fn authentication_matrix(kind: DatabaseKind) {
-    let db = TestDatabase::of_kind(kind);
-    let app = TestApp::start(&db.url, &[]).await;
+    let app = TestApp::builder().database(kind).start().await;
 
     let (s, e) = error_of(app.get("/v1/models", None).await).await;
     assert_eq!(
@@ -165,8 +164,7 @@ async fn authentication_matrix(kind: DatabaseKind) {
 }
 
 async fn admin_key_lifecycle_is_audited(kind: DatabaseKind) {
-    let db = TestDatabase::of_kind(kind);
-    let app = TestApp::start(&db.url, &[]).await;
+    let app = TestApp::builder().database(kind).start().await;
     let post = |body: Value| {
         app.client
             .post(app.url("/v1/admin/keys"))
@@ -308,9 +306,16 @@ async fn admin_key_lifecycle_is_audited(kind: DatabaseKind) {
 }
 
 async fn revocation_reaches_other_replicas_within_the_cache_ttl(kind: DatabaseKind) {
+    // Two replicas of one deployment: one database, owned here.
     let db = TestDatabase::of_kind(kind);
-    let a = TestApp::start(&db.url, &[("KEY_CACHE_TTL_SECONDS", "1")]).await;
-    let b = TestApp::start(&db.url, &[("KEY_CACHE_TTL_SECONDS", "1")]).await;
+    let replica = || {
+        TestApp::builder()
+            .shared(&db)
+            .env("KEY_CACHE_TTL_SECONDS", "1")
+            .start()
+    };
+    let a = replica().await;
+    let b = replica().await;
     let user = issue(&a.state, "shared", Scopes::user()).await;
     assert_eq!(
         b.get("/v1/models", Some(&user)).await.status(),
@@ -352,8 +357,13 @@ async fn revocation_reaches_other_replicas_within_the_cache_ttl(kind: DatabaseKi
 }
 
 async fn last_use_is_written_back_in_batches(kind: DatabaseKind) {
+    // The database outlives the app: it is read again after the stop.
     let db = TestDatabase::of_kind(kind);
-    let app = TestApp::start(&db.url, &[("KEY_LAST_USED_FLUSH_SECONDS", "1")]).await;
+    let app = TestApp::builder()
+        .shared(&db)
+        .env("KEY_LAST_USED_FLUSH_SECONDS", "1")
+        .start()
+        .await;
     let user = issue(&app.state, "u", Scopes::user()).await;
     let id = app
         .state
@@ -389,6 +399,7 @@ async fn last_use_is_written_back_in_batches(kind: DatabaseKind) {
         .unwrap()
         .unwrap()
         .last_used_at;
+    // Time passes, so that the last use is later than the flushed one.
     tokio::time::sleep(Duration::from_millis(20)).await;
     app.get("/v1/models", Some(&user)).await;
     let store = app.state.store.clone();
@@ -402,8 +413,11 @@ async fn last_use_is_written_back_in_batches(kind: DatabaseKind) {
 }
 
 async fn probes_report_and_drain(kind: DatabaseKind) {
-    let db = TestDatabase::of_kind(kind);
-    let app = TestApp::start(&db.url, &[("DEPLOYMENT_SLOT", "green")]).await;
+    let app = TestApp::builder()
+        .database(kind)
+        .env("DEPLOYMENT_SLOT", "green")
+        .start()
+        .await;
     let health: Value = app.get("/health", None).await.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["deployment_slot"], "green");
@@ -432,9 +446,18 @@ async fn probes_report_and_drain(kind: DatabaseKind) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_services_work_without_a_server() {
+    let state = TestApp::builder().postgres().state().await;
+    let secret = issue(&state, "direct", Scopes::user()).await;
+    assert!(secret.starts_with("sy_"));
+    let keys = state.store.list_keys(false).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].name, "direct");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn metrics_count_requests_by_route_template() {
-    let db = TestDatabase::sqlite();
-    let app = TestApp::start(&db.url, &[]).await;
+    let app = TestApp::builder().start().await;
     for id in ["key_aaa", "key_bbb"] {
         assert_eq!(
             app.get(&format!("/v1/admin/keys/{id}"), Some(&app.admin))
@@ -495,16 +518,12 @@ async fn metrics_count_requests_by_route_template() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn edge_behaviour_request_id_compression_limits_and_timeout() {
-    let db = TestDatabase::sqlite();
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("MAX_REQUEST_BODY_BYTES", "1024"),
-            ("API_TIMEOUT", "1"),
-            ("DEBUG", "true"),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("MAX_REQUEST_BODY_BYTES", "1024")
+        .env("API_TIMEOUT", "1")
+        .env("DEBUG", "true")
+        .start()
+        .await;
 
     let r = app.get_with("/health", "x-request-id", "trace-abc-1").await;
     assert_eq!(r.headers()["x-request-id"], "trace-abc-1");
@@ -613,15 +632,10 @@ mod futures_util_stream {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_model_catalog_is_cached_and_reloadable() {
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &file,
-        "[[models]]\nid = \"small\"\nbase_url = \"http://127.0.0.1:1/v1\"\naliases = [\"fast\"]\ncontext_window = 8192\n",
-    )
-    .unwrap();
-    let app = TestApp::start(&db.url, &[("SWITCHYARD_CONFIG", file.to_str().unwrap())]).await;
+    let app = TestApp::builder()
+        .catalog("[[models]]\nid = \"small\"\nbase_url = \"http://127.0.0.1:1/v1\"\naliases = [\"fast\"]\ncontext_window = 8192\n")
+        .start()
+        .await;
     let list: Value = app
         .get("/v1/models", Some(&app.admin))
         .await
@@ -652,14 +666,13 @@ async fn the_model_catalog_is_cached_and_reloadable() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_outage_degrades_readiness_and_recovers() {
-    let db = TestDatabase::sqlite();
     let mut redis = PrivateRedis::start_with_password(Some("s3cret-redis"));
     let url = redis.url();
-    let app = TestApp::start(
-        &db.url,
-        &[("REDIS_URL", &url), ("REDIS_PASSWORD", "s3cret-redis")],
-    )
-    .await;
+    let app = TestApp::builder()
+        .env("REDIS_URL", &url)
+        .env("REDIS_PASSWORD", "s3cret-redis")
+        .start()
+        .await;
     let check: Value = app.get("/redis-check", None).await.json().await.unwrap();
     assert_eq!(check["status"], "ok", "{check}");
     assert!(check["latency_ms"].as_f64().unwrap() >= 0.0);

@@ -11,30 +11,17 @@ use common::TestApp;
 use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
-use switchyard_testkit::TestDatabase;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_tasks_cost_counts_against_its_project_budget() {
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let app = TestApp::builder()
+        .catalog(&format!(
             "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"task-agent\"\n",
             switchyard_testkit::fake_claude().display()
-        ),
-    )
-    .unwrap();
-    let tasks_dir = dir.path().join("tasks");
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
-            ("TASKS_DIR", tasks_dir.to_str().unwrap()),
-        ],
-    )
-    .await;
+        ))
+        .env_path("TASKS_DIR", "tasks")
+        .start()
+        .await;
     let budget: Value = app
         .client
         .put(app.url("/v1/admin/budgets"))

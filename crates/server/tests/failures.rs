@@ -14,21 +14,21 @@ use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use switchyard_testkit::fake_openai::FakeOpenAi;
+use switchyard_core::config::DatabaseKind;
 use switchyard_testkit::{PrivatePostgres, PrivateRedis};
 
-fn catalog(dir: &tempfile::TempDir, base: &str) -> String {
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[[models]]\nid = \"fast\"\nbase_url = \"{base}\"\ninput_per_mtok = 1.0\noutput_per_mtok = 1.0\n\n\
-             [[models]]\nid = \"hold\"\nbase_url = \"{base}\"\nupstream_model = \"sleep-1500\"\n"
-        ),
-    )
-    .unwrap();
-    file.display().to_string()
-}
+const CATALOG: &str = r#"
+[[models]]
+id = "fast"
+base_url = "{openai}"
+input_per_mtok = 1.0
+output_per_mtok = 1.0
+
+[[models]]
+id = "hold"
+base_url = "{openai}"
+upstream_model = "sleep-1500"
+"#;
 
 async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -40,22 +40,15 @@ async fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_batch_reports_a_lost_rate_limiter_as_unavailable_not_as_over_the_limit() {
-    let upstream = FakeOpenAi::start().await;
     let mut redis = PrivateRedis::start();
-    let db = switchyard_testkit::TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let config = catalog(&dir, &upstream.base_url());
-    let redis_url = redis.url();
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("SWITCHYARD_CONFIG", &config),
-            ("REDIS_URL", &redis_url),
-            ("RATE_LIMIT_BACKEND", "redis"),
-            ("RATE_LIMIT_REDIS_FAILURE", "refuse"),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .catalog(CATALOG)
+        .env("REDIS_URL", &redis.url())
+        .env("RATE_LIMIT_BACKEND", "redis")
+        .env("RATE_LIMIT_REDIS_FAILURE", "refuse")
+        .start()
+        .await;
+    let upstream = app.openai();
     // One at a time: the first item holds the upstream for 1.5 s, and Redis
     // goes away while it does, before the other items are limited.
     let request =
@@ -100,20 +93,15 @@ async fn a_batch_reports_a_lost_rate_limiter_as_unavailable_not_as_over_the_limi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_restart_under_load_answers_503_and_loses_no_usage_row() {
-    let upstream = FakeOpenAi::start().await;
     let mut pg = PrivatePostgres::start();
-    let dir = tempfile::tempdir().unwrap();
-    let config = catalog(&dir, &upstream.base_url());
     let app = Arc::new(
-        TestApp::start(
-            &pg.url(),
-            &[
-                ("SWITCHYARD_CONFIG", &config),
-                ("API_RATE_LIMIT", "1000000"),
-                ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "1"),
-            ],
-        )
-        .await,
+        TestApp::builder()
+            .shared_url(&pg.url(), DatabaseKind::Postgres)
+            .catalog(CATALOG)
+            .env("API_RATE_LIMIT", "1000000")
+            .env("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "1")
+            .start()
+            .await,
     );
     // A budget every call reserves against: a write per call.
     let set = app

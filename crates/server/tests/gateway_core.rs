@@ -3,11 +3,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use std::collections::HashMap;
+mod common;
+
+use common::{TestApp, TestState};
 use std::time::{Duration, Instant};
 use switchyard_core::budget::{BudgetPeriod, BudgetScope};
 use switchyard_core::keys::{NewKeySpec, Scopes};
-use switchyard_core::Config;
 use switchyard_models::openai_wire::ChatRequest;
 use switchyard_models::BackendError;
 use switchyard_server::audit::Actor;
@@ -15,14 +16,12 @@ use switchyard_server::budgets::BudgetRequest;
 use switchyard_server::context::Caller;
 use switchyard_server::gateway::{CallOrigin, GatewayError, StreamEnd, StreamItem, ENDPOINT};
 use switchyard_server::AppState;
-use switchyard_store::{Store, UsageRecord};
-use switchyard_testkit::fake_openai::FakeOpenAi;
-use switchyard_testkit::TestDatabase;
+use switchyard_store::UsageRecord;
 
 const CATALOG: &str = r#"
 [[models]]
 id = "fast"
-base_url = "{base}"
+base_url = "{openai}"
 upstream_model = "echo-1"
 input_per_mtok = 3.0
 output_per_mtok = 15.0
@@ -30,12 +29,12 @@ max_output_tokens = 1000
 
 [[models]]
 id = "fail-500"
-base_url = "{base}"
+base_url = "{openai}"
 retries = 0
 
 [[models]]
 id = "breaker"
-base_url = "{base}"
+base_url = "{openai}"
 upstream_model = "fail-500"
 retries = 0
 breaker_threshold = 1
@@ -43,19 +42,19 @@ breaker_cooldown_seconds = 600
 
 [[models]]
 id = "busy"
-base_url = "{base}"
+base_url = "{openai}"
 upstream_model = "sleep-800"
 max_concurrency = 1
 max_queue = 0
 
 [[models]]
 id = "trickle-200"
-base_url = "{base}"
+base_url = "{openai}"
 retries = 0
 
 [[models]]
 id = "slow"
-base_url = "{base}"
+base_url = "{openai}"
 upstream_model = "sleep-5000"
 retries = 0
 
@@ -68,29 +67,21 @@ cheapest = "fast"
 
 /// The services of one replica, without a TCP server.
 struct Harness {
-    state: AppState,
+    state: TestState,
     caller: Caller,
-    upstream: FakeOpenAi,
-    _db: TestDatabase,
-    _dir: tempfile::TempDir,
 }
 
 async fn harness() -> Harness {
-    let upstream = FakeOpenAi::start().await;
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(&file, CATALOG.replace("{base}", &upstream.base_url())).unwrap();
-    let vars: HashMap<String, String> = HashMap::from([
-        ("DATABASE_URL".into(), db.url.clone()),
-        ("SWITCHYARD_CONFIG".into(), file.display().to_string()),
-        ("TASK_WORKERS".into(), "0".into()),
-    ]);
-    let loaded = Config::load(&move |n| vars.get(n).cloned());
-    assert!(loaded.problems.is_empty(), "{:?}", loaded.problems);
-    let store = Store::connect_lazy(&loaded.config.database).unwrap();
-    store.migrate().await.unwrap();
-    let state = AppState::new(loaded.config, store, None).unwrap();
+    let state = TestApp::builder()
+        .catalog(CATALOG)
+        .env("TASK_WORKERS", "0")
+        .state()
+        .await;
+    let caller = caller_of(&state).await;
+    Harness { state, caller }
+}
+
+async fn caller_of(state: &AppState) -> Caller {
     let spec = NewKeySpec::new(
         "app",
         None,
@@ -101,13 +92,7 @@ async fn harness() -> Harness {
     )
     .unwrap();
     let issued = state.keys.issue(&spec, &Actor::default()).await.unwrap();
-    Harness {
-        caller: Caller::acting_for(issued.key),
-        state,
-        upstream,
-        _db: db,
-        _dir: dir,
-    }
+    Caller::acting_for(issued.key)
 }
 
 fn request(model: &str) -> ChatRequest {
@@ -206,29 +191,9 @@ async fn invalid_requests_and_unknown_models_are_refused_before_any_accounting()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_catalog_model_without_its_key_is_unavailable() {
     // The built-in catalog without ANTHROPIC_API_KEY.
-    let db = TestDatabase::sqlite();
-    let vars: HashMap<String, String> = HashMap::from([("DATABASE_URL".into(), db.url.clone())]);
-    let loaded = Config::load(&move |n| vars.get(n).cloned());
-    let store = Store::connect_lazy(&loaded.config.database).unwrap();
-    store.migrate().await.unwrap();
-    let state = AppState::new(loaded.config, store, None).unwrap();
-    let spec = NewKeySpec::new(
-        "app",
-        None,
-        "proj",
-        Scopes::user(),
-        None,
-        switchyard_core::now(),
-    )
-    .unwrap();
-    let key = state
-        .keys
-        .issue(&spec, &Actor::default())
-        .await
-        .unwrap()
-        .key;
+    let state = TestApp::builder().state().await;
     let origin = CallOrigin {
-        caller: Caller::acting_for(key),
+        caller: caller_of(&state).await,
         request_id: "r".into(),
         endpoint: ENDPOINT,
     };
@@ -308,7 +273,7 @@ async fn an_open_circuit_and_a_full_pool_are_their_own_errors() {
         })
     };
     let deadline = Instant::now() + Duration::from_secs(5);
-    while h.upstream.calls("sleep-800") == 0 {
+    while h.state.openai().calls("sleep-800") == 0 {
         assert!(
             Instant::now() < deadline,
             "the first call never reached the upstream"

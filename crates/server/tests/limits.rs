@@ -10,34 +10,11 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use switchyard_core::keys::{NewKeySpec, Scopes};
 use switchyard_server::audit::Actor;
-use switchyard_testkit::{redis_url, TestDatabase};
+use switchyard_testkit::redis_url;
 
-struct App {
-    inner: TestApp,
-    _db: TestDatabase,
-    _dir: tempfile::TempDir,
-}
-
-impl std::ops::Deref for App {
-    type Target = TestApp;
-    fn deref(&self) -> &TestApp {
-        &self.inner
-    }
-}
-
-async fn start(extra: &[(&str, &str)], toml: &str) -> App {
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(&file, toml).unwrap();
-    let file = file.display().to_string();
-    let mut vars = extra.to_vec();
-    vars.push(("SWITCHYARD_CONFIG", &file));
-    App {
-        inner: TestApp::start(&db.url, &vars).await,
-        _db: db,
-        _dir: dir,
-    }
+/// An app with `extra` settings and the catalog `toml`.
+async fn start(extra: &[(&str, &str)], toml: &str) -> TestApp {
+    TestApp::builder().catalog(toml).envs(extra).start().await
 }
 
 fn header<'a>(r: &'a reqwest::Response, name: &str) -> &'a str {

@@ -506,7 +506,11 @@ async fn the_settle_job_fails_tasks_whose_worker_died(kind: DatabaseKind) {
 
 async fn the_service_runs_its_jobs_and_releases_them_on_stop(kind: DatabaseKind) {
     let d = Deployment::new(kind).await;
-    let app = common::TestApp::start(&d.db.url, &[("SCHEDULER_LEASE_SECONDS", "2")]).await;
+    let app = common::TestApp::builder()
+        .shared(&d.db)
+        .env("SCHEDULER_LEASE_SECONDS", "2")
+        .start()
+        .await;
     wait_for("the service to run its settle job", || async {
         d.store
             .get_job(jobs::SETTLE_ABANDONED)

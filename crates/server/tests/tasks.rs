@@ -10,67 +10,27 @@ use reqwest::StatusCode;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 use switchyard_core::keys::Scopes;
-use switchyard_testkit::fake_openai::FakeOpenAi;
-use switchyard_testkit::TestDatabase;
 
-struct Tasks {
-    app: TestApp,
-    _upstream: FakeOpenAi,
-    _db: TestDatabase,
-    _dir: tempfile::TempDir,
-}
-
-async fn start() -> Tasks {
-    let upstream = FakeOpenAi::start().await;
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    let base = upstream.base_url();
-    std::fs::write(
-        &file,
-        format!(
-            "[[models]]\nid = \"agent\"\nbase_url = \"{base}\"\ninput_per_mtok = 1.0\noutput_per_mtok = 5.0\n\n\
-             [[models]]\nid = \"agent-sleep\"\nbase_url = \"{base}\"\n"
-        ),
-    )
-    .unwrap();
-    let tasks_dir = dir.path().join("tasks");
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
-            ("TASKS_DIR", tasks_dir.to_str().unwrap()),
-            ("TASK_DEFAULT_MODEL", "agent"),
-        ],
-    )
-    .await;
-    Tasks {
-        app,
-        _upstream: upstream,
-        _db: db,
-        _dir: dir,
-    }
-}
-
-impl Tasks {
-    async fn post(&self, key: &str, path: &str, body: Value) -> reqwest::Response {
-        self.app
-            .client
-            .post(self.app.url(path))
-            .bearer_auth(key)
-            .json(&body)
-            .send()
-            .await
-            .unwrap()
-    }
+/// An app with a scripted agent (`agent`) and one that sleeps under Bash
+/// (`agent-sleep`) on the fake upstream, and a tasks folder of its own.
+async fn start() -> TestApp {
+    TestApp::builder()
+        .catalog(
+            "[[models]]\nid = \"agent\"\nbase_url = \"{openai}\"\ninput_per_mtok = 1.0\noutput_per_mtok = 5.0\n\n\
+             [[models]]\nid = \"agent-sleep\"\nbase_url = \"{openai}\"\n",
+        )
+        .env_path("TASKS_DIR", "tasks")
+        .env("TASK_DEFAULT_MODEL", "agent")
+        .start()
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_runs_tools_and_reports_artifacts_usage_and_log() {
     let t = start().await;
     let r = t
-        .post(
-            &t.app.admin,
+        .post_as(
+            &t.admin,
             "/v1/task",
             json!({"description": "analyse notes for race conditions",
             "allow_tools": ["Read", "Write", "Edit", "Grep", "Bash"],
@@ -115,33 +75,27 @@ async fn a_task_runs_tools_and_reports_artifacts_usage_and_log() {
     assert_eq!(kinds.first(), Some(&"model_call"));
     let id = task["task_id"].as_str().unwrap();
     let file = t
-        .app
         .get(
             &format!("/v1/tasks/{id}/artifacts/notes.txt"),
-            Some(&t.app.admin),
+            Some(&t.admin),
         )
         .await;
     assert_eq!(file.text().await.unwrap(), "goodbye race condition\n");
     let escape = t
-        .app
         .get(
             &format!("/v1/tasks/{id}/artifacts/..%2F..%2Fetc%2Fpasswd"),
-            Some(&t.app.admin),
+            Some(&t.admin),
         )
         .await;
     assert_eq!(escape.status(), StatusCode::NOT_FOUND);
     // Workspaces are kept for the retention (a week by default).
     assert_eq!(
-        switchyard_server::tasks::clean_up_workspaces(&t.app.state).await,
+        switchyard_server::tasks::clean_up_workspaces(&t.state).await,
         0
     );
     // Each model call of the task was accounted like an API call.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while t.app.state.store.count_usage().await.unwrap() < 5 {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let audit = t.app.state.store.recent_audit(50).await.unwrap();
+    t.wait_for_usage(5).await;
+    let audit = t.state.store.recent_audit(50).await.unwrap();
     assert!(audit
         .iter()
         .any(|a| a.event == "task.finished" && a.task_id.as_deref() == Some(id)));
@@ -177,7 +131,7 @@ async fn a_task_runs_tools_and_reports_artifacts_usage_and_log() {
 async fn async_tasks_stream_events_and_can_be_cancelled() {
     let t = start().await;
     let r = t
-        .post(&t.app.admin, "/v1/task", json!({"description": "sleep", "model": "agent-sleep", "allow_tools": ["Bash"], "async": true}))
+        .post_as(&t.admin, "/v1/task", json!({"description": "sleep", "model": "agent-sleep", "allow_tools": ["Bash"], "async": true}))
         .await;
     assert_eq!(r.status(), StatusCode::ACCEPTED);
     let id = r.json::<Value>().await.unwrap()["task_id"]
@@ -188,8 +142,7 @@ async fn async_tasks_stream_events_and_can_be_cancelled() {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let task: Value = t
-            .app
-            .get(&format!("/v1/tasks/{id}"), Some(&t.app.admin))
+            .get(&format!("/v1/tasks/{id}"), Some(&t.admin))
             .await
             .json()
             .await
@@ -207,13 +160,12 @@ async fn async_tasks_stream_events_and_can_be_cancelled() {
     }
     let started = Instant::now();
     let r = t
-        .post(&t.app.admin, &format!("/v1/tasks/{id}/cancel"), json!({}))
+        .post_as(&t.admin, &format!("/v1/tasks/{id}/cancel"), json!({}))
         .await;
     assert_eq!(r.status(), StatusCode::OK);
     loop {
         let task: Value = t
-            .app
-            .get(&format!("/v1/tasks/{id}"), Some(&t.app.admin))
+            .get(&format!("/v1/tasks/{id}"), Some(&t.admin))
             .await
             .json()
             .await
@@ -226,8 +178,7 @@ async fn async_tasks_stream_events_and_can_be_cancelled() {
     }
     // The event stream replays the whole log and ends with `done`.
     let text = t
-        .app
-        .get(&format!("/v1/tasks/{id}/events"), Some(&t.app.admin))
+        .get(&format!("/v1/tasks/{id}/events"), Some(&t.admin))
         .await
         .text()
         .await
@@ -242,7 +193,7 @@ async fn async_tasks_stream_events_and_can_be_cancelled() {
         "{text}"
     );
     let r = t
-        .post(&t.app.admin, &format!("/v1/tasks/{id}/cancel"), json!({}))
+        .post_as(&t.admin, &format!("/v1/tasks/{id}/cancel"), json!({}))
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
 }
@@ -269,7 +220,7 @@ async fn requests_are_validated_and_keys_see_only_their_own_tasks() {
         (json!({"description": "x", "model": "nope"}), "model"),
         (json!({"timeout": 5}), "description"),
     ] {
-        let r = t.post(&t.app.admin, "/v1/task", body.clone()).await;
+        let r = t.post_as(&t.admin, "/v1/task", body.clone()).await;
         assert!(r.status().is_client_error(), "{body}");
         assert_eq!(
             r.json::<Value>().await.unwrap()["error"]["param"],
@@ -277,10 +228,10 @@ async fn requests_are_validated_and_keys_see_only_their_own_tasks() {
             "{body}"
         );
     }
-    let alice = issue(&t.app.state, "alice", Scopes::user()).await;
-    let bob = issue(&t.app.state, "bob", Scopes::user()).await;
+    let alice = issue(&t.state, "alice", Scopes::user()).await;
+    let bob = issue(&t.state, "bob", Scopes::user()).await;
     let r = t
-        .post(
+        .post_as(
             &alice,
             "/v1/task",
             json!({"description": "do it", "async": true}),
@@ -291,75 +242,43 @@ async fn requests_are_validated_and_keys_see_only_their_own_tasks() {
         .unwrap()
         .to_owned();
     assert_eq!(
-        t.app
-            .get(&format!("/v1/tasks/{id}"), Some(&alice))
+        t.get(&format!("/v1/tasks/{id}"), Some(&alice))
             .await
             .status(),
         StatusCode::OK
     );
     assert_eq!(
-        t.app
-            .get(&format!("/v1/tasks/{id}"), Some(&bob))
+        t.get(&format!("/v1/tasks/{id}"), Some(&bob)).await.status(),
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        t.get(&format!("/v1/tasks/{id}/events"), Some(&bob))
             .await
             .status(),
         StatusCode::NOT_FOUND
     );
     assert_eq!(
-        t.app
-            .get(&format!("/v1/tasks/{id}/events"), Some(&bob))
+        t.post_as(&bob, &format!("/v1/tasks/{id}/cancel"), json!({}))
             .await
             .status(),
         StatusCode::NOT_FOUND
     );
-    assert_eq!(
-        t.post(&bob, &format!("/v1/tasks/{id}/cancel"), json!({}))
-            .await
-            .status(),
-        StatusCode::NOT_FOUND
-    );
-    let mine: Value = t
-        .app
-        .get("/v1/tasks", Some(&bob))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let mine: Value = t.get("/v1/tasks", Some(&bob)).await.json().await.unwrap();
     assert_eq!(mine["data"].as_array().unwrap().len(), 0);
-    let mine: Value = t
-        .app
-        .get("/v1/tasks", Some(&alice))
-        .await
-        .json()
-        .await
-        .unwrap();
+    let mine: Value = t.get("/v1/tasks", Some(&alice)).await.json().await.unwrap();
     assert_eq!(mine["data"][0]["task_id"], id.as_str());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn expired_workspaces_are_removed() {
-    let upstream = FakeOpenAi::start().await;
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &file,
-        format!(
-            "[[models]]\nid = \"agent\"\nbase_url = \"{}\"\n",
-            upstream.base_url()
-        ),
-    )
-    .unwrap();
-    let tasks_dir = dir.path().join("tasks");
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
-            ("TASKS_DIR", tasks_dir.to_str().unwrap()),
-            ("TASK_DEFAULT_MODEL", "agent"),
-            ("TASK_RETENTION_HOURS", "0"),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .catalog("[[models]]\nid = \"agent\"\nbase_url = \"{openai}\"\n")
+        .env_path("TASKS_DIR", "tasks")
+        .env("TASK_DEFAULT_MODEL", "agent")
+        .env("TASK_RETENTION_HOURS", "0")
+        .start()
+        .await;
+    let tasks_dir = app.path("tasks");
     let r = app
         .client
         .post(app.url("/v1/task"))
@@ -372,6 +291,8 @@ async fn expired_workspaces_are_removed() {
     assert_eq!(task["status"], "completed");
     let id = task["task_id"].as_str().unwrap();
     assert!(tasks_dir.join(id).is_dir());
+    // With a retention of 0 h a workspace expires once any time at all has
+    // passed since its task finished: the passing of time is the point.
     tokio::time::sleep(Duration::from_millis(10)).await;
     assert_eq!(
         switchyard_server::tasks::clean_up_workspaces(&app.state).await,
@@ -389,28 +310,19 @@ async fn expired_workspaces_are_removed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn capabilities_list_tools_agents_and_skills() {
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(dir.path().join("agents")).unwrap();
-    std::fs::create_dir_all(dir.path().join("skills/report")).unwrap();
-    std::fs::write(
-        dir.path().join("agents/reviewer.md"),
-        "---\nname: reviewer\ndescription: reviews code\ntools: [Read, Grep]\n---\nReview carefully.\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("skills/report/SKILL.md"),
-        "---\nname: report\ndescription: report format\n---\nsecret body\n",
-    )
-    .unwrap();
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("AGENTS_DIR", dir.path().join("agents").to_str().unwrap()),
-            ("SKILLS_DIR", dir.path().join("skills").to_str().unwrap()),
-        ],
-    )
-    .await;
+    let app = TestApp::builder()
+        .file(
+            "agents/reviewer.md",
+            "---\nname: reviewer\ndescription: reviews code\ntools: [Read, Grep]\n---\nReview carefully.\n",
+        )
+        .file(
+            "skills/report/SKILL.md",
+            "---\nname: report\ndescription: report format\n---\nsecret body\n",
+        )
+        .env_path("AGENTS_DIR", "agents")
+        .env_path("SKILLS_DIR", "skills")
+        .start()
+        .await;
     let caps: Value = app
         .get("/v1/capabilities", Some(&app.admin))
         .await
@@ -453,13 +365,12 @@ async fn capabilities_list_tools_agents_and_skills() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_profiles_bound_what_a_key_may_ask_for() {
     let t = start().await;
-    let limited = issue(&t.app.state, "limited", Scopes::user()).await;
-    let id = t.app.key_id("limited").await;
+    let limited = issue(&t.state, "limited", Scopes::user()).await;
+    let id = t.key_id("limited").await;
     let put = |body: Value| {
-        t.app
-            .client
-            .put(t.app.url(&format!("/v1/admin/keys/{id}/task-profile")))
-            .bearer_auth(&t.app.admin)
+        t.client
+            .put(t.url(&format!("/v1/admin/keys/{id}/task-profile")))
+            .bearer_auth(&t.admin)
             .json(&body)
             .send()
     };
@@ -496,7 +407,7 @@ async fn task_profiles_bound_what_a_key_may_ask_for() {
             "0.5 USD",
         ),
     ] {
-        let r = t.post(&limited, "/v1/task", body.clone()).await;
+        let r = t.post_as(&limited, "/v1/task", body.clone()).await;
         assert_eq!(r.status(), StatusCode::FORBIDDEN, "{body}");
         let e: Value = r.json().await.unwrap();
         assert_eq!(e["error"]["code"], "task_not_permitted");
@@ -507,15 +418,15 @@ async fn task_profiles_bound_what_a_key_may_ask_for() {
     }
     let fine = json!({"description": "slow", "model": "agent-sleep", "allow_tools": ["Read"], "timeout": 30,
                       "max_cost": 0.1, "async": true});
-    let first = t.post(&limited, "/v1/task", fine.clone()).await;
+    let first = t.post_as(&limited, "/v1/task", fine.clone()).await;
     assert_eq!(first.status(), StatusCode::ACCEPTED);
-    let second = t.post(&limited, "/v1/task", fine).await;
+    let second = t.post_as(&limited, "/v1/task", fine).await;
     assert_eq!(second.status(), StatusCode::FORBIDDEN, "one task at a time");
     let task = first.json::<Value>().await.unwrap()["task_id"]
         .as_str()
         .unwrap()
         .to_owned();
-    t.post(&limited, &format!("/v1/tasks/{task}/cancel"), json!({}))
+    t.post_as(&limited, &format!("/v1/tasks/{task}/cancel"), json!({}))
         .await;
     // Clearing the profile lifts the limits.
     assert_eq!(put(Value::Null).await.unwrap().status(), StatusCode::OK);
@@ -527,7 +438,7 @@ async fn the_websocket_carries_chat_and_task_events_for_an_authenticated_key() {
     use tokio_tungstenite::tungstenite::client::IntoClientRequest;
     use tokio_tungstenite::tungstenite::Message;
     let t = start().await;
-    let ws_url = t.app.url("/v1/stream").replace("http://", "ws://");
+    let ws_url = t.url("/v1/stream").replace("http://", "ws://");
     // No key: refused at the handshake.
     assert!(tokio_tungstenite::connect_async(ws_url.as_str())
         .await
@@ -535,12 +446,12 @@ async fn the_websocket_carries_chat_and_task_events_for_an_authenticated_key() {
     let mut request = ws_url.as_str().into_client_request().unwrap();
     request.headers_mut().insert(
         "authorization",
-        format!("Bearer {}", t.app.admin).parse().unwrap(),
+        format!("Bearer {}", t.admin).parse().unwrap(),
     );
     let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
     let task: Value = t
-        .post(
-            &t.app.admin,
+        .post_as(
+            &t.admin,
             "/v1/task",
             json!({"description": "notes", "allow_tools": ["Write", "Grep", "Bash", "Edit"]}),
         )
@@ -584,26 +495,14 @@ async fn the_websocket_carries_chat_and_task_events_for_an_authenticated_key() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_can_run_through_the_claude_cli() {
-    let db = TestDatabase::sqlite();
-    let dir = tempfile::tempdir().unwrap();
-    let file = dir.path().join("switchyard.toml");
-    std::fs::write(
-        &file,
-        format!(
+    let app = TestApp::builder()
+        .catalog(&format!(
             "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"task-agent\"\n",
             switchyard_testkit::fake_claude().display()
-        ),
-    )
-    .unwrap();
-    let tasks_dir = dir.path().join("tasks");
-    let app = TestApp::start(
-        &db.url,
-        &[
-            ("SWITCHYARD_CONFIG", file.to_str().unwrap()),
-            ("TASKS_DIR", tasks_dir.to_str().unwrap()),
-        ],
-    )
-    .await;
+        ))
+        .env_path("TASKS_DIR", "tasks")
+        .start()
+        .await;
     let run = |tools: Value| {
         app.client
             .post(app.url("/v1/task"))

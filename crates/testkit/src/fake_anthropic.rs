@@ -283,6 +283,7 @@ async fn messages(
             if tx.send(Ok(Bytes::from(frame))).await.is_err() {
                 return;
             }
+            // Paced like a real stream, so events arrive separately.
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
     });

@@ -128,6 +128,7 @@ async fn chat(
         .strip_prefix("sleep-")
         .and_then(|n| n.parse::<u64>().ok())
     {
+        // The deliberate delay the model name asks for.
         tokio::time::sleep(Duration::from_millis(ms)).await;
     }
     match model.as_str() {
@@ -143,6 +144,7 @@ async fn chat(
             return r;
         }
         "bad-json" => return (StatusCode::OK, "this is not json").into_response(),
+        // Deliberately slower than a one-second model timeout.
         "slow" => tokio::time::sleep(Duration::from_secs(3)).await,
         _ => {}
     }
@@ -217,6 +219,7 @@ async fn chat(
             {
                 return;
             }
+            // Paced like a real stream, so chunks arrive separately.
             tokio::time::sleep(pause).await;
         }
         let _ = tx.send(Ok(Bytes::from_static(b"data: [DONE]\n\n"))).await;

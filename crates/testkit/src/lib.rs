@@ -1,6 +1,8 @@
 //! Test support shared by the workspace's test suites: a fresh database for
-//! each test (SQLite file or PostgreSQL database), and private PostgreSQL and
-//! Redis servers on free ports for tests that stop or break them.
+//! each test (SQLite file or PostgreSQL database), private PostgreSQL, Redis
+//! and pgbouncer servers for tests that stop or break them, and
+//! [`process`], the harness for tests that run a binary (`switchyard serve`
+//! on a port it picks itself).
 //!
 //! Nothing here skips: when PostgreSQL or Redis binaries or the shared
 //! PostgreSQL server are missing, the calling test fails with a message that
@@ -11,10 +13,13 @@
 pub mod fake_anthropic;
 pub mod fake_openai;
 mod fake_server;
+mod ports;
+pub mod process;
 
-use std::net::TcpListener;
+use ports::{PortLease, START_ATTEMPTS};
+use process::{Binary, Ended, Process};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 use switchyard_core::config::{DatabaseConfig, DatabaseKind};
 use switchyard_core::Secret;
@@ -152,24 +157,20 @@ pub fn psql(url: &str, sql: &str) {
     );
 }
 
-/// A TCP port that was free a moment ago.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Waits until something accepts TCP connections on `port`.
-pub fn wait_for_port(port: u16, timeout: Duration) -> bool {
-    let deadline = Instant::now() + timeout;
-    while Instant::now() < deadline {
-        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
-            return true;
+/// Calls `check` every 25 ms until it returns `Ok`, and returns that value;
+/// fails the test with the last `Err` (what was seen instead) when `within`
+/// passes first. For conditions nothing signals (a database row, a probe's
+/// answer); output of a spawned process is waited on with
+/// [`process::Process::wait_for`] instead.
+pub fn poll_until<T>(within: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
+    let deadline = Instant::now() + within;
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(seen) => assert!(Instant::now() < deadline, "not within {within:?}: {seen}"),
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(Duration::from_millis(25));
     }
-    false
 }
 
 /// Polls `url` with GET every 50 ms until it answers 2xx (a server's
@@ -235,12 +236,25 @@ fn as_postgres_user(program: &Path) -> Command {
 }
 
 /// A PostgreSQL server of the test's own, in a temporary directory, that the
-/// test may stop and start again.
+/// test may stop and start again (on the same port: see the `ports` module
+/// for why that port cannot be taken meanwhile).
 pub struct PrivatePostgres {
     pub port: u16,
+    _lease: PortLease,
     dir: tempfile::TempDir,
     bin: PathBuf,
     running: bool,
+}
+
+/// Why `pg_ctl start` failed: its output and the server's log.
+struct PgStartFailure(String);
+
+impl PgStartFailure {
+    /// PostgreSQL refuses port 0, so the port is chosen before the start;
+    /// another program may have bound it in between.
+    fn port_taken(&self) -> bool {
+        self.0.contains("could not bind") || self.0.contains("Address already in use")
+    }
 }
 
 impl PrivatePostgres {
@@ -275,14 +289,28 @@ impl PrivatePostgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        let mut pg = Self {
-            port: free_port(),
-            dir,
-            bin,
-            running: false,
-        };
-        pg.start_again();
-        pg
+        let mut last = None;
+        for _ in 0..START_ATTEMPTS {
+            let lease = PortLease::take();
+            let _ = std::fs::remove_file(dir.path().join("postgres.log"));
+            match pg_start(&bin, dir.path(), lease.port) {
+                Ok(()) => {
+                    return Self {
+                        port: lease.port,
+                        _lease: lease,
+                        dir,
+                        bin,
+                        running: true,
+                    }
+                }
+                Err(failure) if failure.port_taken() => last = Some(failure),
+                Err(failure) => panic!("private PostgreSQL did not start: {}", failure.0),
+            }
+        }
+        panic!(
+            "private PostgreSQL found no port it could bind in {START_ATTEMPTS} tries: {}",
+            last.map(|f| f.0).unwrap_or_default()
+        )
     }
 
     pub fn url(&self) -> String {
@@ -293,28 +321,12 @@ impl PrivatePostgres {
     /// waits until it accepts connections.
     pub fn start_again(&mut self) {
         assert!(!self.running, "already running");
-        let data = self.dir.path().join("data");
-        let log = self.dir.path().join("postgres.log");
-        let options = format!(
-            "-p {} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
-            self.port,
-            self.dir.path().display()
-        );
-        let out = as_postgres_user(&self.bin.join("pg_ctl"))
-            .arg("start")
-            .arg("-D")
-            .arg(&data)
-            .arg("-l")
-            .arg(&log)
-            .args(["-w", "-t", "30", "-o", &options])
-            .output()
-            .expect("run pg_ctl start");
-        assert!(
-            out.status.success(),
-            "private PostgreSQL did not start: {}\n{}",
-            String::from_utf8_lossy(&out.stderr),
-            std::fs::read_to_string(&log).unwrap_or_default()
-        );
+        if let Err(failure) = pg_start(&self.bin, self.dir.path(), self.port) {
+            panic!(
+                "private PostgreSQL did not start again on port {}: {}",
+                self.port, failure.0
+            );
+        }
         self.running = true;
     }
 
@@ -335,17 +347,49 @@ impl PrivatePostgres {
     }
 }
 
+/// `pg_ctl start -w`: returns once the server accepts connections (pg_ctl
+/// watches the data directory's `postmaster.pid`, so another server on the
+/// port cannot fool it), or with what went wrong.
+fn pg_start(bin: &Path, dir: &Path, port: u16) -> Result<(), PgStartFailure> {
+    let data = dir.join("data");
+    let log = dir.join("postgres.log");
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
+        dir.display()
+    );
+    let out = as_postgres_user(&bin.join("pg_ctl"))
+        .arg("start")
+        .arg("-D")
+        .arg(&data)
+        .arg("-l")
+        .arg(&log)
+        .args(["-w", "-t", "30", "-o", &options])
+        .output()
+        .expect("run pg_ctl start");
+    if out.status.success() {
+        return Ok(());
+    }
+    Err(PgStartFailure(format!(
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        std::fs::read_to_string(&log).unwrap_or_default()
+    )))
+}
+
 impl Drop for PrivatePostgres {
     fn drop(&mut self) {
         self.stop();
     }
 }
 
-/// A Redis server of the test's own, which it may stop and start again.
+/// A Redis server of the test's own, which it may stop and start again (on
+/// the same port: see the `ports` module for why that port cannot be taken
+/// meanwhile).
 pub struct PrivateRedis {
     pub port: u16,
+    _lease: PortLease,
     dir: tempfile::TempDir,
-    child: Option<Child>,
+    server: Option<Process>,
     password: Option<String>,
 }
 
@@ -355,57 +399,91 @@ impl PrivateRedis {
     }
 
     pub fn start_with_password(password: Option<&str>) -> Self {
-        let mut r = Self {
-            port: free_port(),
-            dir: tempfile::tempdir().expect("temporary directory"),
-            child: None,
-            password: password.map(str::to_owned),
-        };
-        r.start_again();
-        r
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let password = password.map(str::to_owned);
+        let mut last = String::new();
+        for _ in 0..START_ATTEMPTS {
+            let lease = PortLease::take();
+            match redis_start(dir.path(), lease.port, password.as_deref()) {
+                Ok(server) => {
+                    return Self {
+                        port: lease.port,
+                        _lease: lease,
+                        dir,
+                        server: Some(server),
+                        password,
+                    }
+                }
+                // `--port 0` turns TCP off instead of picking a port, so the
+                // port is chosen first; another program may have bound it in
+                // between.
+                Err(output) if output.contains("Address already in use") => last = output,
+                Err(output) => panic!("private Redis did not start: {output}"),
+            }
+        }
+        panic!("private Redis found no port it could bind in {START_ATTEMPTS} tries: {last}")
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/0", self.port)
     }
 
+    /// Starts the server again on the same port, and waits until it accepts
+    /// connections.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let bin = find_binary("redis-server", &[]);
-        let mut cmd = Command::new(bin);
-        cmd.args([
-            "--port",
-            &self.port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-        ])
-        .arg(self.dir.path());
-        if let Some(pw) = &self.password {
-            cmd.args(["--requirepass", pw]);
+        assert!(self.server.is_none(), "already running");
+        match redis_start(self.dir.path(), self.port, self.password.as_deref()) {
+            Ok(server) => self.server = Some(server),
+            Err(output) => panic!(
+                "private Redis did not start again on port {}: {output}",
+                self.port
+            ),
         }
-        let child = cmd
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        self.child = Some(child);
-        assert!(
-            wait_for_port(self.port, Duration::from_secs(10)),
-            "private Redis did not start on port {}",
-            self.port
-        );
     }
 
+    /// Kills the server (SIGKILL: an outage, not a shutdown) and waits until
+    /// it has exited.
     pub fn stop(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
+        if let Some(mut server) = self.server.take() {
+            server.kill();
         }
+    }
+}
+
+/// Starts `redis-server` on `port` and waits for its "Ready to accept
+/// connections" (which it prints only once it has bound the port); `Err`
+/// with its output when it exits first.
+fn redis_start(dir: &Path, port: u16, password: Option<&str>) -> Result<Process, String> {
+    let port = port.to_string();
+    let dir = dir.to_string_lossy();
+    let mut args = vec![
+        "--port",
+        &port,
+        "--bind",
+        "127.0.0.1",
+        "--save",
+        "",
+        "--appendonly",
+        "no",
+        "--dir",
+        &dir,
+    ];
+    if let Some(pw) = password {
+        args.extend(["--requirepass", pw]);
+    }
+    let server = Binary::new(find_binary("redis-server", &[])).spawn(&args);
+    match server.try_wait_for(Duration::from_secs(10), |seen| {
+        seen.stdout()
+            .contains("Ready to accept connections")
+            .then_some(())
+    }) {
+        Ok(()) => Ok(server),
+        Err(Ended::Exited) => Err(format!("{}{}", server.stdout(), server.stderr())),
+        Err(Ended::TimedOut) => panic!(
+            "private Redis did not start on port {port} within 10 s: {}{}",
+            server.stdout(),
+            server.stderr()
+        ),
     }
 }
 
@@ -417,11 +495,12 @@ impl Drop for PrivateRedis {
 
 /// A pgbouncer of the test's own in transaction pooling mode, in front of a
 /// PostgreSQL server, with a deliberately small server pool so that client
-/// transactions really do move between server connections.
+/// transactions really do move between server connections. It binds port 0;
+/// the port it got is read from `/proc` (pgbouncer logs `:0`).
 pub struct PrivatePgbouncer {
     pub port: u16,
     _dir: tempfile::TempDir,
-    child: Child,
+    _server: Process,
 }
 
 impl PrivatePgbouncer {
@@ -431,13 +510,12 @@ impl PrivatePgbouncer {
             .prefix("sy-pgb-")
             .tempdir_in("/tmp")
             .expect("temporary directory");
-        let port = free_port();
         let ini = dir.path().join("pgbouncer.ini");
         std::fs::write(
             &ini,
             format!(
                 "[databases]\n* = host={upstream_host} port={upstream_port} user=postgres\n\n\
-                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = {port}\nunix_socket_dir =\n\
+                 [pgbouncer]\nlisten_addr = 127.0.0.1\nlisten_port = 0\nunix_socket_dir =\n\
                  auth_type = any\npool_mode = transaction\ndefault_pool_size = {server_pool_size}\n\
                  max_client_conn = 200\nserver_reset_query =\nignore_startup_parameters = extra_float_digits,application_name\n\
                  logfile = {log}\n",
@@ -451,38 +529,33 @@ impl PrivatePgbouncer {
                 .arg(dir.path())
                 .status();
         }
-        let mut cmd = Command::new(bin);
-        if is_root() {
-            cmd.args(["-u", "postgres"]);
-        }
-        let child = cmd
-            .arg(&ini)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start pgbouncer");
-        assert!(
-            wait_for_port(port, Duration::from_secs(10)),
-            "pgbouncer did not start: {}",
-            std::fs::read_to_string(dir.path().join("pgbouncer.log")).unwrap_or_default()
+        let ini = ini.to_string_lossy();
+        let args: Vec<&str> = if is_root() {
+            vec!["-u", "postgres", &ini]
+        } else {
+            vec![&ini]
+        };
+        let server = Binary::new(bin).spawn(&args);
+        // "process up" comes after the listening socket is open.
+        server.wait_for(
+            "pgbouncer's `process up`",
+            Duration::from_secs(10),
+            |seen| seen.stderr().contains("process up").then_some(()),
         );
+        let port = ports::listening_ports(server.pid())
+            .first()
+            .copied()
+            .unwrap_or_else(|| panic!("pgbouncer (pid {}) listens on no TCP port", server.pid()));
         Self {
             port,
             _dir: dir,
-            child,
+            _server: server,
         }
     }
 
     /// The URL of `database` through this pgbouncer.
     pub fn url(&self, database: &str) -> String {
         format!("postgres://postgres@127.0.0.1:{}/{database}", self.port)
-    }
-}
-
-impl Drop for PrivatePgbouncer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
