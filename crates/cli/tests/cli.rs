@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use std::process::Output;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_testkit::process::{find_keys, Binary, ServerProcess};
-use switchyard_testkit::{poll_until, PrivatePostgres, PrivateRedis, TestDatabase};
+use switchyard_testkit::process::{Binary, ServerProcess};
+use switchyard_testkit::{find_keys, poll_until, PrivatePostgres, PrivateRedis, TestDatabase};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 

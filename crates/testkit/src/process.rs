@@ -483,7 +483,7 @@ impl ServerProcess {
     /// before it starts listening, so once the server is up the answer is
     /// final.
     pub fn admin_key(&self) -> Option<String> {
-        find_keys(&self.process.stdout()).into_iter().next()
+        crate::find_keys(&self.process.stdout()).into_iter().next()
     }
 
     /// The admin key printed at first start; fails the test when none was.
@@ -530,14 +530,6 @@ fn listening_address(stdout: &str, stderr: &str) -> Option<SocketAddr> {
             v["addr"].as_str()?.parse().ok()
         })
     })
-}
-
-/// The Switchyard API keys (`sy_` and 64 hex digits) in `text`.
-pub fn find_keys(text: &str) -> Vec<String> {
-    text.split(|c: char| !c.is_ascii_alphanumeric() && c != '_')
-        .filter(|w| w.starts_with("sy_") && w.len() == 67)
-        .map(str::to_owned)
-        .collect()
 }
 
 #[cfg(test)]
