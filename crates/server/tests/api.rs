@@ -24,19 +24,7 @@ async fn error_of(resp: reqwest::Response) -> (StatusCode, Value) {
     (status, resp.json().await.unwrap())
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(DatabaseKind::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(DatabaseKind::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+switchyard_testkit::on_both_engines!(multi_thread:
     authentication_matrix,
     admin_key_lifecycle_is_audited,
     revocation_reaches_other_replicas_within_the_cache_ttl,

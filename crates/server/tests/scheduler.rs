@@ -23,19 +23,7 @@ use tokio::sync::{watch, Semaphore};
 
 const JOB: &str = "test.count";
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn sqlite() { super::$name(DatabaseKind::Sqlite).await }
-            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-            async fn postgres() { super::$name(DatabaseKind::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+switchyard_testkit::on_both_engines!(multi_thread:
     one_replica_runs_the_job_once_per_interval,
     a_stopped_replica_hands_over_at_once,
     a_crashed_replica_is_taken_over_once_its_lease_expires,

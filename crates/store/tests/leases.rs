@@ -16,19 +16,7 @@ async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
     (db, store)
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn sqlite() { super::$name(DatabaseKind::Sqlite).await }
-            #[tokio::test]
-            async fn postgres() { super::$name(DatabaseKind::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+switchyard_testkit::on_both_engines!(
     a_lease_has_one_holder_until_it_expires_or_is_released,
     a_holder_cannot_renew_a_lease_that_expired,
     concurrent_acquirers_have_exactly_one_winner,

@@ -21,19 +21,7 @@ async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
     (db, store)
 }
 
-macro_rules! on_both {
-    ($($name:ident),* $(,)?) => {$(
-        mod $name {
-            use super::*;
-            #[tokio::test]
-            async fn sqlite() { super::$name(DatabaseKind::Sqlite).await }
-            #[tokio::test]
-            async fn postgres() { super::$name(DatabaseKind::Postgres).await }
-        }
-    )*};
-}
-
-on_both!(
+switchyard_testkit::on_both_engines!(
     migrations_apply_once,
     keys_round_trip,
     revocation_is_idempotent_and_keeps_first_time,

@@ -221,6 +221,38 @@ pub fn find_keys(text: &str) -> Vec<String> {
         .collect()
 }
 
+#[doc(hidden)]
+pub use switchyard_core::config::DatabaseKind as __DatabaseKind;
+
+/// Runs each named `async fn(DatabaseKind)` as two tests, `NAME::sqlite` and
+/// `NAME::postgres`. `multi_thread:` first runs them on a two-worker runtime.
+///
+/// ```ignore
+/// on_both_engines!(keys_round_trip, budgets_hold);
+/// on_both_engines!(multi_thread: two_replicas_agree);
+/// ```
+#[macro_export]
+macro_rules! on_both_engines {
+    (multi_thread: $($name:ident),* $(,)?) => {
+        $crate::on_both_engines!(@tests tokio::test(flavor = "multi_thread", worker_threads = 2); $($name),*);
+    };
+    (@tests $attr:meta; $($name:ident),*) => {$(
+        mod $name {
+            #[$attr]
+            async fn sqlite() {
+                super::$name($crate::__DatabaseKind::Sqlite).await
+            }
+            #[$attr]
+            async fn postgres() {
+                super::$name($crate::__DatabaseKind::Postgres).await
+            }
+        }
+    )*};
+    ($($name:ident),* $(,)?) => {
+        $crate::on_both_engines!(@tests tokio::test; $($name),*);
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::replace_database;
