@@ -13,12 +13,17 @@ use std::time::{Duration, Instant};
 use switchyard_core::config::IpNet;
 use tracing::Instrument;
 
-/// What the outermost layer needs: the metrics it records, and the proxies
-/// whose `X-Forwarded-For` it believes.
+/// The header naming the deployment slot that served a response.
+pub const SLOT_HEADER: &str = "x-switchyard-slot";
+
+/// What the outermost layer needs: the metrics it records, the proxies
+/// whose `X-Forwarded-For` it believes, and the slot it names on every
+/// response (`DEPLOYMENT_SLOT`), so a rollout can see which slot served what.
 #[derive(Clone)]
 pub struct Edge {
     pub metrics: Metrics,
     pub trusted_proxies: Arc<[IpNet]>,
+    pub slot: Option<HeaderValue>,
 }
 
 fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
@@ -143,6 +148,9 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    if let Some(slot) = &edge.slot {
+        response.headers_mut().insert(SLOT_HEADER, slot.clone());
     }
     response
 }

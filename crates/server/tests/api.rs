@@ -406,7 +406,12 @@ async fn probes_report_and_drain(kind: DatabaseKind) {
         .env("DEPLOYMENT_SLOT", "green")
         .start()
         .await;
-    let health: Value = app.get("/health", None).await.json().await.unwrap();
+    let health = app.get("/health", None).await;
+    // Every response names the slot that served it, errors included.
+    assert_eq!(health.headers()["x-switchyard-slot"], "green");
+    let missing = app.get("/v1/no-such-route", Some(&app.admin)).await;
+    assert_eq!(missing.headers()["x-switchyard-slot"], "green");
+    let health: Value = health.json().await.unwrap();
     assert_eq!(health["status"], "ok");
     assert_eq!(health["deployment_slot"], "green");
     assert_eq!(health["environment"], "development");

@@ -106,6 +106,11 @@ pub fn router(state: AppState) -> Router {
     let edge = Edge {
         metrics: state.metrics.clone(),
         trusted_proxies: state.config.limits.trusted_proxies.clone().into(),
+        slot: state
+            .config
+            .deployment_slot
+            .as_deref()
+            .and_then(|s| axum::http::HeaderValue::from_str(s).ok()),
     };
     let max_body = state.config.max_body_bytes;
     routes
