@@ -8,6 +8,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_core::config::IpNet;
@@ -17,13 +18,15 @@ use tracing::Instrument;
 pub const SLOT_HEADER: &str = "x-switchyard-slot";
 
 /// What the outermost layer needs: the metrics it records, the proxies
-/// whose `X-Forwarded-For` it believes, and the slot it names on every
-/// response (`DEPLOYMENT_SLOT`), so a rollout can see which slot served what.
+/// whose `X-Forwarded-For` it believes, the slot it names on every response
+/// (`DEPLOYMENT_SLOT`), so a rollout can see which slot served what, and
+/// whether the service is draining.
 #[derive(Clone)]
 pub struct Edge {
     pub metrics: Metrics,
     pub trusted_proxies: Arc<[IpNet]>,
     pub slot: Option<HeaderValue>,
+    pub draining: Arc<AtomicBool>,
 }
 
 fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
@@ -83,6 +86,7 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
         .and_then(acceptable_request_id)
         .unwrap_or_else(generate_request_id);
     let method = req.method().clone();
+    let http1 = req.version() <= axum::http::Version::HTTP_11;
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -151,6 +155,16 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
     }
     if let Some(slot) = &edge.slot {
         response.headers_mut().insert(SLOT_HEADER, slot.clone());
+    }
+    // While draining, an HTTP/1 connection is closed after its response, so
+    // that a proxy holding it in its keep-alive pool cannot send the next
+    // request on it just as the listener closes; its next request opens a
+    // new connection, which the proxy can safely retry elsewhere when it is
+    // refused.
+    if http1 && edge.draining.load(Ordering::Acquire) {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     response
 }

@@ -42,7 +42,7 @@ pub struct Inner {
     pub budgets: Budgets,
     pub gateway: Gateway,
     pub started: Instant,
-    draining: AtomicBool,
+    draining: Arc<AtomicBool>,
     /// The rendered `/v1/models` body. In-process only: replicas in a rollout
     /// may serve different catalogs, so a shared copy could be wrong.
     pub models_response: TieredCache<Arc<String>>,
@@ -119,7 +119,7 @@ impl AppState {
             budgets,
             gateway,
             started: Instant::now(),
-            draining: AtomicBool::new(false),
+            draining: Arc::new(AtomicBool::new(false)),
             models_response: TieredCache::local(1, MODELS_CACHE_TTL),
             definitions,
             usage_stop,
@@ -145,6 +145,12 @@ impl AppState {
 
     pub fn is_draining(&self) -> bool {
         self.draining.load(Ordering::Acquire)
+    }
+
+    /// The draining flag itself, for the edge layer (which closes
+    /// connections after each response while draining).
+    pub fn draining_flag(&self) -> Arc<AtomicBool> {
+        self.draining.clone()
     }
 
     /// From now on probes answer 503 so that load balancers stop sending work.

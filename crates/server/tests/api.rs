@@ -427,11 +427,16 @@ async fn probes_report_and_drain(kind: DatabaseKind) {
     let redis: Value = app.get("/redis-check", None).await.json().await.unwrap();
     assert_eq!(redis["status"], "disabled");
 
+    let before = app.get("/health", None).await;
+    assert!(before
+        .headers()
+        .get("connection")
+        .is_none_or(|c| c != "close"));
     app.state.begin_draining();
-    assert_eq!(
-        app.get("/health", None).await.status(),
-        StatusCode::SERVICE_UNAVAILABLE
-    );
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status(), StatusCode::SERVICE_UNAVAILABLE);
+    // While draining, connections are not kept alive for a next request.
+    assert_eq!(health.headers()["connection"], "close");
     let ready = app.get("/ready", None).await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(ready.json::<Value>().await.unwrap()["status"], "draining");

@@ -111,6 +111,7 @@ pub fn router(state: AppState) -> Router {
             .deployment_slot
             .as_deref()
             .and_then(|s| axum::http::HeaderValue::from_str(s).ok()),
+        draining: state.draining_flag(),
     };
     let max_body = state.config.max_body_bytes;
     routes
