@@ -64,6 +64,63 @@ impl BashPolicy {
     pub fn sandboxed(&self) -> bool {
         self.bwrap.is_some()
     }
+
+    /// Whether the sandbox really works here: runs `true` inside bubblewrap
+    /// with the same isolation commands get. In a container without user
+    /// namespaces (or with seccomp forbidding them) `bwrap` exists but every
+    /// command would fail; this says so up front, with bubblewrap's reason.
+    pub fn probe(&self) -> SandboxStatus {
+        let Some(bwrap) = &self.bwrap else {
+            return SandboxStatus::Missing;
+        };
+        let run = std::process::Command::new(bwrap)
+            .args(["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"])
+            .args(["--tmpfs", "/tmp", "--unshare-all", "--die-with-parent"])
+            .args(["--new-session", "--clearenv", "--", "/bin/true"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .output();
+        match run {
+            Ok(out) if out.status.success() => SandboxStatus::Available,
+            Ok(out) => {
+                SandboxStatus::Unusable(String::from_utf8_lossy(&out.stderr).trim().to_owned())
+            }
+            Err(e) => SandboxStatus::Unusable(format!("cannot run {}: {e}", bwrap.display())),
+        }
+    }
+}
+
+/// Whether task commands can run sandboxed on this host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SandboxStatus {
+    /// bubblewrap runs commands in their own namespaces.
+    Available,
+    /// bubblewrap is not installed.
+    Missing,
+    /// bubblewrap is installed but cannot create its namespaces here (most
+    /// often: user namespaces are disabled or blocked by seccomp/AppArmor in
+    /// the container); bubblewrap's own message.
+    Unusable(String),
+}
+
+impl SandboxStatus {
+    pub fn is_available(&self) -> bool {
+        *self == SandboxStatus::Available
+    }
+
+    /// One sentence for operators.
+    pub fn describe(&self) -> String {
+        match self {
+            SandboxStatus::Available => "bubblewrap sandbox available".to_owned(),
+            SandboxStatus::Missing => {
+                "bubblewrap (bwrap) is not installed: the Bash tool is refused unless ALLOW_UNSANDBOXED_BASH=true".to_owned()
+            }
+            SandboxStatus::Unusable(why) => format!(
+                "bubblewrap cannot create its namespaces here (user namespaces disabled or blocked; see docs/deployment.md): {why}"
+            ),
+        }
+    }
 }
 
 /// What a command did.
@@ -293,6 +350,18 @@ pub async fn run_bash(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_probe_tells_a_missing_sandbox_from_an_unusable_one() {
+        let mut policy = BashPolicy::detect(false);
+        policy.bwrap = None;
+        assert_eq!(policy.probe(), SandboxStatus::Missing);
+        // A "bubblewrap" that cannot set anything up.
+        policy.bwrap = Some(PathBuf::from("/bin/false"));
+        assert!(matches!(policy.probe(), SandboxStatus::Unusable(_)));
+        assert!(policy.probe().describe().contains("user namespaces"));
+    }
+
     use super::*;
 
     #[test]

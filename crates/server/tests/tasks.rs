@@ -336,6 +336,9 @@ async fn capabilities_list_tools_agents_and_skills() {
         .map(|t| t["name"].as_str().unwrap())
         .collect();
     assert_eq!(tools, ["Read", "Write", "Edit", "Glob", "Grep", "Bash"]);
+    // bubblewrap runs here (the sandbox tests need it), and the probe says so.
+    assert_eq!(caps["sandbox"]["status"], "available", "{caps}");
+    assert_eq!(caps["bash_sandboxed"], true);
     assert_eq!(caps["agents"][0]["name"], "reviewer");
     assert_eq!(caps["agents"][0]["tools"], json!(["Read", "Grep"]));
     assert_eq!(

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use switchyard_agent::sandbox::SandboxStatus;
 use switchyard_agent::Workspace;
 use switchyard_core::budget::nano_from_usd;
 use switchyard_core::tasks::{SeedFile, TaskSpec, TaskStatus};
@@ -262,11 +263,18 @@ pub async fn capabilities(State(state): State<AppState>) -> Json<serde_json::Val
             |t| serde_json::json!({"name": t.function.name, "description": t.function.description}),
         )
         .collect();
+    let sandbox = crate::tasks::sandbox_status().await;
+    let status = match &sandbox {
+        SandboxStatus::Available => "available",
+        SandboxStatus::Missing => "missing",
+        SandboxStatus::Unusable(_) => "unusable",
+    };
     Json(serde_json::json!({
         "tools": tools,
         "agents": defs.agents.values().collect::<Vec<_>>(),
         "skills": defs.skills.values().collect::<Vec<_>>(),
-        "bash_sandboxed": switchyard_agent::sandbox::BashPolicy::detect(false).sandboxed(),
+        "bash_sandboxed": sandbox.is_available(),
+        "sandbox": {"status": status, "detail": sandbox.describe()},
     }))
 }
 

@@ -14,6 +14,7 @@ use crate::state::AppState;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use switchyard_agent::protocol::TaskOutcome;
+use switchyard_agent::sandbox::{BashPolicy, SandboxStatus};
 use switchyard_core::audit::AuditKind;
 use switchyard_core::budget::nano_from_usd;
 use switchyard_core::keys::new_id;
@@ -157,6 +158,19 @@ pub async fn submit(
     });
     crate::audit::record(&state.store, &entry, now).await;
     Ok(id)
+}
+
+/// Whether task commands can run sandboxed on this host, found out once
+/// (it runs bubblewrap) and remembered.
+pub async fn sandbox_status() -> SandboxStatus {
+    static STATUS: std::sync::OnceLock<SandboxStatus> = std::sync::OnceLock::new();
+    if let Some(s) = STATUS.get() {
+        return s.clone();
+    }
+    let probed = tokio::task::spawn_blocking(|| BashPolicy::detect(false).probe())
+        .await
+        .unwrap_or_else(|e| SandboxStatus::Unusable(format!("the probe failed: {e}")));
+    STATUS.get_or_init(|| probed).clone()
 }
 
 /// The directory of a task's workspace.

@@ -33,11 +33,15 @@ pub fn spawn_workers(
     let bash = Arc::new(BashPolicy::detect(
         state.config.tasks.allow_unsandboxed_bash,
     ));
-    if !bash.sandboxed() {
-        tracing::warn!(
-            allow_unsandboxed = state.config.tasks.allow_unsandboxed_bash,
-            "bubblewrap (bwrap) not found: the Bash tool is refused unless ALLOW_UNSANDBOXED_BASH=true"
-        );
+    if state.config.tasks.workers > 0 {
+        let status = bash.probe();
+        if !status.is_available() {
+            tracing::warn!(
+                allow_unsandboxed = state.config.tasks.allow_unsandboxed_bash,
+                "{}",
+                status.describe()
+            );
+        }
     }
     (0..state.config.tasks.workers)
         .map(|n| {
