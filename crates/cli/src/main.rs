@@ -10,7 +10,10 @@
 
 mod budgets;
 mod keys;
+mod preflight;
+mod report;
 mod serve;
+mod verify;
 
 use anyhow::Context;
 use budgets::{budgets_command, BudgetsCommand};
@@ -61,6 +64,15 @@ enum Command {
     #[cfg(feature = "local")]
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Post-deployment checks against a running service: /health, /ready,
+    /// the database, Redis, an authenticated /v1/models and optionally one
+    /// chat completion. Exit 1 when any fails.
+    Verify(verify::VerifyArgs),
+    /// The pre-deployment checklist, with this environment's configuration:
+    /// valid for the target environment, database reachable and migrated,
+    /// Redis reachable, task sandbox usable, model keys and files in place.
+    /// Exit 1 when any check fails.
+    Preflight(preflight::PreflightArgs),
 }
 
 #[cfg(feature = "local")]
@@ -117,6 +129,13 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    // Commands that report on the configuration (or need none) run even
+    // when it has problems.
+    match &cli.command {
+        Some(Command::Verify(args)) => return verify::verify(args).await,
+        Some(Command::Preflight(args)) => return preflight::preflight(args).await,
+        _ => {}
+    }
     let loaded = Config::from_env();
     if let Some(Command::Config(ConfigCommand::Check)) = &cli.command {
         return Ok(config_check(&loaded));
@@ -138,6 +157,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Jobs { json } => jobs_command(&config, json).await,
         #[cfg(feature = "local")]
         Command::Models(ModelsCommand::Pull { dest }) => models_pull(&config, dest).await,
+        Command::Verify(args) => verify::verify(&args).await,
+        Command::Preflight(args) => preflight::preflight(&args).await,
     }
 }
 
