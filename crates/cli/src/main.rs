@@ -12,6 +12,7 @@ mod budgets;
 mod keys;
 mod preflight;
 mod report;
+mod rollout;
 mod serve;
 mod verify;
 
@@ -73,6 +74,10 @@ enum Command {
     /// Redis reachable, task sandbox usable, model keys and files in place.
     /// Exit 1 when any check fails.
     Preflight(preflight::PreflightArgs),
+    /// Move an nginx-fronted deployment's traffic between slots: blue/green
+    /// or canary with automatic rollback, by hand back, retire a slot.
+    #[command(subcommand)]
+    Rollout(rollout::RolloutCommand),
 }
 
 #[cfg(feature = "local")]
@@ -159,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Models(ModelsCommand::Pull { dest }) => models_pull(&config, dest).await,
         Command::Verify(args) => verify::verify(&args).await,
         Command::Preflight(args) => preflight::preflight(&args).await,
+        Command::Rollout(cmd) => rollout::rollout(&config, cmd).await,
     }
 }
 

@@ -27,10 +27,25 @@ pub enum AuditKind {
     TaskTool,
     #[serde(rename = "task.finished")]
     TaskFinished,
+    /// A rollout began (strategy, slots, thresholds).
+    #[serde(rename = "rollout.started")]
+    RolloutStarted,
+    /// A rollout changed the traffic shares.
+    #[serde(rename = "rollout.step")]
+    RolloutStep,
+    /// Traffic went back to the old slot: a breached threshold, a failed
+    /// verification, or by hand.
+    #[serde(rename = "rollout.rolled_back")]
+    RolloutRolledBack,
+    #[serde(rename = "rollout.completed")]
+    RolloutCompleted,
+    /// A slot that no longer took traffic was drained and stopped.
+    #[serde(rename = "rollout.retired")]
+    RolloutRetired,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 9] = [
+    pub const ALL: [AuditKind; 14] = [
         AuditKind::KeyCreated,
         AuditKind::KeyRevoked,
         AuditKind::KeyRateLimitChanged,
@@ -40,6 +55,11 @@ impl AuditKind {
         AuditKind::TaskCreated,
         AuditKind::TaskTool,
         AuditKind::TaskFinished,
+        AuditKind::RolloutStarted,
+        AuditKind::RolloutStep,
+        AuditKind::RolloutRolledBack,
+        AuditKind::RolloutCompleted,
+        AuditKind::RolloutRetired,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -53,6 +73,11 @@ impl AuditKind {
             AuditKind::TaskCreated => "task.created",
             AuditKind::TaskTool => "task.tool",
             AuditKind::TaskFinished => "task.finished",
+            AuditKind::RolloutStarted => "rollout.started",
+            AuditKind::RolloutStep => "rollout.step",
+            AuditKind::RolloutRolledBack => "rollout.rolled_back",
+            AuditKind::RolloutCompleted => "rollout.completed",
+            AuditKind::RolloutRetired => "rollout.retired",
         }
     }
 }
