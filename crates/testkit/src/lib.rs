@@ -13,7 +13,7 @@
 pub mod fake_anthropic;
 pub mod fake_openai;
 mod fake_server;
-mod ports;
+pub mod ports;
 pub mod process;
 mod servers;
 

@@ -31,7 +31,7 @@ const LOWEST: u16 = 20_000;
 pub(crate) const START_ATTEMPTS: usize = 10;
 
 /// A port reserved for one private server for as long as this value lives.
-pub(crate) struct PortLease {
+pub struct PortLease {
     pub port: u16,
     _lock: Flock<File>,
 }
