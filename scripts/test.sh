@@ -3,9 +3,9 @@
 #
 # Installs (from Debian packages) and starts whatever is missing: PostgreSQL
 # (shared server on 127.0.0.1:5432 plus the binaries tests use for private
-# servers), Redis, pgbouncer, bubblewrap (the Bash sandbox) and promtool, and
-# fetches the embedded model's GGUF. Then runs every test of the workspace, on
-# SQLite and PostgreSQL. Extra arguments go to `cargo test`.
+# servers), Redis, pgbouncer, nginx, bubblewrap (the Bash sandbox) and
+# promtool, and fetches the embedded model's GGUF. Then runs every test of
+# the workspace, on SQLite and PostgreSQL. Extra arguments go to `cargo test`.
 #
 #   scripts/test.sh                 # everything
 #   scripts/test.sh -p switchyard   # one crate
@@ -29,6 +29,9 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # stack's self-signed certificate.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# nginx for the proxy tests (crates/cli/tests/deploy_nginx.rs). Each test runs
+# its own nginx on free loopback ports: no system nginx need be running.
+[ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "==> installing test dependencies: ${missing[*]}"
   as_root apt-get update -qq
