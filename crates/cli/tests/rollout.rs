@@ -118,6 +118,17 @@ impl Nginx {
     }
 }
 
+impl Drop for Nginx {
+    /// A fast shutdown through the master, which takes its workers with it
+    /// (killing the master alone would leave them running).
+    fn drop(&mut self) {
+        self.process.terminate();
+        let _ = self
+            .process
+            .try_wait_for(Duration::from_secs(10), |_| None::<()>);
+    }
+}
+
 /// One slot: its name, its port (kept across restarts) and its process.
 struct Slot {
     name: &'static str,

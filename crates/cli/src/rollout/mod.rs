@@ -443,13 +443,17 @@ impl Run {
 
 pub async fn rollout(config: &Config, cmd: RolloutCommand) -> anyhow::Result<ExitCode> {
     // The audit log: best effort, so that a rollout can still be rolled back
-    // while the database is down (the decision is logged either way).
-    let store = match Store::connect_lazy(&config.database) {
-        Ok(s) => Some(s),
-        Err(e) => {
-            tracing::error!(error = %e, "cannot open the database: rollout decisions are not audited");
-            None
-        }
+    // while the database is down (the decision is logged either way). Only
+    // what changes traffic is audited; `status` opens nothing.
+    let store = match &cmd {
+        RolloutCommand::Status { .. } => None,
+        _ => match Store::connect_lazy(&config.database) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot open the database: rollout decisions are not audited");
+                None
+            }
+        },
     };
     let (strategy, common) = match &cmd {
         RolloutCommand::BlueGreen { common, .. } => ("blue-green", common),
