@@ -121,7 +121,8 @@ fn free_port() -> u16 {
 /// rollout's comment first, with the shares; then exactly
 /// `upstream switchyard_api { … }`, one server per slot (weights out of 100,
 /// `max_fails=0`, the slot named in a comment; a slot at 0 % left out, or
-/// `backup`, or `down`) and `keepalive 32`.
+/// `backup`, or `down`), `keepalive 32` and a `keepalive_timeout` in
+/// milliseconds.
 fn parse_upstream(name: &str, file: &str) -> Vec<(String, String, u32)> {
     let first = file.lines().next().unwrap_or_default();
     let summary = first
@@ -134,9 +135,19 @@ fn parse_upstream(name: &str, file: &str) -> Vec<(String, String, u32)> {
         .map(str::trim);
     assert_eq!(rest.next(), Some("upstream switchyard_api {"), "{name}");
     let body: Vec<&str> = rest.filter(|l| !l.is_empty()).collect();
-    assert_eq!(body[body.len() - 2..], ["keepalive 32;", "}"], "{name}");
+    let [.., keepalive, keepalive_timeout, end] = body[..] else {
+        panic!("{name}: too short");
+    };
+    assert_eq!((keepalive, end), ("keepalive 32;", "}"), "{name}");
+    assert!(
+        keepalive_timeout
+            .strip_prefix("keepalive_timeout ")
+            .and_then(|t| t.strip_suffix("ms;"))
+            .is_some_and(|ms| ms.parse::<u64>().is_ok()),
+        "{name}: {keepalive_timeout}"
+    );
     let mut servers = Vec::new();
-    for line in &body[..body.len() - 2] {
+    for line in &body[..body.len() - 3] {
         let (directive, slot) = line
             .split_once(';')
             .unwrap_or_else(|| panic!("{name}: {line}"));
@@ -193,7 +204,7 @@ fn upstream_file(slots: &[(&str, SocketAddr, u32)]) -> String {
             "    server {addr} {share} max_fails=0;  # {slot}\n"
         ));
     }
-    file.push_str("    keepalive 32;\n}\n");
+    file.push_str("    keepalive 32;\n    keepalive_timeout 1000ms;\n}\n");
     parse_upstream("the test's upstream file", &file);
     file
 }

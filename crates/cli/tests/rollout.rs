@@ -208,7 +208,7 @@ impl Deployment {
                 ("API_RATE_LIMIT", "1000000"),
                 ("TASK_WORKERS", "0"),
                 ("LOCAL_MODEL_PRELOAD", "false"),
-                ("SHUTDOWN_DELAY_SECONDS", "1"),
+                ("SHUTDOWN_DELAY_SECONDS", "2"),
                 ("SHUTDOWN_GRACE_SECONDS", "10"),
                 ("TRUSTED_PROXIES", "127.0.0.1"),
                 ("LOG_LEVEL", "warn"),
@@ -228,7 +228,7 @@ impl Deployment {
             s.start();
         }
         let nginx = Nginx::start(&format!(
-            "upstream switchyard_api {{\n    server 127.0.0.1:{} max_fails=0;\n    keepalive 32;\n}}\n",
+            "upstream switchyard_api {{\n    server 127.0.0.1:{} max_fails=0;\n    keepalive 32;\n    keepalive_timeout 1000ms;\n}}\n",
             slots[0].port.port
         ));
         let d = Self {
@@ -311,6 +311,8 @@ struct Answer {
     status: Option<u16>,
     slot: Option<String>,
     error: Option<String>,
+    /// The first attempt's connection failed and the call was sent again.
+    retried: bool,
 }
 
 /// Open-loop load: `RATE` chat calls a second through nginx, each sent on
@@ -341,13 +343,26 @@ impl Load {
                     calls.push(tokio::spawn(async move {
                         let sent = Utc::now();
                         let clock = std::time::Instant::now();
-                        let r = client
-                            .post(url)
-                            .bearer_auth(ADMIN)
-                            .json(&serde_json::json!({"model": "fast",
-                                "messages": [{"role": "user", "content": "hello"}]}))
-                            .send()
-                            .await;
+                        let call = || {
+                            client
+                                .post(&url)
+                                .bearer_auth(ADMIN)
+                                .json(&serde_json::json!({"model": "fast",
+                                    "messages": [{"role": "user", "content": "hello"}]}))
+                                .send()
+                        };
+                        // Like the OpenAI and Anthropic SDKs, one retry when
+                        // the connection failed without any answer: an
+                        // HTTP/1.1 keep-alive connection to nginx that an
+                        // old worker closed as it was reused, at a reload.
+                        // A retry that duplicated work would show as more
+                        // usage rows than calls.
+                        let mut retried = false;
+                        let mut r = call().await;
+                        if r.is_err() {
+                            retried = true;
+                            r = call().await;
+                        }
                         let answer = match r {
                             Ok(r) => {
                                 let status = r.status().as_u16();
@@ -363,6 +378,7 @@ impl Load {
                                     status: Some(status),
                                     slot,
                                     error: body.err().map(|e| e.to_string()),
+                                    retried,
                                 }
                             }
                             Err(e) => Answer {
@@ -371,6 +387,7 @@ impl Load {
                                 status: None,
                                 slot: None,
                                 error: Some(e.to_string()),
+                                retried,
                             },
                         };
                         answers.lock().unwrap().push(answer);
@@ -414,8 +431,9 @@ fn report(scenario: &str, answers: &[Answer]) {
         .iter()
         .filter(|a| a.status != Some(200) || a.error.is_some())
         .count();
+    let retried = answers.iter().filter(|a| a.retried).count();
     eprintln!(
-        "ROLLOUT {scenario}: rate {}/s, {} calls, {lost} not answered 200, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "ROLLOUT {scenario}: rate {}/s, {} calls, {lost} not answered 200, {retried} sent twice after a closed keep-alive connection, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         rate(),
         answers.len(),
         pct(0.5),

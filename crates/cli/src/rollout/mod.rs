@@ -101,6 +101,10 @@ pub struct Common {
         default_value = "nginx -s reload"
     )]
     reload_command: String,
+    /// How long nginx keeps an idle connection to a slot open, in ms; keep
+    /// it below the slots' SHUTDOWN_DELAY_SECONDS (see docs/deployment.md).
+    #[arg(long, default_value_t = 1000)]
+    keepalive_timeout_ms: u64,
     /// Seconds to watch the new slot after each change.
     #[arg(long, default_value_t = 30)]
     window: u64,
@@ -178,7 +182,8 @@ impl Run {
     async fn apply(&self, shares: &Shares) -> anyhow::Result<()> {
         let path = &self.common.upstream_file;
         let before = std::fs::read_to_string(path).ok();
-        upstream::write_atomic(path, &upstream::render(&self.common.slots, shares))?;
+        let text = upstream::render(&self.common.slots, shares, self.common.keepalive_timeout_ms);
+        upstream::write_atomic(path, &text)?;
         let applied = upstream::run_command(&argv(&self.common.check_command), "the config check")
             .and_then(|()| upstream::run_command(&argv(&self.common.reload_command), "the reload"));
         if let Err(e) = applied {

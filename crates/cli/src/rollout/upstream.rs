@@ -111,7 +111,14 @@ impl Shares {
 /// The upstream file for `shares` over `slots`. A slot at 0 % stays in the
 /// block as a `backup` server: it takes no traffic, but nginx still falls
 /// back to it if every live server refuses connections.
-pub fn render(slots: &[Slot], shares: &Shares) -> String {
+///
+/// Idle keep-alive connections to the slots are closed by nginx after
+/// `keepalive_ms`. Keep it below the slots' `SHUTDOWN_DELAY_SECONDS`: a
+/// draining slot closes every connection after its next response, and
+/// nginx itself closes those that stay idle, so when the slot's listener
+/// closes no idle connection is left for nginx to send a request on just as
+/// the slot closes it (a request nginx could not retry elsewhere).
+pub fn render(slots: &[Slot], shares: &Shares, keepalive_ms: u64) -> String {
     let state: Vec<String> = shares
         .percent
         .iter()
@@ -140,7 +147,9 @@ pub fn render(slots: &[Slot], shares: &Shares) -> String {
             ));
         }
     }
-    out.push_str("    keepalive 32;\n}\n");
+    out.push_str(&format!(
+        "    keepalive 32;\n    keepalive_timeout {keepalive_ms}ms;\n}}\n"
+    ));
     out
 }
 
@@ -251,13 +260,14 @@ mod tests {
     #[test]
     fn the_file_round_trips_and_zero_shares_are_backups() {
         let shares = Shares::split("blue", "green", 5);
-        let text = render(&slots(), &shares);
+        let text = render(&slots(), &shares, 1000);
         assert!(text.contains("upstream switchyard_api {"));
         assert!(text.contains("server 127.0.0.1:8001 weight=95 max_fails=0;  # blue"));
         assert!(text.contains("server 10.0.0.7:8000 weight=5 max_fails=0;  # green"));
+        assert!(text.contains("    keepalive 32;\n    keepalive_timeout 1000ms;\n}"));
         assert_eq!(parse(&text), Some(shares));
         let all = Shares::all_on("green", &slots().iter().collect::<Vec<_>>(), Some("blue"));
-        let text = render(&slots(), &all);
+        let text = render(&slots(), &all, 1000);
         assert!(
             text.contains("server 127.0.0.1:8001 backup max_fails=0;  # blue"),
             "{text}"
@@ -273,7 +283,7 @@ mod tests {
         assert_eq!(read(&path).unwrap(), None);
         write_atomic(
             &path,
-            &render(&slots(), &Shares::split("blue", "green", 50)),
+            &render(&slots(), &Shares::split("blue", "green", 50), 1000),
         )
         .unwrap();
         assert_eq!(read(&path).unwrap().unwrap().of("green"), 50);
