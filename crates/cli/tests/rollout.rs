@@ -555,7 +555,7 @@ fn a_blue_green_switch_and_a_rolling_restart_lose_nothing() {
 
 #[test]
 fn a_canary_steps_through_its_shares_and_ends_on_the_new_slot() {
-    let d = Deployment::start(false);
+    let mut d = Deployment::start(false);
     let load = Load::start(&d);
     let (code, out) = d.rollout(&[
         "canary",
@@ -600,6 +600,78 @@ fn a_canary_steps_through_its_shares_and_ends_on_the_new_slot() {
     let (green_after, n) = share(&answers, "green", done, Utc::now());
     assert!(n >= 20 && green_after == 1.0, "{green_after} of {n}");
     assert_every_call_recorded(&d, answers.len());
+
+    // By hand: back to blue, then retire green. A slot that takes traffic
+    // is not retired.
+    let (code, out) = d.rollout(&["back"]);
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = d.rollout(&["status"]);
+    assert_eq!(code, 0, "{out}");
+    let status: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        status["percent"],
+        serde_json::json!({"blue": 100, "green": 0})
+    );
+    let models = d.nginx.url("/v1/models");
+    let served_by = |n: usize| -> Vec<String> {
+        (0..n)
+            .map(|_| {
+                let r = reqwest::blocking::Client::new()
+                    .get(&models)
+                    .bearer_auth(ADMIN)
+                    .send()
+                    .unwrap();
+                r.headers()["x-switchyard-slot"]
+                    .to_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect()
+    };
+    // nginx applies the reload within moments of the command's return.
+    poll_until(Duration::from_secs(5), || {
+        let seen = served_by(10);
+        if seen.iter().all(|s| s == "blue") {
+            Ok(())
+        } else {
+            Err(format!("served by {seen:?}"))
+        }
+    });
+    let blue_pid = d.slots[0].server.as_ref().unwrap().pid();
+    let (code, out) = d.rollout(&[
+        "retire",
+        "blue",
+        "--stop-command",
+        &format!("kill -TERM {blue_pid}"),
+    ]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("still takes 100 %"), "{out}");
+    let green_pid = d.slots[1].server.as_ref().unwrap().pid();
+    let (code, out) = d.rollout(&[
+        "retire",
+        "green",
+        "--stop-command",
+        &format!("kill -TERM {green_pid}"),
+    ]);
+    assert_eq!(code, 0, "{out}");
+    let green = d.slots[1].server.as_mut().unwrap();
+    assert_eq!(
+        green.wait_exit(Duration::from_secs(20)),
+        0,
+        "{}",
+        green.stderr()
+    );
+    assert!(
+        served_by(10).iter().all(|s| s == "blue"),
+        "blue serves alone"
+    );
+    let audit = d.audit_events();
+    for kind in ["rollout.rolled_back", "rollout.retired"] {
+        assert!(
+            audit.iter().any(|e| e == kind),
+            "{kind} not audited: {audit:?}"
+        );
+    }
 }
 
 #[test]

@@ -56,7 +56,6 @@ pub enum RolloutCommand {
     /// flight), then stop it with --stop-command.
     Retire {
         /// The slot to retire.
-        #[arg(long)]
         slot: String,
         /// The command that stops a slot, `{slot}` replaced by its name
         /// (split on spaces, run without a shell), e.g.
@@ -345,7 +344,9 @@ impl Run {
         self.apply(&done).await?;
         self.tell(
             Some(AuditKind::RolloutCompleted),
-            &format!("{to} takes all traffic; `switchyard rollout retire --slot {from}` once you are sure"),
+            &format!(
+                "{to} takes all traffic; `switchyard rollout retire {from}` once you are sure"
+            ),
             serde_json::json!({"event": "completed", "shares": done.percent}),
         )
         .await;
