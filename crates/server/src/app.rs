@@ -32,6 +32,8 @@ impl Application {
     /// `DATABASE_MIGRATE_ON_START` is on, and binds `HOST:PORT` (port 0 picks
     /// a free port; see [`Application::port`]).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
+        #[cfg(feature = "sentry")]
+        crate::sentry::init(&config)?;
         let store = Store::connect_lazy(&config.database)?;
         if config.database.migrate_on_start {
             let applied = store.migrate().await.map_err(|e| {
@@ -147,6 +149,8 @@ impl Application {
                 "usage records could not be written before shutdown (database unavailable)"
             );
         }
+        #[cfg(feature = "sentry")]
+        crate::sentry::shutdown(crate::sentry::SHUTDOWN_FLUSH_LIMIT).await;
         state.store.close().await;
         tracing::info!("stopped");
         Ok(())

@@ -221,6 +221,8 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
     match identify(&auth.keys, req.headers(), needed).await {
         Ok(caller) => {
             tracing::Span::current().record("key_id", caller.key.id.as_str());
+            #[cfg(feature = "sentry")]
+            crate::sentry::set_caller(&caller.key.id);
             req.extensions_mut().insert(caller);
             next.run(req).await
         }

@@ -17,6 +17,8 @@ pub mod middleware;
 pub mod ratelimit;
 pub mod resilience;
 pub mod routes;
+#[cfg(feature = "sentry")]
+pub mod sentry;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;

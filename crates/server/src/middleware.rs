@@ -106,7 +106,10 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
         key_id = tracing::field::Empty,
     );
     edge.metrics.in_flight.inc();
-    let mut response = next.run(req).instrument(span.clone()).await;
+    let handled = next.run(req).instrument(span.clone());
+    #[cfg(feature = "sentry")]
+    let handled = crate::sentry::observe(handled, &id, &method, &route);
+    let mut response = handled.await;
     edge.metrics.in_flight.dec();
 
     if response.status() == StatusCode::METHOD_NOT_ALLOWED

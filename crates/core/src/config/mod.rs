@@ -64,6 +64,10 @@ pub struct Config {
     pub database: DatabaseConfig,
     pub redis: Option<RedisConfig>,
     pub sentry_dsn: Option<Secret>,
+    /// Share of requests sent to Sentry as transactions (`SENTRY_TRACES_SAMPLE_RATE`).
+    pub sentry_traces_sample_rate: f32,
+    /// `SENTRY_PROFILES_SAMPLE_RATE`: validated; the Rust SDK has no profiler.
+    pub sentry_profiles_sample_rate: f32,
     /// `DEPLOYMENT_SLOT`, e.g. blue or green; reported by `/health`.
     pub deployment_slot: Option<String>,
     /// How long in-flight requests get to finish after SIGTERM.
@@ -195,6 +199,8 @@ impl Config {
                 database,
                 redis,
                 sentry_dsn: observability.sentry_dsn,
+                sentry_traces_sample_rate: observability.sentry_traces_sample_rate,
+                sentry_profiles_sample_rate: observability.sentry_profiles_sample_rate,
                 deployment_slot: server.deployment_slot,
                 shutdown_grace: server.shutdown_grace,
                 shutdown_delay: server.shutdown_delay,

@@ -1,5 +1,6 @@
 //! The observability section: logs (`LOG_LEVEL`, `LOG_FORMAT`) and error
-//! reporting (`SENTRY_DSN`). Tracing exporters belong here too.
+//! reporting (`SENTRY_DSN` and its sample rates). Tracing exporters belong
+//! here too.
 
 use super::reader::Reader;
 use super::setting::{declare_settings, Section};
@@ -13,7 +14,11 @@ declare_settings! { Section::Observability;
     LOG_FORMAT: value("json"),
         "json (one object per line, with the request's id, route and key id) or pretty. Logs go to stderr.";
     SENTRY_DSN: secret,
-        "Validated (https://KEY@HOST/PROJECT); error reporting is not wired yet.";
+        "Sentry project (https://KEY@HOST/PROJECT_ID) that 5xx responses and panics are reported to, scrubbed of keys, tokens and bodies; unset: no reporting.";
+    SENTRY_TRACES_SAMPLE_RATE: value("0.1"),
+        "Share of requests (0.0-1.0) sent to Sentry as performance transactions when SENTRY_DSN is set.";
+    SENTRY_PROFILES_SAMPLE_RATE: value("0.1"),
+        "Share of traced requests (0.0-1.0) to profile. Validated only: the Rust Sentry SDK has no profiler, so no profiles are sent.";
 }
 
 /// Log line format.
@@ -55,6 +60,8 @@ pub(super) struct Observability {
     pub log_level: String,
     pub log_format: LogFormat,
     pub sentry_dsn: Option<Secret>,
+    pub sentry_traces_sample_rate: f32,
+    pub sentry_profiles_sample_rate: f32,
 }
 
 fn valid_log_level(s: &str) -> bool {
@@ -68,10 +75,43 @@ fn valid_log_level(s: &str) -> bool {
     })
 }
 
+/// A sample rate: a number from 0.0 to 1.0.
+fn sample_rate(raw: &str) -> Result<f32, String> {
+    match raw.parse::<f32>() {
+        Ok(v) if (0.0..=1.0).contains(&v) => Ok(v),
+        Ok(v) => Err(format!(
+            "`{v}` is out of range: expected a number from 0.0 to 1.0"
+        )),
+        Err(_) => Err(format!(
+            "`{raw}` is not valid: expected a number from 0.0 to 1.0"
+        )),
+    }
+}
+
+/// `http(s)://PUBLIC_KEY[:SECRET]@HOST[:PORT][/PATH]/PROJECT_ID`: what the
+/// Sentry SDK accepts, checked here so that a bad DSN stops the start.
 fn valid_sentry_dsn(d: &str) -> bool {
-    (d.starts_with("https://") || d.starts_with("http://"))
-        && d.contains('@')
-        && d.rsplit('/').next().is_some_and(|p| !p.is_empty())
+    let Some(rest) = d
+        .strip_prefix("https://")
+        .or_else(|| d.strip_prefix("http://"))
+    else {
+        return false;
+    };
+    let Some((authority, path)) = rest.split_once('/') else {
+        return false;
+    };
+    let Some((user, host)) = authority.rsplit_once('@') else {
+        return false;
+    };
+    let key = user.split(':').next().unwrap_or("");
+    !key.is_empty()
+        && !host.is_empty()
+        && !d.contains(char::is_whitespace)
+        && path
+            .trim_end_matches('/')
+            .rsplit('/')
+            .next()
+            .is_some_and(|project| !project.is_empty())
 }
 
 pub(super) fn load(r: &mut Reader<'_>) -> Observability {
@@ -93,10 +133,18 @@ pub(super) fn load(r: &mut Reader<'_>) -> Observability {
             "is not a Sentry DSN (https://PUBLIC_KEY@HOST/PROJECT_ID)",
         );
     }
+    let sentry_traces_sample_rate = r
+        .parse_with(&SENTRY_TRACES_SAMPLE_RATE, sample_rate)
+        .unwrap_or(0.0);
+    let sentry_profiles_sample_rate = r
+        .parse_with(&SENTRY_PROFILES_SAMPLE_RATE, sample_rate)
+        .unwrap_or(0.0);
     Observability {
         log_level,
         log_format,
         sentry_dsn,
+        sentry_traces_sample_rate,
+        sentry_profiles_sample_rate,
     }
 }
 
@@ -120,5 +168,30 @@ mod tests {
         }
         assert_eq!("text".parse::<LogFormat>(), Ok(LogFormat::Pretty));
         assert_eq!(LogFormat::default().as_str(), LOG_FORMAT.default.shown());
+    }
+
+    #[test]
+    fn sentry_dsns_need_a_key_a_host_and_a_project() {
+        assert!(valid_sentry_dsn("https://abc@o1.ingest.sentry.io/42"));
+        assert!(valid_sentry_dsn("http://abc:secret@127.0.0.1:9000/sub/7"));
+        assert!(!valid_sentry_dsn("https://o1.ingest.sentry.io/42"));
+        assert!(!valid_sentry_dsn("https://abc@o1.ingest.sentry.io"));
+        assert!(!valid_sentry_dsn("https://abc@o1.ingest.sentry.io/"));
+        assert!(!valid_sentry_dsn("https://@host/1"));
+        assert!(!valid_sentry_dsn("ftp://abc@host/1"));
+    }
+
+    #[test]
+    fn sample_rates_are_fractions() {
+        assert_eq!(sample_rate("0.1"), Ok(0.1));
+        assert_eq!(sample_rate("1"), Ok(1.0));
+        assert_eq!(sample_rate("0"), Ok(0.0));
+        assert!(sample_rate("1.5").unwrap_err().contains("out of range"));
+        assert!(sample_rate("-0.1").is_err());
+        assert!(sample_rate("NaN").is_err());
+        assert!(sample_rate("half").unwrap_err().contains("not valid"));
+        for s in [&SENTRY_TRACES_SAMPLE_RATE, &SENTRY_PROFILES_SAMPLE_RATE] {
+            assert_eq!(sample_rate(s.default.shown()), Ok(0.1));
+        }
     }
 }

@@ -13,7 +13,7 @@ declare_settings! { Section::Server;
     ENVIRONMENT: value("development"),
         "development, staging or production. Production refuses DEBUG=true, a missing or short (< 32 bytes) JWT_SECRET, and SQLite unless ALLOW_SQLITE_IN_PRODUCTION=true.";
     DEBUG: value("false"),
-        "Mounts diagnostics (GET /debug/sleep?ms=, admin scope). Refused in production.";
+        "Mounts diagnostics (GET /debug/sleep?ms=, GET /debug/panic, admin scope). Refused in production.";
     HOST: value("127.0.0.1"),
         "Listen address (0.0.0.0 in containers).";
     PORT: value("8000"),

@@ -93,7 +93,9 @@ pub fn router(state: AppState) -> Router {
             put(admin_keys::set_task_profile),
         );
     if state.config.debug {
-        routes = routes.route("/debug/sleep", get(debug::sleep));
+        routes = routes
+            .route("/debug/sleep", get(debug::sleep))
+            .route("/debug/panic", get(debug::panic));
     }
     let compress_when = SizeAbove::new(COMPRESS_MIN_BYTES)
         .and(NotForContentType::GRPC)
