@@ -152,8 +152,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    telemetry::init(&config)?;
-    match cli.command.unwrap_or(Command::Serve) {
+    let telemetry = telemetry::init(&config)?;
+    let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,
         Command::Keys(cmd) => keys_command(&config, cmd).await,
@@ -165,7 +165,9 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => verify::verify(&args).await,
         Command::Preflight(args) => preflight::preflight(&args).await,
         Command::Rollout(cmd) => rollout::rollout(&config, cmd).await,
-    }
+    };
+    telemetry.shutdown().await;
+    outcome
 }
 
 #[cfg(feature = "local")]

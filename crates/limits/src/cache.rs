@@ -118,7 +118,7 @@ where
                 .query(redis::cmd("DEL").arg(&full), shared.timeout)
                 .await;
             if deleted.is_err() {
-                tracing::warn!(key = %full, "could not evict a cache entry from Redis; it expires within the cache TTL");
+                tracing::error!(key = %full, "could not evict a cache entry from Redis; it expires within the cache TTL");
             }
         }
     }

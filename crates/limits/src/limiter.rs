@@ -146,7 +146,7 @@ impl Limiter {
                     self.backend_errors.fetch_add(1, Ordering::Relaxed);
                     let previous = retry_at.swap(now + RETRY_INTERVAL_US, Ordering::AcqRel);
                     if previous == 0 {
-                        tracing::warn!(error = %e, policy = ?policy, "Redis rate limiter unavailable");
+                        tracing::error!(error = %e, policy = ?policy, "Redis rate limiter unavailable");
                     }
                 }
             }

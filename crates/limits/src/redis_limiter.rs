@@ -106,10 +106,12 @@ impl RedisLimiter {
             .arg(now)
             .arg(if record { 1 } else { 0 })
             .arg(quota.burst());
-        let reply: Vec<i64> =
-            tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn))
-                .await
-                .map_err(|_| RedisUnavailable::Timeout(self.timeout))??;
+        let reply: Vec<i64> = tracing::Instrument::instrument(
+            tokio::time::timeout(self.timeout, invocation.invoke_async(&mut conn)),
+            crate::redis_conn::span("EVALSHA"),
+        )
+        .await
+        .map_err(|_| RedisUnavailable::Timeout(self.timeout))??;
         let [allowed, remaining, retry, reset] = reply[..] else {
             return Err(RedisUnavailable::Protocol(format!(
                 "rate-limit script returned {} values, expected 4",

@@ -24,6 +24,16 @@ pub enum BackendError {
 }
 
 impl BackendError {
+    /// A short, stable name of the failure (a trace's `error.type`).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            BackendError::Timeout(_) => "timeout",
+            BackendError::Connect(_) => "connect_error",
+            BackendError::Status { .. } => "http_status",
+            BackendError::Protocol(_) => "protocol_error",
+        }
+    }
+
     /// Whether trying again (here or on a fallback) could succeed.
     pub fn is_retryable(&self) -> bool {
         match self {

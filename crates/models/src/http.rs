@@ -5,7 +5,37 @@
 use crate::backend::{BackendError, ChunkStream};
 use crate::openai_wire::ChatChunk;
 use futures_util::StreamExt;
+use std::sync::OnceLock;
 use std::time::Duration;
+
+/// Writes the trace context of the current span into a request's headers
+/// (W3C `traceparent`, `tracestate`).
+pub type TracePropagator = fn(&mut reqwest::header::HeaderMap);
+
+static TRACE_PROPAGATOR: OnceLock<TracePropagator> = OnceLock::new();
+
+/// Installs the function that adds trace context to every upstream model
+/// request, so an upstream's own spans join the caller's trace. Set once,
+/// by the process's telemetry set-up; later calls are ignored.
+pub fn set_trace_propagator(propagate: TracePropagator) {
+    let _ = TRACE_PROPAGATOR.set(propagate);
+}
+
+/// `req` with the current trace context, when a propagator is installed.
+pub(crate) fn traced(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+    match TRACE_PROPAGATOR.get() {
+        None => req,
+        Some(propagate) => {
+            let mut headers = reqwest::header::HeaderMap::new();
+            propagate(&mut headers);
+            if headers.is_empty() {
+                req
+            } else {
+                req.headers(headers)
+            }
+        }
+    }
+}
 
 pub(crate) fn request_error(e: reqwest::Error, timeout: Duration) -> BackendError {
     if e.is_timeout() {

@@ -13,4 +13,5 @@ pub mod sse;
 pub use anthropic::AnthropicBackend;
 pub use backend::{BackendError, ChunkStream};
 pub use claude_cli::ClaudeCliBackend;
+pub use http::{set_trace_propagator, TracePropagator};
 pub use openai::OpenAiBackend;

@@ -2,7 +2,7 @@
 //! server, LM Studio): `POST {base_url}/chat/completions`.
 
 use crate::backend::{BackendError, ChunkStream};
-use crate::http::{fetch_bytes, open_stream, sse_stream};
+use crate::http::{fetch_bytes, open_stream, sse_stream, traced};
 use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, StreamOptions};
 use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
@@ -44,7 +44,7 @@ impl OpenAiBackend {
         if let Some(k) = &self.api_key {
             r = r.bearer_auth(k.expose());
         }
-        r
+        traced(r)
     }
 
     fn upstream_request(&self, req: &ChatRequest, stream: bool) -> ChatRequest {

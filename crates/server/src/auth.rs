@@ -19,6 +19,7 @@ use std::time::Duration;
 use switchyard_core::keys::{ApiKey, KeyHash, KeyUnusable, PresentedKey, Scope};
 use switchyard_limits::{Redis, TieredCache};
 use switchyard_store::{Store, StoreError};
+use tracing::Instrument;
 
 /// Paths served without a key: probes, metrics and API documentation.
 const PUBLIC_PATHS: &[&str] = &[
@@ -218,8 +219,19 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
         return rejection.into_response();
     }
     let needed = needed_scope(path);
-    match identify(&auth.keys, req.headers(), needed).await {
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACE_TARGET,
+        "auth",
+        otel.name = "authenticate",
+        switchyard.key_id = tracing::field::Empty,
+        error.type = tracing::field::Empty,
+    );
+    match identify(&auth.keys, req.headers(), needed)
+        .instrument(span.clone())
+        .await
+    {
         Ok(caller) => {
+            span.record("switchyard.key_id", caller.key.id.as_str());
             tracing::Span::current().record("key_id", caller.key.id.as_str());
             #[cfg(feature = "sentry")]
             crate::sentry::set_caller(&caller.key.id);
@@ -227,6 +239,7 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
             next.run(req).await
         }
         Err(e) => {
+            span.record("error.type", e.code.unwrap_or(e.kind));
             if e.status == axum::http::StatusCode::UNAUTHORIZED {
                 auth.limits.count_failure(&failures_key, &failures).await;
             }

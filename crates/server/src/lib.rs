@@ -14,6 +14,8 @@ pub mod json;
 pub mod keys;
 pub mod metrics;
 pub mod middleware;
+#[cfg(feature = "otel")]
+pub mod otel;
 pub mod ratelimit;
 pub mod resilience;
 pub mod routes;

@@ -98,13 +98,24 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
     let client = client_ip(peer, req.headers(), &edge.trusted_proxies);
     req.extensions_mut().insert(ClientIp(client));
     req.extensions_mut().insert(RequestId(id.clone()));
-    let span = tracing::info_span!(
+    // At ERROR level, so that it exists (and its ids reach the log lines
+    // inside it) even with `LOG_LEVEL=error`.
+    let span = tracing::error_span!(
         "request",
         request_id = %id,
         method = %method,
         route = %route,
         key_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+        otel.name = tracing::field::Empty,
+        otel.kind = tracing::field::Empty,
+        otel.status_code = tracing::field::Empty,
     );
+    if let Some(trace_id) =
+        crate::telemetry::request_started(&span, method.as_str(), &route, req.headers())
+    {
+        span.record("trace_id", trace_id);
+    }
     edge.metrics.in_flight.inc();
     let handled = next.run(req).instrument(span.clone());
     #[cfg(feature = "sentry")]
@@ -145,10 +156,11 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
             route,
         })
         .observe(elapsed.as_secs_f64());
+    crate::telemetry::request_finished(&span, status);
     span.in_scope(|| {
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         if status.is_server_error() {
-            tracing::warn!(status = status.as_u16(), latency_ms, "request finished");
+            tracing::error!(status = status.as_u16(), latency_ms, "request failed");
         } else {
             tracing::info!(status = status.as_u16(), latency_ms, "request finished");
         }

@@ -109,7 +109,7 @@ async fn write_with_retry(store: &Store, batch: &mut Batch, metrics: &Metrics) {
                 return;
             }
             Err(e) => {
-                tracing::warn!(error = %e, records = batch.len(), retry_in_ms = backoff.as_millis() as u64, "usage write failed; retrying");
+                tracing::error!(error = %e, records = batch.len(), retry_in_ms = backoff.as_millis() as u64, "usage write failed; retrying");
                 metrics.usage_write_errors.inc();
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

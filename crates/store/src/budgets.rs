@@ -258,6 +258,20 @@ impl Store {
         amount_nano_usd: i64,
         at: DateTime<Utc>,
     ) -> Result<std::result::Result<Reservation, Exceeded>> {
+        let span = crate::trace::db_span!(self);
+        tracing::Instrument::instrument(
+            self.reserve_budget_untraced(budgets, amount_nano_usd, at),
+            span,
+        )
+        .await
+    }
+
+    async fn reserve_budget_untraced(
+        &self,
+        budgets: &[Budget],
+        amount_nano_usd: i64,
+        at: DateTime<Utc>,
+    ) -> Result<std::result::Result<Reservation, Exceeded>> {
         let mut items = Vec::with_capacity(budgets.len());
         let mut remaining = i64::MAX;
         // The same steps on a pool or on SQLite's writer connection.

@@ -140,21 +140,23 @@ impl Store {
         let inserted = on_pool!(self, p => {
             let mut tx = p.begin().await?;
             let existing: i64 = sqlx::query_scalar(COUNT).fetch_one(&mut *tx).await?;
-            if existing > 0 {
-                return Ok(None);
+            let marked = if existing > 0 {
+                0
+            } else {
+                sqlx::query(MARK)
+                    .bind(&k.id)
+                    .bind(k.created_at)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected()
+            };
+            // Nothing is written unless this call marked the bootstrap;
+            // the transaction rolls back when dropped.
+            if marked > 0 {
+                bind_insert!(k).execute(&mut *tx).await?;
+                tx.commit().await?;
             }
-            let marked = sqlx::query(MARK)
-                .bind(&k.id)
-                .bind(k.created_at)
-                .execute(&mut *tx)
-                .await?
-                .rows_affected();
-            if marked == 0 {
-                return Ok(None);
-            }
-            bind_insert!(k).execute(&mut *tx).await?;
-            tx.commit().await?;
-            true
+            marked > 0
         });
         Ok(inserted.then(|| k.record()))
     }

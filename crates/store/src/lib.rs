@@ -12,6 +12,7 @@ mod leases;
 mod migrations;
 mod pool;
 mod tasks;
+mod trace;
 mod usage;
 
 pub use audit::{AuditEntry, AuditEvent};
@@ -85,25 +86,36 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// the store holds. The expression is expanded once per driver, so type
 /// inference works for each. Behind a transaction-pooling proxy the
 /// expression runs inside one transaction (see [`pool::POOLER_BEGIN`]).
+///
+/// Each expansion is one operation of the trace: a span named after the
+/// store method it is in.
 macro_rules! on_pool {
-    ($store:expr, $pool:ident => $body:expr) => {
-        match $store {
-            $crate::pool::Store::Sqlite(sqlite) => {
-                let $pool = &sqlite.pool;
-                $body
-            }
-            $crate::pool::Store::Postgres($pool) => $body,
-            $crate::pool::Store::PostgresPooled(pool) => {
-                let mut tx = pool.begin_with($crate::pool::POOLER_BEGIN).await?;
-                let out = {
-                    let $pool = &mut *tx;
-                    $body
-                };
-                tx.commit().await?;
-                out
-            }
-        }
-    };
+    ($store:expr, $pool:ident => $body:expr) => {{
+        let store: &$crate::pool::Store = $store;
+        let span = $crate::trace::db_span!(store);
+        ::tracing::Instrument::instrument(
+            async {
+                ::std::result::Result::<_, $crate::StoreError>::Ok(match store {
+                    $crate::pool::Store::Sqlite(sqlite) => {
+                        let $pool = &sqlite.pool;
+                        $body
+                    }
+                    $crate::pool::Store::Postgres($pool) => $body,
+                    $crate::pool::Store::PostgresPooled(pool) => {
+                        let mut tx = pool.begin_with($crate::pool::POOLER_BEGIN).await?;
+                        let out = {
+                            let $pool = &mut *tx;
+                            $body
+                        };
+                        tx.commit().await?;
+                        out
+                    }
+                })
+            },
+            span,
+        )
+        .await?
+    }};
 }
 pub(crate) use on_pool;
 

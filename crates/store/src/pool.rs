@@ -227,7 +227,8 @@ impl Store {
     pub async fn ping(&self, timeout: Duration) -> Result<Duration> {
         let started = Instant::now();
         let query = async {
-            on_pool!(self, p => sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(p).await)
+            on_pool!(self, p => sqlx::query_scalar::<_, i32>("SELECT 1").fetch_one(p).await?);
+            Ok::<(), StoreError>(())
         };
         tokio::time::timeout(timeout, query)
             .await

@@ -53,6 +53,16 @@ impl Store {
         records: &[UsageRecord],
         settlements: &[Settlement],
     ) -> Result<()> {
+        let span = crate::trace::db_span!(self);
+        tracing::Instrument::instrument(self.record_usage_untraced(records, settlements), span)
+            .await
+    }
+
+    async fn record_usage_untraced(
+        &self,
+        records: &[UsageRecord],
+        settlements: &[Settlement],
+    ) -> Result<()> {
         const SETTLE: &str = "UPDATE budget_spend SET \
             reserved_nano_usd = CASE WHEN reserved_nano_usd > $3 THEN reserved_nano_usd - $3 ELSE 0 END, \
             spent_nano_usd = spent_nano_usd + $4 \

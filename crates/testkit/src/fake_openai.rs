@@ -29,11 +29,13 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// What the fake upstream received: the JSON body and the Authorization header.
+/// What the fake upstream received: the JSON body, the Authorization
+/// header, and the W3C `traceparent` header.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub body: Value,
     pub authorization: Option<String>,
+    pub traceparent: Option<String>,
 }
 
 type Shared = crate::fake_server::Log<Received>;
@@ -107,6 +109,10 @@ async fn chat(
             body: body.clone(),
             authorization: headers
                 .get("authorization")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+            traceparent: headers
+                .get("traceparent")
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
         },

@@ -13,6 +13,7 @@
 pub mod fake_anthropic;
 pub mod fake_openai;
 mod fake_server;
+pub mod otlp;
 pub mod ports;
 pub mod process;
 mod servers;

@@ -2,7 +2,7 @@
 //! `NAME_FILE`) plus an optional TOML file for structured settings.
 //!
 //! Every variable is declared once, as a [`Setting`] in the file of its
-//! section (`server`, `observability`, `security`, `database`, `redis`,
+//! section (`server`, `observability`, `otel`, `security`, `database`, `redis`,
 //! `limits`, `file`, `models`, `tasks`); loading, [`Config::describe`] (what
 //! `switchyard config check` prints) and the CLI's help ([`env_help`]) all
 //! come from those declarations. This file holds the assembled [`Config`],
@@ -17,6 +17,7 @@ mod file;
 mod limits;
 mod models;
 mod observability;
+mod otel;
 mod reader;
 mod redis;
 mod security;
@@ -33,6 +34,7 @@ pub use limits::{
 };
 pub use models::ModelFetchConfig;
 pub use observability::LogFormat;
+pub use otel::{parse_key_values, OtelConfig, RootSampler, Sampler};
 pub use redis::RedisConfig;
 pub use server::Environment;
 pub use setting::{env_help, setting, settings, DefaultValue, Section, Setting, ENV_HELP_SHORT};
@@ -68,6 +70,8 @@ pub struct Config {
     pub sentry_traces_sample_rate: f32,
     /// `SENTRY_PROFILES_SAMPLE_RATE`: validated; the Rust SDK has no profiler.
     pub sentry_profiles_sample_rate: f32,
+    /// Trace export over OTLP; `None` unless an endpoint is set.
+    pub otel: Option<OtelConfig>,
     /// `DEPLOYMENT_SLOT`, e.g. blue or green; reported by `/health`.
     pub deployment_slot: Option<String>,
     /// How long in-flight requests get to finish after SIGTERM.
@@ -165,6 +169,7 @@ impl Config {
         let mut r = Reader::new(env);
 
         let observability = observability::load(&mut r);
+        let otel = otel::load(&mut r);
         let server = server::load(&mut r);
         let security = security::load(&mut r);
         let (database, allow_sqlite_in_production) = database::load(&mut r);
@@ -201,6 +206,7 @@ impl Config {
                 sentry_dsn: observability.sentry_dsn,
                 sentry_traces_sample_rate: observability.sentry_traces_sample_rate,
                 sentry_profiles_sample_rate: observability.sentry_profiles_sample_rate,
+                otel,
                 deployment_slot: server.deployment_slot,
                 shutdown_grace: server.shutdown_grace,
                 shutdown_delay: server.shutdown_delay,

@@ -11,6 +11,7 @@ use std::fmt;
 pub enum Section {
     Server,
     Observability,
+    Traces,
     Security,
     Database,
     Redis,
@@ -22,9 +23,10 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order settings are listed.
-    pub const ALL: [Section; 9] = [
+    pub const ALL: [Section; 10] = [
         Section::Server,
         Section::Observability,
+        Section::Traces,
         Section::Security,
         Section::Database,
         Section::Redis,
@@ -38,6 +40,7 @@ impl Section {
         match self {
             Section::Server => "server",
             Section::Observability => "observability",
+            Section::Traces => "traces",
             Section::Security => "security",
             Section::Database => "database",
             Section::Redis => "redis",
@@ -53,6 +56,7 @@ impl Section {
         match self {
             Section::Server => "Server",
             Section::Observability => "Logs and error reporting",
+            Section::Traces => "Traces (OpenTelemetry)",
             Section::Security => "Authentication and API keys",
             Section::Database => "Database",
             Section::Redis => "Redis",
@@ -68,6 +72,7 @@ impl Section {
         match self {
             Section::Server => super::server::SETTINGS,
             Section::Observability => super::observability::SETTINGS,
+            Section::Traces => super::otel::SETTINGS,
             Section::Security => super::security::SETTINGS,
             Section::Database => super::database::SETTINGS,
             Section::Redis => super::redis::SETTINGS,

@@ -74,7 +74,7 @@ impl AnthropicBackend {
         if let Some(k) = &self.api_key {
             r = r.header("x-api-key", k.expose());
         }
-        r
+        crate::http::traced(r)
     }
 
     /// The upstream request; a request Anthropic cannot express is a 400.

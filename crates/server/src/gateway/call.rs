@@ -113,6 +113,8 @@ pub struct Call {
     pub(super) route: Arc<ModelRoute>,
     pub(super) started: Instant,
     pub(super) reservation: Option<Reservation>,
+    /// The call's trace span (GenAI semantic conventions); ends with the call.
+    pub(super) span: tracing::Span,
     closed: bool,
 }
 
@@ -123,6 +125,23 @@ impl Call {
         requested: String,
         route: Arc<ModelRoute>,
     ) -> Self {
+        let span = tracing::info_span!(
+            target: crate::telemetry::TRACE_TARGET,
+            "chat",
+            otel.name = tracing::field::Empty,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            gen_ai.operation.name = "chat",
+            gen_ai.request.model = %requested,
+            gen_ai.provider.name = tracing::field::Empty,
+            gen_ai.response.model = tracing::field::Empty,
+            gen_ai.usage.input_tokens = tracing::field::Empty,
+            gen_ai.usage.output_tokens = tracing::field::Empty,
+            error.type = tracing::field::Empty,
+        );
+        if !span.is_disabled() {
+            span.record("otel.name", format!("chat {requested}"));
+        }
         Self {
             ledger,
             origin,
@@ -130,8 +149,14 @@ impl Call {
             route,
             started: Instant::now(),
             reservation: None,
+            span,
             closed: false,
         }
+    }
+
+    /// The call's trace span: upstream attempts run inside it.
+    pub fn span(&self) -> &tracing::Span {
+        &self.span
     }
 
     /// The model serving the call (after fallbacks, the one that answered).
@@ -194,6 +219,7 @@ impl Call {
             m.gateway_overhead
                 .observe(total.saturating_sub(up).as_secs_f64());
         }
+        self.trace(o, &model);
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
         let settlement = self.reservation.clone().map(|reservation| Settlement {
             reservation,
@@ -219,6 +245,26 @@ impl Call {
             error_type: o.error_type.clone(),
         };
         (record, settlement)
+    }
+}
+
+impl Call {
+    /// Records the outcome on the call's span.
+    fn trace(&self, o: &Outcome, model: &str) {
+        let span = &self.span;
+        if span.is_disabled() {
+            return;
+        }
+        span.record("gen_ai.provider.name", self.route.backend.name());
+        span.record("gen_ai.response.model", model);
+        span.record("gen_ai.usage.input_tokens", o.usage.prompt_tokens);
+        span.record("gen_ai.usage.output_tokens", o.usage.completion_tokens);
+        if let Some(error) = &o.error_type {
+            span.record("error.type", error.as_str());
+        }
+        if o.status >= 500 {
+            span.record("otel.status_code", "error");
+        }
     }
 }
 

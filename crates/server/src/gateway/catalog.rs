@@ -4,7 +4,7 @@
 use crate::resilience::{Breaker, Pool};
 use std::collections::HashMap;
 use std::sync::Arc;
-use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing, Upstream};
+use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing};
 use switchyard_core::Config;
 use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
 use switchyard_models::{
@@ -79,7 +79,7 @@ fn not_built(name: &str) -> BackendError {
 fn local_backend(config: &Config, entry: &ModelEntry, http: &reqwest::Client) -> Backend {
     let builtin = &switchyard_local::SMOLLM2_135M;
     let path = match &entry.upstream {
-        Upstream::Local { path } => path.as_ref(),
+        switchyard_core::catalog::Upstream::Local { path } => path.as_ref(),
         _ => None,
     };
     let (path, source) = match path {

@@ -11,6 +11,7 @@ use std::future::Future;
 use std::sync::Arc;
 use switchyard_models::BackendError;
 use tokio::sync::OwnedSemaphorePermit;
+use tracing::Instrument;
 
 /// A successful call: the model that served it, its result, and the pool
 /// slot, held until the caller is done with the result (a stream).
@@ -56,9 +57,15 @@ where
         };
         let mut attempt = 0;
         loop {
-            match op(route.clone()).await {
+            let span = attempt_span(route);
+            let result = op(route.clone()).instrument(span.clone()).await;
+            if let Err(e) = &result {
+                record_failure(&span, e);
+            }
+            match result {
                 Ok(value) => {
                     route.breaker.record(true);
+                    metrics.count_upstream_ok(&route.entry.id);
                     return Ok(Served {
                         route: route.clone(),
                         value,
@@ -67,6 +74,7 @@ where
                 }
                 Err(e) if e.is_retryable() => {
                     route.breaker.record(false);
+                    metrics.count_upstream_failure(&route.entry.id, &e);
                     tracing::warn!(error = %e, model = %route.entry.id, attempt, "upstream call failed");
                     let may_retry = attempt < route.entry.retries && !route.breaker.is_open();
                     if !may_retry {
@@ -79,10 +87,45 @@ where
                 }
                 Err(e) => {
                     route.breaker.record(true);
+                    metrics.count_upstream_failure(&route.entry.id, &e);
                     return Err(GatewayError::Upstream(e));
                 }
             }
         }
     }
     Err(last)
+}
+
+/// The trace span of one attempt on one model: a GenAI client span named
+/// for the upstream's own model name.
+fn attempt_span(route: &ModelRoute) -> tracing::Span {
+    let upstream_model = route.entry.upstream_model();
+    let span = tracing::info_span!(
+        target: crate::telemetry::TRACE_TARGET,
+        "upstream",
+        otel.name = tracing::field::Empty,
+        otel.kind = "client",
+        otel.status_code = tracing::field::Empty,
+        gen_ai.operation.name = "chat",
+        gen_ai.provider.name = route.backend.name(),
+        gen_ai.request.model = upstream_model,
+        switchyard.model = %route.entry.id,
+        error.type = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+    );
+    if !span.is_disabled() {
+        span.record("otel.name", format!("chat {upstream_model}"));
+    }
+    span
+}
+
+fn record_failure(span: &tracing::Span, e: &BackendError) {
+    if span.is_disabled() {
+        return;
+    }
+    span.record("otel.status_code", "error");
+    span.record("error.type", e.kind());
+    if let BackendError::Status { status, .. } = e {
+        span.record("http.response.status_code", *status);
+    }
 }

@@ -35,6 +35,7 @@ use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 #[derive(Clone)]
 pub struct Gateway(Arc<Inner>);
@@ -187,7 +188,8 @@ impl Gateway {
         let started = Instant::now();
         let attempt = chain::run(&chain, &self.0.ledger.metrics, |r| async move {
             r.backend.complete(req).await
-        });
+        })
+        .instrument(call.span().clone());
         let result = tokio::select! {
             r = attempt => r,
             () = self.0.shutdown.cancelled() => Err(GatewayError::ShuttingDown),
@@ -245,7 +247,8 @@ impl Gateway {
         let chain = self.catalog().chain(&call.route);
         let attempt = chain::run(&chain, &self.0.ledger.metrics, |r| async move {
             r.backend.stream(req).await
-        });
+        })
+        .instrument(call.span().clone());
         let served = tokio::select! {
             r = attempt => r,
             () = self.0.shutdown.cancelled() => Err(GatewayError::ShuttingDown),
@@ -269,13 +272,14 @@ impl Gateway {
         }
     }
 
-    /// Runs `work` on a task that shutdown waits for.
+    /// Runs `work` on a task that shutdown waits for, inside the current
+    /// span (its log lines keep the request's ids, its spans the trace).
     pub fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.0.work.spawn(work)
+        self.0.work.spawn(work.in_current_span())
     }
 
     /// Waits up to `grace` for the gateway's tracked work to finish; then

@@ -75,7 +75,7 @@ pub fn spawn_workers(
                             }
                         }
                         Err(e) => {
-                            tracing::warn!(error = %e, "could not claim a task");
+                            tracing::error!(error = %e, "could not claim a task");
                             tokio::time::sleep(POLL_INTERVAL * 4).await;
                         }
                     }
