@@ -326,3 +326,56 @@ fn log_level_error_still_shows_5xx_answers_and_lost_connections() {
     });
     assert!(!stderr.contains(PROMPT) && !stderr.contains(ADMIN_KEY));
 }
+
+/// The test suite builds every feature the release image builds, so no
+/// test of Sentry or OpenTelemetry is compiled out: the image's `cargo
+/// build` takes the binary's default features, and each of those is on
+/// here.
+#[test]
+fn the_tests_build_every_feature_the_release_image_builds() {
+    let root = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+    let dockerfile = std::fs::read_to_string(format!("{root}/deploy/Dockerfile")).unwrap();
+    let build = dockerfile
+        .lines()
+        .find(|l| l.contains("cargo build --release"))
+        .expect("the Dockerfile builds with cargo build --release");
+    let mut features: Vec<String> = Vec::new();
+    assert!(
+        !build.contains("--no-default-features"),
+        "the image drops default features: {build}"
+    );
+    if !build.contains("--all-features") {
+        let manifest = std::fs::read_to_string(format!("{root}/crates/cli/Cargo.toml")).unwrap();
+        let defaults = manifest
+            .lines()
+            .find_map(|l| l.strip_prefix("default = ["))
+            .expect("the binary declares its default features");
+        features.extend(
+            defaults
+                .trim_end_matches(']')
+                .split(',')
+                .map(|f| f.trim().trim_matches('"').to_owned())
+                .filter(|f| !f.is_empty()),
+        );
+    }
+    if let Some(extra) = build.split("--features").nth(1) {
+        let list = extra
+            .trim_start_matches([' ', '='])
+            .split_whitespace()
+            .next();
+        features.extend(list.unwrap_or("").split(',').map(str::to_owned));
+    }
+    assert!(features.contains(&"otel".to_owned()) && features.contains(&"sentry".to_owned()));
+    for feature in features {
+        let on = match feature.as_str() {
+            "local" => cfg!(feature = "local"),
+            "sentry" => cfg!(feature = "sentry"),
+            "otel" => cfg!(feature = "otel"),
+            other => panic!("the image builds feature `{other}`; list it in this test"),
+        };
+        assert!(
+            on,
+            "the image builds `{feature}` but the tests run without it"
+        );
+    }
+}
