@@ -190,6 +190,32 @@ fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHa
                     let up = redis.ping(crate::PROBE_TIMEOUT).await.is_ok();
                     state.metrics.redis_up.set(i64::from(up));
                 }
+                // The deployment-wide gauges: the task queue and the budgets,
+                // one query each. While the database is down they keep their
+                // last values.
+                if db_up {
+                    let limit = crate::PROBE_TIMEOUT;
+                    match tokio::time::timeout(limit, state.store.task_queue()).await {
+                        Ok(Ok((queued, oldest))) => {
+                            state
+                                .metrics
+                                .set_task_queue(queued, oldest, switchyard_core::now());
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "could not read the task queue for its metrics")
+                        }
+                        Err(_) => {
+                            tracing::warn!("reading the task queue for its metrics timed out")
+                        }
+                    }
+                    match tokio::time::timeout(limit, state.budgets.list()).await {
+                        Ok(Ok(budgets)) => state.metrics.set_budgets(&budgets),
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "could not read the budgets for their metrics")
+                        }
+                        Err(_) => tracing::warn!("reading the budgets for their metrics timed out"),
+                    }
+                }
             }
         })
     };

@@ -1,14 +1,20 @@
 //! Prometheus metrics: one registry per application instance, rendered in the
 //! text exposition format by `GET /metrics`.
 
+use chrono::{DateTime, Utc};
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
+use std::collections::HashSet;
 use std::sync::atomic::AtomicU64;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
+use switchyard_core::tasks::TaskStatus;
+
+#[cfg(target_os = "linux")]
+pub mod process;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -77,6 +83,40 @@ pub struct Metrics {
     pub job_runs: Family<JobRunLabels, Counter>,
     pub job_leader: Family<JobLabels, Gauge>,
     pub job_last_success: Family<JobLabels, Gauge<f64, AtomicU64>>,
+    pub upstream_calls: Family<UpstreamLabels, Counter>,
+    pub tasks_queued: Gauge,
+    pub task_queue_oldest: Gauge<f64, AtomicU64>,
+    pub tasks_finished: Family<TaskStatusLabels, Counter>,
+    pub budget_used: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    /// The budgets `budget_used` has a series for, so that a deleted
+    /// budget's series goes too.
+    budget_series: Arc<Mutex<HashSet<BudgetLabels>>>,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub model: String,
+    /// `ok`; `error`: the upstream failed (5xx, 429, 401/403, a timeout, a
+    /// connection error, a reply that is not the protocol); or `rejected`:
+    /// it refused the request itself as invalid (400, 404, 422).
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TaskStatusLabels {
+    /// A finished task's status: `completed`, `failed`, `timeout`,
+    /// `cost_exceeded` or `cancelled`.
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BudgetLabels {
+    /// `key` or `project`.
+    pub scope: &'static str,
+    /// The key id or project name.
+    pub subject: String,
+    /// `daily`, `monthly` or `total`.
+    pub period: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -310,6 +350,46 @@ impl Metrics {
             "When a run of the scheduled job last succeeded on this replica (Unix time)",
             job_last_success.clone(),
         );
+        let upstream_calls = Family::<UpstreamLabels, Counter>::default();
+        registry.register(
+            "switchyard_upstream_calls",
+            "Attempts at a model's upstream (retries each count), by model and result (ok, error, rejected)",
+            upstream_calls.clone(),
+        );
+        let tasks_queued = Gauge::default();
+        registry.register(
+            "switchyard_tasks_queued",
+            "Agent tasks waiting for a worker (the whole deployment's queue)",
+            tasks_queued.clone(),
+        );
+        let task_queue_oldest = Gauge::<f64, AtomicU64>::default();
+        registry.register(
+            "switchyard_task_queue_oldest_seconds",
+            "Age of the oldest queued agent task in seconds; 0 when none waits",
+            task_queue_oldest.clone(),
+        );
+        let tasks_finished = Family::<TaskStatusLabels, Counter>::default();
+        for status in TaskStatus::ALL.into_iter().filter(|s| s.is_finished()) {
+            // Every outcome from 0, so that the first of each is a rise.
+            tasks_finished
+                .get_or_create(&TaskStatusLabels {
+                    status: status.as_str(),
+                })
+                .inc_by(0);
+        }
+        registry.register(
+            "switchyard_tasks_finished",
+            "Agent tasks this replica's workers finished, by final status",
+            tasks_finished.clone(),
+        );
+        let budget_used = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "switchyard_budget_used_ratio",
+            "Share of each budget used in its current period: (spent + reserved) / limit",
+            budget_used.clone(),
+        );
+        #[cfg(target_os = "linux")]
+        registry.register_collector(Box::new(process::ProcessCollector));
         Self {
             registry: Arc::new(registry),
             requests,
@@ -340,7 +420,80 @@ impl Metrics {
             job_runs,
             job_leader,
             job_last_success,
+            upstream_calls,
+            tasks_queued,
+            task_queue_oldest,
+            tasks_finished,
+            budget_used,
+            budget_series: Arc::default(),
         }
+    }
+
+    /// Counts one attempt at a model's upstream that answered.
+    pub fn count_upstream_ok(&self, model: &str) {
+        self.count_upstream(model, "ok");
+    }
+
+    /// Counts one failed attempt at a model's upstream: `rejected` when the
+    /// upstream refused the request itself as invalid (400, 404, 422, which
+    /// the caller sees as a 400), else `error`.
+    pub fn count_upstream_failure(&self, model: &str, e: &switchyard_models::BackendError) {
+        let result = match e {
+            switchyard_models::BackendError::Status {
+                status: 400 | 404 | 422,
+                ..
+            } => "rejected",
+            _ => "error",
+        };
+        self.count_upstream(model, result);
+    }
+
+    fn count_upstream(&self, model: &str, result: &'static str) {
+        self.upstream_calls
+            .get_or_create(&UpstreamLabels {
+                model: model.to_owned(),
+                result,
+            })
+            .inc();
+    }
+
+    /// Counts a task a worker finished.
+    pub fn count_task_finished(&self, status: TaskStatus) {
+        self.tasks_finished
+            .get_or_create(&TaskStatusLabels {
+                status: status.as_str(),
+            })
+            .inc();
+    }
+
+    /// The task queue: how many wait, and for how long the oldest has.
+    pub fn set_task_queue(&self, queued: i64, oldest: Option<DateTime<Utc>>, now: DateTime<Utc>) {
+        self.tasks_queued.set(queued);
+        let age = oldest.map_or(0.0, |t| (now - t).num_milliseconds().max(0) as f64 / 1000.0);
+        self.task_queue_oldest.set(age);
+    }
+
+    /// One series per budget with its share used in the current period; a
+    /// deleted budget's series is removed.
+    pub fn set_budgets(&self, states: &[switchyard_store::BudgetState]) {
+        let mut current = HashSet::with_capacity(states.len());
+        for s in states {
+            let labels = BudgetLabels {
+                scope: s.budget.scope.as_str(),
+                subject: s.budget.subject.clone(),
+                period: s.budget.period.as_str(),
+            };
+            self.budget_used.get_or_create(&labels).set(used_ratio(s));
+            current.insert(labels);
+        }
+        let mut known = self
+            .budget_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for gone in known.difference(&current) {
+            self.budget_used.remove(gone);
+        }
+        *known = current;
     }
 
     pub fn set_pool(&self, stats: switchyard_store::PoolStats) {
@@ -372,6 +525,17 @@ impl Metrics {
         let mut out = String::with_capacity(8 * 1024);
         prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
         Ok(out)
+    }
+}
+
+/// `(spent + reserved) / limit`; a budget with no limit left to give (a
+/// limit of 0) counts as fully used.
+fn used_ratio(s: &switchyard_store::BudgetState) -> f64 {
+    let used = s.spent_nano_usd.saturating_add(s.reserved_nano_usd) as f64;
+    if s.budget.limit_nano_usd > 0 {
+        used / s.budget.limit_nano_usd as f64
+    } else {
+        1.0
     }
 }
 

@@ -300,4 +300,13 @@ impl Store {
             crate::read_pool!(self, p => sqlx::query_as(SQL).bind(id).bind(after_seq).fetch_all(p).await)?,
         )
     }
+
+    /// The queue as a whole: how many tasks wait for a worker, and when the
+    /// oldest of them was queued (`None` when none waits). One query, on the
+    /// `(status, created_at)` index; the service's metrics refresh from it.
+    pub async fn task_queue(&self) -> Result<(i64, Option<DateTime<Utc>>)> {
+        const SQL: &str = "SELECT COUNT(*), MIN(created_at) FROM tasks \
+            WHERE status = 'queued' AND cancel_requested = FALSE";
+        Ok(crate::read_pool!(self, p => sqlx::query_as(SQL).fetch_one(p).await)?)
+    }
 }

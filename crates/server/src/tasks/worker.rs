@@ -101,7 +101,10 @@ async fn run_claimed(state: &AppState, bash: &BashPolicy, worker: &str, task: Ta
         at: switchyard_core::now(),
     };
     match state.store.finish_task(&finish).await {
-        Ok(true) => tracing::info!(status = %outcome.status, "task finished"),
+        Ok(true) => {
+            state.metrics.count_task_finished(outcome.status);
+            tracing::info!(status = %outcome.status, "task finished")
+        }
         Ok(false) => {
             tracing::warn!("task lease was lost before it finished; its result was dropped")
         }
