@@ -3,8 +3,8 @@
 #
 # Installs (from Debian packages) and starts whatever is missing: PostgreSQL
 # (shared server on 127.0.0.1:5432 plus the binaries tests use for private
-# servers), Redis, pgbouncer, nginx, bubblewrap (the Bash sandbox) and
-# promtool, and fetches the embedded model's GGUF. Then runs every test of
+# servers), Redis, pgbouncer, nginx, bubblewrap (the Bash sandbox), promtool
+# and amtool, and fetches the embedded model's GGUF. Then runs every test of
 # the workspace, on SQLite and PostgreSQL. Extra arguments go to `cargo test`.
 #
 #   scripts/test.sh                 # everything
@@ -22,6 +22,8 @@ compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+# amtool checks deploy/alertmanager/alertmanager.yml (crates/cli/tests/observability.rs).
+command -v amtool >/dev/null 2>&1 || missing+=(prometheus-alertmanager)
 [ -x /usr/sbin/pgbouncer ] || command -v pgbouncer >/dev/null 2>&1 || missing+=(pgbouncer)
 command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # The deployment kit's checks (crates/cli/tests/deploy_files.rs): systemd's

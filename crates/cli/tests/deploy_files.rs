@@ -795,7 +795,37 @@ fn the_compose_stack_matches_the_compose_spec_and_scales() {
         );
     }
 
-    // Prometheus' configuration and rules.
+    // Prometheus' configuration and rules: the file the prometheus service
+    // runs with, found through its bind mount of deploy/prometheus (the
+    // rules, the alert tests and Alertmanager are checked in
+    // tests/observability.rs).
+    let prometheus = &services["prometheus"];
+    let config_file = prometheus["command"]
+        .as_array()
+        .expect("the prometheus service's command is a list")
+        .iter()
+        .find_map(|a| a.as_str()?.strip_prefix("--config.file="))
+        .expect("the prometheus service names its --config.file");
+    let host_config = prometheus["volumes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .find_map(|v| {
+            let mut parts = v.split(':');
+            let (source, target) = (parts.next()?, parts.next()?);
+            let inside = config_file.strip_prefix(target)?.strip_prefix('/')?;
+            Some(deploy("compose").join(source).join(inside))
+        })
+        .unwrap_or_else(|| panic!("no bind mount of the prometheus service holds {config_file}"));
+    let host_config = host_config
+        .canonicalize()
+        .unwrap_or_else(|e| panic!("the compose Prometheus runs {}: {e}", host_config.display()));
+    assert!(
+        host_config.starts_with(deploy("prometheus")),
+        "the compose Prometheus runs {}, not a file of deploy/prometheus",
+        host_config.display()
+    );
     let promtool = system_tool(
         "promtool",
         "install the Debian package prometheus (scripts/test.sh does)",
@@ -803,7 +833,7 @@ fn the_compose_stack_matches_the_compose_spec_and_scales() {
     check(
         Command::new(promtool)
             .args(["check", "config"])
-            .arg(deploy("compose/prometheus/prometheus.yml")),
+            .arg(&host_config),
     );
 }
 
