@@ -16,6 +16,11 @@ pub mod tools;
 pub use config::{Config, ConfigProblem, Environment, LoadedConfig};
 pub use secret::Secret;
 
+/// The target of spans that exist for traces only (model calls and their
+/// upstream attempts, database and Redis operations): the log filters it
+/// out, the trace exporter keeps it.
+pub const TRACE_TARGET: &str = "otel";
+
 /// The current time at the precision both databases store (microseconds), so
 /// that a value read back equals the value written.
 pub fn now() -> chrono::DateTime<chrono::Utc> {

@@ -13,7 +13,7 @@ use tracing::Instrument;
 /// the log), with the OpenTelemetry database attributes.
 pub fn span(command: &str) -> tracing::Span {
     let span = tracing::info_span!(
-        target: "otel",
+        target: switchyard_core::TRACE_TARGET,
         "redis",
         otel.name = tracing::field::Empty,
         otel.kind = "client",

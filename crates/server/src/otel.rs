@@ -26,7 +26,7 @@ use tracing_subscriber::filter::filter_fn;
 use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::Layer;
 
-use crate::telemetry::TRACE_TARGET;
+use switchyard_core::TRACE_TARGET;
 
 /// Whether spans are being exported: set once the exporter is installed.
 static EXPORTING: AtomicBool = AtomicBool::new(false);

@@ -13,9 +13,7 @@ use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{fmt, EnvFilter, Layer};
 
-/// The target of spans that exist for traces only (model calls and their
-/// upstream attempts, database and Redis operations): never logged.
-pub const TRACE_TARGET: &str = "otel";
+pub use switchyard_core::TRACE_TARGET;
 
 /// How long shutdown waits for the last spans to be exported.
 #[cfg(feature = "otel")]

@@ -5,8 +5,7 @@
 
 use crate::pool::Store;
 
-/// The target of spans meant for traces only.
-pub(crate) const TRACE_TARGET: &str = "otel";
+pub(crate) use switchyard_core::TRACE_TARGET;
 
 impl Store {
     /// The `db.system.name` of the database.

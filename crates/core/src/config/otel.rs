@@ -29,7 +29,7 @@ declare_settings! { Section::Traces;
         "More resource attributes, key=value pairs separated by commas; service.version, deployment.environment.name and the slot are always set.";
     OTEL_TRACES_SAMPLER: value("parentbased_always_on"),
         "always_on, always_off, traceidratio, or parentbased_ with one of those (follow the caller's decision when a traceparent came in).";
-    OTEL_TRACES_SAMPLER_ARG: value("1.0"),
+    OTEL_TRACES_SAMPLER_ARG: value("1"),
         "The ratio (0–1) of traces kept by the traceidratio samplers.";
 }
 
