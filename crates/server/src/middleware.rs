@@ -120,24 +120,9 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
     let handled = next.run(req).instrument(span.clone());
     #[cfg(feature = "sentry")]
     let handled = crate::sentry::observe(handled, &id, &method, &route);
-    let mut response = handled.await;
+    let response = handled.await;
     edge.metrics.in_flight.dec();
-
-    if response.status() == StatusCode::METHOD_NOT_ALLOWED
-        && !response.headers().contains_key(header::CONTENT_TYPE)
-    {
-        let allow = response.headers().get(header::ALLOW).cloned();
-        response = ApiError::new(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "invalid_request_error",
-            format!("method {method} is not allowed on this route"),
-        )
-        .with_code("method_not_allowed")
-        .into_response();
-        if let Some(allow) = allow {
-            response.headers_mut().insert(header::ALLOW, allow);
-        }
-    }
+    let mut response = as_json_error(response, &method).await;
 
     let status = response.status();
     let elapsed = started.elapsed();
@@ -180,6 +165,58 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
         response
             .headers_mut()
             .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
+}
+
+/// The framework's own rejections (a query string, path or header that
+/// does not parse, a method the route does not take) come as plain text or
+/// with no body; they leave in the service's one JSON error shape, with
+/// the framework's message, so every client error is read the same way.
+async fn as_json_error(response: Response, method: &axum::http::Method) -> Response {
+    let status = response.status();
+    if !status.is_client_error() || response.headers().contains_key(header::CONTENT_ENCODING) {
+        return response;
+    }
+    let plain = match response.headers().get(header::CONTENT_TYPE) {
+        None => true,
+        Some(v) => v.as_bytes().starts_with(b"text/plain"),
+    };
+    if !plain {
+        return response;
+    }
+    let allow = response.headers().get(header::ALLOW).cloned();
+    let text = match axum::body::to_bytes(response.into_body(), 64 * 1024).await {
+        Ok(bytes) => String::from_utf8_lossy(&bytes).trim().to_owned(),
+        Err(_) => String::new(),
+    };
+    let (code, message) = match status {
+        StatusCode::METHOD_NOT_ALLOWED => (
+            "method_not_allowed",
+            format!("method {method} is not allowed on this route"),
+        ),
+        StatusCode::PAYLOAD_TOO_LARGE => return payload_too_large().into_response(),
+        StatusCode::NOT_FOUND => ("not_found", text),
+        _ => ("invalid_request", text),
+    };
+    let message = if message.is_empty() {
+        status
+            .canonical_reason()
+            .unwrap_or("bad request")
+            .to_owned()
+    } else {
+        message
+    };
+    let kind = if status == StatusCode::NOT_FOUND {
+        "not_found_error"
+    } else {
+        "invalid_request_error"
+    };
+    let mut response = ApiError::new(status, kind, message)
+        .with_code(code)
+        .into_response();
+    if let Some(allow) = allow {
+        response.headers_mut().insert(header::ALLOW, allow);
     }
     response
 }

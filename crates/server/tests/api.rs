@@ -148,6 +148,29 @@ async fn authentication_matrix(kind: DatabaseKind) {
         (s, e["error"]["code"].as_str()),
         (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed"))
     );
+    // The framework's own rejections (a query string that does not parse, a
+    // path that is not UTF-8) come in the same JSON shape, with its reason.
+    for (method, path) in [
+        (reqwest::Method::GET, "/v1/usage?x=1"),
+        (reqwest::Method::GET, "/v1/admin/keys?include_revoked=maybe"),
+        (reqwest::Method::GET, "/v1/admin/keys/%FF"),
+    ] {
+        let resp = app
+            .client
+            .request(method, app.url(path))
+            .bearer_auth(&app.admin)
+            .send()
+            .await
+            .unwrap();
+        let (s, e) = error_of(resp).await;
+        assert_eq!(s, StatusCode::BAD_REQUEST, "{path}: {e}");
+        assert_eq!(e["error"]["type"], "invalid_request_error", "{path}: {e}");
+        assert_eq!(e["error"]["code"], "invalid_request", "{path}: {e}");
+        assert!(
+            !e["error"]["message"].as_str().unwrap_or("").is_empty(),
+            "{path}: {e}"
+        );
+    }
     app.stop().await;
 }
 
