@@ -36,6 +36,9 @@ const PUBLIC_PREFIXES: &[&str] = &["/docs/"];
 /// per-IP limit on unauthenticated traffic.
 const INFRASTRUCTURE_PATHS: &[&str] =
     &["/health", "/ready", "/db-check", "/redis-check", "/metrics"];
+/// Probes that report on the backing services; `DIAGNOSTICS_REQUIRE_ADMIN`
+/// takes them off the public list for installs that expose the API.
+const DIAGNOSTIC_PATHS: &[&str] = &["/db-check", "/redis-check"];
 /// Paths that need the `admin` scope; everything else needs `user`.
 const ADMIN_PREFIXES: &[&str] = &["/v1/admin/", "/debug/"];
 
@@ -184,6 +187,9 @@ fn malformed() -> ApiError {
 pub struct AuthState {
     pub keys: KeyAuthority,
     pub limits: Limits,
+    /// `DIAGNOSTICS_REQUIRE_ADMIN`: `/db-check` and `/redis-check` need an
+    /// admin key.
+    pub diagnostics_require_admin: bool,
 }
 
 /// The middleware: authenticates every non-public request and checks scope.
@@ -196,7 +202,8 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
         .get::<ClientIp>()
         .and_then(|c| c.0)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
-    if is_public(path) {
+    let restricted = auth.diagnostics_require_admin && DIAGNOSTIC_PATHS.contains(&path);
+    if is_public(path) && !restricted {
         if !INFRASTRUCTURE_PATHS.contains(&path) {
             let quota = auth.limits.quotas().unauthenticated;
             if let Err(rejection) = auth
@@ -218,7 +225,11 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
     {
         return rejection.into_response();
     }
-    let needed = needed_scope(path);
+    let needed = if restricted {
+        Scope::Admin
+    } else {
+        needed_scope(path)
+    };
     let span = tracing::info_span!(
         target: crate::telemetry::TRACE_TARGET,
         "auth",

@@ -467,6 +467,31 @@ async fn probes_report_and_drain(kind: DatabaseKind) {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn diagnostics_can_require_an_admin_key() {
+    let app = TestApp::builder()
+        .env("DIAGNOSTICS_REQUIRE_ADMIN", "true")
+        .start()
+        .await;
+    let user = issue(&app.state, "user", Scopes::user()).await;
+    for path in ["/db-check", "/redis-check"] {
+        let (s, e) = error_of(app.get(path, None).await).await;
+        assert_eq!(s, StatusCode::UNAUTHORIZED, "{path}: {e}");
+        let (s, e) = error_of(app.get(path, Some(&user)).await).await;
+        assert_eq!(s, StatusCode::FORBIDDEN, "{path}: {e}");
+        assert_eq!(
+            app.get(path, Some(&app.admin)).await.status(),
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    // Probes and scrapes stay open.
+    for path in ["/health", "/ready", "/metrics"] {
+        assert_eq!(app.get(path, None).await.status(), StatusCode::OK, "{path}");
+    }
+    app.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_services_work_without_a_server() {
     let state = TestApp::builder().postgres().state().await;
     let secret = issue(&state, "direct", Scopes::user()).await;

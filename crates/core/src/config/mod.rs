@@ -74,6 +74,9 @@ pub struct Config {
     pub otel: Option<OtelConfig>,
     /// `DEPLOYMENT_SLOT`, e.g. blue or green; reported by `/health`.
     pub deployment_slot: Option<String>,
+    /// `/db-check` and `/redis-check` need an admin key
+    /// (`DIAGNOSTICS_REQUIRE_ADMIN`).
+    pub diagnostics_require_admin: bool,
     /// How long in-flight requests get to finish after SIGTERM.
     pub shutdown_grace: Duration,
     /// How long probes answer 503 before the listener closes, so that load
@@ -208,6 +211,7 @@ impl Config {
                 sentry_profiles_sample_rate: observability.sentry_profiles_sample_rate,
                 otel,
                 deployment_slot: server.deployment_slot,
+                diagnostics_require_admin: server.diagnostics_require_admin,
                 shutdown_grace: server.shutdown_grace,
                 shutdown_delay: server.shutdown_delay,
                 max_body_bytes: server.max_body_bytes,

@@ -30,6 +30,8 @@ declare_settings! { Section::Server;
         "After SIGTERM, how long probes answer 503 before the listener closes (lets load balancers notice).";
     DEPLOYMENT_SLOT: optional,
         "e.g. blue or green; shown by /health and in switchyard_build_info.";
+    DIAGNOSTICS_REQUIRE_ADMIN: value("false"),
+        "/db-check and /redis-check need an admin key (for installs that expose the API publicly; /health and /ready stay open for probes).";
 }
 
 /// Where the service runs; production turns on the strict checks.
@@ -81,6 +83,7 @@ pub(super) struct Server {
     pub shutdown_grace: Duration,
     pub shutdown_delay: Duration,
     pub deployment_slot: Option<String>,
+    pub diagnostics_require_admin: bool,
 }
 
 const LOCALHOST: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
@@ -111,6 +114,7 @@ pub(super) fn load(r: &mut Reader<'_>) -> Server {
     let shutdown_grace = r.seconds(&SHUTDOWN_GRACE_SECONDS, 0, 3600);
     let shutdown_delay = r.seconds(&SHUTDOWN_DELAY_SECONDS, 0, 600);
     let deployment_slot = r.optional_text(&DEPLOYMENT_SLOT);
+    let diagnostics_require_admin = r.flag(&DIAGNOSTICS_REQUIRE_ADMIN);
     if let Some(slot) = &deployment_slot {
         if !valid_slot(slot) {
             r.problem(
@@ -130,5 +134,6 @@ pub(super) fn load(r: &mut Reader<'_>) -> Server {
         shutdown_grace,
         shutdown_delay,
         deployment_slot,
+        diagnostics_require_admin,
     }
 }

@@ -104,6 +104,7 @@ pub fn router(state: AppState) -> Router {
     let auth = AuthState {
         keys: state.authority.clone(),
         limits: state.limits.clone(),
+        diagnostics_require_admin: state.config.diagnostics_require_admin,
     };
     let edge = Edge {
         metrics: state.metrics.clone(),
