@@ -213,6 +213,44 @@ impl Definition {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn frontmatter_text() -> impl Strategy<Value = String> {
+        let line = prop_oneof![
+            "[a-z]{1,8}: ?[ -~]{0,20}",
+            "- ?[ -~]{0,12}",
+            "-{1,4}",
+            "tools: ?\\[?[A-Za-z, ]{0,20}\\]?",
+            any::<String>(),
+        ];
+        (any::<bool>(), prop::collection::vec(line, 0..8)).prop_map(|(open, lines)| {
+            let text = lines.join("\n");
+            if open {
+                format!("---\n{text}")
+            } else {
+                text
+            }
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 512, failure_persistence: None, ..ProptestConfig::default() })]
+
+        /// Agent and skill files come from operators' directories: any
+        /// text parses into fields or is refused, without a panic.
+        #[test]
+        fn any_frontmatter_parses_or_is_refused(text in frontmatter_text(), crlf in any::<bool>()) {
+            let text = if crlf { text.replace('\n', "\r\n") } else { text };
+            if let Some((front, body)) = split_frontmatter(&text) {
+                prop_assert!(text.len() >= front.len() + body.len());
+                let fields = parse_frontmatter(front);
+                for key in fields.keys() {
+                    prop_assert!(!key.contains('\n'));
+                }
+            }
+            let _ = parse_frontmatter(&text);
+        }
+    }
 
     #[test]
     fn agents_and_skills_load_from_their_directories() {

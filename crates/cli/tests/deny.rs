@@ -32,7 +32,14 @@ fn deny(config: &Path) -> Output {
     Command::new(cargo_deny())
         .arg("--config")
         .arg(config)
-        .args(["--log-level", "error", "check", "licenses", "bans", "sources"])
+        .args([
+            "--log-level",
+            "error",
+            "check",
+            "licenses",
+            "bans",
+            "sources",
+        ])
         .current_dir(repo())
         .output()
         .expect("cargo-deny runs")
@@ -49,7 +56,11 @@ fn said(o: &Output) -> String {
 #[test]
 fn the_dependencies_meet_the_policy() {
     let out = deny(&repo().join("deny.toml"));
-    assert!(out.status.success(), "cargo deny check failed:\n{}", said(&out));
+    assert!(
+        out.status.success(),
+        "cargo deny check failed:\n{}",
+        said(&out)
+    );
 }
 
 #[test]
@@ -64,7 +75,10 @@ fn the_policy_is_enforced() {
             1,
         )
         .replacen("    \"ISC\",\n", "", 1);
-    assert_ne!(stricter, policy, "deny.toml no longer has the expected shape");
+    assert_ne!(
+        stricter, policy,
+        "deny.toml no longer has the expected shape"
+    );
     let dir = std::env::temp_dir().join(format!("sy-deny-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("deny.toml");
