@@ -5,6 +5,7 @@ use crate::open_store;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes};
+use switchyard_core::rotation::MAX_GRACE_DAYS;
 use switchyard_core::Config;
 use switchyard_server::audit::Actor;
 use switchyard_server::keys::Keys;
@@ -31,6 +32,27 @@ pub enum KeysCommand {
     /// Revoke a key by id. Running servers stop accepting it within
     /// KEY_CACHE_TTL_SECONDS (default 10).
     Revoke { id: String },
+    /// Rotate a key: issue a successor with the same name, owner, project,
+    /// scopes, limits and task profile (its secret printed once), and let the
+    /// old key work for the grace period. Calls with the old key meanwhile
+    /// carry an `x-switchyard-key-grace-ends` header.
+    Rotate {
+        id: String,
+        /// How many days the old key keeps working (0 ends it at once).
+        #[arg(long, default_value_t = 7,
+            value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_GRACE_DAYS)))]
+        grace_days: u32,
+        /// Print JSON (including the new secret) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Set a key's expiry: an RFC 3339 time, a number of days from now
+    /// (e.g. 30d), or `never`.
+    SetExpiry {
+        id: String,
+        /// 2027-01-31T00:00:00Z, 30d, or never.
+        when: String,
+    },
     /// Give a key its own request rate (e.g. 600/minute, 10000/day), or
     /// `default` to return it to API_RATE_LIMIT per minute.
     SetRateLimit {
@@ -89,6 +111,7 @@ fn print_key_table(keys: &[ApiKey]) {
     let now = chrono::Utc::now();
     for k in keys {
         let state = match k.check_usable(now) {
+            Ok(()) if k.successor_id.is_some() => "grace",
             Ok(()) => "active",
             Err(switchyard_core::keys::KeyUnusable::Revoked) => "revoked",
             Err(switchyard_core::keys::KeyUnusable::Expired) => "expired",
@@ -197,6 +220,50 @@ pub async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<E
                 }
             }
         }
+        KeysCommand::Rotate {
+            id,
+            grace_days,
+            json,
+        } => {
+            let rotated = keys.rotate(&id, grace_days, &actor).await?;
+            let (new, old) = (&rotated.successor.key, &rotated.previous);
+            if json {
+                let mut v = serde_json::to_value(new)?;
+                if let Some(obj) = v.as_object_mut() {
+                    obj.insert("key".into(), rotated.successor.secret.expose().into());
+                    obj.insert("previous".into(), serde_json::to_value(old)?);
+                }
+                println!("{}", serde_json::to_string_pretty(&v)?);
+            } else {
+                println!("{}", rotated.successor.secret.expose());
+                eprintln!(
+                    "rotated {} into {} ({}); the secret above is shown only once; the old key works until {}",
+                    old.id,
+                    new.id,
+                    new.name,
+                    old.expires_at.map(|t| t.to_rfc3339()).unwrap_or_default()
+                );
+            }
+            ExitCode::SUCCESS
+        }
+        KeysCommand::SetExpiry { id, when } => {
+            let expires_at = parse_expiry(&when, switchyard_core::now())?;
+            match keys.set_expiry(&id, expires_at, &actor).await? {
+                Some(k) => {
+                    println!(
+                        "{}: expires {}",
+                        k.id,
+                        k.expires_at
+                            .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+                    );
+                    ExitCode::SUCCESS
+                }
+                None => {
+                    eprintln!("error: no key with id `{id}`");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         KeysCommand::Revoke { id } => match keys.revoke(&id, &actor).await? {
             Some(k) => {
                 println!(
@@ -214,4 +281,53 @@ pub async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<E
     };
     store.close().await;
     Ok(code)
+}
+
+/// `never`, `30d` (days from now, 1 to 3650) or an RFC 3339 time in the future.
+fn parse_expiry(
+    when: &str,
+    now: chrono::DateTime<chrono::Utc>,
+) -> anyhow::Result<Option<chrono::DateTime<chrono::Utc>>> {
+    let when = when.trim();
+    if when == "never" {
+        return Ok(None);
+    }
+    if let Some(days) = when.strip_suffix('d') {
+        let days: i64 = days
+            .parse()
+            .ok()
+            .filter(|d| (1..=3650).contains(d))
+            .ok_or_else(|| anyhow::anyhow!("`{when}`: days must be from 1d to 3650d"))?;
+        return Ok(Some(now + chrono::Duration::days(days)));
+    }
+    let at = chrono::DateTime::parse_from_rfc3339(when)
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "`{when}` is not an RFC 3339 time, a number of days (30d) or `never`: {e}"
+            )
+        })?
+        .with_timezone(&chrono::Utc);
+    if at <= now {
+        anyhow::bail!("`{when}` is not in the future");
+    }
+    Ok(Some(at))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiry;
+
+    #[test]
+    fn expiry_is_never_days_or_a_future_time() {
+        let now = switchyard_core::now();
+        assert_eq!(parse_expiry("never", now).ok(), Some(None));
+        assert_eq!(
+            parse_expiry("30d", now).ok().flatten(),
+            Some(now + chrono::Duration::days(30))
+        );
+        assert!(parse_expiry("0d", now).is_err());
+        assert!(parse_expiry("2001-01-01T00:00:00Z", now).is_err());
+        assert!(parse_expiry("tomorrow", now).is_err());
+        assert!(parse_expiry("2999-01-01T00:00:00Z", now).is_ok_and(|t| t.is_some()));
+    }
 }

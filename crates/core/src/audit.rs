@@ -16,6 +16,12 @@ pub enum AuditKind {
     KeyRateLimitChanged,
     #[serde(rename = "key.task_profile_changed")]
     KeyTaskProfileChanged,
+    /// A key was rotated: a successor issued, the old key given a grace
+    /// period.
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
+    #[serde(rename = "key.expiry_changed")]
+    KeyExpiryChanged,
     #[serde(rename = "budget.set")]
     BudgetSet,
     #[serde(rename = "budget.deleted")]
@@ -45,11 +51,13 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 14] = [
+    pub const ALL: [AuditKind; 16] = [
         AuditKind::KeyCreated,
         AuditKind::KeyRevoked,
         AuditKind::KeyRateLimitChanged,
         AuditKind::KeyTaskProfileChanged,
+        AuditKind::KeyRotated,
+        AuditKind::KeyExpiryChanged,
         AuditKind::BudgetSet,
         AuditKind::BudgetDeleted,
         AuditKind::TaskCreated,
@@ -68,6 +76,8 @@ impl AuditKind {
             AuditKind::KeyRevoked => "key.revoked",
             AuditKind::KeyRateLimitChanged => "key.rate_limit_changed",
             AuditKind::KeyTaskProfileChanged => "key.task_profile_changed",
+            AuditKind::KeyRotated => "key.rotated",
+            AuditKind::KeyExpiryChanged => "key.expiry_changed",
             AuditKind::BudgetSet => "budget.set",
             AuditKind::BudgetDeleted => "budget.deleted",
             AuditKind::TaskCreated => "task.created",
