@@ -5,7 +5,7 @@ use crate::open_store;
 use clap::{Args, Subcommand};
 use std::process::ExitCode;
 use switchyard_core::keys::{ApiKey, NewKeySpec, RateLimit, Scope, Scopes};
-use switchyard_core::rotation::MAX_GRACE_DAYS;
+use switchyard_core::rotation::{RotationPolicy, MAX_GRACE_DAYS};
 use switchyard_core::Config;
 use switchyard_server::audit::Actor;
 use switchyard_server::keys::Keys;
@@ -14,11 +14,16 @@ use switchyard_server::keys::Keys;
 pub enum KeysCommand {
     /// Create a key and print its secret once.
     Create(CreateArgs),
-    /// List keys (secrets are never shown; only their prefixes).
+    /// List keys (secrets are never shown; only their prefixes), with the
+    /// date each is due for rotation.
     List {
         /// Include revoked keys.
         #[arg(long)]
         all: bool,
+        /// Only the keys due for rotation (older than KEY_ROTATION_DAYS and
+        /// not rotated), oldest due first.
+        #[arg(long, conflicts_with = "all")]
+        due: bool,
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
@@ -38,10 +43,10 @@ pub enum KeysCommand {
     /// carry an `x-switchyard-key-grace-ends` header.
     Rotate {
         id: String,
-        /// How many days the old key keeps working (0 ends it at once).
-        #[arg(long, default_value_t = 7,
-            value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_GRACE_DAYS)))]
-        grace_days: u32,
+        /// How many days the old key keeps working (0 ends it at once;
+        /// default KEY_ROTATION_GRACE_DAYS, 7).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(0..=i64::from(MAX_GRACE_DAYS)))]
+        grace_days: Option<u32>,
         /// Print JSON (including the new secret) instead of text.
         #[arg(long)]
         json: bool,
@@ -103,29 +108,36 @@ impl From<ScopeArg> for Scope {
     }
 }
 
-fn print_key_table(keys: &[ApiKey]) {
+fn print_key_table(keys: &[ApiKey], policy: &RotationPolicy) {
     println!(
-        "{:<28} {:<13} {:<20} {:<16} {:<11} {:<8} EXPIRES",
-        "ID", "PREFIX", "NAME", "PROJECT", "SCOPES", "STATE"
+        "{:<28} {:<13} {:<20} {:<16} {:<11} {:<8} {:<26} ROTATION DUE",
+        "ID", "PREFIX", "NAME", "PROJECT", "SCOPES", "STATE", "EXPIRES"
     );
     let now = chrono::Utc::now();
     for k in keys {
-        let state = match k.check_usable(now) {
+        let state = match policy.check(k, now) {
             Ok(()) if k.successor_id.is_some() => "grace",
             Ok(()) => "active",
             Err(switchyard_core::keys::KeyUnusable::Revoked) => "revoked",
             Err(switchyard_core::keys::KeyUnusable::Expired) => "expired",
         };
+        let due = match policy.due_at(k) {
+            Some(at) if at <= now => format!("{} (due)", at.to_rfc3339()),
+            Some(at) => at.to_rfc3339(),
+            None => "-".to_owned(),
+        };
         println!(
-            "{:<28} {:<13} {:<20} {:<16} {:<11} {:<8} {}",
+            "{:<28} {:<13} {:<20} {:<16} {:<11} {:<8} {:<26} {}",
             k.id,
             k.prefix,
             k.name,
             k.project,
             k.scopes.to_db(),
             state,
-            k.expires_at
-                .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339())
+            policy
+                .expiry(k)
+                .map_or_else(|| "never".to_owned(), |t| t.to_rfc3339()),
+            due
         );
     }
 }
@@ -134,6 +146,7 @@ pub async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<E
     let store = open_store(config).await?;
     let keys = Keys::new(store.clone(), None);
     let actor = Actor::cli();
+    let policy = &config.keys.rotation;
     let code = match cmd {
         KeysCommand::Create(args) => {
             let now = switchyard_core::now();
@@ -172,12 +185,17 @@ pub async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<E
             }
             ExitCode::SUCCESS
         }
-        KeysCommand::List { all, json } => {
-            let list = keys.list(all).await?;
+        KeysCommand::List { all, due, json } => {
+            let list = if due {
+                let due = keys.due(policy, switchyard_core::now()).await?;
+                due.into_iter().map(|(k, _)| k).collect()
+            } else {
+                keys.list(all).await?
+            };
             if json {
                 println!("{}", serde_json::to_string_pretty(&list)?);
             } else {
-                print_key_table(&list);
+                print_key_table(&list, policy);
             }
             ExitCode::SUCCESS
         }
@@ -187,7 +205,7 @@ pub async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<E
                 ExitCode::SUCCESS
             }
             Some(k) => {
-                print_key_table(std::slice::from_ref(&k));
+                print_key_table(std::slice::from_ref(&k), policy);
                 ExitCode::SUCCESS
             }
             None => {
@@ -225,6 +243,7 @@ pub async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<E
             grace_days,
             json,
         } => {
+            let grace_days = grace_days.unwrap_or(config.keys.rotation_grace_days);
             let rotated = keys.rotate(&id, grace_days, &actor).await?;
             let (new, old) = (&rotated.successor.key, &rotated.previous);
             if json {

@@ -128,3 +128,56 @@ fn keys_are_rotated_and_given_an_expiry_from_the_command_line() {
     assert_eq!(code, 0);
     assert!(!stdout.contains(&new_secret));
 }
+
+#[test]
+fn due_keys_are_listed_and_reported_by_preflight() {
+    let db = TestDatabase::postgres();
+    let env = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("KEY_ROTATION_DAYS", "30"),
+    ];
+    let created = json_of(&run(
+        &env,
+        &[
+            "keys",
+            "create",
+            "--name",
+            "etl",
+            "--project",
+            "data",
+            "--json",
+        ],
+    ));
+    let id = created["id"].as_str().unwrap().to_owned();
+    let preflight = run(&env, &["preflight", "--json"]);
+    let report = text(&preflight.stdout);
+    assert!(
+        report.contains("no key is due (KEY_ROTATION_DAYS=30)"),
+        "{report}"
+    );
+    let none = json_of(&run(&env, &["keys", "list", "--due", "--json"]));
+    assert_eq!(none, serde_json::json!([]));
+
+    // Forty days later, by the database's record.
+    switchyard_testkit::psql(
+        &db.url,
+        &format!(
+            "UPDATE api_keys SET created_at = created_at - interval '40 days' WHERE id = '{id}'"
+        ),
+    );
+    let due = json_of(&run(&env, &["keys", "list", "--due", "--json"]));
+    assert_eq!(due.as_array().unwrap().len(), 1);
+    assert_eq!(due[0]["id"], id.as_str());
+    let table = text(&run(&env, &["keys", "list"]).stdout);
+    assert!(
+        table.contains("ROTATION DUE") && table.contains("(due)"),
+        "{table}"
+    );
+    let preflight = run(&env, &["preflight"]);
+    let report = text(&preflight.stdout);
+    assert!(report.contains("1 key(s) due for rotation"), "{report}");
+    let rotated = run(&env, &["keys", "rotate", &id]);
+    assert!(rotated.status.success(), "{}", text(&rotated.stderr));
+    let none = json_of(&run(&env, &["keys", "list", "--due", "--json"]));
+    assert_eq!(none, serde_json::json!([]));
+}

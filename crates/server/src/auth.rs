@@ -17,6 +17,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use switchyard_core::keys::{ApiKey, KeyHash, KeyUnusable, PresentedKey, Scope, Scopes};
+use switchyard_core::rotation::RotationPolicy;
 use switchyard_core::tokens::{looks_like_token, TokenError, TokenKeys};
 use switchyard_limits::{Redis, TieredCache};
 use switchyard_store::{Store, StoreError};
@@ -209,6 +210,8 @@ pub struct AuthState {
     pub limits: Limits,
     /// Verifies access tokens; `None` without `JWT_SECRET`.
     pub tokens: Option<Arc<TokenKeys>>,
+    /// Whether due keys stop working (`KEY_ROTATION_ENFORCE`).
+    pub rotation: RotationPolicy,
 }
 
 /// The middleware: authenticates every non-public request and checks scope.
@@ -323,7 +326,7 @@ async fn identify(
         ));
     };
     let now = Utc::now();
-    check_usable(&api_key, now, "API key")?;
+    check_usable(&auth.rotation, &api_key, now, "API key")?;
     if !api_key.scopes.allows(needed) {
         return Err(ApiError::forbidden(
             "insufficient_scope",
@@ -370,7 +373,7 @@ async fn identify_token(auth: &AuthState, raw: &str, needed: Scope) -> Result<Ca
             "the access token's API key no longer exists",
         ));
     };
-    check_usable(&key, now, "access token's API key")?;
+    check_usable(&auth.rotation, &key, now, "access token's API key")?;
     // The token's scopes, as far as the key still has them.
     let kept: Vec<Scope> = granted.iter().filter(|s| key.scopes.allows(*s)).collect();
     let Ok(scopes) = Scopes::new(kept) else {
@@ -396,10 +399,16 @@ async fn identify_token(auth: &AuthState, raw: &str, needed: Scope) -> Result<Ca
     })
 }
 
-/// 401 `key_revoked` or `key_expired` for a key that may not be used now;
-/// `what` names the credential (the API key, or the token's key).
-pub(crate) fn check_usable(key: &ApiKey, now: DateTime<Utc>, what: &str) -> Result<(), ApiError> {
-    match key.check_usable(now) {
+/// 401 `key_revoked` or `key_expired` for a key that may not be used now
+/// (expired by itself, or due and unrotated past the grace when rotation is
+/// enforced); `what` names the credential (the API key, or the token's key).
+pub(crate) fn check_usable(
+    policy: &RotationPolicy,
+    key: &ApiKey,
+    now: DateTime<Utc>,
+    what: &str,
+) -> Result<(), ApiError> {
+    match policy.check(key, now) {
         Ok(()) => Ok(()),
         Err(KeyUnusable::Revoked) => Err(ApiError::unauthenticated(
             "key_revoked",

@@ -10,7 +10,7 @@ use switchyard_core::audit::AuditKind;
 use switchyard_core::keys::{
     new_id, ApiKey, KeyUnusable, NewKeySecret, NewKeySpec, RateLimit, Scopes, TaskProfile,
 };
-use switchyard_core::rotation::MAX_GRACE_DAYS;
+use switchyard_core::rotation::{RotationPolicy, MAX_GRACE_DAYS};
 use switchyard_core::Secret;
 use switchyard_store::{AuditEvent, KeyInsert, Store, StoreError};
 
@@ -98,6 +98,25 @@ impl Keys {
 
     pub async fn list(&self, include_revoked: bool) -> Result<Vec<ApiKey>, StoreError> {
         self.store.list_keys(include_revoked).await
+    }
+
+    /// The working, unrotated keys past their due date under `policy`, with
+    /// that date, oldest due first.
+    pub async fn due(
+        &self,
+        policy: &RotationPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ApiKey, DateTime<Utc>)>, StoreError> {
+        let mut due: Vec<(ApiKey, DateTime<Utc>)> = self
+            .store
+            .list_keys(false)
+            .await?
+            .into_iter()
+            .filter(|k| policy.is_due(k, now))
+            .filter_map(|k| policy.due_at(&k).map(|at| (k, at)))
+            .collect();
+        due.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+        Ok(due)
     }
 
     pub async fn issue(&self, spec: &NewKeySpec, actor: &Actor) -> Result<IssuedKey, IssueError> {

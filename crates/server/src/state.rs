@@ -138,10 +138,10 @@ impl AppState {
         })))
     }
 
-    /// When a key stops working: its expiry (part of the rotation policy
-    /// once that is configured).
+    /// When a key stops working: its expiry, or under an enforced rotation
+    /// policy its due date plus grace, whichever comes first.
     pub fn key_expiry(&self, key: &ApiKey) -> Option<chrono::DateTime<chrono::Utc>> {
-        key.expires_at
+        self.config.keys.rotation.expiry(key)
     }
 
     /// The sub-agents and skills on disk (reloaded with the configuration).

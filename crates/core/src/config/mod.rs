@@ -30,7 +30,7 @@ mod tests;
 
 pub use database::{DatabaseConfig, DatabaseKind, DEFAULT_DATABASE_URL};
 pub use file::{FileConfig, LimitsFile, RouteLimit};
-pub use keys::KeysConfig;
+pub use keys::{KeysConfig, NotifyConfig, NOTIFY_ATTEMPTS};
 pub use limits::{
     CacheBackend, IpNet, LimitBackend, LimitsConfig, RedisFailurePolicy, DEFAULT_ROUTE_LIMITS,
 };

@@ -64,6 +64,10 @@ pub struct ListParams {
     /// Include revoked keys (default false).
     #[serde(default)]
     pub include_revoked: bool,
+    /// Only the keys due for rotation (`KEY_ROTATION_DAYS`), oldest due
+    /// first.
+    #[serde(default)]
+    pub due: bool,
 }
 
 fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
@@ -143,7 +147,13 @@ pub async fn list_keys(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<KeyList>> {
-    let data = state.keys.list(params.include_revoked).await?;
+    let data = if params.due {
+        let policy = state.config.keys.rotation;
+        let due = state.keys.due(&policy, switchyard_core::now()).await?;
+        due.into_iter().map(|(k, _)| k).collect()
+    } else {
+        state.keys.list(params.include_revoked).await?
+    };
     Ok(Json(KeyList {
         object: "list",
         data,
@@ -236,8 +246,8 @@ pub async fn set_task_profile(
 #[derive(Deserialize, ToSchema, Default)]
 #[serde(deny_unknown_fields)]
 pub struct RotateKeyRequest {
-    /// How many days the old key keeps working (0 to 90; default 7). 0
-    /// ends it at once.
+    /// How many days the old key keeps working (0 to 90; default
+    /// `KEY_ROTATION_GRACE_DAYS`, 7). 0 ends it at once.
     #[serde(default)]
     pub grace_days: Option<u32>,
 }
@@ -273,7 +283,9 @@ pub async fn rotate_key(
     } else {
         crate::json::parse_body(&body)?
     };
-    let grace_days = req.grace_days.unwrap_or(DEFAULT_GRACE_DAYS);
+    let grace_days = req
+        .grace_days
+        .unwrap_or(state.config.keys.rotation_grace_days);
     let rotated = state
         .keys
         .rotate(&id, grace_days, &auth.actor())
@@ -288,9 +300,6 @@ pub async fn rotate_key(
         }),
     ))
 }
-
-/// The grace a rotation gives when the request names none.
-pub const DEFAULT_GRACE_DAYS: u32 = 7;
 
 fn rotate_error(e: RotateError) -> ApiError {
     let conflict = |code, message: String| {

@@ -109,6 +109,7 @@ pub fn router(state: AppState) -> Router {
         keys: state.authority.clone(),
         limits: state.limits.clone(),
         tokens: state.tokens.clone(),
+        rotation: state.config.keys.rotation,
     };
     let edge = Edge {
         metrics: state.metrics.clone(),
