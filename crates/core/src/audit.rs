@@ -22,6 +22,9 @@ pub enum AuditKind {
     KeyRotated,
     #[serde(rename = "key.expiry_changed")]
     KeyExpiryChanged,
+    /// One attempt at delivering a rotation notice to a key's owner.
+    #[serde(rename = "key.notice_attempt")]
+    KeyNoticeAttempt,
     #[serde(rename = "budget.set")]
     BudgetSet,
     #[serde(rename = "budget.deleted")]
@@ -51,13 +54,14 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 16] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::KeyCreated,
         AuditKind::KeyRevoked,
         AuditKind::KeyRateLimitChanged,
         AuditKind::KeyTaskProfileChanged,
         AuditKind::KeyRotated,
         AuditKind::KeyExpiryChanged,
+        AuditKind::KeyNoticeAttempt,
         AuditKind::BudgetSet,
         AuditKind::BudgetDeleted,
         AuditKind::TaskCreated,
@@ -78,6 +82,7 @@ impl AuditKind {
             AuditKind::KeyTaskProfileChanged => "key.task_profile_changed",
             AuditKind::KeyRotated => "key.rotated",
             AuditKind::KeyExpiryChanged => "key.expiry_changed",
+            AuditKind::KeyNoticeAttempt => "key.notice_attempt",
             AuditKind::BudgetSet => "budget.set",
             AuditKind::BudgetDeleted => "budget.deleted",
             AuditKind::TaskCreated => "task.created",

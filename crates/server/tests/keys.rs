@@ -14,12 +14,15 @@ use std::time::Instant;
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::tokens::{TokenClaims, TokenKeys};
 use switchyard_core::Secret;
+use switchyard_server::jobs;
 use switchyard_testkit::TestDatabase;
 
 switchyard_testkit::on_both_engines!(multi_thread:
     rotation_issues_a_successor_and_the_old_key_announces_its_grace,
     expiry_can_be_set_changed_and_cleared,
     access_tokens_stand_for_their_key_and_end_with_it,
+    due_keys_are_counted_listed_and_expired_only_when_enforced,
+    owners_are_notified_once_before_and_on_the_due_date,
 );
 
 async fn error_of(resp: reqwest::Response) -> (StatusCode, Value) {
@@ -616,4 +619,388 @@ async fn access_tokens_stand_for_their_key_and_end_with_it(kind: DatabaseKind) {
         (StatusCode::UNAUTHORIZED, "invalid_token")
     );
     plain.stop().await;
+}
+
+/// A key created `days_ago` (as if it had been issued then), and its secret.
+async fn aged_key(store: &switchyard_store::Store, name: &str, days_ago: i64) -> (String, String) {
+    use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, Scopes};
+    let created = switchyard_core::now() - Duration::days(days_ago);
+    let spec = NewKeySpec::new(
+        name,
+        Some("ops@example.com"),
+        "p",
+        Scopes::user(),
+        None,
+        created,
+    )
+    .unwrap();
+    let secret = NewKeySecret::generate().unwrap();
+    let insert = switchyard_store::KeyInsert {
+        id: new_id("key"),
+        spec: &spec,
+        hash: secret.hash(),
+        prefix: secret.display_prefix(),
+        created_at: created,
+    };
+    let key = store.insert_key(&insert).await.unwrap();
+    (key.id, secret.secret().expose().to_owned())
+}
+
+async fn gauge(app: &TestApp) -> Option<f64> {
+    app.metrics()
+        .await
+        .lines()
+        .find_map(|l| l.strip_prefix("switchyard_keys_rotation_due "))
+        .map(|v| v.trim().parse().unwrap())
+}
+
+async fn due_keys_are_counted_listed_and_expired_only_when_enforced(kind: DatabaseKind) {
+    let db = TestDatabase::of_kind(kind);
+    let notify_only = TestApp::builder()
+        .shared(&db)
+        .envs(&[("KEY_ROTATION_DAYS", "30"), ("JWT_SECRET", SECRET)])
+        .start()
+        .await;
+    let (due_id, due_secret) = aged_key(&notify_only.state.store, "old", 31).await;
+    let (_, fresh_secret) = aged_key(&notify_only.state.store, "young", 29).await;
+    let (rotated_id, _) = aged_key(&notify_only.state.store, "rotated", 40).await;
+    let r = notify_only
+        .post(&format!("/v1/admin/keys/{rotated_id}/rotate"), json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+
+    // Notify-only: the due key works; it alone is listed and counted.
+    assert_eq!(
+        notify_only
+            .get("/v1/models", Some(&due_secret))
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let listed: Value = notify_only
+        .get("/v1/admin/keys?due=true", Some(&notify_only.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, vec![due_id.as_str()]);
+    let start = Instant::now();
+    while gauge(&notify_only).await != Some(1.0) {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(12),
+            "the gauge never counted the due key: {:?}",
+            gauge(&notify_only).await
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+
+    // Enforced: the key fell due a day ago, so with 2 days of grace it
+    // still works, and with none it has stopped.
+    let enforced = |grace: &str| {
+        TestApp::builder()
+            .shared(&db)
+            .envs(&[
+                ("KEY_ROTATION_DAYS", "30"),
+                ("KEY_ROTATION_ENFORCE", "true"),
+                ("KEY_ROTATION_GRACE_DAYS", grace),
+                ("JWT_SECRET", SECRET),
+            ])
+            .start()
+    };
+    let lenient = enforced("2").await;
+    assert_eq!(
+        lenient.get("/v1/models", Some(&due_secret)).await.status(),
+        StatusCode::OK
+    );
+    // A token for it ends when the key would: at due + grace, a day away.
+    let v: Value = lenient
+        .post_as(&due_secret, "/v1/auth/token", json!({}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v["expires_in"].as_i64(), Some(3600), "{v}");
+    lenient.stop().await;
+    let strict = enforced("0").await;
+    let (s, e) = error_of(strict.get("/v1/models", Some(&due_secret)).await).await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (StatusCode::UNAUTHORIZED, Some("key_expired"))
+    );
+    assert_eq!(
+        strict.get("/v1/models", Some(&fresh_secret)).await.status(),
+        StatusCode::OK
+    );
+    // The default grace of a rotation follows KEY_ROTATION_GRACE_DAYS (0).
+    let (young_id, young_secret) = aged_key(&strict.state.store, "young-2", 1).await;
+    let r = strict
+        .post(&format!("/v1/admin/keys/{young_id}/rotate"), json!({}))
+        .await;
+    assert_eq!(r.status(), StatusCode::CREATED);
+    assert_eq!(
+        strict.get("/v1/models", Some(&young_secret)).await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+    strict.stop().await;
+    notify_only.stop().await;
+}
+
+/// A local webhook receiver: records every delivery (headers and body) and
+/// answers each with the next scripted status (200 once the script is out).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
+}
+
+impl Receiver {
+    async fn start() -> (Self, String) {
+        let receiver = Receiver::default();
+        let state = receiver.clone();
+        let app = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(
+                |axum::extract::State(r): axum::extract::State<Receiver>,
+                 headers: axum::http::HeaderMap,
+                 body: axum::body::Bytes| async move {
+                    r.got.lock().unwrap().push((headers, body.to_vec()));
+                    let status = r.script.lock().unwrap().pop_front().unwrap_or(200);
+                    axum::http::StatusCode::from_u16(status).unwrap()
+                },
+            ),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/hook", listener.local_addr().unwrap());
+        tokio::spawn(async move {
+            axum::serve(listener, app.with_state(state)).await.unwrap();
+        });
+        (receiver, url)
+    }
+
+    fn fail_next(&self, statuses: &[u16]) {
+        self.script.lock().unwrap().extend(statuses);
+    }
+
+    /// The bodies received so far, each checked against its signature.
+    fn bodies(&self) -> Vec<Value> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(headers, body)| {
+                let ts: i64 = headers[jobs::TIMESTAMP_HEADER]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                let expected = jobs::Notifier::signature(NOTIFY_SECRET.as_bytes(), ts, body);
+                assert_eq!(headers[jobs::SIGNATURE_HEADER].to_str().unwrap(), expected);
+                let wrong = jobs::Notifier::signature(b"another-secret-entirely", ts, body);
+                assert_ne!(headers[jobs::SIGNATURE_HEADER].to_str().unwrap(), wrong);
+                let v: Value = serde_json::from_slice(body).unwrap();
+                assert_eq!(
+                    headers[jobs::DELIVERY_HEADER].to_str().unwrap(),
+                    format!(
+                        "{}:{}",
+                        v["key"]["id"].as_str().unwrap(),
+                        v["notice"].as_str().unwrap()
+                    )
+                );
+                v
+            })
+            .collect()
+    }
+}
+
+/// One round of both replicas' schedulers, ticking at once, then waiting
+/// for whatever run started.
+async fn step(
+    a: &mut switchyard_server::jobs::Scheduler,
+    b: &mut switchyard_server::jobs::Scheduler,
+) {
+    tokio::join!(a.tick(), b.tick());
+    a.wait_idle().await;
+    b.wait_idle().await;
+}
+
+const NOTIFY_SECRET: &str = "webhook-secret-0123456789";
+
+async fn owners_are_notified_once_before_and_on_the_due_date(kind: DatabaseKind) {
+    use switchyard_core::clock::{Clock, ManualClock};
+    use switchyard_core::config::NotifyConfig;
+    use switchyard_core::rotation::RotationPolicy;
+    use switchyard_server::jobs::Scheduler;
+
+    let (receiver, url) = Receiver::start().await;
+    let db = TestDatabase::of_kind(kind);
+    let store = switchyard_store::Store::connect_lazy(&db.config()).unwrap();
+    store.migrate().await.unwrap();
+    let (key_id, _) = aged_key(&store, "billing", 0).await;
+    let created = store.get_key(&key_id).await.unwrap().unwrap().created_at;
+    let policy = RotationPolicy {
+        every: Duration::days(30),
+        ..RotationPolicy::default()
+    };
+    let due = created + Duration::days(30);
+    let notifier = || {
+        jobs::Notifier::new(NotifyConfig {
+            url: switchyard_core::Secret::new(url.clone()),
+            secret: switchyard_core::Secret::new(NOTIFY_SECRET),
+            interval: std::time::Duration::from_secs(3600),
+            attempts: 3,
+        })
+        .unwrap()
+        .with_backoff(std::time::Duration::from_millis(20))
+    };
+    // Two replicas, each with its own pool, on one clock the test moves.
+    let clock = std::sync::Arc::new(ManualClock::new(due - Duration::days(20)));
+    let replica = |id: &str| {
+        let store = switchyard_store::Store::connect_lazy(&db.config()).unwrap();
+        let mut s = Scheduler::new(store.clone(), std::time::Duration::from_secs(30))
+            .with_clock(clock.clone())
+            .with_replica_id(id);
+        s.register(jobs::rotation_notices(
+            store,
+            policy,
+            notifier(),
+            std::time::Duration::from_secs(3600),
+        ))
+        .unwrap();
+        s
+    };
+    let (mut a, mut b) = (replica("replica-a"), replica("replica-b"));
+    let notices = |r: &Receiver| -> Vec<String> {
+        r.bodies()
+            .iter()
+            .map(|v| v["notice"].as_str().unwrap().to_owned())
+            .collect()
+    };
+
+    // 20 days before: nothing owed.
+    step(&mut a, &mut b).await;
+    assert!(notices(&receiver).is_empty());
+    // 14 days before: one notice, from one replica, however often they run.
+    clock.set(due - Duration::days(14));
+    step(&mut a, &mut b).await;
+    assert_eq!(notices(&receiver), vec!["days_14"]);
+    let body = &receiver.bodies()[0];
+    assert_eq!(body["key"]["owner"], "ops@example.com");
+    assert_eq!(body["days_left"], 14);
+    assert_eq!(time(&body["due_at"]), due);
+    assert!(body
+        .to_string()
+        .contains(&format!("switchyard keys rotate {key_id}")));
+    for _ in 0..3 {
+        clock.advance(Duration::hours(2));
+        step(&mut a, &mut b).await;
+    }
+    assert_eq!(notices(&receiver), vec!["days_14"]);
+    // 7 days before: the webhook fails twice, the third attempt lands.
+    receiver.fail_next(&[503, 502]);
+    clock.set(due - Duration::days(7));
+    step(&mut a, &mut b).await;
+    assert_eq!(
+        notices(&receiver),
+        vec!["days_14", "days_7", "days_7", "days_7"]
+    );
+    // On the due date: the webhook is down for the whole run; a later run
+    // delivers it.
+    receiver.fail_next(&[500, 500, 500]);
+    clock.set(due);
+    step(&mut a, &mut b).await;
+    assert_eq!(notices(&receiver).len(), 7);
+    let records = store.list_notices().await.unwrap();
+    let due_record = records.iter().find(|r| r.notice == "due").unwrap();
+    assert_eq!((due_record.sent_at, due_record.attempts), (None, 3));
+    assert!(due_record.last_error.as_deref().unwrap().contains("500"));
+    clock.advance(Duration::hours(2));
+    step(&mut a, &mut b).await;
+    assert_eq!(notices(&receiver).len(), 8);
+    assert_eq!(notices(&receiver).last().unwrap(), "due");
+    clock.advance(Duration::hours(2));
+    step(&mut a, &mut b).await;
+    assert_eq!(
+        notices(&receiver).len(),
+        8,
+        "a delivered notice is not sent again"
+    );
+
+    let records = store.list_notices().await.unwrap();
+    assert_eq!(records.len(), 3);
+    assert!(records.iter().all(|r| r.sent_at.is_some()), "{records:?}");
+    let by_notice = |n: &str| records.iter().find(|r| r.notice == n).unwrap().attempts;
+    assert_eq!(
+        (by_notice("days_14"), by_notice("days_7"), by_notice("due")),
+        (1, 3, 4)
+    );
+
+    // Every attempt is audited, delivered or not; no secret in them.
+    let audit = store.recent_audit(100).await.unwrap();
+    let attempts: Vec<Value> = audit
+        .iter()
+        .filter(|a| a.event == "key.notice_attempt" && a.target.as_deref() == Some(&key_id))
+        .map(|a| serde_json::from_str(&a.details).unwrap())
+        .collect();
+    assert_eq!(attempts.len(), 8);
+    assert_eq!(
+        attempts.iter().filter(|d| d["delivered"] == true).count(),
+        3
+    );
+    assert!(attempts
+        .iter()
+        .any(|d| d["status"] == 503 && d["delivered"] == false));
+    for a in &audit {
+        assert!(!format!("{a:?}").contains(NOTIFY_SECRET));
+    }
+
+    // Two replicas sending at the same moment, as when a lease moves in the
+    // middle of a run: each notice still goes out once.
+    let (second_id, _) = aged_key(&store, "second", 0).await;
+    let second_due =
+        store.get_key(&second_id).await.unwrap().unwrap().created_at + Duration::days(30);
+    let at = second_due - Duration::days(13);
+    let store_a = switchyard_store::Store::connect_lazy(&db.config()).unwrap();
+    let store_b = switchyard_store::Store::connect_lazy(&db.config()).unwrap();
+    let (na, nb) = (notifier(), notifier());
+    let (ra, rb) = tokio::join!(
+        jobs::send_rotation_notices(&store_a, &policy, &na, "replica-a", at),
+        jobs::send_rotation_notices(&store_b, &policy, &nb, "replica-b", at),
+    );
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.sent + rb.sent, 1, "{ra:?} {rb:?}");
+    let for_second = receiver
+        .bodies()
+        .iter()
+        .filter(|v| v["key"]["id"] == second_id.as_str())
+        .count();
+    assert_eq!(for_second, 1);
+    // A rotated key is owed nothing more; its successor, created moments
+    // after it, is owed its one-week notice by then (only the latest).
+    let keys = switchyard_server::keys::Keys::new(store.clone(), None);
+    let rotated = keys
+        .rotate(&second_id, 7, &switchyard_server::audit::Actor::cli())
+        .await
+        .unwrap();
+    let report = jobs::send_rotation_notices(&store_a, &policy, &na, "replica-a", second_due)
+        .await
+        .unwrap();
+    assert_eq!(report, jobs::NoticeReport { sent: 1, failed: 0 });
+    let bodies = receiver.bodies();
+    let last = bodies.last().unwrap();
+    assert_eq!(last["key"]["id"], rotated.successor.key.id.as_str());
+    assert_eq!(last["notice"], "days_7");
+    let for_second = bodies
+        .iter()
+        .filter(|v| v["key"]["id"] == second_id.as_str())
+        .count();
+    assert_eq!(for_second, 1, "the rotated key got no due-date notice");
+    assert!(clock.now() >= due);
+    a.shutdown().await;
+    b.shutdown().await;
 }
