@@ -67,6 +67,15 @@ async fn rotation_issues_a_successor_and_the_old_key_announces_its_grace(kind: D
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK, "{}", r.text().await.unwrap());
+    // The new endpoints are documented.
+    let doc: Value = app.get("/openapi.json", None).await.json().await.unwrap();
+    for path in [
+        "/v1/admin/keys/{id}/rotate",
+        "/v1/admin/keys/{id}/expiry",
+        "/v1/auth/token",
+    ] {
+        assert!(doc["paths"][path].is_object(), "{path} missing from /openapi.json");
+    }
     // Before rotation: no grace header.
     let r = app.get("/v1/models", Some(&old_secret)).await;
     assert_eq!(r.status(), StatusCode::OK);
