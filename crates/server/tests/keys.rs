@@ -74,7 +74,10 @@ async fn rotation_issues_a_successor_and_the_old_key_announces_its_grace(kind: D
         "/v1/admin/keys/{id}/expiry",
         "/v1/auth/token",
     ] {
-        assert!(doc["paths"][path].is_object(), "{path} missing from /openapi.json");
+        assert!(
+            doc["paths"][path].is_object(),
+            "{path} missing from /openapi.json"
+        );
     }
     // Before rotation: no grace header.
     let r = app.get("/v1/models", Some(&old_secret)).await;
