@@ -763,11 +763,14 @@ async fn due_keys_are_counted_listed_and_expired_only_when_enforced(kind: Databa
     notify_only.stop().await;
 }
 
+/// One request the receiver got: its headers and body.
+type Delivery = (axum::http::HeaderMap, Vec<u8>);
+
 /// A local webhook receiver: records every delivery (headers and body) and
 /// answers each with the next scripted status (200 once the script is out).
 #[derive(Clone, Default)]
 struct Receiver {
-    got: std::sync::Arc<std::sync::Mutex<Vec<(axum::http::HeaderMap, Vec<u8>)>>>,
+    got: std::sync::Arc<std::sync::Mutex<Vec<Delivery>>>,
     script: std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<u16>>>,
 }
 
