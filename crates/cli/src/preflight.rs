@@ -84,7 +84,9 @@ async fn database(config: &Config) -> Vec<Check> {
             checks.push(
                 Check::pass("database", format!("{} reachable", store.kind().as_str())).took(took),
             );
-            checks.push(match store.pending_migrations().await {
+            let pending = store.pending_migrations().await;
+            let migrated = matches!(&pending, Ok(p) if p.is_empty());
+            checks.push(match pending {
                 Ok(p) if p.is_empty() => Check::pass("migrations", "all applied"),
                 Ok(p) if config.database.migrate_on_start => Check::warn(
                     "migrations",
@@ -96,11 +98,46 @@ async fn database(config: &Config) -> Vec<Check> {
                 ),
                 Err(e) => Check::fail("migrations", e.to_string()),
             });
+            if migrated {
+                checks.push(keys_due(&store, config).await);
+            }
         }
         Err(e) => checks.push(Check::fail("database", format!("unreachable: {e}"))),
     }
     store.close().await;
     checks
+}
+
+/// How many keys are due for rotation: a warning, since rotation is
+/// notify-only unless enforced (then due keys stop working after the grace).
+async fn keys_due(store: &Store, config: &Config) -> Check {
+    let policy = config.keys.rotation;
+    let keys = switchyard_server::keys::Keys::new(store.clone(), None);
+    let days = policy.every.num_days();
+    match keys.due(&policy, switchyard_core::now()).await {
+        Ok(due) if due.is_empty() => Check::pass(
+            "key rotation",
+            format!("no key is due (KEY_ROTATION_DAYS={days})"),
+        ),
+        Ok(due) => {
+            let enforced = if policy.enforce {
+                format!(
+                    "; KEY_ROTATION_ENFORCE expires them {} day(s) after due",
+                    policy.grace.num_days()
+                )
+            } else {
+                String::new()
+            };
+            Check::warn(
+                "key rotation",
+                format!(
+                    "{} key(s) due for rotation (older than {days} days): `switchyard keys list --due`, then `switchyard keys rotate ID`{enforced}",
+                    due.len()
+                ),
+            )
+        }
+        Err(e) => Check::fail("key rotation", e.to_string()),
+    }
 }
 
 async fn redis(config: &Config) -> Check {

@@ -16,6 +16,15 @@ pub enum AuditKind {
     KeyRateLimitChanged,
     #[serde(rename = "key.task_profile_changed")]
     KeyTaskProfileChanged,
+    /// A key was rotated: a successor issued, the old key given a grace
+    /// period.
+    #[serde(rename = "key.rotated")]
+    KeyRotated,
+    #[serde(rename = "key.expiry_changed")]
+    KeyExpiryChanged,
+    /// One attempt at delivering a rotation notice to a key's owner.
+    #[serde(rename = "key.notice_attempt")]
+    KeyNoticeAttempt,
     #[serde(rename = "budget.set")]
     BudgetSet,
     #[serde(rename = "budget.deleted")]
@@ -45,11 +54,14 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 14] = [
+    pub const ALL: [AuditKind; 17] = [
         AuditKind::KeyCreated,
         AuditKind::KeyRevoked,
         AuditKind::KeyRateLimitChanged,
         AuditKind::KeyTaskProfileChanged,
+        AuditKind::KeyRotated,
+        AuditKind::KeyExpiryChanged,
+        AuditKind::KeyNoticeAttempt,
         AuditKind::BudgetSet,
         AuditKind::BudgetDeleted,
         AuditKind::TaskCreated,
@@ -68,6 +80,9 @@ impl AuditKind {
             AuditKind::KeyRevoked => "key.revoked",
             AuditKind::KeyRateLimitChanged => "key.rate_limit_changed",
             AuditKind::KeyTaskProfileChanged => "key.task_profile_changed",
+            AuditKind::KeyRotated => "key.rotated",
+            AuditKind::KeyExpiryChanged => "key.expiry_changed",
+            AuditKind::KeyNoticeAttempt => "key.notice_attempt",
             AuditKind::BudgetSet => "budget.set",
             AuditKind::BudgetDeleted => "budget.deleted",
             AuditKind::TaskCreated => "task.created",

@@ -360,6 +360,16 @@ pub struct ApiKey {
     /// Limits on the key's agent tasks.
     #[serde(default)]
     pub task_profile: Option<TaskProfile>,
+    /// When the key was rotated; it then works until `expires_at`, the end
+    /// of its grace period.
+    #[serde(default)]
+    pub rotated_at: Option<DateTime<Utc>>,
+    /// The key that replaced this one.
+    #[serde(default)]
+    pub successor_id: Option<String>,
+    /// The key this one replaced.
+    #[serde(default)]
+    pub predecessor_id: Option<String>,
 }
 
 /// Why a known key may not be used right now.
@@ -370,6 +380,12 @@ pub enum KeyUnusable {
 }
 
 impl ApiKey {
+    /// When the grace period of a rotated key ends: its expiry, once it has
+    /// a successor; `None` for a key that was not rotated.
+    pub fn grace_ends_at(&self) -> Option<DateTime<Utc>> {
+        self.successor_id.as_ref().and(self.expires_at)
+    }
+
     pub fn check_usable(&self, now: DateTime<Utc>) -> Result<(), KeyUnusable> {
         if self.revoked_at.is_some_and(|at| at <= now) {
             return Err(KeyUnusable::Revoked);
@@ -524,8 +540,12 @@ mod tests {
             last_used_at: None,
             rate_limit: None,
             task_profile: None,
+            rotated_at: None,
+            successor_id: None,
+            predecessor_id: None,
         };
         assert_eq!(k.check_usable(now), Ok(()));
+        assert_eq!(k.grace_ends_at(), None);
         assert_eq!(
             k.check_usable(now + Duration::seconds(5)),
             Err(KeyUnusable::Expired)

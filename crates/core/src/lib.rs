@@ -7,10 +7,12 @@ pub mod catalog;
 pub mod clock;
 pub mod config;
 pub mod keys;
+pub mod rotation;
 pub mod routing;
 pub mod secret;
 pub mod sync;
 pub mod tasks;
+pub mod tokens;
 pub mod tools;
 
 pub use config::{Config, ConfigProblem, Environment, LoadedConfig};

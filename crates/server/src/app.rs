@@ -190,8 +190,8 @@ fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHa
                     let up = redis.ping(crate::PROBE_TIMEOUT).await.is_ok();
                     state.metrics.redis_up.set(i64::from(up));
                 }
-                // The deployment-wide gauges: the task queue and the budgets,
-                // one query each. While the database is down they keep their
+                // The deployment-wide gauges: the task queue, the budgets and
+                // the keys due for rotation, one query each. While the database is down they keep their
                 // last values.
                 if db_up {
                     let limit = crate::PROBE_TIMEOUT;
@@ -214,6 +214,19 @@ fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHa
                             tracing::warn!(error = %e, "could not read the budgets for their metrics")
                         }
                         Err(_) => tracing::warn!("reading the budgets for their metrics timed out"),
+                    }
+                    let policy = state.config.keys.rotation;
+                    let due = state.keys.due(&policy, switchyard_core::now());
+                    match tokio::time::timeout(limit, due).await {
+                        Ok(Ok(due)) => {
+                            state.metrics.keys_rotation_due.set(due.len() as i64);
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "could not read the keys for their rotation metric")
+                        }
+                        Err(_) => {
+                            tracing::warn!("reading the keys for their rotation metric timed out")
+                        }
                     }
                 }
             }

@@ -16,7 +16,9 @@ use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use switchyard_core::keys::{ApiKey, KeyHash, KeyUnusable, PresentedKey, Scope};
+use switchyard_core::keys::{ApiKey, KeyHash, KeyUnusable, PresentedKey, Scope, Scopes};
+use switchyard_core::rotation::RotationPolicy;
+use switchyard_core::tokens::{looks_like_token, TokenError, TokenKeys};
 use switchyard_limits::{Redis, TieredCache};
 use switchyard_store::{Store, StoreError};
 use tracing::Instrument;
@@ -99,6 +101,22 @@ impl KeyAuthority {
         Ok(found)
     }
 
+    /// The key with this id (what an access token names), from cache or
+    /// database; cached like lookups by hash, so a revocation reaches
+    /// tokens within the same TTL.
+    pub async fn lookup_id(&self, id: &str) -> Result<Option<Arc<ApiKey>>, Arc<StoreError>> {
+        let store = &self.0.store;
+        let (found, served) = self
+            .0
+            .cache
+            .get_or_load(&id_cache_key(id), async move {
+                store.get_key(id).await.map(|k| k.map(Arc::new))
+            })
+            .await?;
+        self.0.metrics.count_cache("api_keys", served);
+        Ok(found)
+    }
+
     /// Evicts a changed key (revoked, re-limited) so the change applies at
     /// once on this replica and in the shared tier; other replicas' memory
     /// follows within the cache TTL.
@@ -106,6 +124,7 @@ impl KeyAuthority {
         if let Some(hash) = self.0.store.key_hash(key_id).await? {
             self.0.cache.invalidate(&hash).await;
         }
+        self.0.cache.invalidate(&id_cache_key(key_id)).await;
         Ok(())
     }
 
@@ -152,6 +171,11 @@ impl KeyAuthority {
     }
 }
 
+/// Entries by id live beside those by hash (64 hex digits) in one cache.
+fn id_cache_key(id: &str) -> String {
+    format!("id:{id}")
+}
+
 /// The presented secret: `Authorization: Bearer <key>` or `x-api-key`.
 fn presented(headers: &HeaderMap) -> Result<&str, ApiError> {
     if let Some(value) = headers.get(axum::http::header::AUTHORIZATION) {
@@ -190,6 +214,10 @@ pub struct AuthState {
     /// `DIAGNOSTICS_REQUIRE_ADMIN`: `/db-check` and `/redis-check` need an
     /// admin key.
     pub diagnostics_require_admin: bool,
+    /// Verifies access tokens; `None` without `JWT_SECRET`.
+    pub tokens: Option<Arc<TokenKeys>>,
+    /// Whether due keys stop working (`KEY_ROTATION_ENFORCE`).
+    pub rotation: RotationPolicy,
 }
 
 /// The middleware: authenticates every non-public request and checks scope.
@@ -237,7 +265,7 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
         switchyard.key_id = tracing::field::Empty,
         error.type = tracing::field::Empty,
     );
-    match identify(&auth.keys, req.headers(), needed)
+    match identify(&auth, req.headers(), needed)
         .instrument(span.clone())
         .await
     {
@@ -246,8 +274,13 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
             tracing::Span::current().record("key_id", caller.key.id.as_str());
             #[cfg(feature = "sentry")]
             crate::sentry::set_caller(&caller.key.id);
+            let grace_ends = caller.key.grace_ends_at();
             req.extensions_mut().insert(caller);
-            next.run(req).await
+            let mut response = next.run(req).await;
+            if let Some(at) = grace_ends {
+                announce_grace(response.headers_mut(), at);
+            }
+            response
         }
         Err(e) => {
             span.record("error.type", e.code.unwrap_or(e.kind));
@@ -259,23 +292,44 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
     }
 }
 
+/// The header on every answer to a rotated key in its grace period: when
+/// the grace ends (RFC 3339). `sunset` (RFC 8594) says the same as an HTTP
+/// date.
+pub const GRACE_HEADER: &str = "x-switchyard-key-grace-ends";
+
+fn announce_grace(headers: &mut HeaderMap, ends: DateTime<Utc>) {
+    let rfc3339 = ends.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let http_date = ends.format("%a, %d %b %Y %H:%M:%S GMT").to_string();
+    for (name, value) in [(GRACE_HEADER, rfc3339), ("sunset", http_date)] {
+        if let Ok(v) = axum::http::HeaderValue::from_str(&value) {
+            headers.insert(name, v);
+        }
+    }
+}
+
+fn lookup_failed(e: &StoreError) -> ApiError {
+    if e.is_unavailable() {
+        ApiError::database_unavailable(e, "cannot verify the API key: the database is unavailable")
+    } else {
+        ApiError::internal(e)
+    }
+}
+
 async fn identify(
-    keys: &KeyAuthority,
+    auth: &AuthState,
     headers: &HeaderMap,
     needed: Scope,
 ) -> Result<Caller, ApiError> {
+    let keys = &auth.keys;
     let raw = presented(headers)?;
+    if looks_like_token(raw) {
+        return identify_token(auth, raw, needed).await;
+    }
     let key = PresentedKey::parse(raw).map_err(|_| malformed())?;
-    let found = keys.lookup(key.hash()).await.map_err(|e| {
-        if e.is_unavailable() {
-            ApiError::database_unavailable(
-                &*e,
-                "cannot verify the API key: the database is unavailable",
-            )
-        } else {
-            ApiError::internal(&e)
-        }
-    })?;
+    let found = keys
+        .lookup(key.hash())
+        .await
+        .map_err(|e| lookup_failed(&e))?;
     let Some(api_key) = found else {
         return Err(ApiError::unauthenticated(
             "invalid_api_key",
@@ -283,21 +337,7 @@ async fn identify(
         ));
     };
     let now = Utc::now();
-    match api_key.check_usable(now) {
-        Ok(()) => {}
-        Err(KeyUnusable::Revoked) => {
-            return Err(ApiError::unauthenticated(
-                "key_revoked",
-                "the API key has been revoked",
-            ))
-        }
-        Err(KeyUnusable::Expired) => {
-            return Err(ApiError::unauthenticated(
-                "key_expired",
-                "the API key has expired",
-            ))
-        }
-    }
+    check_usable(&auth.rotation, &api_key, now, "API key")?;
     if !api_key.scopes.allows(needed) {
         return Err(ApiError::forbidden(
             "insufficient_scope",
@@ -308,7 +348,88 @@ async fn identify(
     Ok(Caller {
         redacted: key.redacted(),
         key: api_key,
+        token: None,
     })
+}
+
+/// A request with an access token: a valid signature by a known secret,
+/// unexpired, naming a key that is still usable; it acts with the token's
+/// scopes, as far as the key still has them.
+async fn identify_token(auth: &AuthState, raw: &str, needed: Scope) -> Result<Caller, ApiError> {
+    let Some(tokens) = &auth.tokens else {
+        return Err(ApiError::unauthenticated(
+            "invalid_token",
+            "access tokens are not accepted: this service has no JWT_SECRET",
+        ));
+    };
+    let now = Utc::now();
+    let claims = tokens.verify(raw, now).map_err(|e| match e {
+        TokenError::Expired => ApiError::unauthenticated(
+            "token_expired",
+            "the access token has expired; exchange the API key for a new one at POST /v1/auth/token",
+        ),
+        other => ApiError::unauthenticated("invalid_token", other.to_string()),
+    })?;
+    let granted = claims
+        .scopes()
+        .map_err(|e| ApiError::unauthenticated("invalid_token", e.to_string()))?;
+    let Some(key) = auth
+        .keys
+        .lookup_id(&claims.sub)
+        .await
+        .map_err(|e| lookup_failed(&e))?
+    else {
+        return Err(ApiError::unauthenticated(
+            "invalid_token",
+            "the access token's API key no longer exists",
+        ));
+    };
+    check_usable(&auth.rotation, &key, now, "access token's API key")?;
+    // The token's scopes, as far as the key still has them.
+    let kept: Vec<Scope> = granted.iter().filter(|s| key.scopes.allows(*s)).collect();
+    let Ok(scopes) = Scopes::new(kept) else {
+        return Err(ApiError::forbidden(
+            "insufficient_scope",
+            "the access token's key no longer has any of the token's scopes",
+        ));
+    };
+    if !scopes.allows(needed) {
+        return Err(ApiError::forbidden(
+            "insufficient_scope",
+            format!("this access token lacks the `{}` scope", needed.as_str()),
+        ));
+    }
+    auth.keys.touch(&key.id, now);
+    let redacted = format!("{}… (token)", key.prefix);
+    let mut acting = ApiKey::clone(&key);
+    acting.scopes = scopes;
+    Ok(Caller {
+        key: Arc::new(acting),
+        redacted,
+        token: Some(claims.jti),
+    })
+}
+
+/// 401 `key_revoked` or `key_expired` for a key that may not be used now
+/// (expired by itself, or due and unrotated past the grace when rotation is
+/// enforced); `what` names the credential (the API key, or the token's key).
+pub(crate) fn check_usable(
+    policy: &RotationPolicy,
+    key: &ApiKey,
+    now: DateTime<Utc>,
+    what: &str,
+) -> Result<(), ApiError> {
+    match policy.check(key, now) {
+        Ok(()) => Ok(()),
+        Err(KeyUnusable::Revoked) => Err(ApiError::unauthenticated(
+            "key_revoked",
+            format!("the {what} has been revoked"),
+        )),
+        Err(KeyUnusable::Expired) => Err(ApiError::unauthenticated(
+            "key_expired",
+            format!("the {what} has expired"),
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -30,6 +30,9 @@ pub struct Caller {
     pub key: Arc<ApiKey>,
     /// `sy_1a2b3c4d…`, safe for logs and audit records.
     pub redacted: String,
+    /// The access token's id (`jti`) when the request came with a token
+    /// rather than the key itself.
+    pub token: Option<String>,
 }
 
 impl Caller {
@@ -39,6 +42,7 @@ impl Caller {
         Self {
             redacted: format!("{}…", key.prefix),
             key: Arc::new(key),
+            token: None,
         }
     }
 

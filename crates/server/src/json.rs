@@ -48,31 +48,36 @@ where
                 ApiError::invalid_request(format!("could not read the request body: {rejection}"))
             }
         })?;
-        let de = &mut serde_json::Deserializer::from_slice(&bytes);
-        match serde_path_to_error::deserialize(de) {
-            Ok(value) => Ok(ApiJson(value)),
-            Err(err) => {
-                let mut path = err.path().to_string();
-                let inner = err.into_inner();
-                // serde reports a missing field at its parent; name the field itself.
-                if let Some(field) = missing_field(&inner.to_string()) {
-                    path = if path == "." {
-                        field
-                    } else {
-                        format!("{path}.{field}")
-                    };
-                }
-                let mut e = ApiError::invalid_request(if path == "." {
-                    format!("invalid JSON body: {inner}")
+        parse_body(&bytes).map(ApiJson)
+    }
+}
+
+/// Parses a JSON body already read; the error names the field at fault.
+pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize(de) {
+        Ok(value) => Ok(value),
+        Err(err) => {
+            let mut path = err.path().to_string();
+            let inner = err.into_inner();
+            // serde reports a missing field at its parent; name the field itself.
+            if let Some(field) = missing_field(&inner.to_string()) {
+                path = if path == "." {
+                    field
                 } else {
-                    format!("invalid value for `{path}`: {inner}")
-                })
-                .with_code("invalid_body");
-                if path != "." {
-                    e = e.with_param(path);
-                }
-                Err(e)
+                    format!("{path}.{field}")
+                };
             }
+            let mut e = ApiError::invalid_request(if path == "." {
+                format!("invalid JSON body: {inner}")
+            } else {
+                format!("invalid value for `{path}`: {inner}")
+            })
+            .with_code("invalid_body");
+            if path != "." {
+                e = e.with_param(path);
+            }
+            Err(e)
         }
     }
 }

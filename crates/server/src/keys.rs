@@ -8,8 +8,9 @@ use crate::auth::KeyAuthority;
 use chrono::{DateTime, Utc};
 use switchyard_core::audit::AuditKind;
 use switchyard_core::keys::{
-    new_id, ApiKey, NewKeySecret, NewKeySpec, RateLimit, Scopes, TaskProfile,
+    new_id, ApiKey, KeyUnusable, NewKeySecret, NewKeySpec, RateLimit, Scopes, TaskProfile,
 };
+use switchyard_core::rotation::{RotationPolicy, MAX_GRACE_DAYS};
 use switchyard_core::Secret;
 use switchyard_store::{AuditEvent, KeyInsert, Store, StoreError};
 
@@ -27,6 +28,36 @@ pub enum IssueError {
     Random(String),
     #[error("{0}")]
     Invalid(String),
+}
+
+/// Why a key was not rotated.
+#[derive(Debug, thiserror::Error)]
+pub enum RotateError {
+    #[error("no key with id `{0}`")]
+    NotFound(String),
+    #[error("the key `{0}` is revoked; issue a new key instead")]
+    Revoked(String),
+    #[error("the key `{0}` has expired; issue a new key instead")]
+    Expired(String),
+    #[error("the key `{id}` was rotated already; its successor is `{successor}`")]
+    AlreadyRotated { id: String, successor: String },
+    #[error("grace_days must be from 0 to {max}", max = MAX_GRACE_DAYS)]
+    Grace,
+    #[error(transparent)]
+    Issue(#[from] IssueError),
+}
+
+impl From<StoreError> for RotateError {
+    fn from(e: StoreError) -> Self {
+        Self::Issue(IssueError::Store(e))
+    }
+}
+
+/// A rotation's outcome: the successor with its secret, and the old key as
+/// it is now (rotated, expiring at the end of its grace period).
+pub struct Rotated {
+    pub successor: IssuedKey,
+    pub previous: ApiKey,
 }
 
 /// What start-up did about the first admin key.
@@ -67,6 +98,25 @@ impl Keys {
 
     pub async fn list(&self, include_revoked: bool) -> Result<Vec<ApiKey>, StoreError> {
         self.store.list_keys(include_revoked).await
+    }
+
+    /// The working, unrotated keys past their due date under `policy`, with
+    /// that date, oldest due first.
+    pub async fn due(
+        &self,
+        policy: &RotationPolicy,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(ApiKey, DateTime<Utc>)>, StoreError> {
+        let mut due: Vec<(ApiKey, DateTime<Utc>)> = self
+            .store
+            .list_keys(false)
+            .await?
+            .into_iter()
+            .filter(|k| policy.is_due(k, now))
+            .filter_map(|k| policy.due_at(&k).map(|at| (k, at)))
+            .collect();
+        due.sort_by(|a, b| a.1.cmp(&b.1).then_with(|| a.0.id.cmp(&b.0.id)));
+        Ok(due)
     }
 
     pub async fn issue(&self, spec: &NewKeySpec, actor: &Actor) -> Result<IssuedKey, IssueError> {
@@ -141,6 +191,107 @@ impl Keys {
             .await;
         tracing::info!(key_id = %key.id, "API key task profile changed");
         Ok(Some(key))
+    }
+
+    /// Sets (or with `None` clears) a key's expiry; `None` when the key does
+    /// not exist. The time is the caller's to check (in the future).
+    pub async fn set_expiry(
+        &self,
+        id: &str,
+        expires_at: Option<DateTime<Utc>>,
+        actor: &Actor,
+    ) -> Result<Option<ApiKey>, StoreError> {
+        let Some(key) = self.store.set_key_expiry(id, expires_at).await? else {
+            return Ok(None);
+        };
+        self.forget(id).await?;
+        let details = serde_json::json!({ "prefix": key.prefix, "expires_at": key.expires_at });
+        self.audit(AuditKind::KeyExpiryChanged, &key, actor, details)
+            .await;
+        tracing::info!(key_id = %key.id, expires_at = ?key.expires_at, "API key expiry changed");
+        Ok(Some(key))
+    }
+
+    /// Rotates a key: issues a successor with the same name, owner,
+    /// project, scopes, rate limit and task profile (and, when the old key
+    /// had an expiry, the same lifetime from now), and lets the old key work
+    /// for `grace_days` more (0: it stops at once). Both keys are audited.
+    pub async fn rotate(
+        &self,
+        id: &str,
+        grace_days: u32,
+        actor: &Actor,
+    ) -> Result<Rotated, RotateError> {
+        if grace_days > MAX_GRACE_DAYS {
+            return Err(RotateError::Grace);
+        }
+        let now = switchyard_core::now();
+        let Some(old) = self.store.get_key(id).await? else {
+            return Err(RotateError::NotFound(id.to_owned()));
+        };
+        if let Some(successor) = &old.successor_id {
+            return Err(RotateError::AlreadyRotated {
+                id: id.to_owned(),
+                successor: successor.clone(),
+            });
+        }
+        match old.check_usable(now) {
+            Ok(()) => {}
+            Err(KeyUnusable::Revoked) => return Err(RotateError::Revoked(id.to_owned())),
+            Err(KeyUnusable::Expired) => return Err(RotateError::Expired(id.to_owned())),
+        }
+        let secret = NewKeySecret::generate().map_err(|e| IssueError::Random(e.to_string()))?;
+        let spec = NewKeySpec {
+            name: old.name.clone(),
+            owner: old.owner.clone(),
+            project: old.project.clone(),
+            scopes: old.scopes.clone(),
+            expires_at: old.expires_at.map(|at| now + (at - old.created_at)),
+            rate_limit: old.rate_limit,
+        };
+        let grace_ends = now + chrono::Duration::days(i64::from(grace_days));
+        let insert = insert_for(&secret, &spec, now);
+        let Some(successor) = self.store.rotate_key(&old, &insert, grace_ends).await? else {
+            // Lost a race with a concurrent rotation or revocation.
+            let current = self.store.get_key(id).await?;
+            return Err(match current.and_then(|k| k.successor_id) {
+                Some(successor) => RotateError::AlreadyRotated {
+                    id: id.to_owned(),
+                    successor,
+                },
+                None => RotateError::Revoked(id.to_owned()),
+            });
+        };
+        self.forget(id).await?;
+        let previous = self
+            .store
+            .get_key(id)
+            .await?
+            .ok_or_else(|| RotateError::NotFound(id.to_owned()))?;
+        let mut created = key_details(&successor);
+        if let Some(obj) = created.as_object_mut() {
+            obj.insert("rotated_from".into(), old.id.clone().into());
+        }
+        self.audit(AuditKind::KeyCreated, &successor, actor, created)
+            .await;
+        let rotated = serde_json::json!({
+            "prefix": previous.prefix,
+            "successor_id": successor.id,
+            "successor_prefix": successor.prefix,
+            "grace_days": grace_days,
+            "grace_ends_at": previous.expires_at,
+        });
+        self.audit(AuditKind::KeyRotated, &previous, actor, rotated)
+            .await;
+        tracing::info!(key_id = %previous.id, successor_id = %successor.id,
+            grace_ends_at = ?previous.expires_at, "API key rotated");
+        Ok(Rotated {
+            successor: IssuedKey {
+                key: successor,
+                secret: secret.secret().clone(),
+            },
+            previous,
+        })
     }
 
     /// On an empty database, creates the first admin key: the configured

@@ -88,6 +88,8 @@ pub struct Metrics {
     pub task_queue_oldest: Gauge<f64, AtomicU64>,
     pub tasks_finished: Family<TaskStatusLabels, Counter>,
     pub budget_used: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    /// Working keys past their rotation due date, deployment-wide.
+    pub keys_rotation_due: Gauge,
     /// The budgets `budget_used` has a series for, so that a deleted
     /// budget's series goes too.
     budget_series: Arc<Mutex<HashSet<BudgetLabels>>>,
@@ -388,6 +390,8 @@ impl Metrics {
             "Share of each budget used in its current period: (spent + reserved) / limit",
             budget_used.clone(),
         );
+        let keys_rotation_due = Gauge::default();
+        registry.register("switchyard_keys_rotation_due", "API keys past their rotation due date (KEY_ROTATION_DAYS after creation) and not rotated, deployment-wide", keys_rotation_due.clone());
         #[cfg(target_os = "linux")]
         registry.register_collector(Box::new(process::ProcessCollector));
         Self {
@@ -425,6 +429,7 @@ impl Metrics {
             task_queue_oldest,
             tasks_finished,
             budget_used,
+            keys_rotation_due,
             budget_series: Arc::default(),
         }
     }

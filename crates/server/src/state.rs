@@ -17,6 +17,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 use switchyard_agent::definitions::Definitions;
 use switchyard_core::config::LimitBackend;
+use switchyard_core::keys::ApiKey;
+use switchyard_core::tokens::TokenKeys;
 use switchyard_core::Config;
 use switchyard_limits::{Limiter, Redis, RedisLimiter, SystemClock, TieredCache};
 use switchyard_store::Store;
@@ -38,6 +40,8 @@ pub struct Inner {
     pub authority: KeyAuthority,
     /// Issuing, revoking and changing keys.
     pub keys: Keys,
+    /// Signs and verifies access tokens; `None` without `JWT_SECRET`.
+    pub tokens: Option<Arc<TokenKeys>>,
     pub limits: Limits,
     pub budgets: Budgets,
     pub gateway: Gateway,
@@ -92,6 +96,12 @@ impl AppState {
             shared_cache,
         );
         let keys = Keys::new(store.clone(), Some(authority.clone()));
+        let tokens = config.jwt_secret.as_ref().map(|current| {
+            Arc::new(TokenKeys::new(
+                current,
+                config.keys.jwt_secret_previous.as_ref(),
+            ))
+        });
         let limits = Limits::new(
             limiter(&config, redis.as_ref()),
             Quotas::from_config(&config)?,
@@ -115,6 +125,7 @@ impl AppState {
             metrics,
             authority,
             keys,
+            tokens,
             limits,
             budgets,
             gateway,
@@ -125,6 +136,12 @@ impl AppState {
             usage_stop,
             usage_writer: Mutex::new(Some(writer)),
         })))
+    }
+
+    /// When a key stops working: its expiry, or under an enforced rotation
+    /// policy its due date plus grace, whichever comes first.
+    pub fn key_expiry(&self, key: &ApiKey) -> Option<chrono::DateTime<chrono::Utc>> {
+        self.config.keys.rotation.expiry(key)
     }
 
     /// The sub-agents and skills on disk (reloaded with the configuration).

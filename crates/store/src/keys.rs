@@ -20,6 +20,9 @@ struct KeyRow {
     rate_limit_requests: Option<i64>,
     rate_limit_period_seconds: Option<i64>,
     task_profile: Option<String>,
+    rotated_at: Option<DateTime<Utc>>,
+    successor_id: Option<String>,
+    predecessor_id: Option<String>,
 }
 
 impl TryFrom<KeyRow> for ApiKey {
@@ -55,6 +58,9 @@ impl TryFrom<KeyRow> for ApiKey {
                 .map(serde_json::from_str)
                 .transpose()
                 .map_err(|e| StoreError::Corrupt(format!("api_keys.task_profile: {e}")))?,
+            rotated_at: r.rotated_at,
+            successor_id: r.successor_id,
+            predecessor_id: r.predecessor_id,
         })
     }
 }
@@ -64,7 +70,8 @@ macro_rules! select_keys {
     ($rest:literal) => {
         concat!(
             "SELECT id, prefix, name, owner, project, scopes, created_at, expires_at, ",
-            "revoked_at, last_used_at, rate_limit_requests, rate_limit_period_seconds, task_profile ",
+            "revoked_at, last_used_at, rate_limit_requests, rate_limit_period_seconds, task_profile, ",
+            "rotated_at, successor_id, predecessor_id ",
             "FROM api_keys ",
             $rest
         )
@@ -99,6 +106,9 @@ impl KeyInsert<'_> {
             last_used_at: None,
             rate_limit: self.spec.rate_limit,
             task_profile: None,
+            rotated_at: None,
+            successor_id: None,
+            predecessor_id: None,
         }
     }
 }
@@ -238,6 +248,76 @@ impl Store {
             .await
             .map(|r| r.rows_affected()))?;
         self.get_key(id).await
+    }
+
+    /// Sets or clears a key's expiry. `None` when no such key.
+    pub async fn set_key_expiry(
+        &self,
+        id: &str,
+        expires_at: Option<DateTime<Utc>>,
+    ) -> Result<Option<ApiKey>> {
+        const SQL: &str = "UPDATE api_keys SET expires_at = $2 WHERE id = $1";
+        on_pool!(self, p => sqlx::query(SQL)
+            .bind(id)
+            .bind(expires_at)
+            .execute(p)
+            .await
+            .map(|r| r.rows_affected()))?;
+        self.get_key(id).await
+    }
+
+    /// Rotates `old` in one transaction: inserts its successor (`new`, with
+    /// the old key's task profile and a link back) and marks the old key
+    /// rotated, expiring at `grace_ends` (or earlier, if it expired sooner
+    /// anyway). Only a key that is neither revoked nor rotated already is
+    /// rotated, so two concurrent rotations cannot both succeed: the loser
+    /// gets `None` and nothing is written.
+    pub async fn rotate_key(
+        &self,
+        old: &ApiKey,
+        new: &KeyInsert<'_>,
+        grace_ends: DateTime<Utc>,
+    ) -> Result<Option<ApiKey>> {
+        const MARK: &str = "UPDATE api_keys SET rotated_at = $2, successor_id = $3, \
+            expires_at = CASE WHEN expires_at IS NOT NULL AND expires_at < $4 \
+            THEN expires_at ELSE $4 END \
+            WHERE id = $1 AND successor_id IS NULL AND revoked_at IS NULL";
+        const LINK: &str =
+            "UPDATE api_keys SET predecessor_id = $2, task_profile = $3 WHERE id = $1";
+        let profile = old
+            .task_profile
+            .as_ref()
+            .map(serde_json::to_string)
+            .transpose()
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let rotated = on_pool!(self, p => {
+            let mut tx = p.begin().await?;
+            let marked = sqlx::query(MARK)
+                .bind(&old.id)
+                .bind(new.created_at)
+                .bind(&new.id)
+                .bind(grace_ends)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            // Nothing is written unless the old key was marked; the
+            // transaction rolls back when dropped.
+            if marked > 0 {
+                bind_insert!(new).execute(&mut *tx).await?;
+                sqlx::query(LINK)
+                    .bind(&new.id)
+                    .bind(&old.id)
+                    .bind(&profile)
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+            }
+            marked > 0
+        });
+        if !rotated {
+            return Ok(None);
+        }
+        self.get_key(&new.id).await
     }
 
     /// The stored hash of a key's secret (hex), to evict it from caches.

@@ -31,6 +31,7 @@ embedded!(
     (4, "tasks", "0004_tasks.sql"),
     (5, "key task profiles", "0005_key_task_profiles.sql"),
     (6, "scheduled jobs", "0006_scheduled_jobs.sql"),
+    (7, "key rotation", "0007_key_rotation.sql"),
 );
 
 #[derive(Debug)]

@@ -14,6 +14,7 @@
 
 mod database;
 mod file;
+mod keys;
 mod limits;
 mod models;
 mod observability;
@@ -29,6 +30,7 @@ mod tests;
 
 pub use database::{DatabaseConfig, DatabaseKind, DEFAULT_DATABASE_URL};
 pub use file::{FileConfig, LimitsFile, RouteLimit};
+pub use keys::{KeysConfig, NotifyConfig, NOTIFY_ATTEMPTS};
 pub use limits::{
     CacheBackend, IpNet, LimitBackend, LimitsConfig, RedisFailurePolicy, DEFAULT_ROUTE_LIMITS,
 };
@@ -91,6 +93,8 @@ pub struct Config {
     pub last_used_flush: Duration,
     /// The admin key to create on an empty database (`ADMIN_API_KEY`).
     pub admin_api_key: Option<Secret>,
+    /// Key rotation, its notices, and access tokens.
+    pub keys: KeysConfig,
     pub allow_sqlite_in_production: bool,
     /// `SWITCHYARD_CONFIG`, when set.
     pub config_path: Option<PathBuf>,
@@ -175,6 +179,7 @@ impl Config {
         let otel = otel::load(&mut r);
         let server = server::load(&mut r);
         let security = security::load(&mut r);
+        let keys = keys::load(&mut r, security.jwt_secret.as_ref());
         let (database, allow_sqlite_in_production) = database::load(&mut r);
         let redis = redis::load(&mut r);
         let (config_path, mut file) = file::load(&mut r);
@@ -218,6 +223,7 @@ impl Config {
                 key_cache_ttl: security.key_cache_ttl,
                 last_used_flush: security.last_used_flush,
                 admin_api_key: security.admin_api_key,
+                keys,
                 allow_sqlite_in_production,
                 config_path,
                 file,

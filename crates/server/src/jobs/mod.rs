@@ -25,9 +25,14 @@
 //! Runs must be safe to cut off at any `.await`: a run whose replica loses
 //! the lease is dropped there, as it would be by a crash.
 
+mod keys;
 mod scheduler;
 mod tasks;
 
+pub use keys::{
+    rotation_notices, send_rotation_notices, Attempt, NoticeReport, Notifier, DELIVERY_HEADER,
+    ROTATION_NOTICES, SIGNATURE_HEADER, TIMESTAMP_HEADER,
+};
 pub use scheduler::{replica_id, Scheduler};
 pub use tasks::{settle_abandoned, settle_interval, SETTLE_ABANDONED};
 
@@ -116,6 +121,14 @@ pub fn service_scheduler(state: &AppState) -> anyhow::Result<Scheduler> {
         state.store.clone(),
         state.config.tasks.lease,
     ))?;
+    if let Some(notify) = &state.config.keys.notify {
+        scheduler.register(rotation_notices(
+            state.store.clone(),
+            state.config.keys.rotation,
+            Notifier::new(notify.clone())?,
+            notify.interval,
+        ))?;
+    }
     Ok(scheduler)
 }
 

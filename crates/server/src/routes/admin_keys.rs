@@ -4,7 +4,7 @@
 use crate::context::Authenticated;
 use crate::error::{ApiError, ApiResult};
 use crate::json::ApiJson;
-use crate::keys::IssueError;
+use crate::keys::{IssueError, RotateError};
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -64,6 +64,10 @@ pub struct ListParams {
     /// Include revoked keys (default false).
     #[serde(default)]
     pub include_revoked: bool,
+    /// Only the keys due for rotation (`KEY_ROTATION_DAYS`), oldest due
+    /// first.
+    #[serde(default)]
+    pub due: bool,
 }
 
 fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
@@ -143,7 +147,13 @@ pub async fn list_keys(
     State(state): State<AppState>,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<KeyList>> {
-    let data = state.keys.list(params.include_revoked).await?;
+    let data = if params.due {
+        let policy = state.config.keys.rotation;
+        let due = state.keys.due(&policy, switchyard_core::now()).await?;
+        due.into_iter().map(|(k, _)| k).collect()
+    } else {
+        state.keys.list(params.include_revoked).await?
+    };
     Ok(Json(KeyList {
         object: "list",
         data,
@@ -231,4 +241,134 @@ pub async fn set_task_profile(
         return Err(key_not_found(&id));
     };
     Ok(Json(key))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+#[serde(deny_unknown_fields)]
+pub struct RotateKeyRequest {
+    /// How many days the old key keeps working (0 to 90; default
+    /// `KEY_ROTATION_GRACE_DAYS`, 7). 0 ends it at once.
+    #[serde(default)]
+    pub grace_days: Option<u32>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct RotatedKey {
+    /// The successor's secret. Shown only in this response; store it now.
+    pub key: String,
+    /// The successor.
+    #[serde(flatten)]
+    pub record: ApiKey,
+    /// The old key, now expiring at the end of its grace period.
+    pub previous: ApiKey,
+}
+
+/// Rotates a key: issues a successor with the same name, owner, project,
+/// scopes, limits and task profile, and lets the old key work until the end
+/// of its grace period (its new `expires_at`). Calls made with the old key
+/// meanwhile carry `x-switchyard-key-grace-ends` and `sunset` headers.
+#[utoipa::path(post, path = "/v1/admin/keys/{id}/rotate", tag = "admin",
+    security(("api_key" = [])), params(("id" = String, Path, description = "key id")),
+    request_body(content = Option<RotateKeyRequest>, description = "optional; `{}` or no body for the defaults"),
+    responses((status = 201, body = RotatedKey), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody), (status = 409, body = crate::error::ErrorBody)))]
+pub async fn rotate_key(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> ApiResult<(StatusCode, Json<RotatedKey>)> {
+    let req: RotateKeyRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        RotateKeyRequest::default()
+    } else {
+        crate::json::parse_body(&body)?
+    };
+    let grace_days = req
+        .grace_days
+        .unwrap_or(state.config.keys.rotation_grace_days);
+    let rotated = state
+        .keys
+        .rotate(&id, grace_days, &auth.actor())
+        .await
+        .map_err(rotate_error)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(RotatedKey {
+            key: rotated.successor.secret.expose().to_owned(),
+            record: rotated.successor.key,
+            previous: rotated.previous,
+        }),
+    ))
+}
+
+fn rotate_error(e: RotateError) -> ApiError {
+    let conflict = |code, message: String| {
+        ApiError::new(StatusCode::CONFLICT, "conflict_error", message).with_code(code)
+    };
+    match e {
+        RotateError::NotFound(id) => key_not_found(&id),
+        e @ RotateError::Revoked(_) => conflict("key_revoked", e.to_string()),
+        e @ RotateError::Expired(_) => conflict("key_expired", e.to_string()),
+        e @ RotateError::AlreadyRotated { .. } => conflict("key_already_rotated", e.to_string()),
+        e @ RotateError::Grace => ApiError::invalid_request(e.to_string()).with_param("grace_days"),
+        RotateError::Issue(IssueError::Store(s)) => ApiError::from(s),
+        RotateError::Issue(other) => ApiError::internal(&other),
+    }
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SetExpiryRequest {
+    /// The new expiry (RFC 3339, in the future), or `null` for none.
+    #[serde(default)]
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Expiry relative to now, in days (1 to 3650); exclusive with `expires_at`.
+    #[serde(default)]
+    pub expires_in_days: Option<u32>,
+}
+
+/// Sets (or with `{"expires_at": null}` clears) a key's expiry. Takes effect
+/// on this replica at once and everywhere within `KEY_CACHE_TTL_SECONDS`.
+#[utoipa::path(put, path = "/v1/admin/keys/{id}/expiry", tag = "admin",
+    security(("api_key" = [])), params(("id" = String, Path, description = "key id")),
+    request_body = SetExpiryRequest,
+    responses((status = 200, body = ApiKey), (status = 400, body = crate::error::ErrorBody),
+        (status = 404, body = crate::error::ErrorBody)))]
+pub async fn set_expiry(
+    State(state): State<AppState>,
+    auth: Authenticated,
+    Path(id): Path<String>,
+    ApiJson(req): ApiJson<SetExpiryRequest>,
+) -> ApiResult<Json<ApiKey>> {
+    let now = switchyard_core::now();
+    let expires_at = match (req.expires_at, req.expires_in_days) {
+        (Some(_), Some(_)) => {
+            return Err(ApiError::invalid_request(
+                "give either expires_at or expires_in_days, not both",
+            )
+            .with_param("expires_in_days"))
+        }
+        (Some(at), None) if at <= now => {
+            return Err(
+                ApiError::invalid_request("expires_at must be in the future")
+                    .with_param("expires_at"),
+            )
+        }
+        (Some(at), None) => Some(at),
+        (None, Some(days)) if (1..=3650).contains(&days) => {
+            Some(now + chrono::Duration::days(i64::from(days)))
+        }
+        (None, Some(_)) => {
+            return Err(
+                ApiError::invalid_request("expires_in_days must be from 1 to 3650")
+                    .with_param("expires_in_days"),
+            )
+        }
+        (None, None) => None,
+    };
+    let updated = state
+        .keys
+        .set_expiry(&id, expires_at, &auth.actor())
+        .await?;
+    updated.map(Json).ok_or_else(|| key_not_found(&id))
 }

@@ -18,6 +18,7 @@ pub mod route;
 pub mod sse;
 pub mod stream;
 pub mod tasks;
+pub mod tokens;
 pub mod usage;
 
 use crate::auth::{self, AuthState};
@@ -57,6 +58,7 @@ pub fn router(state: AppState) -> Router {
         .route("/docs/swagger-ui-bundle.js", get(docs::swagger_js))
         .route("/docs/swagger-ui.css", get(docs::swagger_css))
         .route("/v1/models", get(models::list_models))
+        .route("/v1/auth/token", post(tokens::create_token))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/usage", get(usage::usage))
@@ -91,7 +93,9 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/v1/admin/keys/{id}/task-profile",
             put(admin_keys::set_task_profile),
-        );
+        )
+        .route("/v1/admin/keys/{id}/rotate", post(admin_keys::rotate_key))
+        .route("/v1/admin/keys/{id}/expiry", put(admin_keys::set_expiry));
     if state.config.debug {
         routes = routes
             .route("/debug/sleep", get(debug::sleep))
@@ -105,6 +109,8 @@ pub fn router(state: AppState) -> Router {
         keys: state.authority.clone(),
         limits: state.limits.clone(),
         diagnostics_require_admin: state.config.diagnostics_require_admin,
+        tokens: state.tokens.clone(),
+        rotation: state.config.keys.rotation,
     };
     let edge = Edge {
         metrics: state.metrics.clone(),

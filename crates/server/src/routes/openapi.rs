@@ -38,6 +38,9 @@ use utoipa::{Modify, OpenApi};
         super::admin_keys::update_key,
         super::admin_keys::revoke_key,
         super::admin_keys::set_task_profile,
+        super::admin_keys::rotate_key,
+        super::admin_keys::set_expiry,
+        super::tokens::create_token,
     ),
     components(schemas(crate::error::ErrorBody, crate::error::ErrorDetail)),
     modifiers(&Security),
@@ -45,6 +48,7 @@ use utoipa::{Modify, OpenApi};
         (name = "probes", description = "Liveness, readiness, dependency checks and metrics (no key needed)"),
         (name = "models", description = "The model catalog"),
         (name = "admin", description = "Key management (admin scope)"),
+        (name = "auth", description = "Short-lived access tokens exchanged for an API key"),
         (name = "tasks", description = "Agent tasks"),
     )
 )]
