@@ -31,6 +31,7 @@ embedded!(
     (4, "tasks", "0004_tasks.sql"),
     (5, "key task profiles", "0005_key_task_profiles.sql"),
     (6, "scheduled jobs", "0006_scheduled_jobs.sql"),
+    (8, "audit chain", "0008_audit_chain.sql"),
 );
 
 #[derive(Debug)]
