@@ -42,10 +42,14 @@ pub enum AuditKind {
     /// A slot that no longer took traffic was drained and stopped.
     #[serde(rename = "rollout.retired")]
     RolloutRetired,
+    /// The retention job deleted expired audit, usage or task data (how
+    /// much, and the cutoffs, in the details).
+    #[serde(rename = "retention.deleted")]
+    RetentionDeleted,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 14] = [
+    pub const ALL: [AuditKind; 15] = [
         AuditKind::KeyCreated,
         AuditKind::KeyRevoked,
         AuditKind::KeyRateLimitChanged,
@@ -60,6 +64,7 @@ impl AuditKind {
         AuditKind::RolloutRolledBack,
         AuditKind::RolloutCompleted,
         AuditKind::RolloutRetired,
+        AuditKind::RetentionDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -78,6 +83,7 @@ impl AuditKind {
             AuditKind::RolloutRolledBack => "rollout.rolled_back",
             AuditKind::RolloutCompleted => "rollout.completed",
             AuditKind::RolloutRetired => "rollout.retired",
+            AuditKind::RetentionDeleted => "retention.deleted",
         }
     }
 }

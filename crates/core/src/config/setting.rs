@@ -19,11 +19,12 @@ pub enum Section {
     File,
     Models,
     Tasks,
+    Retention,
 }
 
 impl Section {
     /// Every section, in the order settings are listed.
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Section::Server,
         Section::Observability,
         Section::Traces,
@@ -34,6 +35,7 @@ impl Section {
         Section::File,
         Section::Models,
         Section::Tasks,
+        Section::Retention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -48,6 +50,7 @@ impl Section {
             Section::File => "file",
             Section::Models => "models",
             Section::Tasks => "tasks",
+            Section::Retention => "retention",
         }
     }
 
@@ -64,6 +67,7 @@ impl Section {
             Section::File => "Configuration file",
             Section::Models => "Models",
             Section::Tasks => "Agent tasks",
+            Section::Retention => "Data retention",
         }
     }
 
@@ -80,6 +84,7 @@ impl Section {
             Section::File => super::file::SETTINGS,
             Section::Models => super::models::SETTINGS,
             Section::Tasks => super::tasks::SETTINGS,
+            Section::Retention => super::retention::SETTINGS,
         }
     }
 }

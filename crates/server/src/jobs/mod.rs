@@ -25,9 +25,11 @@
 //! Runs must be safe to cut off at any `.await`: a run whose replica loses
 //! the lease is dropped there, as it would be by a crash.
 
+mod retention;
 mod scheduler;
 mod tasks;
 
+pub use retention::{delete_expired, retention, Deleted, RETENTION, RETENTION_INTERVAL};
 pub use scheduler::{replica_id, Scheduler};
 pub use tasks::{settle_abandoned, settle_interval, SETTLE_ABANDONED};
 
@@ -115,6 +117,11 @@ pub fn service_scheduler(state: &AppState) -> anyhow::Result<Scheduler> {
     scheduler.register(settle_abandoned(
         state.store.clone(),
         state.config.tasks.lease,
+    ))?;
+    scheduler.register(retention(
+        state.store.clone(),
+        state.config.retention,
+        state.config.tasks.dir.clone(),
     ))?;
     Ok(scheduler)
 }
