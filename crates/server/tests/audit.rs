@@ -125,7 +125,7 @@ async fn the_admin_api_reads_the_audit_log_in_pages(kind: DatabaseKind) {
     assert_eq!(targets(&page).len(), 3);
     let k2 = app.key_id("k2").await;
     let (_, page) = json(&app, &format!("/v1/admin/audit?key_id={k2}"), &admin).await;
-    assert_eq!(targets(&page), [k2.clone()]);
+    assert_eq!(targets(&page), vec![k2]);
     assert_eq!(page["data"][0]["event"], "key.created");
     let from = (now - Span::days(1) - Span::minutes(1)).format("%Y-%m-%dT%H:%M:%SZ");
     let (_, page) = json(

@@ -19,7 +19,7 @@ use switchyard_core::audit_chain::{
 };
 
 /// Key of the advisory lock that serialises the chain on PostgreSQL.
-const CHAIN_LOCK: i64 = 0x5359_4155_4449_54; // "SYAUDIT"
+const CHAIN_LOCK: i64 = 0x0053_5941_5544_4954; // "SYAUDIT"
 
 /// The chain's newest record's hash (`NULL` when it predates the chain).
 pub(crate) const HEAD: &str = "SELECT hash FROM audit_log ORDER BY id DESC LIMIT 1";
