@@ -1,5 +1,5 @@
 //! The `switchyard` command: `serve` (default), `migrate`, `keys …`,
-//! `budgets …`, `jobs`, `models pull` and `config check`. A thin layer over
+//! `budgets …`, `audit …`, `jobs`, `models pull` and `config check`. A thin layer over
 //! the server and store crates: each verb calls the same service as the API.
 
 #![allow(
@@ -8,6 +8,7 @@
     reason = "a command-line program talks to its user on stdout and stderr"
 )]
 
+mod audit;
 mod budgets;
 mod keys;
 mod preflight;
@@ -17,6 +18,7 @@ mod serve;
 mod verify;
 
 use anyhow::Context;
+use audit::{audit_command, AuditCommand};
 use budgets::{budgets_command, BudgetsCommand};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use keys::{keys_command, KeysCommand};
@@ -51,6 +53,10 @@ enum Command {
     /// Manage USD budgets per key or per project.
     #[command(subcommand)]
     Budgets(BudgetsCommand),
+    /// Export the audit log, or verify its hash chain, directly on the
+    /// database (the server need not run).
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -158,6 +164,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Migrate => migrate(&config).await,
         Command::Keys(cmd) => keys_command(&config, cmd).await,
         Command::Budgets(cmd) => budgets_command(&config, cmd).await,
+        Command::Audit(cmd) => audit_command(&config, cmd).await,
         Command::Config(ConfigCommand::Check) => Ok(config_check(&Config::from_env())),
         Command::Jobs { json } => jobs_command(&config, json).await,
         #[cfg(feature = "local")]

@@ -51,10 +51,14 @@ pub enum AuditKind {
     /// A slot that no longer took traffic was drained and stopped.
     #[serde(rename = "rollout.retired")]
     RolloutRetired,
+    /// The retention job deleted expired audit, usage or task data (how
+    /// much, and the cutoffs, in the details).
+    #[serde(rename = "retention.deleted")]
+    RetentionDeleted,
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 17] = [
+    pub const ALL: [AuditKind; 18] = [
         AuditKind::KeyCreated,
         AuditKind::KeyRevoked,
         AuditKind::KeyRateLimitChanged,
@@ -72,6 +76,7 @@ impl AuditKind {
         AuditKind::RolloutRolledBack,
         AuditKind::RolloutCompleted,
         AuditKind::RolloutRetired,
+        AuditKind::RetentionDeleted,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -93,6 +98,7 @@ impl AuditKind {
             AuditKind::RolloutRolledBack => "rollout.rolled_back",
             AuditKind::RolloutCompleted => "rollout.completed",
             AuditKind::RolloutRetired => "rollout.retired",
+            AuditKind::RetentionDeleted => "retention.deleted",
         }
     }
 }

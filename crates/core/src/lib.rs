@@ -2,6 +2,7 @@
 //! configuration parsing and validation, API keys, the model catalog.
 
 pub mod audit;
+pub mod audit_chain;
 pub mod budget;
 pub mod catalog;
 pub mod clock;

@@ -4,6 +4,7 @@
 
 pub mod app;
 pub mod audit;
+pub mod audit_trail;
 pub mod auth;
 pub mod budgets;
 pub mod context;

@@ -1,10 +1,12 @@
 //! The `audit_log` repository: significant events, with the acting key
-//! redacted to its display prefix.
+//! redacted to its display prefix, read back in pages. Appending (to the
+//! hash chain) is `audit_chain.rs`.
 
 use crate::{on_pool, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use switchyard_core::audit::AuditKind;
+use switchyard_core::audit_chain::{ChainLink, ChainedFields};
 
 /// One event to record. `actor_key` is already redacted (`sy_1a2b3c4d…`).
 #[derive(Debug, Clone)]
@@ -89,32 +91,6 @@ impl TryFrom<RawEntry> for AuditEntry {
 }
 
 impl Store {
-    pub async fn record_audit(&self, e: &AuditEvent, at: DateTime<Utc>) -> Result<()> {
-        const SQL: &str = "INSERT INTO audit_log (timestamp, event, actor_key_id, actor_key, \
-            project, target, task_id, client_ip, request_id, details) \
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)";
-        let details = if e.details.is_null() {
-            "{}".to_owned()
-        } else {
-            e.details.to_string()
-        };
-        on_pool!(self, p => sqlx::query(SQL)
-            .bind(at)
-            .bind(e.event.as_str())
-            .bind(&e.actor_key_id)
-            .bind(&e.actor_key)
-            .bind(&e.project)
-            .bind(&e.target)
-            .bind(&e.task_id)
-            .bind(&e.client_ip)
-            .bind(&e.request_id)
-            .bind(details)
-            .execute(p)
-            .await
-            .map(|r| r.rows_affected()))?;
-        Ok(())
-    }
-
     /// The most recent events, newest first.
     pub async fn recent_audit(&self, limit: i64) -> Result<Vec<AuditEntry>> {
         const SQL: &str = "SELECT id, timestamp, event, actor_key_id, actor_key, project, target, \
@@ -123,5 +99,123 @@ impl Store {
         let rows: Vec<RawEntry> =
             on_pool!(self, p => sqlx::query_as(SQL).bind(limit).fetch_all(p).await)?;
         rows.into_iter().map(AuditEntry::try_from).collect()
+    }
+}
+
+/// A record as stored, with its place in the hash chain; the event is kept
+/// as its stored name, so that records of any version read back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
+pub struct AuditRecord {
+    pub id: i64,
+    pub timestamp: DateTime<Utc>,
+    pub event: String,
+    pub actor_key_id: Option<String>,
+    pub actor_key: Option<String>,
+    pub project: Option<String>,
+    pub target: Option<String>,
+    pub task_id: Option<String>,
+    pub client_ip: Option<String>,
+    pub request_id: Option<String>,
+    /// The details as their stored JSON text.
+    pub details: String,
+    /// The hash of the record before this one in the chain; `None` for
+    /// records written before the chain existed.
+    pub prev_hash: Option<String>,
+    pub hash: Option<String>,
+}
+
+impl AuditRecord {
+    /// The record as the chain check reads it.
+    pub fn link(&self) -> ChainLink<'_> {
+        ChainLink {
+            id: self.id,
+            fields: ChainedFields {
+                timestamp: self.timestamp,
+                event: &self.event,
+                actor_key_id: self.actor_key_id.as_deref(),
+                actor_key: self.actor_key.as_deref(),
+                project: self.project.as_deref(),
+                target: self.target.as_deref(),
+                task_id: self.task_id.as_deref(),
+                client_ip: self.client_ip.as_deref(),
+                request_id: self.request_id.as_deref(),
+                details: &self.details,
+            },
+            prev_hash: self.prev_hash.as_deref(),
+            hash: self.hash.as_deref(),
+        }
+    }
+}
+
+/// Which records a listing or an export covers; every filter given must match.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// Records at or after this time.
+    pub from: Option<DateTime<Utc>>,
+    /// Records before this time.
+    pub to: Option<DateTime<Utc>>,
+    /// The event's name, e.g. `key.created`.
+    pub event: Option<String>,
+    /// Records of actions by this key (the actor) or on it (the target).
+    pub key_id: Option<String>,
+    pub project: Option<String>,
+}
+
+/// Which way a listing runs; the cursor is the last id of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuditOrder {
+    NewestFirst,
+    OldestFirst,
+}
+
+macro_rules! audit_record_columns {
+    () => {
+        "id, timestamp, event, actor_key_id, actor_key, project, target, task_id, client_ip, \
+         request_id, details, prev_hash, hash"
+    };
+}
+pub(crate) use audit_record_columns;
+
+macro_rules! audit_page_sql {
+    ($cursor:literal, $order:literal) => {
+        concat!(
+            "SELECT ",
+            audit_record_columns!(),
+            " FROM audit_log WHERE ($1 IS NULL OR timestamp >= $1) ",
+            "AND ($2 IS NULL OR timestamp < $2) AND ($3 IS NULL OR event = $3) ",
+            "AND ($4 IS NULL OR actor_key_id = $4 OR target = $4) ",
+            "AND ($5 IS NULL OR project = $5) AND ($6 IS NULL OR id ",
+            $cursor,
+            " $6) ORDER BY id ",
+            $order,
+            " LIMIT $7"
+        )
+    };
+}
+
+impl Store {
+    /// Up to `limit` records matching `filter` in `order`, after the record
+    /// `after` (the previous page's last id) when given.
+    pub async fn audit_page(
+        &self,
+        filter: &AuditFilter,
+        order: AuditOrder,
+        after: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditRecord>> {
+        let sql = match order {
+            AuditOrder::NewestFirst => audit_page_sql!("<", "DESC"),
+            AuditOrder::OldestFirst => audit_page_sql!(">", "ASC"),
+        };
+        Ok(crate::read_pool!(self, p => sqlx::query_as(sql)
+            .bind(filter.from)
+            .bind(filter.to)
+            .bind(&filter.event)
+            .bind(&filter.key_id)
+            .bind(&filter.project)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(p)
+            .await)?)
     }
 }

@@ -5,6 +5,7 @@
 //! query is written once and run on whichever pool is configured.
 
 mod audit;
+mod audit_chain;
 mod budgets;
 mod jobs;
 mod keys;
@@ -12,11 +13,13 @@ mod leases;
 mod migrations;
 mod notices;
 mod pool;
+mod retention;
 mod tasks;
 mod trace;
 mod usage;
 
-pub use audit::{AuditEntry, AuditEvent};
+pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditOrder, AuditRecord};
+pub use audit_chain::{AuditAnchor, BrokenLink, ChainReport, MAX_AUDIT_BATCH};
 pub use budgets::{BudgetState, Exceeded, NewBudget, Reservation};
 pub use jobs::{JobRecord, JobRunStatus};
 pub use keys::KeyInsert;

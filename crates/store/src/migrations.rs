@@ -32,6 +32,7 @@ embedded!(
     (5, "key task profiles", "0005_key_task_profiles.sql"),
     (6, "scheduled jobs", "0006_scheduled_jobs.sql"),
     (7, "key rotation", "0007_key_rotation.sql"),
+    (8, "audit chain", "0008_audit_chain.sql"),
 );
 
 #[derive(Debug)]

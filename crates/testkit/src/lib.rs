@@ -95,6 +95,30 @@ impl TestDatabase {
     pub fn config(&self) -> DatabaseConfig {
         database_config(&self.url, self.kind)
     }
+
+    /// Runs one SQL statement outside the service's store, as an intruder
+    /// or a careless operator with database access would (tests of the
+    /// audit chain's tamper evidence); returns the rows it affected.
+    pub async fn execute(&self, sql: &str) -> u64 {
+        use sqlx::Connection;
+        let result = match self.kind {
+            DatabaseKind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .map(|r| r.rows_affected())
+            }
+            DatabaseKind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query(sql)
+                    .execute(&mut c)
+                    .await
+                    .map(|r| r.rows_affected())
+            }
+        };
+        result.unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+    }
 }
 
 impl Drop for TestDatabase {

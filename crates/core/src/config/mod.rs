@@ -3,7 +3,7 @@
 //!
 //! Every variable is declared once, as a [`Setting`] in the file of its
 //! section (`server`, `observability`, `otel`, `security`, `database`, `redis`,
-//! `limits`, `file`, `models`, `tasks`); loading, [`Config::describe`] (what
+//! `limits`, `file`, `models`, `tasks`, `retention`); loading, [`Config::describe`] (what
 //! `switchyard config check` prints) and the CLI's help ([`env_help`]) all
 //! come from those declarations. This file holds the assembled [`Config`],
 //! the problem types, the order sections load in, and the production checks
@@ -21,6 +21,7 @@ mod observability;
 mod otel;
 mod reader;
 mod redis;
+mod retention;
 mod security;
 mod server;
 mod setting;
@@ -38,6 +39,7 @@ pub use models::ModelFetchConfig;
 pub use observability::LogFormat;
 pub use otel::{parse_key_values, OtelConfig, RootSampler, Sampler};
 pub use redis::RedisConfig;
+pub use retention::RetentionConfig;
 pub use server::Environment;
 pub use setting::{env_help, setting, settings, DefaultValue, Section, Setting, ENV_HELP_SHORT};
 pub use tasks::TasksConfig;
@@ -104,6 +106,8 @@ pub struct Config {
     /// or `api_key_file`.
     pub model_keys: BTreeMap<String, Secret>,
     pub tasks: TasksConfig,
+    /// How long audit, usage and task data are kept.
+    pub retention: RetentionConfig,
     /// Where `local` models without a `path` are kept and fetched to
     /// (`MODELS_DIR`).
     pub models_dir: PathBuf,
@@ -186,6 +190,7 @@ impl Config {
         let models = models::load(&mut r, &mut file);
         let limits = limits::load(&mut r, redis.is_some(), &file);
         let tasks = tasks::load(&mut r);
+        let retention = retention::load(&mut r);
 
         if server.environment == Environment::Production {
             check_production(
@@ -230,6 +235,7 @@ impl Config {
                 limits,
                 model_keys: models.model_keys,
                 tasks,
+                retention,
                 models_dir: models.models_dir,
                 local_preload: models.local_preload,
                 model_fetch: models.fetch,

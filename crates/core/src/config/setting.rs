@@ -20,6 +20,7 @@ pub enum Section {
     File,
     Models,
     Tasks,
+    Retention,
 }
 
 impl Section {
@@ -36,6 +37,7 @@ impl Section {
         Section::File,
         Section::Models,
         Section::Tasks,
+        Section::Retention,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -51,6 +53,7 @@ impl Section {
             Section::File => "file",
             Section::Models => "models",
             Section::Tasks => "tasks",
+            Section::Retention => "retention",
         }
     }
 
@@ -68,6 +71,7 @@ impl Section {
             Section::File => "Configuration file",
             Section::Models => "Models",
             Section::Tasks => "Agent tasks",
+            Section::Retention => "Data retention",
         }
     }
 
@@ -85,6 +89,7 @@ impl Section {
             Section::File => super::file::SETTINGS,
             Section::Models => super::models::SETTINGS,
             Section::Tasks => super::tasks::SETTINGS,
+            Section::Retention => super::retention::SETTINGS,
         }
     }
 }

@@ -26,6 +26,7 @@
 //! the lease is dropped there, as it would be by a crash.
 
 mod keys;
+mod retention;
 mod scheduler;
 mod tasks;
 
@@ -33,6 +34,7 @@ pub use keys::{
     rotation_notices, send_rotation_notices, Attempt, NoticeReport, Notifier, DELIVERY_HEADER,
     ROTATION_NOTICES, SIGNATURE_HEADER, TIMESTAMP_HEADER,
 };
+pub use retention::{delete_expired, retention, Deleted, RETENTION, RETENTION_INTERVAL};
 pub use scheduler::{replica_id, Scheduler};
 pub use tasks::{settle_abandoned, settle_interval, SETTLE_ABANDONED};
 
@@ -129,6 +131,11 @@ pub fn service_scheduler(state: &AppState) -> anyhow::Result<Scheduler> {
             notify.interval,
         ))?;
     }
+    scheduler.register(retention(
+        state.store.clone(),
+        state.config.retention,
+        state.config.tasks.dir.clone(),
+    ))?;
     Ok(scheduler)
 }
 

@@ -3,6 +3,7 @@
 //! clients. Nothing outside this folder depends on it but the application
 //! that serves it.
 
+pub mod admin_audit;
 pub mod admin_budgets;
 pub mod admin_keys;
 pub mod batch;
@@ -72,6 +73,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/tasks/{id}/cancel", post(tasks::cancel))
         .route("/v1/tasks/{id}/events", get(tasks::events))
         .route("/v1/tasks/{id}/artifacts/{*path}", get(tasks::artifact))
+        .route("/v1/admin/audit", get(admin_audit::list_audit))
         .route(
             "/v1/admin/budgets",
             get(admin_budgets::list_budgets).put(admin_budgets::set_budget),

@@ -29,6 +29,7 @@ use utoipa::{Modify, OpenApi};
         super::tasks::cancel,
         super::tasks::events,
         super::tasks::artifact,
+        super::admin_audit::list_audit,
         super::admin_budgets::set_budget,
         super::admin_budgets::list_budgets,
         super::admin_budgets::delete_budget,
@@ -47,7 +48,7 @@ use utoipa::{Modify, OpenApi};
     tags(
         (name = "probes", description = "Liveness, readiness, dependency checks and metrics (no key needed)"),
         (name = "models", description = "The model catalog"),
-        (name = "admin", description = "Key management (admin scope)"),
+        (name = "admin", description = "Keys, budgets and the audit log (admin scope)"),
         (name = "auth", description = "Short-lived access tokens exchanged for an API key"),
         (name = "tasks", description = "Agent tasks"),
     )
