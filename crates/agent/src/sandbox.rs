@@ -4,8 +4,12 @@
 //! bubblewrap sandbox: no network, read-only system, only the workspace
 //! writable, a fresh PID namespace. Without a sandbox, Bash is refused unless
 //! the operator allows unsandboxed commands. Nothing started by a command
-//! outlives it.
+//! outlives it. A policy with [`ResourceLimits`] caps each command's memory,
+//! processes, CPU time, file size, open files and workspace (see
+//! [`crate::limits`]); a service running as root runs commands as another
+//! user when told to (`TASK_SANDBOX_USER`).
 
+use crate::limits::{self, Enforcement, QuotaWatcher, ResourceLimits, MIB};
 use crate::workspace::{ToolError, Workspace};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -34,21 +38,68 @@ pub struct BashPolicy {
     /// workspaces, the service's data directory, secret files' folders).
     /// The task's own workspace is mounted back on top.
     pub hidden: Vec<PathBuf>,
+    /// `prlimit` (util-linux), which sets the rlimits, when present.
+    pub prlimit: Option<PathBuf>,
+    /// `setpriv` (util-linux), which drops root for `run_as`, when present.
+    pub setpriv: Option<PathBuf>,
+    /// Each command's caps; `None`: none.
+    pub limits: Option<ResourceLimits>,
+    /// The uid and gid commands run as when the service runs as root.
+    pub run_as: Option<(u32, u32)>,
+}
+
+/// The program called `name` on PATH.
+fn on_path(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|d| d.join(name))
+            .find(|p| p.is_file())
+    })
 }
 
 impl BashPolicy {
-    /// Looks for `bwrap` on PATH.
+    /// Looks for `bwrap`, `prlimit` and `setpriv` on PATH; no limits yet.
     pub fn detect(allow_unsandboxed: bool) -> Self {
-        let bwrap = std::env::var_os("PATH").and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join("bwrap"))
-                .find(|p| p.is_file())
-        });
         Self {
-            bwrap,
+            bwrap: on_path("bwrap"),
             allow_unsandboxed,
             hidden: Vec::new(),
+            prlimit: on_path("prlimit"),
+            setpriv: on_path("setpriv"),
+            limits: None,
+            run_as: None,
         }
+    }
+
+    /// Caps every command at `limits`.
+    pub fn with_limits(mut self, limits: ResourceLimits) -> Self {
+        self.limits = Some(limits);
+        self
+    }
+
+    /// Runs commands as `uid:gid` when the service runs as root.
+    pub fn running_as(mut self, user: Option<(u32, u32)>) -> Self {
+        self.run_as = user;
+        self
+    }
+
+    /// The uid and gid commands run as instead of root, when they do: the
+    /// service is root, a user is set, commands are sandboxed and `setpriv`
+    /// is there.
+    fn dropped_to(&self) -> Option<(u32, u32)> {
+        let usable = self.bwrap.is_some() && self.setpriv.is_some();
+        self.run_as.filter(|_| usable && limits::service_is_root())
+    }
+
+    /// Which caps commands get here (whatever the values).
+    pub fn enforcement(&self) -> Enforcement {
+        let as_root = limits::service_is_root() && self.dropped_to().is_none();
+        Enforcement::of(
+            self.prlimit.as_deref(),
+            self.bwrap.is_some(),
+            as_root,
+            limits::cgroup_v2_note(),
+        )
     }
 
     /// Hides these directories (those that exist) from sandboxed commands.
@@ -129,6 +180,8 @@ pub struct BashResult {
     /// The exit code; `None` when killed (timeout) or ended by a signal.
     pub exit_code: Option<i32>,
     pub timed_out: bool,
+    /// The cap that stopped the command (or most likely made it fail).
+    pub limit: Option<String>,
     /// stdout and stderr interleaved as read, head and tail kept.
     pub output: Vec<u8>,
     /// Bytes produced beyond what was kept.
@@ -161,6 +214,9 @@ impl BashResult {
             (false, Some(0)) => {}
             (false, Some(c)) => view.push_str(&format!("\n[exit code {c}]")),
             (false, None) => view.push_str("\n[ended by a signal]"),
+        }
+        if let Some(limit) = &self.limit {
+            view.push_str(&format!("\n[resource limit: {limit}]"));
         }
         view
     }
@@ -216,13 +272,45 @@ fn argv(
     command: &str,
 ) -> Result<Vec<std::ffi::OsString>, ToolError> {
     let mut args: Vec<std::ffi::OsString> = Vec::new();
+    let dropped = policy.dropped_to();
+    if let (Some((uid, gid)), Some(setpriv)) = (dropped, &policy.setpriv) {
+        args.push(setpriv.into());
+        args.push(format!("--reuid={uid}").into());
+        args.push(format!("--regid={gid}").into());
+        args.push("--clear-groups".into());
+        args.push("--".into());
+    }
+    // Each tmpfs is sized, so that writing to it cannot eat the host's memory.
+    let size = |mib: u64| -> [std::ffi::OsString; 2] {
+        [
+            std::ffi::OsString::from("--size"),
+            std::ffi::OsString::from(mib.saturating_mul(MIB).to_string()),
+        ]
+    };
     match &policy.bwrap {
         Some(bwrap) => {
             args.push(bwrap.into());
-            for a in ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"] {
+            for a in ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"] {
+                args.push(a.into());
+            }
+            if let Some(l) = &policy.limits {
+                // /dev read-only but for its devices; /dev/shm sized.
+                for a in ["--remount-ro", "/dev"] {
+                    args.push(a.into());
+                }
+                args.extend(size(l.memory_mb));
+                for a in ["--tmpfs", "/dev/shm"] {
+                    args.push(a.into());
+                }
+                args.extend(size(l.workspace_mb));
+            }
+            for a in ["--tmpfs", "/tmp"] {
                 args.push(a.into());
             }
             for dir in &policy.hidden {
+                if policy.limits.is_some() {
+                    args.extend(size(1));
+                }
                 args.push("--tmpfs".into());
                 args.push(dir.into());
             }
@@ -247,6 +335,12 @@ fn argv(
                 "Bash needs a sandbox (bubblewrap) and none is installed; the operator has not allowed unsandboxed commands".into(),
             ))
         }
+    }
+    if let (Some(l), Some(prlimit)) = (&policy.limits, &policy.prlimit) {
+        args.push(prlimit.into());
+        // The process cap only where it counts this command's processes.
+        let nproc = policy.bwrap.is_some() && (dropped.is_some() || !limits::service_is_root());
+        args.extend(limits::prlimit_args(l, nproc));
     }
     for a in ["/bin/bash", "--noprofile", "--norc", "-c"] {
         args.push(a.into());
@@ -281,6 +375,26 @@ pub async fn run_bash(
         return Err(ToolError::Invalid("the command is empty".into()));
     }
     let args = argv(policy, ws.root(), command)?;
+    // The workspace's size at the start: a command may shrink a workspace
+    // already over its quota, never grow it.
+    let quota = match &policy.limits {
+        Some(l) => {
+            let root = ws.root().to_path_buf();
+            let run_as = policy.dropped_to();
+            let quota = l.workspace_mb.saturating_mul(MIB);
+            let prepared = tokio::task::spawn_blocking(move || {
+                if let Some((uid, gid)) = run_as {
+                    limits::hand_over(&root, uid, gid)?;
+                }
+                Ok::<u64, std::io::Error>(limits::disk_usage(&root, u64::MAX))
+            })
+            .await
+            .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?
+            .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?;
+            Some(quota.max(prepared))
+        }
+        None => None,
+    };
     let (program, rest) = args
         .split_first()
         .ok_or_else(|| ToolError::Failed("no program to run".into()))?;
@@ -298,7 +412,16 @@ pub async fn run_bash(
     let mut child = cmd
         .spawn()
         .map_err(|e| ToolError::Failed(format!("cannot start bash: {e}")))?;
-    let _group = Group(child.id().and_then(|id| i32::try_from(id).ok()));
+    let pgid = child.id().and_then(|id| i32::try_from(id).ok());
+    let _group = Group(pgid);
+    let watcher = match (quota, pgid) {
+        (Some(threshold), Some(pgid)) => Some(QuotaWatcher::start(
+            ws.root().to_path_buf(),
+            threshold,
+            pgid,
+        )),
+        _ => None,
+    };
     let (Some(mut stdout), Some(mut stderr)) = (child.stdout.take(), child.stderr.take()) else {
         return Err(ToolError::Failed(
             "the command's pipes were not opened".into(),
@@ -339,9 +462,21 @@ pub async fn run_bash(
         }
     };
     let (output, omitted_bytes) = cap.finish();
+    let exceeded = watcher.as_ref().and_then(QuotaWatcher::exceeded);
+    drop(watcher);
+    let limit = match (exceeded, &policy.limits) {
+        (Some(used), Some(l)) => Some(format!(
+            "killed: the workspace grew past its quota of {} MiB ({} MiB when stopped)",
+            l.workspace_mb,
+            used / MIB
+        )),
+        (None, Some(l)) if exit_code != Some(0) => limits::explain(l, exit_code, &output),
+        _ => None,
+    };
     Ok(BashResult {
         exit_code,
         timed_out,
+        limit,
         output,
         omitted_bytes,
         duration: started.elapsed(),

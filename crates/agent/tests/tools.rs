@@ -421,7 +421,7 @@ async fn without_a_sandbox_bash_is_refused_unless_allowed() {
     let strict = BashPolicy {
         bwrap: None,
         allow_unsandboxed: false,
-        hidden: Vec::new(),
+        ..BashPolicy::detect(false)
     };
     assert!(matches!(
         run_bash(&s.ws, &strict, "echo hi", Duration::from_secs(5)).await,
@@ -430,7 +430,7 @@ async fn without_a_sandbox_bash_is_refused_unless_allowed() {
     let lax = BashPolicy {
         bwrap: None,
         allow_unsandboxed: true,
-        hidden: Vec::new(),
+        ..BashPolicy::detect(false)
     };
     let r = run_bash(&s.ws, &lax, "echo hi", Duration::from_secs(5))
         .await

@@ -321,6 +321,9 @@ pub struct TaskProfile {
     pub max_cost_usd: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_concurrent_tasks: Option<u32>,
+    /// Caps on each Bash command: the service's defaults, lowered to these.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_resources: Option<crate::tasks::ResourceBounds>,
 }
 
 impl TaskProfile {
@@ -337,7 +340,7 @@ impl TaskProfile {
         if self.max_concurrent_tasks == Some(0) {
             return Err("max_concurrent_tasks must be at least 1".into());
         }
-        Ok(())
+        self.max_resources.as_ref().map_or(Ok(()), |r| r.validate())
     }
 }
 

@@ -18,7 +18,9 @@
 //!   holds, it writes `notes.txt`, greps it, runs Bash, edits it, and then
 //!   answers with a summary;
 //! - `agent-sleep`: asks for `sleep 1000` under Bash, forever;
-//! - `agent-slow`: first runs `sleep 3` under Bash, then acts as `agent`.
+//! - `agent-slow`: first runs `sleep 3` under Bash, then acts as `agent`;
+//! - `agent-bash`: runs the task's description under Bash, then answers
+//!   with what the tool returned.
 
 use axum::body::{Body, Bytes};
 use axum::extract::State;
@@ -258,6 +260,18 @@ fn agent_turn(model: &str, body: &Value) -> Response {
     };
     let message = if model == "agent-sleep" {
         call("Bash", json!({"command": "sleep 1000"}))
+    } else if model == "agent-bash" {
+        let messages = body["messages"].as_array().cloned().unwrap_or_default();
+        match messages.iter().rev().find(|m| m["role"] == "tool") {
+            None => {
+                let task = messages.iter().find(|m| m["role"] == "user");
+                call(
+                    "Bash",
+                    json!({"command": task.map_or(Value::Null, |m| m["content"].clone())}),
+                )
+            }
+            Some(result) => json!({"role": "assistant", "content": result["content"].clone()}),
+        }
     } else {
         match done {
             0 => call(

@@ -252,10 +252,15 @@ pub async fn create(
     }
 }
 
-/// The tools, sub-agents and skills tasks may use.
+/// The tools, sub-agents and skills tasks may use, and the resource limits
+/// of their Bash commands: the service's defaults, the caller's (after its
+/// key's task profile) and which caps are in force on this host.
 #[utoipa::path(get, path = "/v1/capabilities", tag = "tasks", security(("api_key" = [])),
-    responses((status = 200, description = "tools, agents and skills")))]
-pub async fn capabilities(State(state): State<AppState>) -> Json<serde_json::Value> {
+    responses((status = 200, description = "tools, agents, skills and resource limits")))]
+pub async fn capabilities(
+    State(state): State<AppState>,
+    auth: Authenticated,
+) -> Json<serde_json::Value> {
     let defs = state.definitions();
     let tools: Vec<serde_json::Value> = switchyard_agent::runner::tool_definitions(&ToolName::ALL)
         .into_iter()
@@ -275,7 +280,27 @@ pub async fn capabilities(State(state): State<AppState>) -> Json<serde_json::Val
         "skills": defs.skills.values().collect::<Vec<_>>(),
         "bash_sandboxed": sandbox.is_available(),
         "sandbox": {"status": status, "detail": sandbox.describe()},
+        "resource_limits": resource_limits(&state, &auth.caller),
     }))
+}
+
+/// The caps on Bash commands: defaults, the caller's, and how each is
+/// enforced here.
+fn resource_limits(state: &AppState, caller: &Caller) -> serde_json::Value {
+    let defaults = state.config.tasks.limits;
+    let bounds = caller
+        .key
+        .task_profile
+        .as_ref()
+        .and_then(|p| p.max_resources.as_ref());
+    let yours = bounds.map_or(defaults, |b| defaults.bounded_by(b));
+    serde_json::json!({
+        "defaults": defaults,
+        "this_key": yours,
+        "enforcement": crate::tasks::bash_policy(state).enforcement(),
+        "per": {"memory_mb": "process", "processes": "command", "cpu_seconds": "process",
+                "file_size_mb": "file", "workspace_mb": "task", "open_files": "process"},
+    })
 }
 
 /// One task of the caller's.

@@ -173,6 +173,13 @@ pub async fn sandbox_status() -> SandboxStatus {
     STATUS.get_or_init(|| probed).clone()
 }
 
+/// How this replica runs Bash: bubblewrap when present, as
+/// `TASK_SANDBOX_USER` when the service is root; each task adds its limits.
+pub fn bash_policy(state: &AppState) -> BashPolicy {
+    BashPolicy::detect(state.config.tasks.allow_unsandboxed_bash)
+        .running_as(state.config.tasks.sandbox_user)
+}
+
 /// The directory of a task's workspace.
 pub fn workspace_dir(state: &AppState, task_id: &str) -> std::path::PathBuf {
     state.config.tasks.dir.join(task_id)

@@ -30,9 +30,7 @@ pub fn spawn_workers(
     state: &AppState,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let bash = Arc::new(BashPolicy::detect(
-        state.config.tasks.allow_unsandboxed_bash,
-    ));
+    let bash = Arc::new(super::bash_policy(state));
     if state.config.tasks.workers > 0 {
         let status = bash.probe();
         if !status.is_available() {
@@ -138,6 +136,18 @@ async fn prepare_and_run(
         .await
         .map_err(|e| e.to_string())?
         .ok_or("the task's key no longer exists")?;
+    // Each command's caps: the service's defaults, lowered by the key's
+    // task profile.
+    let limits = match key
+        .task_profile
+        .as_ref()
+        .and_then(|p| p.max_resources.as_ref())
+    {
+        Some(bounds) => state.config.tasks.limits.bounded_by(bounds),
+        None => state.config.tasks.limits,
+    };
+    let bash = bash.clone().with_limits(limits);
+    let bash = &bash;
     let caller = Caller::acting_for(key);
     let ws = Workspace::create(&workspace_dir(state, &task.id))
         .map_err(|e| format!("cannot create the workspace: {e}"))?;
