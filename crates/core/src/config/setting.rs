@@ -25,7 +25,7 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order settings are listed.
-    pub const ALL: [Section; 11] = [
+    pub const ALL: [Section; 12] = [
         Section::Server,
         Section::Observability,
         Section::Traces,
