@@ -107,7 +107,8 @@ impl BashPolicy {
         self.hidden.extend(
             dirs.into_iter()
                 .filter_map(|d| d.canonicalize().ok())
-                .filter(|d| d.is_dir()),
+                // Never the root: that would hide the system itself.
+                .filter(|d| d.is_dir() && d.parent().is_some()),
         );
         self
     }

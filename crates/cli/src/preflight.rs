@@ -52,18 +52,9 @@ fn configuration(args: &PreflightArgs) -> (switchyard_core::LoadedConfig, Vec<Ch
     (loaded, checks)
 }
 
-/// The file of a SQLite database URL (`sqlite://PATH?…`).
-fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
-    let rest = url
-        .strip_prefix("sqlite://")
-        .or_else(|| url.strip_prefix("sqlite:"))?;
-    let path = rest.split('?').next().unwrap_or(rest);
-    (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
-}
-
 async fn database(config: &Config) -> Vec<Check> {
     // Checking must not create a SQLite file that serve would create.
-    if let Some(file) = sqlite_file(config.database.url.expose()) {
+    if let Some(file) = config.database.sqlite_file() {
         if !file.exists() {
             return vec![Check::pass(
                 "database",

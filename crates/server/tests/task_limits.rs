@@ -154,3 +154,46 @@ async fn a_keys_profile_lowers_the_caps_and_hostile_commands_end_on_them() {
     assert_eq!(fine["status"], "completed", "{fine}");
     assert_eq!(tool_result(&fine).trim(), "20", "{fine}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_sees_neither_other_workspaces_nor_the_database() {
+    // Outside /tmp, which the sandbox replaces anyway: the test is that
+    // TASKS_DIR and the database's folder are hidden wherever they are.
+    let base = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("hidden-{}", std::process::id()));
+    let (tasks, data) = (base.join("tasks"), base.join("data"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::set_permissions(&base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let database = data.join("switchyard.db");
+    let t = TestApp::builder()
+        .catalog("[[models]]\nid = \"agent-bash\"\nbase_url = \"{openai}\"\n")
+        .env("DATABASE_URL", &format!("sqlite://{}", database.display()))
+        .env("TASKS_DIR", tasks.to_str().unwrap())
+        .env("TASK_DEFAULT_MODEL", "agent-bash")
+        .env("TASK_SANDBOX_USER", "65534:65534")
+        .start()
+        .await;
+    let other = tasks.join("task_someone_else");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(other.join("private.txt"), "another tenant's data").unwrap();
+    assert!(database.is_file());
+    let task = run(
+        &t,
+        &t.admin,
+        &format!(
+            "echo own > mine.txt; cat mine.txt; cat {} 2>&1; head -c 16 {} 2>&1; echo listed $(ls {} | wc -l)",
+            other.join("private.txt").display(),
+            database.display(),
+            tasks.display(),
+        ),
+    )
+    .await;
+    std::fs::remove_dir_all(&base).ok();
+    assert_eq!(task["status"], "completed", "{task}");
+    let out = tool_result(&task);
+    assert!(out.starts_with("own"), "{out}");
+    assert!(!out.contains("another tenant's data"), "{out}");
+    assert!(!out.contains("SQLite format"), "{out}");
+    // Only its own workspace is in the tasks folder it sees.
+    assert!(out.contains("listed 1"), "{out}");
+}

@@ -102,6 +102,19 @@ pub struct DatabaseConfig {
     pub transaction_pooling: bool,
 }
 
+impl DatabaseConfig {
+    /// The file of a SQLite database (`sqlite://PATH?…`); `None` for
+    /// PostgreSQL and in-memory databases.
+    pub fn sqlite_file(&self) -> Option<std::path::PathBuf> {
+        let url = self.url.expose();
+        let rest = url
+            .strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))?;
+        let path = rest.split('?').next().unwrap_or(rest);
+        (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
+    }
+}
+
 /// The database settings, and `ALLOW_SQLITE_IN_PRODUCTION`.
 pub(super) fn load(r: &mut Reader<'_>) -> (DatabaseConfig, bool) {
     let url = r

@@ -174,10 +174,20 @@ pub async fn sandbox_status() -> SandboxStatus {
 }
 
 /// How this replica runs Bash: bubblewrap when present, as
-/// `TASK_SANDBOX_USER` when the service is root; each task adds its limits.
+/// `TASK_SANDBOX_USER` when the service is root, with `TASKS_DIR` (other
+/// tasks' workspaces) and a SQLite database's directory hidden behind
+/// empty mounts (the command's own workspace is mounted back); each task
+/// adds its limits.
 pub fn bash_policy(state: &AppState) -> BashPolicy {
+    let database_dir = state
+        .config
+        .database
+        .sqlite_file()
+        .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
+        .filter(|d| !d.as_os_str().is_empty());
     BashPolicy::detect(state.config.tasks.allow_unsandboxed_bash)
         .running_as(state.config.tasks.sandbox_user)
+        .hiding(std::iter::once(state.config.tasks.dir.clone()).chain(database_dir))
 }
 
 /// The directory of a task's workspace.
