@@ -15,6 +15,7 @@ use switchyard_core::tasks::TaskStatus;
 
 #[cfg(target_os = "linux")]
 pub mod process;
+pub mod tls;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -91,6 +92,7 @@ pub struct Metrics {
     /// The budgets `budget_used` has a series for, so that a deleted
     /// budget's series goes too.
     budget_series: Arc<Mutex<HashSet<BudgetLabels>>>,
+    pub tls_certificate: tls::CertificateExpiry,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -390,6 +392,8 @@ impl Metrics {
         );
         #[cfg(target_os = "linux")]
         registry.register_collector(Box::new(process::ProcessCollector));
+        let tls_certificate = tls::CertificateExpiry::default();
+        registry.register_collector(Box::new(tls_certificate.clone()));
         Self {
             registry: Arc::new(registry),
             requests,
@@ -426,6 +430,7 @@ impl Metrics {
             tasks_finished,
             budget_used,
             budget_series: Arc::default(),
+            tls_certificate,
         }
     }
 

@@ -13,6 +13,7 @@ pub enum Section {
     Observability,
     Traces,
     Security,
+    Tls,
     Database,
     Redis,
     Limits,
@@ -23,11 +24,12 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order settings are listed.
-    pub const ALL: [Section; 10] = [
+    pub const ALL: [Section; 11] = [
         Section::Server,
         Section::Observability,
         Section::Traces,
         Section::Security,
+        Section::Tls,
         Section::Database,
         Section::Redis,
         Section::Limits,
@@ -42,6 +44,7 @@ impl Section {
             Section::Observability => "observability",
             Section::Traces => "traces",
             Section::Security => "security",
+            Section::Tls => "tls",
             Section::Database => "database",
             Section::Redis => "redis",
             Section::Limits => "limits",
@@ -58,6 +61,7 @@ impl Section {
             Section::Observability => "Logs and error reporting",
             Section::Traces => "Traces (OpenTelemetry)",
             Section::Security => "Authentication and API keys",
+            Section::Tls => "TLS (HTTPS listener)",
             Section::Database => "Database",
             Section::Redis => "Redis",
             Section::Limits => "Rate limits and caching",
@@ -74,6 +78,7 @@ impl Section {
             Section::Observability => super::observability::SETTINGS,
             Section::Traces => super::otel::SETTINGS,
             Section::Security => super::security::SETTINGS,
+            Section::Tls => super::tls::SETTINGS,
             Section::Database => super::database::SETTINGS,
             Section::Redis => super::redis::SETTINGS,
             Section::Limits => super::limits::SETTINGS,
