@@ -517,26 +517,18 @@ impl std::ops::DerefMut for ServerProcess {
 /// Where the server says it listens, and with which scheme, from its
 /// stdout line or its JSON `listening` log event.
 fn listening_address(stdout: &str, stderr: &str) -> Option<(&'static str, SocketAddr)> {
+    let scheme = |https: bool| if https { "https" } else { "http" };
     let printed = stdout.lines().find_map(|l| {
         let url = l.trim().strip_prefix(LISTENING_LINE)?;
-        let (scheme, rest) = match url.strip_prefix("https://") {
-            Some(rest) => ("https", rest),
-            None => ("http", url.strip_prefix("http://")?),
-        };
-        Some((scheme, rest.trim_end_matches('/').parse().ok()?))
+        let (https, rest) = url.split_once("://")?;
+        let addr = rest.trim_end_matches('/').parse().ok()?;
+        Some((scheme(https == "https"), addr))
     });
     printed.or_else(|| {
         stderr.lines().find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            if v["message"] != "listening" {
-                return None;
-            }
-            let scheme = if v["scheme"] == "https" {
-                "https"
-            } else {
-                "http"
-            };
-            Some((scheme, v["addr"].as_str()?.parse().ok()?))
+            let addr = v["addr"].as_str()?.parse().ok()?;
+            (v["message"] == "listening").then(|| (scheme(v["scheme"] == "https"), addr))
         })
     })
 }
@@ -552,24 +544,15 @@ mod tests {
             listening_address("key\nlistening on http://127.0.0.1:4321\n", ""),
             Some(("http", addr))
         );
+        let https = Some(("https", addr));
         assert_eq!(
-            listening_address("listening on https://127.0.0.1:4321\n", ""),
-            Some(("https", addr))
+            listening_address("listening on https://127.0.0.1:4321", ""),
+            https
         );
-        assert_eq!(
-            listening_address(
-                "",
-                "{\"message\":\"other\"}\n{\"level\":\"INFO\",\"message\":\"listening\",\"addr\":\"127.0.0.1:4321\"}\n"
-            ),
-            Some(("http", addr))
-        );
-        assert_eq!(
-            listening_address(
-                "",
-                "{\"message\":\"listening\",\"scheme\":\"https\",\"addr\":\"127.0.0.1:4321\"}\n"
-            ),
-            Some(("https", addr))
-        );
+        let log = "{\"message\":\"other\"}\n{\"level\":\"INFO\",\"message\":\"listening\",\"addr\":\"127.0.0.1:4321\"}\n";
+        assert_eq!(listening_address("", log), Some(("http", addr)));
+        let log = "{\"message\":\"listening\",\"scheme\":\"https\",\"addr\":\"127.0.0.1:4321\"}";
+        assert_eq!(listening_address("", log), https);
         assert_eq!(
             listening_address("listening on http://[::1]:80\n", ""),
             Some(("http", "[::1]:80".parse().unwrap()))
