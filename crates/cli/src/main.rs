@@ -24,7 +24,7 @@ use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use keys::{keys_command, KeysCommand};
 use serve::serve;
 use std::process::ExitCode;
-use switchyard_core::Config;
+use switchyard_core::{Config, ConfigProblem};
 use switchyard_server::telemetry;
 use switchyard_store::Store;
 
@@ -201,16 +201,63 @@ fn config_check(loaded: &switchyard_core::LoadedConfig) -> ExitCode {
     for (name, value) in rows {
         println!("{name:width$}  {value}");
     }
-    if loaded.problems.is_empty() {
+    let mut problems = loaded.problems.clone();
+    let mut warnings = Vec::new();
+    // The certificate itself, once both files are there to read.
+    let tls_files_ok = !problems.iter().any(|p| p.variable.starts_with("TLS_"));
+    if let (Some(tls), true) = (&loaded.config.tls, tls_files_ok) {
+        let (shown, problem, warning) = certificate_check(tls);
+        println!("{:width$}  {shown}", "TLS certificate");
+        problems.extend(problem);
+        warnings.extend(warning);
+    }
+    for w in &warnings {
+        eprintln!("warning: {w}");
+    }
+    if problems.is_empty() {
         println!("\nconfiguration OK");
         ExitCode::SUCCESS
     } else {
         eprintln!();
-        eprint!(
-            "{}",
-            switchyard_core::config::ConfigErrors(loaded.problems.clone())
-        );
+        eprint!("{}", switchyard_core::config::ConfigErrors(problems));
         ExitCode::FAILURE
+    }
+}
+
+/// `config check`'s judgement of the HTTPS certificate: what to show, a
+/// problem (unusable, expired, not yet valid) or a warning (expiring soon).
+fn certificate_check(
+    tls: &switchyard_core::config::TlsConfig,
+) -> (String, Option<ConfigProblem>, Option<String>) {
+    use switchyard_server::tls::{inspect, Inspection, Validity};
+    let now = chrono::Utc::now();
+    let problem = |message: String| ConfigProblem {
+        variable: "TLS_CERT_FILE".to_owned(),
+        message,
+    };
+    match inspect(tls, now) {
+        Inspection::Unusable(e) => (
+            "(unusable)".to_owned(),
+            Some(ConfigProblem {
+                variable: e.variable().to_owned(),
+                message: e.to_string(),
+            }),
+            None,
+        ),
+        Inspection::OutOfDate(info, validity) => (
+            info.describe(now),
+            Some(problem(format!(
+                "the certificate is {validity}: {}",
+                info.describe(now)
+            ))),
+            None,
+        ),
+        Inspection::Usable(info, validity @ Validity::ExpiringSoon { .. }) => (
+            info.describe(now),
+            None,
+            Some(format!("TLS_CERT_FILE: the certificate {validity}")),
+        ),
+        Inspection::Usable(info, _) => (info.describe(now), None, None),
     }
 }
 

@@ -1,8 +1,9 @@
 //! `switchyard preflight`: the pre-deployment checklist, run where the
 //! service will run and with its configuration — is it valid for the target
 //! environment, is the database reachable and migrated, Redis reachable, the
-//! task sandbox usable, the models' keys and files in place — each line pass,
-//! warn or fail with the reason.
+//! HTTPS certificate usable and not about to expire, the task sandbox usable,
+//! the models' keys and files in place — each line pass, warn or fail with
+//! the reason.
 
 use crate::report::Check;
 use clap::Args;
@@ -147,6 +148,31 @@ async fn redis(config: &Config) -> Check {
     }
 }
 
+/// The HTTPS certificate: usable and within its dates (fail), with at least
+/// `EXPIRY_WARNING_DAYS` left (warn).
+fn tls(config: &Config) -> Check {
+    use switchyard_server::tls::{inspect, Inspection, Validity};
+    let Some(tls) = &config.tls else {
+        return Check::pass(
+            "tls",
+            "not configured: plain HTTP (TLS ends at a proxy in front, or TLS_CERT_FILE)",
+        );
+    };
+    let now = chrono::Utc::now();
+    match inspect(tls, now) {
+        Inspection::Unusable(e) => Check::fail("tls", format!("{}: {e}", e.variable())),
+        Inspection::OutOfDate(info, validity) => Check::fail(
+            "tls",
+            format!("the certificate is {validity}: {}", info.describe(now)),
+        ),
+        Inspection::Usable(info, Validity::ExpiringSoon { .. }) => Check::warn(
+            "tls",
+            format!("{}: renew it (then SIGHUP)", info.describe(now)),
+        ),
+        Inspection::Usable(info, _) => Check::pass("tls", info.describe(now)),
+    }
+}
+
 async fn sandbox(config: &Config) -> Check {
     let status = tokio::task::spawn_blocking(|| BashPolicy::detect(false).probe())
         .await
@@ -239,6 +265,7 @@ pub async fn preflight(args: &PreflightArgs) -> anyhow::Result<std::process::Exi
     let config = &loaded.config;
     checks.extend(database(config).await);
     checks.push(redis(config).await);
+    checks.push(tls(config));
     checks.push(sandbox(config).await);
     checks.extend(models(config));
     crate::report::print("preflight", &checks, args.json)

@@ -1,6 +1,6 @@
 //! `switchyard serve`: the service until SIGTERM or Ctrl-C, with the first
 //! admin key created on an empty database and SIGHUP reloading the
-//! configuration file.
+//! configuration file and the HTTPS certificate.
 
 use std::process::ExitCode;
 use switchyard_core::Config;
@@ -28,7 +28,7 @@ pub async fn serve(config: Config) -> anyhow::Result<ExitCode> {
     if config_preload {
         state.gateway.preload_local();
     }
-    spawn_reload_on_sighup(state);
+    spawn_reload_on_sighup(state, app.tls());
     app.run_until(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
@@ -58,9 +58,13 @@ async fn shutdown_signal() {
     }
 }
 
-/// SIGHUP re-reads `SWITCHYARD_CONFIG` and swaps in the new model catalog; an
-/// invalid file is reported and the running catalog kept.
-fn spawn_reload_on_sighup(state: switchyard_server::AppState) {
+/// SIGHUP re-reads `SWITCHYARD_CONFIG` and swaps in the new model catalog,
+/// and re-reads `TLS_CERT_FILE`/`TLS_KEY_FILE` for new connections; an
+/// invalid file is reported and what is running kept.
+fn spawn_reload_on_sighup(
+    state: switchyard_server::AppState,
+    tls: Option<switchyard_server::tls::ReloadableCertificate>,
+) {
     #[cfg(unix)]
     tokio::spawn(async move {
         let Ok(mut hup) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
@@ -68,6 +72,14 @@ fn spawn_reload_on_sighup(state: switchyard_server::AppState) {
             return;
         };
         while hup.recv().await.is_some() {
+            if let Some(cert) = &tls {
+                match cert.reload() {
+                    Ok(_) => switchyard_server::app::report_certificate(cert),
+                    Err(e) => {
+                        tracing::error!(variable = e.variable(), error = %e, "TLS certificate reload rejected; still serving the previous certificate")
+                    }
+                }
+            }
             let loaded = Config::from_env();
             if loaded.problems.is_empty() {
                 let n = loaded.config.file.models.len();

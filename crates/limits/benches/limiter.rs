@@ -103,6 +103,7 @@ fn redis_decisions() {
             Redis::new(&RedisConfig {
                 url: Secret::new(&url),
                 password: None,
+                tls_ca_file: None,
             })
             .unwrap(),
         );

@@ -1,9 +1,11 @@
 //! The optional Redis connection: created on first use, reconnected automatically
 //! by redis-rs's connection manager, every call bounded by a timeout so that a
-//! Redis outage never blocks or crashes the service.
+//! Redis outage never blocks or crashes the service. `rediss://` connects
+//! over TLS (rustls), trusting `REDIS_TLS_CA_FILE` when set, else the
+//! webpki roots.
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use redis::{Client, ConnectionInfo, RedisError};
+use redis::{Client, ConnectionInfo, ErrorKind, RedisError};
 use std::time::{Duration, Instant};
 use switchyard_core::config::RedisConfig;
 use tokio::sync::Mutex;
@@ -43,8 +45,8 @@ pub enum RedisUnavailable {
 }
 
 impl Redis {
-    /// Parses the URL and applies `REDIS_PASSWORD` unless the URL has one.
-    /// Does not connect.
+    /// Parses the URL, applies `REDIS_PASSWORD` unless the URL has one, and
+    /// reads `REDIS_TLS_CA_FILE`. Does not connect.
     pub fn new(cfg: &RedisConfig) -> Result<Self, RedisError> {
         let mut info: ConnectionInfo = cfg.url.expose().parse()?;
         if let Some(password) = &cfg.password {
@@ -52,8 +54,31 @@ impl Redis {
                 info.redis.password = Some(password.expose().to_owned());
             }
         }
+        if switchyard_core::config::is_tls_url(cfg.url.expose()) {
+            // redis-rs builds its TLS client with the process's default
+            // provider; install ring's (the one rustls is built with here)
+            // unless another part of the process already has.
+            let _ = rustls::crypto::ring::default_provider().install_default();
+        }
+        let client = match &cfg.tls_ca_file {
+            None => Client::open(info)?,
+            Some(path) => {
+                let root_cert = std::fs::read(path).map_err(|e| {
+                    RedisError::from((
+                        ErrorKind::InvalidClientConfig,
+                        "cannot read REDIS_TLS_CA_FILE",
+                        format!("{}: {e}", path.display()),
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                Client::build_with_tls(info, certificates)?
+            }
+        };
         Ok(Self {
-            client: Client::open(info)?,
+            client,
             manager: Mutex::new(None),
         })
     }

@@ -22,6 +22,7 @@ fn redis(url: &str) -> Arc<Redis> {
         Redis::new(&RedisConfig {
             url: Secret::new(url),
             password: None,
+            tls_ca_file: None,
         })
         .unwrap(),
     )

@@ -1,7 +1,9 @@
-//! Running the service: connecting, binding, serving the router, background
-//! tasks, and graceful shutdown.
+//! Running the service: connecting, binding, serving the router (over
+//! HTTPS when `TLS_CERT_FILE` is set), background tasks, and graceful
+//! shutdown.
 
 use crate::state::AppState;
+use crate::tls::{ReloadableCertificate, TlsListener, Validity};
 use axum::serve::ListenerExt;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -25,15 +27,19 @@ const MONITOR_INTERVAL: Duration = Duration::from_secs(5);
 pub struct Application {
     listener: TcpListener,
     state: AppState,
+    /// The HTTPS certificate; `None`: plain HTTP.
+    tls: Option<ReloadableCertificate>,
 }
 
 impl Application {
     /// Connects to the database (and Redis, lazily), applies migrations when
-    /// `DATABASE_MIGRATE_ON_START` is on, and binds `HOST:PORT` (port 0 picks
-    /// a free port; see [`Application::port`]).
+    /// `DATABASE_MIGRATE_ON_START` is on, binds `HOST:PORT` (port 0 picks a
+    /// free port; see [`Application::port`]) and, when `TLS_CERT_FILE` is
+    /// set, reads the certificate (failing when it cannot be used).
     pub async fn build(config: Config) -> anyhow::Result<Self> {
         #[cfg(feature = "sentry")]
         crate::sentry::init(&config)?;
+        crate::tls::install_crypto_provider();
         let store = Store::connect_lazy(&config.database)?;
         if config.database.migrate_on_start {
             let applied = store.migrate().await.map_err(|e| {
@@ -54,7 +60,26 @@ impl Application {
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {addr} (HOST, PORT): {e}"))?;
         let state = AppState::new(config, store, redis)?;
-        Ok(Self { listener, state })
+        let tls = match &state.config.tls {
+            None => None,
+            Some(tls) => {
+                let cert = ReloadableCertificate::load(tls, state.metrics.tls_certificate.clone())
+                    .map_err(|e| anyhow::anyhow!("{}: {e}", e.variable()))?;
+                report_certificate(&cert);
+                Some(cert)
+            }
+        };
+        Ok(Self {
+            listener,
+            state,
+            tls,
+        })
+    }
+
+    /// The HTTPS certificate, to reload on SIGHUP; `None` when serving
+    /// plain HTTP.
+    pub fn tls(&self) -> Option<ReloadableCertificate> {
+        self.tls.clone()
     }
 
     pub fn port(&self) -> u16 {
@@ -72,7 +97,11 @@ impl Application {
     where
         F: Future<Output = ()> + Send + 'static,
     {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            state,
+            tls,
+        } = self;
         let addr = listener.local_addr()?;
         let (stop_tx, stop_rx) = watch::channel(false);
         let mut background = spawn_background(&state, stop_rx.clone());
@@ -81,20 +110,33 @@ impl Application {
         let (close_tx, close_rx) = tokio::sync::oneshot::channel::<()>();
         let service = crate::routes::router(state.clone())
             .into_make_service_with_connect_info::<SocketAddr>();
-        // Small writes (server-sent events, one per token) go out at once:
-        // with Nagle's algorithm on, the second one waits for the client's
-        // delayed ACK, which costs a stream about 40 ms.
-        let listener = listener.tap_io(|tcp| {
-            if let Err(e) = tcp.set_nodelay(true) {
-                tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-            }
-        });
-        let serve = axum::serve(listener, service).with_graceful_shutdown(async move {
+        let shutdown_signal = async move {
             let _ = close_rx.await;
-        });
-        let mut server = tokio::spawn(async move { serve.await });
-        tracing::info!(%addr, "listening");
-        announce(addr);
+        };
+        let mut server: JoinHandle<std::io::Result<()>> = match &tls {
+            None => {
+                // Small writes (server-sent events, one per token) go out at
+                // once: with Nagle's algorithm on, the second one waits for
+                // the client's delayed ACK, which costs a stream about 40 ms.
+                let listener = listener.tap_io(|tcp| {
+                    if let Err(e) = tcp.set_nodelay(true) {
+                        tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
+                    }
+                });
+                let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal);
+                tokio::spawn(async move { serve.await })
+            }
+            Some(certificate) => {
+                // The TLS listener sets TCP_NODELAY itself; the (empty) tap
+                // gives axum the client address for `ConnectInfo`.
+                let listener = TlsListener::new(listener, addr, certificate).tap_io(|_| {});
+                let serve = axum::serve(listener, service).with_graceful_shutdown(shutdown_signal);
+                tokio::spawn(async move { serve.await })
+            }
+        };
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        tracing::info!(%addr, scheme, "listening");
+        announce(scheme, addr);
 
         let outcome = tokio::select! {
             joined = &mut server => Some(joined),
@@ -157,16 +199,35 @@ impl Application {
     }
 }
 
-/// Prints `listening on http://ADDR` on stdout once the listener accepts
-/// connections. Unlike the `listening` log event, it does not depend on
-/// `LOG_LEVEL` or `LOG_FORMAT`, so whoever started the process with `PORT=0`
+/// Prints `listening on http://ADDR` (`https://` with TLS) on stdout once
+/// the listener accepts connections. Unlike the `listening` log event, it
+/// does not depend on `LOG_LEVEL` or `LOG_FORMAT`, so whoever started the
+/// process with `PORT=0`
 /// (a supervisor, a test) always learns the port that was picked.
 #[allow(
     clippy::print_stdout,
     reason = "the bound address is part of what `serve` tells its caller"
 )]
-fn announce(addr: SocketAddr) {
-    println!("listening on http://{addr}");
+fn announce(scheme: &str, addr: SocketAddr) {
+    println!("listening on {scheme}://{addr}");
+}
+
+/// Logs the certificate being served: an error when clients will refuse it
+/// (expired, not yet valid), a warning when it expires within
+/// [`crate::tls::EXPIRY_WARNING_DAYS`].
+pub fn report_certificate(cert: &ReloadableCertificate) {
+    let info = cert.info();
+    let now = chrono::Utc::now();
+    let certificate = info.describe(now);
+    match info.validity(now) {
+        Validity::Valid { .. } => tracing::info!(%certificate, "serving HTTPS"),
+        Validity::ExpiringSoon { .. } => {
+            tracing::warn!(%certificate, "the HTTPS certificate expires soon: renew it and send SIGHUP")
+        }
+        Validity::Expired | Validity::NotYetValid => {
+            tracing::error!(%certificate, "the HTTPS certificate is outside its dates: clients will refuse it")
+        }
+    }
 }
 
 /// Background work: dependency probes for the gauges, forgetting idle

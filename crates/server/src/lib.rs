@@ -25,6 +25,7 @@ pub mod sentry;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;
+pub mod tls;
 pub mod usage;
 
 pub use app::Application;

@@ -15,6 +15,7 @@ use switchyard_core::tasks::TaskStatus;
 
 #[cfg(target_os = "linux")]
 pub mod process;
+pub mod tls;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
@@ -93,6 +94,7 @@ pub struct Metrics {
     /// The budgets `budget_used` has a series for, so that a deleted
     /// budget's series goes too.
     budget_series: Arc<Mutex<HashSet<BudgetLabels>>>,
+    pub tls_certificate: tls::CertificateExpiry,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -394,6 +396,8 @@ impl Metrics {
         registry.register("switchyard_keys_rotation_due", "API keys past their rotation due date (KEY_ROTATION_DAYS after creation) and not rotated, deployment-wide", keys_rotation_due.clone());
         #[cfg(target_os = "linux")]
         registry.register_collector(Box::new(process::ProcessCollector));
+        let tls_certificate = tls::CertificateExpiry::default();
+        registry.register_collector(Box::new(tls_certificate.clone()));
         Self {
             registry: Arc::new(registry),
             requests,
@@ -431,6 +435,7 @@ impl Metrics {
             budget_used,
             keys_rotation_due,
             budget_series: Arc::default(),
+            tls_certificate,
         }
     }
 

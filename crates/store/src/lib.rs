@@ -32,9 +32,9 @@ pub use usage::{Settlement, UsageFilter, UsageGroup, UsageGrouping, UsageRecord,
 /// Everything that can go wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database error: {0}")]
+    #[error("database error: {0}{hint}", hint = tls_hint(.0))]
     Database(#[from] sqlx::Error),
-    #[error("migration error: {0}")]
+    #[error("migration error: {0}{hint}", hint = migration_tls_hint(.0))]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the directory for the SQLite database `{path}`: {source}")]
     SqliteDirectory {
@@ -61,6 +61,34 @@ impl StoreError {
             }
             _ => false,
         }
+    }
+}
+
+/// What to check when the TLS handshake with PostgreSQL failed; rustls's
+/// own message says which name or authority did not match.
+const TLS_HINT: &str = " (DATABASE_URL's TLS settings: with sslmode=verify-full the host in the URL must be a name the server's certificate holds; with verify-ca or verify-full, sslrootcert must name the CA that signed it)";
+
+/// A failed TLS handshake shows as `Tls`, or as `Io` carrying rustls's
+/// error when the certificate is refused.
+fn tls_hint(e: &sqlx::Error) -> &'static str {
+    let tls = match e {
+        sqlx::Error::Tls(_) => true,
+        sqlx::Error::Io(io) => io
+            .get_ref()
+            .is_some_and(|inner| inner.is::<rustls::Error>()),
+        _ => false,
+    };
+    if tls {
+        TLS_HINT
+    } else {
+        ""
+    }
+}
+
+fn migration_tls_hint(e: &sqlx::migrate::MigrateError) -> &'static str {
+    match e {
+        sqlx::migrate::MigrateError::Execute(e) => tls_hint(e),
+        _ => "",
     }
 }
 

@@ -1,6 +1,7 @@
 //! Test support shared by the workspace's test suites: a fresh database for
 //! each test (SQLite file or PostgreSQL database), private PostgreSQL, Redis
-//! and pgbouncer servers for tests that stop or break them, and
+//! and pgbouncer servers for tests that stop or break them (PostgreSQL and
+//! Redis optionally over TLS, with certificates from [`tls`]), and
 //! [`process`], the harness for tests that run a binary (`switchyard serve`
 //! on a port it picks itself).
 //!
@@ -17,8 +18,10 @@ pub mod otlp;
 pub mod ports;
 pub mod process;
 mod servers;
+pub mod tls;
 
 pub use servers::{PrivatePgbouncer, PrivatePostgres, PrivateRedis};
+pub use tls::{IssuedCert, TestCa};
 
 use std::path::PathBuf;
 use std::process::{Command, Stdio};

@@ -44,8 +44,8 @@ const STOP_LIMIT: Duration = Duration::from_secs(20);
 const PIPE_CLOSE_LIMIT: Duration = Duration::from_secs(5);
 
 /// What `switchyard serve` prints on stdout once it accepts connections, at
-/// every `LOG_LEVEL`.
-const LISTENING_LINE: &str = "listening on http://";
+/// every `LOG_LEVEL`, before its scheme (`http` or `https`).
+const LISTENING_LINE: &str = "listening on ";
 
 /// A program to run with a clean environment: `PATH`, and only the
 /// variables the test gives it.
@@ -429,7 +429,7 @@ impl ServerProcess {
     /// `listening on http://ADDR` on stdout (printed at every log level) or,
     /// failing that, the `listening` log event on stderr (JSON logs).
     pub fn start(process: Process) -> Self {
-        let addr = process.wait_for("the address it listens on", LISTEN_LIMIT, |seen| {
+        let (scheme, addr) = process.wait_for("the address it listens on", LISTEN_LIMIT, |seen| {
             listening_address(&seen.stdout(), &seen.stderr())
         });
         // Where it listens on every address, connect over loopback.
@@ -442,7 +442,7 @@ impl ServerProcess {
         Self {
             process,
             addr,
-            base: format!("http://{addr}"),
+            base: format!("{scheme}://{addr}"),
         }
     }
 
@@ -454,7 +454,7 @@ impl ServerProcess {
         self.addr.port()
     }
 
-    /// `http://HOST:PORT`, no trailing slash.
+    /// `http://HOST:PORT` (`https://` when it serves TLS), no trailing slash.
     pub fn base_url(&self) -> &str {
         &self.base
     }
@@ -514,20 +514,21 @@ impl std::ops::DerefMut for ServerProcess {
     }
 }
 
-/// Where the server says it listens, from its stdout line or its JSON
-/// `listening` log event.
-fn listening_address(stdout: &str, stderr: &str) -> Option<SocketAddr> {
-    let printed = stdout
-        .lines()
-        .find_map(|l| l.trim().strip_prefix(LISTENING_LINE))
-        .and_then(|a| a.trim_end_matches('/').parse().ok());
+/// Where the server says it listens, and with which scheme, from its
+/// stdout line or its JSON `listening` log event.
+fn listening_address(stdout: &str, stderr: &str) -> Option<(&'static str, SocketAddr)> {
+    let scheme = |https: bool| if https { "https" } else { "http" };
+    let printed = stdout.lines().find_map(|l| {
+        let url = l.trim().strip_prefix(LISTENING_LINE)?;
+        let (https, rest) = url.split_once("://")?;
+        let addr = rest.trim_end_matches('/').parse().ok()?;
+        Some((scheme(https == "https"), addr))
+    });
     printed.or_else(|| {
         stderr.lines().find_map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).ok()?;
-            if v["message"] != "listening" {
-                return None;
-            }
-            v["addr"].as_str()?.parse().ok()
+            let addr = v["addr"].as_str()?.parse().ok()?;
+            (v["message"] == "listening").then(|| (scheme(v["scheme"] == "https"), addr))
         })
     })
 }
@@ -541,18 +542,20 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:4321".parse().unwrap();
         assert_eq!(
             listening_address("key\nlistening on http://127.0.0.1:4321\n", ""),
-            Some(addr)
+            Some(("http", addr))
         );
+        let https = Some(("https", addr));
         assert_eq!(
-            listening_address(
-                "",
-                "{\"message\":\"other\"}\n{\"level\":\"INFO\",\"message\":\"listening\",\"addr\":\"127.0.0.1:4321\"}\n"
-            ),
-            Some(addr)
+            listening_address("listening on https://127.0.0.1:4321", ""),
+            https
         );
+        let log = "{\"message\":\"other\"}\n{\"level\":\"INFO\",\"message\":\"listening\",\"addr\":\"127.0.0.1:4321\"}\n";
+        assert_eq!(listening_address("", log), Some(("http", addr)));
+        let log = "{\"message\":\"listening\",\"scheme\":\"https\",\"addr\":\"127.0.0.1:4321\"}";
+        assert_eq!(listening_address("", log), https);
         assert_eq!(
             listening_address("listening on http://[::1]:80\n", ""),
-            Some("[::1]:80".parse().unwrap())
+            Some(("http", "[::1]:80".parse().unwrap()))
         );
         assert_eq!(listening_address("listening on", "not json"), None);
     }

@@ -1,8 +1,11 @@
 //! Private servers of a test's own — PostgreSQL, Redis, pgbouncer — that a
-//! test may stop, start again and break without disturbing other tests.
+//! test may stop, start again and break without disturbing other tests;
+//! PostgreSQL and Redis optionally speaking only TLS, with a certificate
+//! from the test's own authority (`crate::tls`).
 
 use crate::ports::{PortLease, START_ATTEMPTS};
 use crate::process::{Binary, Ended, Process};
+use crate::tls::IssuedCert;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
@@ -63,6 +66,8 @@ pub struct PrivatePostgres {
     dir: tempfile::TempDir,
     bin: PathBuf,
     running: bool,
+    /// Serves TLS (`ssl=on`) and refuses TCP clients without it.
+    ssl: bool,
 }
 
 /// Why `pg_ctl start` failed: its output and the server's log.
@@ -78,6 +83,16 @@ impl PgStartFailure {
 
 impl PrivatePostgres {
     pub fn start() -> Self {
+        Self::start_inner(None)
+    }
+
+    /// A server with `ssl=on` and `cert` as its certificate, whose
+    /// `pg_hba.conf` refuses TCP connections that do not use TLS.
+    pub fn start_with_tls(cert: &IssuedCert) -> Self {
+        Self::start_inner(Some(cert))
+    }
+
+    fn start_inner(tls: Option<&IssuedCert>) -> Self {
         let dirs = postgres_bin_dirs();
         let initdb = find_binary("initdb", &dirs);
         let bin = initdb.parent().map(Path::to_path_buf).unwrap_or_default();
@@ -108,11 +123,32 @@ impl PrivatePostgres {
             "initdb failed: {}",
             String::from_utf8_lossy(&out.stderr)
         );
+        if let Some(cert) = tls {
+            // server.crt and server.key are ssl_cert_file's and
+            // ssl_key_file's defaults; the key must be the server user's, 0600.
+            cert.write(&data, "server");
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                "local all all trust\n\
+                 hostssl all all 127.0.0.1/32 trust\n\
+                 hostnossl all all 0.0.0.0/0 reject\n",
+            )
+            .expect("write pg_hba.conf");
+            if is_root() {
+                let status = Command::new("chown")
+                    .args(["-R", "postgres:postgres"])
+                    .arg(&data)
+                    .status()
+                    .expect("chown");
+                assert!(status.success(), "chown of the TLS files failed");
+            }
+        }
+        let ssl = tls.is_some();
         let mut last = None;
         for _ in 0..START_ATTEMPTS {
             let lease = PortLease::take();
             let _ = std::fs::remove_file(dir.path().join("postgres.log"));
-            match pg_start(&bin, dir.path(), lease.port) {
+            match pg_start(&bin, dir.path(), lease.port, ssl) {
                 Ok(()) => {
                     return Self {
                         port: lease.port,
@@ -120,6 +156,7 @@ impl PrivatePostgres {
                         dir,
                         bin,
                         running: true,
+                        ssl,
                     }
                 }
                 Err(failure) if failure.port_taken() => last = Some(failure),
@@ -140,7 +177,7 @@ impl PrivatePostgres {
     /// waits until it accepts connections.
     pub fn start_again(&mut self) {
         assert!(!self.running, "already running");
-        if let Err(failure) = pg_start(&self.bin, self.dir.path(), self.port) {
+        if let Err(failure) = pg_start(&self.bin, self.dir.path(), self.port, self.ssl) {
             panic!(
                 "private PostgreSQL did not start again on port {}: {}",
                 self.port, failure.0
@@ -169,13 +206,16 @@ impl PrivatePostgres {
 /// `pg_ctl start -w`: returns once the server accepts connections (pg_ctl
 /// watches the data directory's `postmaster.pid`, so another server on the
 /// port cannot fool it), or with what went wrong.
-fn pg_start(bin: &Path, dir: &Path, port: u16) -> Result<(), PgStartFailure> {
+fn pg_start(bin: &Path, dir: &Path, port: u16, ssl: bool) -> Result<(), PgStartFailure> {
     let data = dir.join("data");
     let log = dir.join("postgres.log");
-    let options = format!(
+    let mut options = format!(
         "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off",
         dir.display()
     );
+    if ssl {
+        options.push_str(" -c ssl=on");
+    }
     let out = as_postgres_user(&bin.join("pg_ctl"))
         .arg("start")
         .arg("-D")
@@ -210,20 +250,36 @@ pub struct PrivateRedis {
     dir: tempfile::TempDir,
     server: Option<Process>,
     password: Option<String>,
+    /// Listens for TLS only (`--port 0 --tls-port PORT`).
+    tls: bool,
 }
 
 impl PrivateRedis {
     pub fn start() -> Self {
-        Self::start_with_password(None)
+        Self::start_inner(None, None)
     }
 
     pub fn start_with_password(password: Option<&str>) -> Self {
+        Self::start_inner(password, None)
+    }
+
+    /// A server that speaks TLS only, with `cert` as its certificate;
+    /// clients need no certificate of their own.
+    pub fn start_with_tls(cert: &IssuedCert) -> Self {
+        Self::start_inner(None, Some(cert))
+    }
+
+    fn start_inner(password: Option<&str>, tls: Option<&IssuedCert>) -> Self {
         let dir = tempfile::tempdir().expect("temporary directory");
+        if let Some(cert) = tls {
+            cert.write(dir.path(), "redis");
+        }
+        let tls = tls.is_some();
         let password = password.map(str::to_owned);
         let mut last = String::new();
         for _ in 0..START_ATTEMPTS {
             let lease = PortLease::take();
-            match redis_start(dir.path(), lease.port, password.as_deref()) {
+            match redis_start(dir.path(), lease.port, password.as_deref(), tls) {
                 Ok(server) => {
                     return Self {
                         port: lease.port,
@@ -231,6 +287,7 @@ impl PrivateRedis {
                         dir,
                         server: Some(server),
                         password,
+                        tls,
                     }
                 }
                 // `--port 0` turns TCP off instead of picking a port, so the
@@ -243,15 +300,22 @@ impl PrivateRedis {
         panic!("private Redis found no port it could bind in {START_ATTEMPTS} tries: {last}")
     }
 
+    /// `redis://127.0.0.1:PORT/0`, or `rediss://…` when it speaks TLS.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/0", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/0", self.port)
     }
 
     /// Starts the server again on the same port, and waits until it accepts
     /// connections.
     pub fn start_again(&mut self) {
         assert!(self.server.is_none(), "already running");
-        match redis_start(self.dir.path(), self.port, self.password.as_deref()) {
+        match redis_start(
+            self.dir.path(),
+            self.port,
+            self.password.as_deref(),
+            self.tls,
+        ) {
             Ok(server) => self.server = Some(server),
             Err(output) => panic!(
                 "private Redis did not start again on port {}: {output}",
@@ -271,13 +335,35 @@ impl PrivateRedis {
 
 /// Starts `redis-server` on `port` and waits for its "Ready to accept
 /// connections" (which it prints only once it has bound the port); `Err`
-/// with its output when it exits first.
-fn redis_start(dir: &Path, port: u16, password: Option<&str>) -> Result<Process, String> {
+/// with its output when it exits first. With `tls`, `port` is its TLS port
+/// (plain TCP off), with `redis.crt` and `redis.key` in `dir`.
+fn redis_start(
+    dir: &Path,
+    port: u16,
+    password: Option<&str>,
+    tls: bool,
+) -> Result<Process, String> {
     let port = port.to_string();
+    let cert = dir.join("redis.crt").to_string_lossy().into_owned();
+    let key = dir.join("redis.key").to_string_lossy().into_owned();
     let dir = dir.to_string_lossy();
-    let mut args = vec![
-        "--port",
-        &port,
+    let mut args = if tls {
+        vec![
+            "--port",
+            "0",
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-auth-clients",
+            "no",
+        ]
+    } else {
+        vec!["--port", &port]
+    };
+    args.extend([
         "--bind",
         "127.0.0.1",
         "--save",
@@ -286,7 +372,7 @@ fn redis_start(dir: &Path, port: u16, password: Option<&str>) -> Result<Process,
         "no",
         "--dir",
         &dir,
-    ];
+    ]);
     if let Some(pw) = password {
         args.extend(["--requirepass", pw]);
     }

@@ -1,6 +1,8 @@
 //! The database section: which database (`DATABASE_URL`), its connection
 //! pool, migrations at start, pgbouncer transaction pooling, and whether
 //! production may use SQLite. Backup and retention settings belong here too.
+//! PostgreSQL TLS is set in the URL as libpq sets it (`sslmode`,
+//! `sslrootcert`, `sslcert`, `sslkey`); this file checks those parameters.
 
 use super::reader::Reader;
 use super::setting::{declare_settings, Section};
@@ -14,7 +16,7 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://./data/switchyard.db";
 
 declare_settings! { Section::Database;
     DATABASE_URL: secret_value(DEFAULT_DATABASE_URL),
-        "sqlite://PATH (created on first run, WAL mode) or postgres://...; shown with its password redacted.";
+        "sqlite://PATH (created on first run, WAL mode) or postgres://...; TLS as libpq sets it: ?sslmode=verify-full&sslrootcert=/path/ca.pem. Shown with its password redacted.";
     DATABASE_POOL_SIZE: value("20"),
         "Maximum pooled connections.";
     DATABASE_ECHO: value("false"),
@@ -150,8 +152,49 @@ pub(super) fn load(r: &mut Reader<'_>) -> (DatabaseConfig, bool) {
             "applies only to PostgreSQL (a pgbouncer in front of it)",
         );
     }
+    if kind == DatabaseKind::Postgres {
+        for problem in postgres_tls_problems(database.url.expose(), &|p| p.is_file()) {
+            r.problem(DATABASE_URL.name, problem);
+        }
+    }
     let allow_sqlite_in_production = r.flag(&ALLOW_SQLITE_IN_PRODUCTION);
     (database, allow_sqlite_in_production)
+}
+
+/// The `sslmode` values PostgreSQL clients understand, weakest first.
+pub const SSL_MODES: [&str; 6] = [
+    "disable",
+    "allow",
+    "prefer",
+    "require",
+    "verify-ca",
+    "verify-full",
+];
+
+/// What is wrong with the TLS parameters of a `postgres://` URL: an
+/// `sslmode` no client knows, or an `sslrootcert`, `sslcert` or `sslkey`
+/// that names no file (`is_file` tells). Messages name parameters and
+/// paths, never the URL (it may hold a password).
+fn postgres_tls_problems(url: &str, is_file: &dyn Fn(&std::path::Path) -> bool) -> Vec<String> {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return Vec::new();
+    };
+    let mut problems = Vec::new();
+    for (name, value) in parsed.query_pairs() {
+        match &*name {
+            "sslmode" if !SSL_MODES.contains(&&*value) => problems.push(format!(
+                "sslmode `{value}` is not valid: expected one of {}",
+                SSL_MODES.join(", ")
+            )),
+            "sslrootcert" | "sslcert" | "sslkey" | "ssl-root-cert" | "ssl-cert" | "ssl-key"
+                if !is_file(std::path::Path::new(&*value)) =>
+            {
+                problems.push(format!("{name} `{value}` is not a readable file"))
+            }
+            _ => {}
+        }
+    }
+    problems
 }
 
 #[cfg(test)]
@@ -168,6 +211,29 @@ mod tests {
         assert_eq!(
             DatabaseKind::of_url(DEFAULT_DATABASE_URL),
             Some(DatabaseKind::Sqlite)
+        );
+    }
+
+    #[test]
+    fn postgres_tls_parameters_are_checked() {
+        let exists = |p: &std::path::Path| p == std::path::Path::new("/etc/ca.pem");
+        let ok = "postgres://app:pw@db:5432/sy?sslmode=verify-full&sslrootcert=/etc/ca.pem";
+        assert_eq!(postgres_tls_problems(ok, &exists), Vec::<String>::new());
+        let bad = "postgres://app:pw@db:5432/sy?sslmode=verify_full&sslrootcert=/etc/missing.pem";
+        assert_eq!(
+            postgres_tls_problems(bad, &exists),
+            [
+                "sslmode `verify_full` is not valid: expected one of disable, allow, prefer, require, verify-ca, verify-full",
+                "sslrootcert `/etc/missing.pem` is not a readable file"
+            ]
+        );
+        let l = load(&[("DATABASE_URL", "postgres://app:secret@db/sy?sslmode=always")]);
+        assert_eq!(l.problems.len(), 1, "{:?}", l.problems);
+        assert_eq!(l.problems[0].variable, "DATABASE_URL");
+        assert!(
+            !l.problems[0].message.contains("secret"),
+            "{:?}",
+            l.problems
         );
     }
 

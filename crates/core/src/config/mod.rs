@@ -2,8 +2,8 @@
 //! `NAME_FILE`) plus an optional TOML file for structured settings.
 //!
 //! Every variable is declared once, as a [`Setting`] in the file of its
-//! section (`server`, `observability`, `otel`, `security`, `database`, `redis`,
-//! `limits`, `file`, `models`, `tasks`, `retention`); loading, [`Config::describe`] (what
+//! section (`server`, `observability`, `otel`, `security`, `keys`, `tls`, `database`,
+//! `redis`, `limits`, `file`, `models`, `tasks`, `retention`); loading, [`Config::describe`] (what
 //! `switchyard config check` prints) and the CLI's help ([`env_help`]) all
 //! come from those declarations. This file holds the assembled [`Config`],
 //! the problem types, the order sections load in, and the production checks
@@ -28,6 +28,7 @@ mod setting;
 mod tasks;
 #[cfg(test)]
 mod tests;
+mod tls;
 
 pub use database::{DatabaseConfig, DatabaseKind, DEFAULT_DATABASE_URL};
 pub use file::{FileConfig, LimitsFile, RouteLimit};
@@ -38,11 +39,12 @@ pub use limits::{
 pub use models::ModelFetchConfig;
 pub use observability::LogFormat;
 pub use otel::{parse_key_values, OtelConfig, RootSampler, Sampler};
-pub use redis::RedisConfig;
+pub use redis::{is_tls_url, RedisConfig};
 pub use retention::RetentionConfig;
 pub use server::Environment;
 pub use setting::{env_help, setting, settings, DefaultValue, Section, Setting, ENV_HELP_SHORT};
 pub use tasks::TasksConfig;
+pub use tls::TlsConfig;
 
 use crate::secret::Secret;
 use reader::Reader;
@@ -63,6 +65,9 @@ pub struct Config {
     pub host: IpAddr,
     pub port: u16,
     pub jwt_secret: Option<Secret>,
+    /// The HTTPS listener's certificate and key (`TLS_CERT_FILE`,
+    /// `TLS_KEY_FILE`); `None`: plain HTTP.
+    pub tls: Option<TlsConfig>,
     /// Requests per minute per key (`API_RATE_LIMIT`).
     pub api_rate_limit: u32,
     /// Longest a request may take before a 504 (`API_TIMEOUT`).
@@ -184,6 +189,7 @@ impl Config {
         let server = server::load(&mut r);
         let security = security::load(&mut r);
         let keys = keys::load(&mut r, security.jwt_secret.as_ref());
+        let tls = tls::load(&mut r);
         let (database, allow_sqlite_in_production) = database::load(&mut r);
         let redis = redis::load(&mut r);
         let (config_path, mut file) = file::load(&mut r);
@@ -212,6 +218,7 @@ impl Config {
                 host: server.host,
                 port: server.port,
                 jwt_secret: security.jwt_secret,
+                tls,
                 api_rate_limit: server.api_rate_limit,
                 api_timeout: server.api_timeout,
                 database,

@@ -14,6 +14,7 @@ pub enum Section {
     Traces,
     Security,
     Keys,
+    Tls,
     Database,
     Redis,
     Limits,
@@ -25,12 +26,13 @@ pub enum Section {
 
 impl Section {
     /// Every section, in the order settings are listed.
-    pub const ALL: [Section; 12] = [
+    pub const ALL: [Section; 13] = [
         Section::Server,
         Section::Observability,
         Section::Traces,
         Section::Security,
         Section::Keys,
+        Section::Tls,
         Section::Database,
         Section::Redis,
         Section::Limits,
@@ -47,6 +49,7 @@ impl Section {
             Section::Traces => "traces",
             Section::Security => "security",
             Section::Keys => "keys",
+            Section::Tls => "tls",
             Section::Database => "database",
             Section::Redis => "redis",
             Section::Limits => "limits",
@@ -65,6 +68,7 @@ impl Section {
             Section::Traces => "Traces (OpenTelemetry)",
             Section::Security => "Authentication and API keys",
             Section::Keys => "Key rotation and access tokens",
+            Section::Tls => "TLS (HTTPS listener)",
             Section::Database => "Database",
             Section::Redis => "Redis",
             Section::Limits => "Rate limits and caching",
@@ -83,6 +87,7 @@ impl Section {
             Section::Traces => super::otel::SETTINGS,
             Section::Security => super::security::SETTINGS,
             Section::Keys => super::keys::SETTINGS,
+            Section::Tls => super::tls::SETTINGS,
             Section::Database => super::database::SETTINGS,
             Section::Redis => super::redis::SETTINGS,
             Section::Limits => super::limits::SETTINGS,
