@@ -5,6 +5,8 @@
 //! virtual environment. Advisories need the RustSec database from the
 //! network, so they are left to deployments that have it.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
