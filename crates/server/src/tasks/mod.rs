@@ -185,6 +185,11 @@ pub fn bash_policy(state: &AppState) -> BashPolicy {
         .sqlite_file()
         .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
         .filter(|d| !d.as_os_str().is_empty());
+    // Only folders that exist can be hidden: make sure TASKS_DIR does
+    // before the first task creates it.
+    if let Err(e) = std::fs::create_dir_all(&state.config.tasks.dir) {
+        tracing::error!(error = %e, dir = %state.config.tasks.dir.display(), "cannot create TASKS_DIR");
+    }
     BashPolicy::detect(state.config.tasks.allow_unsandboxed_bash)
         .running_as(state.config.tasks.sandbox_user)
         .hiding(std::iter::once(state.config.tasks.dir.clone()).chain(database_dir))
