@@ -70,6 +70,30 @@ pub struct ListParams {
     pub due: bool,
 }
 
+/// A key's expiry from `expires_at` or `expires_in_days` (1 to 3650), at
+/// most one of them; neither is no expiry.
+fn expiry_from(
+    at: Option<DateTime<Utc>>,
+    in_days: Option<u32>,
+    now: DateTime<Utc>,
+) -> ApiResult<Option<DateTime<Utc>>> {
+    match (at, in_days) {
+        (Some(_), Some(_)) => Err(ApiError::invalid_request(
+            "give either expires_at or expires_in_days, not both",
+        )
+        .with_param("expires_in_days")),
+        (Some(at), None) => Ok(Some(at)),
+        (None, Some(days)) if (1..=3650).contains(&days) => {
+            Ok(Some(now + chrono::Duration::days(i64::from(days))))
+        }
+        (None, Some(_)) => Err(
+            ApiError::invalid_request("expires_in_days must be from 1 to 3650")
+                .with_param("expires_in_days"),
+        ),
+        (None, None) => Ok(None),
+    }
+}
+
 fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
     let now = switchyard_core::now();
     let scopes = match req.scopes {
@@ -77,25 +101,7 @@ fn spec_from(req: CreateKeyRequest) -> ApiResult<NewKeySpec> {
         Some(list) => Scopes::new(list)
             .map_err(|m| ApiError::invalid_request(format!("scopes: {m}")).with_param("scopes"))?,
     };
-    let expires_at = match (req.expires_at, req.expires_in_days) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid_request(
-                "give either expires_at or expires_in_days, not both",
-            )
-            .with_param("expires_in_days"))
-        }
-        (Some(at), None) => Some(at),
-        (None, Some(days)) if (1..=3650).contains(&days) => {
-            Some(now + chrono::Duration::days(i64::from(days)))
-        }
-        (None, Some(_)) => {
-            return Err(
-                ApiError::invalid_request("expires_in_days must be from 1 to 3650")
-                    .with_param("expires_in_days"),
-            )
-        }
-        (None, None) => None,
-    };
+    let expires_at = expiry_from(req.expires_at, req.expires_in_days, now)?;
     let rate_limit = req.rate_limit;
     let mut spec = NewKeySpec::new(
         &req.name,
@@ -341,31 +347,12 @@ pub async fn set_expiry(
     ApiJson(req): ApiJson<SetExpiryRequest>,
 ) -> ApiResult<Json<ApiKey>> {
     let now = switchyard_core::now();
-    let expires_at = match (req.expires_at, req.expires_in_days) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid_request(
-                "give either expires_at or expires_in_days, not both",
-            )
-            .with_param("expires_in_days"))
-        }
-        (Some(at), None) if at <= now => {
-            return Err(
-                ApiError::invalid_request("expires_at must be in the future")
-                    .with_param("expires_at"),
-            )
-        }
-        (Some(at), None) => Some(at),
-        (None, Some(days)) if (1..=3650).contains(&days) => {
-            Some(now + chrono::Duration::days(i64::from(days)))
-        }
-        (None, Some(_)) => {
-            return Err(
-                ApiError::invalid_request("expires_in_days must be from 1 to 3650")
-                    .with_param("expires_in_days"),
-            )
-        }
-        (None, None) => None,
-    };
+    let expires_at = expiry_from(req.expires_at, req.expires_in_days, now)?;
+    if expires_at.is_some_and(|at| at <= now) {
+        return Err(
+            ApiError::invalid_request("expires_at must be in the future").with_param("expires_at"),
+        );
+    }
     let updated = state
         .keys
         .set_expiry(&id, expires_at, &auth.actor())
