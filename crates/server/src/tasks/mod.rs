@@ -177,7 +177,8 @@ pub async fn sandbox_status() -> SandboxStatus {
 /// `TASK_SANDBOX_USER` when the service is root, with `TASKS_DIR` (other
 /// tasks' workspaces) and a SQLite database's directory hidden behind
 /// empty mounts (the command's own workspace is mounted back); each task
-/// adds its limits.
+/// adds its limits. Only folders that exist are hidden: the workers create
+/// TASKS_DIR before they build theirs.
 pub fn bash_policy(state: &AppState) -> BashPolicy {
     let database_dir = state
         .config
@@ -185,11 +186,6 @@ pub fn bash_policy(state: &AppState) -> BashPolicy {
         .sqlite_file()
         .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
         .filter(|d| !d.as_os_str().is_empty());
-    // Only folders that exist can be hidden: make sure TASKS_DIR does
-    // before the first task creates it.
-    if let Err(e) = std::fs::create_dir_all(&state.config.tasks.dir) {
-        tracing::error!(error = %e, dir = %state.config.tasks.dir.display(), "cannot create TASKS_DIR");
-    }
     BashPolicy::detect(state.config.tasks.allow_unsandboxed_bash)
         .running_as(state.config.tasks.sandbox_user)
         .hiding(std::iter::once(state.config.tasks.dir.clone()).chain(database_dir))

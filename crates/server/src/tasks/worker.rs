@@ -30,6 +30,10 @@ pub fn spawn_workers(
     state: &AppState,
     stop: watch::Receiver<bool>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    // Before the policy, which can hide only a folder that exists.
+    if let Err(e) = std::fs::create_dir_all(&state.config.tasks.dir) {
+        tracing::error!(error = %e, dir = %state.config.tasks.dir.display(), "cannot create TASKS_DIR");
+    }
     let bash = Arc::new(super::bash_policy(state));
     if state.config.tasks.workers > 0 {
         let status = bash.probe();
