@@ -123,6 +123,9 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
     let response = handled.await;
     edge.metrics.in_flight.dec();
     let mut response = as_json_error(response, &method).await;
+    if route.starts_with(ANTHROPIC_ROUTES) {
+        response = as_anthropic_error(response).await;
+    }
 
     let status = response.status();
     let elapsed = started.elapsed();
@@ -217,6 +220,52 @@ async fn as_json_error(response: Response, method: &axum::http::Method) -> Respo
         .into_response();
     if let Some(allow) = allow {
         response.headers_mut().insert(header::ALLOW, allow);
+    }
+    response
+}
+
+/// The routes of Anthropic's API, whose clients read errors in Anthropic's
+/// shape.
+const ANTHROPIC_ROUTES: &str = "/v1/messages";
+
+/// An error leaving an Anthropic route — from the handler, authentication,
+/// a rate limit or the framework — in Anthropic's shape,
+/// `{"type": "error", "error": {"type", "message"}}`, with the type
+/// Anthropic gives that status, so an Anthropic SDK reads every error the
+/// same way. Headers (`retry-after`, the budget headers) stay as they were.
+async fn as_anthropic_error(response: Response) -> Response {
+    let status = response.status();
+    let json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .is_some_and(|v| v.as_bytes().starts_with(b"application/json"));
+    if status.is_success() || !json || response.headers().contains_key(header::CONTENT_ENCODING) {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .unwrap_or_default();
+    let message = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| match v.pointer("/error/message") {
+            Some(serde_json::Value::String(m)) if v.get("type").is_none() => Some(m.clone()),
+            _ => None,
+        });
+    let Some(message) = message else {
+        return Response::from_parts(parts, axum::body::Body::from(bytes));
+    };
+    let body = serde_json::json!({
+        "type": "error",
+        "error": {
+            "type": switchyard_models::anthropic::anthropic_error_type(status.as_u16()),
+            "message": message,
+        },
+    });
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let mut response = (status, axum::Json(body)).into_response();
+    for (name, value) in parts.headers.drain().filter_map(|(n, v)| Some((n?, v))) {
+        response.headers_mut().insert(name, value);
     }
     response
 }

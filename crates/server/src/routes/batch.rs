@@ -21,7 +21,7 @@ const MAX_CONCURRENCY: usize = 16;
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
     /// Chat completion requests (`stream` is ignored); 1 to 100.
-    #[schema(value_type = Vec<Object>)]
+    #[schema(schema_with = super::wire_schemas::batch_requests)]
     pub requests: Vec<ChatRequest>,
     /// How many run at once (1 to 16, default 4).
     #[serde(default)]
@@ -34,7 +34,7 @@ pub struct BatchItem {
     /// The HTTP status this request alone would have had.
     pub status: u16,
     #[serde(skip_serializing_if = "Option::is_none")]
-    #[schema(value_type = Option<Object>)]
+    #[schema(schema_with = super::wire_schemas::chat_completion)]
     pub response: Option<ChatCompletion>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorBody>,

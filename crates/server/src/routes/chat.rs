@@ -33,8 +33,11 @@ pub(crate) fn with_remaining(mut response: Response, remaining: Option<i64>) -> 
 /// Creates a chat completion (OpenAI wire format).
 #[utoipa::path(post, path = "/v1/chat/completions", tag = "models",
     security(("api_key" = [])),
-    request_body(content = serde_json::Value, description = "OpenAI chat completion request"),
-    responses((status = 200, description = "chat.completion object, or an SSE stream of chat.completion.chunk objects ending with `data: [DONE]`"),
+    request_body = ref("#/components/schemas/ChatCompletionRequest"),
+    responses((status = 200, description = "A chat completion, or with `stream: true` an SSE stream of `chat.completion.chunk` objects ending with `data: [DONE]`",
+            content((ref("#/components/schemas/ChatCompletion") = "application/json"), (String = "text/event-stream"))),
+        (status = 401, body = crate::error::ErrorBody), (status = 402, body = crate::error::ErrorBody),
+        (status = 403, body = crate::error::ErrorBody), (status = 429, body = crate::error::ErrorBody),
         (status = 400, body = crate::error::ErrorBody), (status = 404, body = crate::error::ErrorBody),
         (status = 502, body = crate::error::ErrorBody), (status = 504, body = crate::error::ErrorBody)))]
 pub async fn chat_completions(

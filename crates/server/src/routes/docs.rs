@@ -3,8 +3,6 @@
 
 use axum::http::header;
 use axum::response::{Html, IntoResponse, Response};
-use axum::Json;
-use utoipa::OpenApi;
 
 const SWAGGER_JS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui-bundle.js");
 const SWAGGER_CSS: &[u8] = include_bytes!("../../assets/swagger-ui/swagger-ui.css");
@@ -25,8 +23,15 @@ window.ui = SwaggerUIBundle({ url: "/openapi.json", dom_id: "#swagger-ui", deepL
 </body>
 </html>"##;
 
-pub async fn openapi_json() -> Json<utoipa::openapi::OpenApi> {
-    Json(super::openapi::ApiDoc::openapi())
+/// The OpenAPI document, built once.
+pub async fn openapi_json() -> Response {
+    static DOCUMENT: std::sync::OnceLock<bytes::Bytes> = std::sync::OnceLock::new();
+    let body = DOCUMENT.get_or_init(|| {
+        serde_json::to_vec(&super::wire_schemas::document())
+            .unwrap_or_default()
+            .into()
+    });
+    ([(header::CONTENT_TYPE, "application/json")], body.clone()).into_response()
 }
 
 pub async fn index() -> Html<&'static str> {

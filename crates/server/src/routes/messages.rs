@@ -1,5 +1,6 @@
 //! `POST /v1/messages`: Anthropic's Messages API, served by any backend of
-//! the catalog, streaming included. Errors use Anthropic's error shape.
+//! the catalog, streaming included. Errors use Anthropic's error shape
+//! (`middleware::as_anthropic_error`).
 
 use super::chat::{origin, with_remaining};
 use crate::context::Authenticated;
@@ -10,34 +11,25 @@ use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use switchyard_models::anthropic::{
-    anthropic_error_type, anthropic_from_chat, chat_request_from_anthropic,
-};
+use switchyard_models::anthropic::{anthropic_from_chat, chat_request_from_anthropic};
 use switchyard_models::anthropic_wire::MessagesRequest;
 
-/// An error as Anthropic sends it: `{"type": "error", "error": {"type", "message"}}`.
+/// An error response; the request-context layer gives every error of this
+/// route Anthropic's shape.
 fn anthropic_error(e: impl Into<ApiError>, remaining: Option<i64>) -> Response {
-    let e: ApiError = e.into();
-    let status = e.status;
-    let body = serde_json::json!({
-        "type": "error",
-        "error": {"type": anthropic_error_type(status.as_u16()), "message": e.message},
-    });
-    let mut response = (status, Json(body)).into_response();
-    for (name, value) in e.headers.iter().flat_map(|h| h.iter()) {
-        if let Ok(v) = axum::http::HeaderValue::from_str(value) {
-            response.headers_mut().insert(*name, v);
-        }
-    }
-    with_remaining(response, remaining)
+    with_remaining(e.into().into_response(), remaining)
 }
 
 /// Creates a message (Anthropic Messages API).
 #[utoipa::path(post, path = "/v1/messages", tag = "models",
     security(("api_key" = [])),
-    request_body(content = serde_json::Value, description = "Anthropic Messages request"),
-    responses((status = 200, description = "An Anthropic message, or its SSE event stream"),
-        (status = 400, description = "invalid request (Anthropic error shape)")))]
+    request_body = ref("#/components/schemas/AnthropicMessagesRequest"),
+    responses((status = 200, description = "A message, or with `stream: true` Anthropic's SSE event stream",
+            content((ref("#/components/schemas/AnthropicMessage") = "application/json"), (String = "text/event-stream"))),
+        (status = 400, body = ref("#/components/schemas/AnthropicError")), (status = 401, body = ref("#/components/schemas/AnthropicError")),
+        (status = 402, body = ref("#/components/schemas/AnthropicError")), (status = 403, body = ref("#/components/schemas/AnthropicError")),
+        (status = 404, body = ref("#/components/schemas/AnthropicError")), (status = 429, body = ref("#/components/schemas/AnthropicError")),
+        (status = 502, body = ref("#/components/schemas/AnthropicError")), (status = 504, body = ref("#/components/schemas/AnthropicError"))))]
 pub async fn messages(
     State(state): State<AppState>,
     auth: Authenticated,

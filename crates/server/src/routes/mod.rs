@@ -21,6 +21,7 @@ pub mod stream;
 pub mod tasks;
 pub mod tokens;
 pub mod usage;
+pub mod wire_schemas;
 
 use crate::auth::{self, AuthState};
 use crate::error::ApiError;

@@ -21,7 +21,7 @@ pub struct RouteRequest {
     pub prompt: Option<String>,
     /// … or OpenAI-style messages.
     #[serde(default)]
-    #[schema(value_type = Option<Vec<Object>>)]
+    #[schema(schema_with = super::wire_schemas::chat_messages)]
     pub messages: Option<Vec<Message>>,
 }
 
