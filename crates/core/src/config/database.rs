@@ -115,6 +115,19 @@ impl DatabaseConfig {
         let path = rest.split('?').next().unwrap_or(rest);
         (!path.is_empty() && path != ":memory:").then(|| std::path::PathBuf::from(path))
     }
+
+    /// These settings for another database (a restore target, a scratch
+    /// database): its engine from the URL, a small pool, no transaction
+    /// pooling. `None` when the URL is neither SQLite nor PostgreSQL.
+    pub fn for_url(&self, url: &str) -> Option<DatabaseConfig> {
+        Some(DatabaseConfig {
+            url: Secret::new(url),
+            kind: DatabaseKind::of_url(url)?,
+            pool_size: 2,
+            transaction_pooling: false,
+            ..self.clone()
+        })
+    }
 }
 
 /// The database settings, and `ALLOW_SQLITE_IN_PRODUCTION`.

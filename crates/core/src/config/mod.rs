@@ -3,7 +3,7 @@
 //!
 //! Every variable is declared once, as a [`Setting`] in the file of its
 //! section (`server`, `observability`, `otel`, `security`, `keys`, `tls`, `database`,
-//! `redis`, `limits`, `file`, `models`, `tasks`, `retention`); loading, [`Config::describe`] (what
+//! `redis`, `limits`, `file`, `models`, `tasks`, `retention`, `backup`); loading, [`Config::describe`] (what
 //! `switchyard config check` prints) and the CLI's help ([`env_help`]) all
 //! come from those declarations. This file holds the assembled [`Config`],
 //! the problem types, the order sections load in, and the production checks
@@ -12,6 +12,7 @@
 //! Loading never stops at the first mistake: every problem is collected with
 //! the variable it belongs to, so an operator fixes them all in one pass.
 
+mod backup;
 mod database;
 mod file;
 mod keys;
@@ -30,6 +31,7 @@ mod tasks;
 mod tests;
 mod tls;
 
+pub use backup::{BackupConfig, S3Config};
 pub use database::{DatabaseConfig, DatabaseKind, DEFAULT_DATABASE_URL};
 pub use file::{FileConfig, LimitsFile, RouteLimit};
 pub use keys::{KeysConfig, NotifyConfig, NOTIFY_ATTEMPTS};
@@ -113,6 +115,7 @@ pub struct Config {
     pub tasks: TasksConfig,
     /// How long audit, usage and task data are kept.
     pub retention: RetentionConfig,
+    pub backup: BackupConfig,
     /// Where `local` models without a `path` are kept and fetched to
     /// (`MODELS_DIR`).
     pub models_dir: PathBuf,
@@ -197,6 +200,7 @@ impl Config {
         let limits = limits::load(&mut r, redis.is_some(), &file);
         let tasks = tasks::load(&mut r);
         let retention = retention::load(&mut r);
+        let backup = backup::load(&mut r);
 
         if server.environment == Environment::Production {
             check_production(
@@ -243,6 +247,7 @@ impl Config {
                 model_keys: models.model_keys,
                 tasks,
                 retention,
+                backup,
                 models_dir: models.models_dir,
                 local_preload: models.local_preload,
                 model_fetch: models.fetch,

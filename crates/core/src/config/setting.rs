@@ -22,11 +22,12 @@ pub enum Section {
     Models,
     Tasks,
     Retention,
+    Backup,
 }
 
 impl Section {
     /// Every section, in the order settings are listed.
-    pub const ALL: [Section; 13] = [
+    pub const ALL: [Section; 14] = [
         Section::Server,
         Section::Observability,
         Section::Traces,
@@ -40,6 +41,7 @@ impl Section {
         Section::Models,
         Section::Tasks,
         Section::Retention,
+        Section::Backup,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +59,7 @@ impl Section {
             Section::Models => "models",
             Section::Tasks => "tasks",
             Section::Retention => "retention",
+            Section::Backup => "backup",
         }
     }
 
@@ -76,6 +79,7 @@ impl Section {
             Section::Models => "Models",
             Section::Tasks => "Agent tasks",
             Section::Retention => "Data retention",
+            Section::Backup => "Backups",
         }
     }
 
@@ -95,6 +99,7 @@ impl Section {
             Section::Models => super::models::SETTINGS,
             Section::Tasks => super::tasks::SETTINGS,
             Section::Retention => super::retention::SETTINGS,
+            Section::Backup => super::backup::SETTINGS,
         }
     }
 }

@@ -25,11 +25,13 @@
 //! Runs must be safe to cut off at any `.await`: a run whose replica loses
 //! the lease is dropped there, as it would be by a crash.
 
+mod backup;
 mod keys;
 mod retention;
 mod scheduler;
 mod tasks;
 
+pub use backup::{create_job, due, verify_job, BACKUP_CREATE, BACKUP_VERIFY};
 pub use keys::{
     rotation_notices, send_rotation_notices, Attempt, NoticeReport, Notifier, DELIVERY_HEADER,
     ROTATION_NOTICES, SIGNATURE_HEADER, TIMESTAMP_HEADER,
@@ -136,6 +138,20 @@ pub fn service_scheduler(state: &AppState) -> anyhow::Result<Scheduler> {
         state.config.retention,
         state.config.tasks.dir.clone(),
     ))?;
+    let backup = &state.config.backup;
+    if backup.schedule.is_some() || backup.verify_schedule.is_some() {
+        let backups = Arc::new(switchyard_backup::Backups {
+            store: state.store.clone(),
+            database: state.config.database.clone(),
+            config: backup.clone(),
+        });
+        if let Some(schedule) = &backup.schedule {
+            scheduler.register(create_job(backups.clone(), schedule.clone()))?;
+        }
+        if let Some(schedule) = &backup.verify_schedule {
+            scheduler.register(verify_job(backups, schedule.clone()))?;
+        }
+    }
     Ok(scheduler)
 }
 
