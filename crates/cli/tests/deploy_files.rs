@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use tools::{
-    check, deploy, describe, output, read, repo, system_tool, text, venv_tool, yaml, yaml_documents,
+    check, deploy, output, read, repo, system_tool, text, venv_tool, yaml, yaml_documents,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");

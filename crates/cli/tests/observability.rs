@@ -21,7 +21,7 @@ use serde_json::Value;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use tools::{check, deploy, read, repo, system_tool, yaml};
+use tools::{check, deploy, output, read, repo, system_tool, text, yaml};
 
 const PROMTOOL: &str = "install the Debian package prometheus (scripts/test.sh does)";
 
