@@ -34,7 +34,7 @@ const KUBERNETES_VERSION: &str = "1.33.0";
 const SECRET_FILES: [&str; 4] = ["database_url", "jwt_secret", "admin_api_key", "redis_url"];
 
 /// Variables that hold secrets: they must come as `NAME_FILE`.
-const SECRET_VARIABLES: [&str; 7] = [
+const SECRET_VARIABLES: [&str; 11] = [
     "JWT_SECRET",
     "DATABASE_URL",
     "REDIS_URL",
@@ -42,7 +42,22 @@ const SECRET_VARIABLES: [&str; 7] = [
     "SENTRY_DSN",
     "ADMIN_API_KEY",
     "ANTHROPIC_API_KEY",
+    "BACKUP_VERIFY_DATABASE_URL",
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
 ];
+
+/// The newest PostgreSQL major version the service supports: `pg_dump`
+/// must be at least the server's, so the image carries this one's.
+const NEWEST_POSTGRES: u32 = 17;
+
+/// The secret file (Kubernetes Secret key, systemd credential) with the URL
+/// of PostgreSQL itself, which backups use instead of pgbouncer's.
+const DIRECT_DATABASE_URL: &str = "database_url_direct";
+
+/// What the backup jobs may run: `switchyard backup SUBCOMMAND`.
+const BACKUP_SUBCOMMANDS: [&str; 3] = ["create", "prune", "verify"];
 
 // ---------------------------------------------------------------------------
 // Tools and helpers.
@@ -198,6 +213,25 @@ fn assert_config_ok(vars: &BTreeMap<String, String>, secrets: &Path, whose: &str
     );
 }
 
+/// `switchyard ARGS --help` succeeds: ARGS name a real subcommand and its
+/// flags (clap refuses an unknown one before it looks at `--help`).
+fn assert_real_command(args: &[String], whose: &str) {
+    let out = output(
+        Command::new(BIN)
+            .args(args)
+            .arg("--help")
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .current_dir(std::env::temp_dir()),
+    );
+    assert!(
+        out.status.success(),
+        "{whose} runs `switchyard {}`, which the binary refuses:\n{}",
+        args.join(" "),
+        text(&out)
+    );
+}
+
 // ---------------------------------------------------------------------------
 // The container image.
 
@@ -266,6 +300,31 @@ fn the_dockerfile_passes_hadolint_and_builds_the_image_described() {
     ] {
         assert!(install.contains(package), "the image needs {package}");
     }
+    // `switchyard backup`'s pg_dump and pg_restore: the client of the newest
+    // supported PostgreSQL (pg_dump refuses a newer server than itself),
+    // pinned to a version or a release, from a repository whose signing
+    // key is checked against a pinned hash.
+    let client = format!("postgresql-client-{NEWEST_POSTGRES}");
+    let pinned = install.split_whitespace().any(|word| {
+        word.strip_prefix(client.as_str())
+            .is_some_and(|pin| pin.starts_with('=') || pin.starts_with('/'))
+    });
+    assert!(
+        pinned,
+        "the image installs no pinned {client} (pg_dump, pg_restore)"
+    );
+    assert!(
+        install.contains("sha256sum --check"),
+        "the PostgreSQL repository's key is not checked against a pinned hash"
+    );
+    for tool in ["pg_dump", "pg_restore"] {
+        assert!(
+            install.contains(&format!(
+                "/usr/lib/postgresql/{NEWEST_POSTGRES}/bin/{tool} --version"
+            )),
+            "the build does not check that {tool} runs"
+        );
+    }
     for wanted in [
         "USER 10001:10001",
         "EXPOSE 8000",
@@ -280,11 +339,13 @@ fn the_dockerfile_passes_hadolint_and_builds_the_image_described() {
         .iter()
         .find(|i| i.starts_with("ENV "))
         .expect("the runtime stage sets its environment");
+    let pg_bin_dir = format!("PG_BIN_DIR=/usr/lib/postgresql/{NEWEST_POSTGRES}/bin");
     for wanted in [
         "HOST=0.0.0.0",
         "PORT=8000",
         "MODELS_DIR=/var/lib/switchyard/",
         "TASKS_DIR=/var/lib/switchyard/",
+        pg_bin_dir.as_str(),
     ] {
         assert!(env.contains(wanted), "ENV lacks {wanted}");
     }
@@ -747,6 +808,308 @@ fn of_kind<'a>(docs: &'a [Value], kind: &str) -> &'a Value {
     found[0]
 }
 
+/// Whether a label selector (`matchLabels` and `matchExpressions`) selects
+/// pods with these labels; an empty selector counts as none.
+fn selects(selector: &Value, labels: &Value) -> bool {
+    let labels = obj(labels, "pod labels");
+    let match_labels = selector["matchLabels"].as_object();
+    let expressions = selector["matchExpressions"].as_array();
+    if match_labels.is_none_or(|m| m.is_empty()) && expressions.is_none_or(|e| e.is_empty()) {
+        return false;
+    }
+    let labels_ok = match_labels
+        .into_iter()
+        .flatten()
+        .all(|(k, v)| labels.get(k) == Some(v));
+    let expressions_ok = expressions.into_iter().flatten().all(|e| {
+        let value = labels.get(string(&e["key"], "selector key"));
+        let values: Vec<&Value> = e["values"].as_array().into_iter().flatten().collect();
+        match string(&e["operator"], "selector operator") {
+            "In" => value.is_some_and(|v| values.contains(&v)),
+            "NotIn" => value.is_none_or(|v| !values.contains(&v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            other => panic!("unknown selector operator {other}"),
+        }
+    });
+    labels_ok && expressions_ok
+}
+
+/// One container of a backup CronJob: which, what it runs, and its
+/// environment (the ConfigMap's settings, then its own).
+struct BackupContainer {
+    whose: String,
+    args: Vec<String>,
+    env: BTreeMap<String, String>,
+}
+
+/// The backup CronJobs (docs/backup.md): `switchyard-backup` runs `backup
+/// create` then `backup prune`, `switchyard-backup-verify` runs `backup
+/// verify`, with the Deployment's image, ServiceAccount, user, ConfigMap and
+/// Secret, no overlapping runs, deadlines, retry and history limits, and a
+/// non-root, read-only container without the API's sandbox exceptions; the
+/// database URL they read names PostgreSQL itself, not pgbouncer. Their
+/// settings are checked by the caller.
+fn backup_cronjobs(
+    docs: &[Value],
+    deployment: &Value,
+    service: &Value,
+    policies: &[&Value],
+    config: &Value,
+    secret: &Value,
+) -> Vec<BackupContainer> {
+    let cronjobs: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "CronJob").collect();
+    let names: BTreeSet<&str> = cronjobs
+        .iter()
+        .map(|c| string(&c["metadata"]["name"], "CronJob name"))
+        .collect();
+    assert_eq!(
+        names,
+        BTreeSet::from(["switchyard-backup", "switchyard-backup-verify"]),
+        "the backup CronJobs"
+    );
+    let api_pod = &deployment["spec"]["template"]["spec"];
+    let api_container = &api_pod["containers"][0];
+    let settings: BTreeMap<String, String> = obj(&config["data"], "ConfigMap data")
+        .iter()
+        .map(|(k, v)| (k.clone(), string(v, k).to_owned()))
+        .collect();
+    let secret_keys = obj(&secret["stringData"], "the Secret's stringData");
+    let mut found = Vec::new();
+    for cronjob in cronjobs {
+        let name = string(&cronjob["metadata"]["name"], "CronJob name");
+        let spec = &cronjob["spec"];
+        assert_eq!(cronjob["apiVersion"], "batch/v1", "{name}");
+        assert_eq!(
+            spec["concurrencyPolicy"], "Forbid",
+            "{name}: a run still going when the next falls due would be doubled"
+        );
+        assert_eq!(
+            spec["timeZone"], "Etc/UTC",
+            "{name}: schedules are in UTC, as BACKUP_SCHEDULE's"
+        );
+        assert_eq!(
+            string(&spec["schedule"], "schedule")
+                .split_whitespace()
+                .count(),
+            5,
+            "{name}: a five-field cron schedule"
+        );
+        let deadline = spec["startingDeadlineSeconds"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("{name}: no startingDeadlineSeconds"));
+        assert!(
+            (60..=86_400).contains(&deadline),
+            "{name}: startingDeadlineSeconds {deadline} is not between a minute and a day"
+        );
+        for limit in ["successfulJobsHistoryLimit", "failedJobsHistoryLimit"] {
+            assert!(
+                spec[limit].as_u64().is_some_and(|n| (1..=10).contains(&n)),
+                "{name}: {limit} should keep 1 to 10 jobs"
+            );
+        }
+        let job = &spec["jobTemplate"]["spec"];
+        assert!(
+            job["backoffLimit"].as_u64().is_some_and(|n| n <= 3),
+            "{name}: backoffLimit should be set, at most 3"
+        );
+        assert!(
+            job["activeDeadlineSeconds"].as_u64().is_some(),
+            "{name}: no activeDeadlineSeconds: a hung run would block every later one"
+        );
+        let template = &job["template"];
+        let labels = &template["metadata"]["labels"];
+        assert_eq!(labels["app.kubernetes.io/name"], "switchyard", "{name}");
+        assert!(
+            !obj(&service["spec"]["selector"], "the Service's selector")
+                .iter()
+                .all(|(k, v)| &labels[k] == v),
+            "{name}: the API's Service selects its pods and would send them traffic"
+        );
+        assert!(
+            policies
+                .iter()
+                .any(|p| selects(&p["spec"]["podSelector"], labels)),
+            "{name}: no NetworkPolicy selects its pods"
+        );
+
+        let pod = &template["spec"];
+        assert!(
+            ["Never", "OnFailure"].contains(&pod["restartPolicy"].as_str().unwrap_or_default()),
+            "{name}: restartPolicy"
+        );
+        assert_eq!(
+            pod["serviceAccountName"], api_pod["serviceAccountName"],
+            "{name}: not the Deployment's ServiceAccount"
+        );
+        assert_eq!(pod["automountServiceAccountToken"], false, "{name}");
+        let security = &pod["securityContext"];
+        assert_eq!(security["runAsNonRoot"], true, "{name}: runAsNonRoot");
+        for id in ["runAsUser", "runAsGroup"] {
+            assert_eq!(
+                security[id], api_pod["securityContext"][id],
+                "{name}: {id} is not the Deployment's (the image's user)"
+            );
+        }
+        let seccomp = &security["seccompProfile"]["type"];
+        assert!(
+            seccomp == "RuntimeDefault" || seccomp == "Localhost",
+            "{name}: backups run no sandbox: keep a seccomp profile, not {seccomp}"
+        );
+
+        let volumes: BTreeMap<String, &Value> = pod["volumes"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name}: no volumes"))
+            .iter()
+            .map(|v| (string(&v["name"], "volume").to_owned(), v))
+            .collect();
+        let containers: Vec<&Value> = pod["initContainers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain(pod["containers"].as_array().into_iter().flatten())
+            .collect();
+        let mut steps = Vec::new();
+        for container in containers {
+            let whose = format!("CronJob {name}, container {}", container["name"]);
+            assert_eq!(
+                container["image"], api_container["image"],
+                "{whose}: not the Deployment's image"
+            );
+            assert!(
+                container["command"].is_null(),
+                "{whose}: the image's entrypoint, switchyard, runs (no shell)"
+            );
+            let args: Vec<String> = container["args"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{whose}: no args"))
+                .iter()
+                .map(|a| string(a, "arg").to_owned())
+                .collect();
+            assert_eq!(
+                args.first().map(String::as_str),
+                Some("backup"),
+                "{whose}: runs {args:?}, not `switchyard backup …`"
+            );
+            let step = args.get(1).map(String::as_str).unwrap_or_default();
+            assert!(
+                BACKUP_SUBCOMMANDS.contains(&step),
+                "{whose}: `backup {step}` is not one of {BACKUP_SUBCOMMANDS:?}"
+            );
+            steps.push(step.to_owned());
+            assert!(
+                container["envFrom"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .any(|e| e["configMapRef"]["name"] == config["metadata"]["name"]),
+                "{whose}: does not read the ConfigMap"
+            );
+            for kind in ["requests", "limits"] {
+                for resource in ["cpu", "memory"] {
+                    assert!(
+                        container["resources"][kind][resource].is_string(),
+                        "{whose}: no {kind}.{resource}"
+                    );
+                }
+            }
+            let security = &container["securityContext"];
+            assert_eq!(security["readOnlyRootFilesystem"], true, "{whose}");
+            assert_eq!(security["allowPrivilegeEscalation"], false, "{whose}");
+            assert_eq!(
+                security["capabilities"]["drop"],
+                serde_json::json!(["ALL"]),
+                "{whose}: every capability dropped"
+            );
+            assert_ne!(security["privileged"], true, "{whose}: privileged");
+            assert_ne!(
+                security["procMount"], "Unmasked",
+                "{whose}: backups run no sandbox and need no unmasked /proc"
+            );
+
+            let mounts: BTreeMap<String, &Value> = container["volumeMounts"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{whose}: no volumeMounts"))
+                .iter()
+                .map(|m| (string(&m["mountPath"], "mountPath").to_owned(), m))
+                .collect();
+            for path in ["/tmp", "/var/lib/switchyard"] {
+                let mount = mounts
+                    .get(path)
+                    .unwrap_or_else(|| panic!("{whose}: nothing is mounted at {path}"));
+                assert_ne!(mount["readOnly"], true, "{whose}: {path} is read-only");
+                assert!(
+                    !volumes[string(&mount["name"], "mount")]["emptyDir"].is_null(),
+                    "{whose}: {path} is not an emptyDir"
+                );
+            }
+
+            let mut env = settings.clone();
+            for e in container["env"].as_array().into_iter().flatten() {
+                env.insert(
+                    string(&e["name"], "env name").to_owned(),
+                    string(&e["value"], "env value").to_owned(),
+                );
+            }
+            // Every secret file is a key of the Secret, under its mount.
+            for (var, value) in env.iter().filter(|(k, _)| k.ends_with("_FILE")) {
+                let path = Path::new(value);
+                let mount = mounts
+                    .get(path.parent().unwrap().to_str().unwrap())
+                    .unwrap_or_else(|| panic!("{whose}: {var}={value} is not under a mount"));
+                let volume = volumes[string(&mount["name"], "mount")];
+                assert_eq!(
+                    volume["secret"]["secretName"], secret["metadata"]["name"],
+                    "{whose}: {var} is not read from the Secret"
+                );
+                let key = path.file_name().unwrap().to_str().unwrap();
+                assert!(
+                    secret_keys.contains_key(key),
+                    "{whose}: {var} names {key}, which the Secret lacks"
+                );
+            }
+            // The service's secrets, but the database URL: PostgreSQL's own.
+            for file in SECRET_FILES {
+                let file = if file == "database_url" {
+                    DIRECT_DATABASE_URL
+                } else {
+                    file
+                };
+                assert!(
+                    env.iter()
+                        .any(|(k, v)| k.ends_with("_FILE") && v.ends_with(&format!("/{file}"))),
+                    "{whose}: does not read the secret {file}"
+                );
+            }
+            assert!(
+                env["DATABASE_URL_FILE"].ends_with(&format!("/{DIRECT_DATABASE_URL}")),
+                "{whose}: pg_dump needs PostgreSQL itself ({DIRECT_DATABASE_URL}), not pgbouncer"
+            );
+            let direct = string(&secret_keys[DIRECT_DATABASE_URL], DIRECT_DATABASE_URL);
+            assert!(
+                !direct.contains("pgbouncer") && !direct.contains(":6432"),
+                "the Secret's {DIRECT_DATABASE_URL} goes through pgbouncer: {direct}"
+            );
+            assert_eq!(
+                env.get("DATABASE_TRANSACTION_POOLING").map(String::as_str),
+                Some("false"),
+                "{whose}: its database URL is not pgbouncer's"
+            );
+            found.push(BackupContainer { whose, args, env });
+        }
+        let expected: &[&str] = if name == "switchyard-backup" {
+            &["create", "prune"]
+        } else {
+            &["verify"]
+        };
+        assert_eq!(
+            steps, expected,
+            "{name}: the steps, in the order they run (init containers first)"
+        );
+    }
+    found
+}
+
 fn labels_match(selector: &Value, labels: &Value, what: &str) {
     let selector = obj(selector, what);
     assert!(!selector.is_empty(), "{what} selects everything");
@@ -794,17 +1157,28 @@ fn the_kubernetes_manifests_validate_strictly() {
         pod_labels,
         "the Deployment",
     );
-    labels_match(
-        &of_kind(&docs, "Service")["spec"]["selector"],
-        pod_labels,
-        "the Service",
-    );
+    let service = of_kind(&docs, "Service");
+    labels_match(&service["spec"]["selector"], pod_labels, "the Service");
     labels_match(
         &of_kind(&docs, "PodDisruptionBudget")["spec"]["selector"]["matchLabels"],
         pod_labels,
         "the PodDisruptionBudget",
     );
-    let policy = of_kind(&docs, "NetworkPolicy");
+    // The API's NetworkPolicy (the backup pods have one of their own).
+    let policies: Vec<&Value> = docs
+        .iter()
+        .filter(|d| d["kind"] == "NetworkPolicy")
+        .collect();
+    let api_policies: Vec<&&Value> = policies
+        .iter()
+        .filter(|p| selects(&p["spec"]["podSelector"], pod_labels))
+        .collect();
+    assert_eq!(
+        api_policies.len(),
+        1,
+        "one NetworkPolicy selects the API pods"
+    );
+    let policy: &Value = api_policies[0];
     labels_match(
         &policy["spec"]["podSelector"]["matchLabels"],
         pod_labels,
@@ -922,6 +1296,24 @@ fn the_kubernetes_manifests_validate_strictly() {
     writable(&settings["MODELS_DIR"]);
     writable(&settings["TASKS_DIR"]);
 
+    let backup_containers = backup_cronjobs(&docs, deployment, service, &policies, config, secret);
+    // The backup pods' policy: nothing in, both directions governed.
+    for p in &policies {
+        if !std::ptr::eq(*p, policy) {
+            assert_eq!(
+                p["spec"]["policyTypes"],
+                serde_json::json!(["Ingress", "Egress"]),
+                "NetworkPolicy {}",
+                p["metadata"]["name"]
+            );
+            assert!(
+                p["spec"]["ingress"].as_array().is_none_or(Vec::is_empty),
+                "NetworkPolicy {} lets traffic in to the backup pods",
+                p["metadata"]["name"]
+            );
+        }
+    }
+
     let mut env = settings.clone();
     for e in container["env"].as_array().unwrap() {
         env.insert(
@@ -959,6 +1351,25 @@ fn the_kubernetes_manifests_validate_strictly() {
         "the example Secret's placeholders are accepted:\n{}",
         text(&out)
     );
+
+    // The backup containers' settings pass the same checks (with the
+    // bucket's keys beside the generated secrets), and what they run is a
+    // real command of this binary.
+    let secrets = generated.path().join("secrets");
+    for (key, example) in [
+        ("aws_access_key_id", "AKIAIOSFODNN7EXAMPLE"),
+        (
+            "aws_secret_access_key",
+            "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+        ),
+    ] {
+        std::fs::write(secrets.join(key), example).unwrap();
+    }
+    for c in &backup_containers {
+        assert_known_variables(&c.env, &c.whose);
+        assert_config_ok(&c.env, &secrets, &c.whose);
+        assert_real_command(&c.args, &c.whose);
+    }
 }
 
 // ---------------------------------------------------------------------------
@@ -988,7 +1399,168 @@ fn values<'a>(unit: &'a [(String, String)], key: &str) -> Vec<&'a str> {
 
 const SLOT_UNIT: &str = "switchyard@.service";
 const MIGRATE_UNIT: &str = "switchyard-migrate@.service";
+const BACKUP_UNIT: &str = "switchyard-backup@.service";
+const VERIFY_UNIT: &str = "switchyard-backup-verify@.service";
 const UNIT_BINARY: &str = "/opt/switchyard/%i/switchyard";
+
+/// The slot unit's hardening that the backup units keep as it is.
+const SHARED_HARDENING: [&str; 17] = [
+    "NoNewPrivileges",
+    "ProtectSystem",
+    "PrivateTmp",
+    "PrivateDevices",
+    "ProtectHome",
+    "ProtectClock",
+    "ProtectControlGroups",
+    "ProtectKernelModules",
+    "ProtectHostname",
+    "ProtectProc",
+    "RestrictSUIDSGID",
+    "RestrictRealtime",
+    "LockPersonality",
+    "RemoveIPC",
+    "CapabilityBoundingSet",
+    "AmbientCapabilities",
+    "SystemCallArchitectures",
+];
+
+/// The one value of `key` in a unit.
+fn one_value<'a>(unit: &'a [(String, String)], key: &str, name: &str) -> &'a str {
+    let v = values(unit, key);
+    assert_eq!(v.len(), 1, "{name}: {key} is set {} times", v.len());
+    v[0]
+}
+
+/// The backup units (docs/backup.md): oneshots of the slot's binary running
+/// `switchyard backup …` (`create` then `prune`; `verify`), as the service's
+/// user with its environment file and credentials (the database URL from
+/// PostgreSQL's own, not pgbouncer's), the slot unit's hardening without
+/// the exceptions bubblewrap needs, and a persistent, randomised timer
+/// (daily; monthly). Returns each unit's commands (arguments after the
+/// binary), for the caller to run `--help` on.
+fn check_backup_units(slot: &[(String, String)], analyze: &Path) -> Vec<(String, Vec<String>)> {
+    let dir = deploy("systemd");
+    let slot_credentials: BTreeMap<&str, &str> = values(slot, "LoadCredential")
+        .iter()
+        .map(|c| c.split_once(':').unwrap())
+        .collect();
+    let mut commands = Vec::new();
+    for (name, steps, calendar) in [
+        (BACKUP_UNIT, &["create", "prune"][..], "*-*-* "),
+        (VERIFY_UNIT, &["verify"][..], "*-*-01 "),
+    ] {
+        let unit = assignments(&read(&dir.join(name)));
+        let one = |key: &str| one_value(&unit, key, name);
+        assert_eq!(one("Type"), "oneshot", "{name}");
+        for key in ["User", "Group", "StateDirectory", "WorkingDirectory"] {
+            assert_eq!(
+                one(key),
+                one_value(slot, key, SLOT_UNIT),
+                "{name}: {key} differs from {SLOT_UNIT}'s"
+            );
+        }
+        let files = values(&unit, "EnvironmentFile");
+        assert_eq!(
+            files.first(),
+            Some(&"/etc/switchyard/switchyard.env"),
+            "{name}: the service's environment file first"
+        );
+        for key in SHARED_HARDENING {
+            assert_eq!(
+                one(key),
+                one_value(slot, key, SLOT_UNIT),
+                "{name}: {key} differs from {SLOT_UNIT}'s"
+            );
+        }
+        // No tasks, no bubblewrap: none of its exceptions.
+        assert_eq!(one("RestrictNamespaces"), "yes", "{name}");
+        assert_eq!(one("PrivateUsers"), "yes", "{name}");
+        assert_eq!(one("ProtectKernelTunables"), "yes", "{name}");
+        assert_eq!(one("ProtectKernelLogs"), "yes", "{name}");
+        assert!(
+            !one("SystemCallFilter").contains("@mount"),
+            "{name}: @mount is for bubblewrap"
+        );
+        assert!(
+            one("ReadWritePaths")
+                .split_whitespace()
+                .any(|p| p == one_value(slot, "ReadWritePaths", SLOT_UNIT)),
+            "{name}: the state directory is not writable"
+        );
+        // The service's credentials, but the database URL: PostgreSQL's own.
+        let credentials: BTreeMap<&str, &str> = values(&unit, "LoadCredential")
+            .iter()
+            .map(|c| c.split_once(':').unwrap())
+            .collect();
+        for file in SECRET_FILES {
+            let source = credentials
+                .get(file)
+                .unwrap_or_else(|| panic!("{name} loads no credential {file}"));
+            if file == "database_url" {
+                assert!(
+                    source.ends_with(&format!("/{DIRECT_DATABASE_URL}")),
+                    "{name}: pg_dump needs PostgreSQL itself ({DIRECT_DATABASE_URL}), not {source}"
+                );
+            } else {
+                assert_eq!(
+                    Some(source),
+                    slot_credentials.get(file),
+                    "{name}: credential {file}"
+                );
+            }
+        }
+        // What it runs, in order.
+        let runs: Vec<Vec<String>> = values(&unit, "ExecStart")
+            .iter()
+            .map(|line| {
+                let rest = line
+                    .strip_prefix(UNIT_BINARY)
+                    .unwrap_or_else(|| panic!("{name} runs {line}, not {UNIT_BINARY}"));
+                rest.split_whitespace().map(str::to_owned).collect()
+            })
+            .collect();
+        let ran: Vec<&str> = runs
+            .iter()
+            .map(|args| {
+                assert_eq!(
+                    args.first().map(String::as_str),
+                    Some("backup"),
+                    "{name}: runs {args:?}, not `switchyard backup …`"
+                );
+                args.get(1).map(String::as_str).unwrap_or_default()
+            })
+            .collect();
+        assert_eq!(ran, steps, "{name}: the steps, in order");
+        for args in runs {
+            commands.push((name.to_owned(), args));
+        }
+
+        // Its timer.
+        let timer_name = name.replace(".service", ".timer");
+        let timer = assignments(&read(&dir.join(&timer_name)));
+        let timer_one = |key: &str| one_value(&timer, key, &timer_name);
+        assert_eq!(timer_one("Persistent"), "true", "{timer_name}");
+        assert!(
+            !timer_one("RandomizedDelaySec").is_empty(),
+            "{timer_name}: RandomizedDelaySec"
+        );
+        assert_eq!(timer_one("WantedBy"), "timers.target", "{timer_name}");
+        let said = check(
+            Command::new(analyze)
+                .args(["calendar", timer_one("OnCalendar")])
+                .env("TZ", "UTC"),
+        );
+        let normalized = said
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Normalized form: "))
+            .unwrap_or_else(|| panic!("systemd-analyze calendar said:\n{said}"));
+        assert!(
+            normalized.starts_with(calendar) && normalized.ends_with(" UTC"),
+            "{timer_name}: OnCalendar is {normalized}, not {calendar}… UTC"
+        );
+    }
+    commands
+}
 
 #[test]
 fn the_systemd_units_verify() {
@@ -999,7 +1571,7 @@ fn the_systemd_units_verify() {
     // The units run /opt/switchyard/<slot>/switchyard; here, the binary
     // this test was built with, so that verify finds its ExecStart.
     let units = tempfile::tempdir().unwrap();
-    for name in [SLOT_UNIT, MIGRATE_UNIT] {
+    for name in [SLOT_UNIT, MIGRATE_UNIT, BACKUP_UNIT, VERIFY_UNIT] {
         let text = read(&deploy("systemd").join(name));
         assert!(
             text.contains(UNIT_BINARY),
@@ -1007,13 +1579,26 @@ fn the_systemd_units_verify() {
         );
         std::fs::write(units.path().join(name), text.replace(UNIT_BINARY, BIN)).unwrap();
     }
+    for name in [BACKUP_UNIT, VERIFY_UNIT] {
+        let timer = name.replace(".service", ".timer");
+        std::fs::copy(deploy("systemd").join(&timer), units.path().join(&timer)).unwrap();
+    }
     // Warnings (an unknown key, a value that does not parse) exit 0 but are
     // printed: any output fails the test.
     let said = check(
         Command::new(&analyze)
             .args(["verify", "--man=no", "--generators=no"])
-            .arg(units.path().join("switchyard@blue.service"))
-            .arg(units.path().join("switchyard-migrate@blue.service"))
+            .args(
+                [
+                    "switchyard@blue.service",
+                    "switchyard-migrate@blue.service",
+                    "switchyard-backup@blue.service",
+                    "switchyard-backup@blue.timer",
+                    "switchyard-backup-verify@blue.service",
+                    "switchyard-backup-verify@blue.timer",
+                ]
+                .map(|unit| units.path().join(unit)),
+            )
             .current_dir(units.path()),
     );
     assert!(
@@ -1053,8 +1638,8 @@ fn the_systemd_units_verify() {
             "{SLOT_UNIT}: no *_FILE reads %d/{file}"
         );
     }
-    // In both units, every *_FILE names a credential the unit loads.
-    for name in [SLOT_UNIT, MIGRATE_UNIT] {
+    // In every unit, every *_FILE names a credential the unit loads.
+    for name in [SLOT_UNIT, MIGRATE_UNIT, BACKUP_UNIT, VERIFY_UNIT] {
         let unit = assignments(&read(&deploy("systemd").join(name)));
         let loaded: Vec<&str> = values(&unit, "LoadCredential")
             .iter()
@@ -1089,6 +1674,7 @@ fn the_systemd_units_verify() {
         );
     }
     assert!(one("SystemCallFilter").contains("@mount"));
+    let backup_commands = check_backup_units(&slot, &analyze);
 
     // The example environment: known variables, no secrets, and a drain
     // shorter than TimeoutStopSec.
@@ -1143,4 +1729,38 @@ fn the_systemd_units_verify() {
         !said.contains("ignoring") && !said.contains("Failed"),
         "{said}"
     );
+
+    // The backup units' environment: the service's, then backup.env's, with
+    // their credentials; known variables that pass the service's check, and
+    // commands this binary has.
+    let backup = assignments(&read(&deploy("systemd").join(BACKUP_UNIT)));
+    assert_eq!(
+        values(&backup, "EnvironmentFile"),
+        [
+            "/etc/switchyard/switchyard.env",
+            "/etc/switchyard/backup.env"
+        ]
+    );
+    let mut env: BTreeMap<String, String> = BTreeMap::new();
+    for file in ["switchyard.env.example", "backup.env.example"] {
+        env.extend(assignments(&read(&deploy("systemd").join(file))));
+    }
+    for e in values(&backup, "Environment") {
+        let (k, v) = e.split_once('=').unwrap();
+        env.insert(k.to_owned(), v.replace("%i", "blue"));
+    }
+    assert_eq!(
+        env.get("DATABASE_TRANSACTION_POOLING").map(String::as_str),
+        Some("false"),
+        "backup.env.example: the backups' database URL is not pgbouncer's"
+    );
+    assert_known_variables(&env, "the backup units' environment");
+    assert_config_ok(
+        &env,
+        &generated.path().join("secrets"),
+        "the backup units' environment",
+    );
+    for (name, args) in backup_commands {
+        assert_real_command(&args, &name);
+    }
 }

@@ -53,6 +53,9 @@ redis_password=$(from redis_url 's/^redis:\/\/switchyard:\([0-9a-f]\{16,\}\)@.*$
 write postgres_password "$pg_password"
 write pgbouncer_userlist.txt "\"switchyard\" \"$pg_password\""
 write database_url "postgres://switchyard:$pg_password@pgbouncer:6432/switchyard"
+# PostgreSQL itself, not pgbouncer: for pg_dump and pg_restore (`switchyard
+# backup`, docs/backup.md), which need a session of their own.
+write database_url_direct "postgres://switchyard:$pg_password@postgres.internal:5432/switchyard"
 write redis_users.acl "user default on nopass -@all +ping
 user switchyard on >$redis_password ~* &* +@all"
 write redis_url "redis://switchyard:$redis_password@redis:6379/0"
