@@ -11,18 +11,23 @@
 //! Restoring across engines (a SQLite backup into PostgreSQL or the
 //! reverse) is refused: each engine's archive is that engine's own format.
 
+mod checks;
 pub mod destination;
 mod files;
 pub mod pg;
 mod scratch;
+mod stored;
+
+pub use checks::compare;
+use checks::{look_keys_up, migrate, refuse_across_engines};
+use stored::{fetch_checked, list, read_manifest};
 
 use chrono::{DateTime, Utc};
 use destination::Target;
 use futures_util::future::BoxFuture;
 use serde::Serialize;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
-use switchyard_core::backup::{to_prune, BackupId, Destination, Manifest, TableSummary};
+use switchyard_core::backup::{to_prune, BackupId, Destination, Manifest};
 use switchyard_core::config::{BackupConfig, DatabaseConfig, DatabaseKind};
 use switchyard_store::{BackupRun, Store};
 
@@ -437,202 +442,5 @@ impl Backups {
             migrations_applied,
             duration_ms: u64::try_from(clock.elapsed().as_millis()).unwrap_or(u64::MAX),
         })
-    }
-}
-
-/// Applies the migrations on a blocking thread of its own: sqlx's
-/// migrator gives a future that is not `Send` for every lifetime, which a
-/// scheduled job's future must be.
-async fn migrate(store: &Store) -> Result<usize> {
-    let store = store.clone();
-    let handle = tokio::runtime::Handle::current();
-    tokio::task::spawn_blocking(move || handle.block_on(store.migrate()))
-        .await
-        .map_err(|e| BackupError::Invalid(format!("the migrations' thread failed: {e}")))?
-        .map_err(BackupError::from)
-}
-
-fn refuse_across_engines(manifest: &Manifest, kind: DatabaseKind) -> Result<()> {
-    if manifest.engine != kind.as_str() {
-        return Err(BackupError::Refused(format!(
-            "{} is a {} backup and cannot be restored into {}: restoring across engines is not \
-             supported (each engine's archive is its own format); restore into a {} database",
-            manifest.id,
-            manifest.engine,
-            kind.as_str(),
-            manifest.engine
-        )));
-    }
-    Ok(())
-}
-
-/// The differences between the tables a manifest lists and those found.
-pub fn compare(expected: &[TableSummary], found: &[TableSummary]) -> Vec<String> {
-    let mut out = Vec::new();
-    for e in expected {
-        match found.iter().find(|f| f.name == e.name) {
-            None => out.push(format!("table {} is missing", e.name)),
-            Some(f) if f.rows != e.rows => out.push(format!(
-                "table {}: {} rows restored, the manifest says {}",
-                e.name, f.rows, e.rows
-            )),
-            Some(f) if f.sha256 != e.sha256 => out.push(format!(
-                "table {}: the rows' checksum differs from the manifest's ({} rows each)",
-                e.name, e.rows
-            )),
-            Some(_) => {}
-        }
-    }
-    for f in found {
-        if !expected.iter().any(|e| e.name == f.name) {
-            out.push(format!(
-                "table {} was restored but is not in the manifest",
-                f.name
-            ));
-        }
-    }
-    out
-}
-
-/// Every key of the restored database found again by its hash, as the
-/// service authenticates: how many were found, and those that were not.
-async fn look_keys_up(store: &Store) -> Result<(usize, Vec<String>)> {
-    let keys = store.list_keys(true).await?;
-    let mut problems = Vec::new();
-    for key in &keys {
-        let hash = store.key_hash(&key.id).await?;
-        let Some(hash) = hash
-            .as_deref()
-            .and_then(switchyard_core::keys::KeyHash::from_hex)
-        else {
-            problems.push(format!("key {} has no valid hash", key.id));
-            continue;
-        };
-        let found = store.find_key_by_hash(&hash).await?;
-        if found.as_ref().map(|k| &k.id) != Some(&key.id) {
-            problems.push(format!("key {} is not found by its hash", key.id));
-        }
-    }
-    Ok((keys.len() - problems.len(), problems))
-}
-
-async fn list(target: &Target) -> Result<Vec<Manifest>> {
-    let mut out = Vec::new();
-    for name in target.names().await? {
-        let Some(id) = name
-            .strip_suffix(".json")
-            .and_then(|s| s.parse::<BackupId>().ok())
-        else {
-            continue;
-        };
-        match read_manifest(target, &id).await {
-            Ok(m) => out.push(m),
-            Err(e) => tracing::warn!(error = %e, backup = %id, "skipping an unreadable manifest"),
-        }
-    }
-    out.sort_by(|a, b| {
-        b.created_at
-            .cmp(&a.created_at)
-            .then_with(|| b.id.cmp(&a.id))
-    });
-    Ok(out)
-}
-
-async fn read_manifest(target: &Target, id: &BackupId) -> Result<Manifest> {
-    let bytes = target.get_bytes(&Manifest::file_name(id)).await?;
-    let manifest: Manifest = serde_json::from_slice(&bytes).map_err(|e| BackupError::Corrupt {
-        id: id.to_string(),
-        why: format!("its manifest does not parse: {e}"),
-    })?;
-    if &manifest.id != id || manifest.format != Manifest::FORMAT {
-        return Err(BackupError::Corrupt {
-            id: id.to_string(),
-            why: format!(
-                "its manifest names {} (format {}), not this backup in format {}",
-                manifest.id,
-                manifest.format,
-                Manifest::FORMAT
-            ),
-        });
-    }
-    Ok(manifest)
-}
-
-/// Downloads the archive into `dir` and checks its size and SHA-256
-/// against the manifest.
-async fn fetch_checked(
-    target: &Target,
-    manifest: &Manifest,
-    dir: &Path,
-    progress: &dyn Progress,
-) -> Result<PathBuf> {
-    progress.phase(&format!("downloading {}", manifest.archive));
-    let archive = dir.join(&manifest.archive);
-    target
-        .get_to_file(&manifest.archive, &archive, progress)
-        .await?;
-    progress.phase("checking the archive's SHA-256");
-    let (size, sha) = files::sha256(&archive).await?;
-    let corrupt = |why: String| BackupError::Corrupt {
-        id: manifest.id.to_string(),
-        why,
-    };
-    if size != manifest.size_bytes {
-        return Err(corrupt(format!(
-            "it is {size} bytes, the manifest says {} (truncated or replaced)",
-            manifest.size_bytes
-        )));
-    }
-    if sha != manifest.sha256 {
-        return Err(corrupt(format!(
-            "its SHA-256 is {sha}, the manifest says {}",
-            manifest.sha256
-        )));
-    }
-    Ok(archive)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn t(name: &str, rows: u64, sha: &str) -> TableSummary {
-        TableSummary {
-            name: name.into(),
-            rows,
-            sha256: sha.into(),
-        }
-    }
-
-    #[test]
-    fn differences_are_named_table_by_table() {
-        let expected = [
-            t("api_keys", 3, "a"),
-            t("usage_records", 10, "b"),
-            t("tasks", 1, "c"),
-        ];
-        let found = [
-            t("api_keys", 3, "a"),
-            t("usage_records", 9, "b"),
-            t("extra", 0, "d"),
-        ];
-        assert_eq!(
-            compare(&expected, &found),
-            [
-                "table usage_records: 9 rows restored, the manifest says 10",
-                "table tasks is missing",
-                "table extra was restored but is not in the manifest",
-            ]
-        );
-        assert!(compare(&expected, &expected).is_empty());
-        let changed = [
-            t("api_keys", 3, "x"),
-            t("usage_records", 10, "b"),
-            t("tasks", 1, "c"),
-        ];
-        assert_eq!(
-            compare(&expected, &changed),
-            ["table api_keys: the rows' checksum differs from the manifest's (3 rows each)"]
-        );
     }
 }

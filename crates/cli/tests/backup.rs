@@ -567,3 +567,91 @@ fn flushing_redis_under_load_loses_nothing() {
     }
     assert_eq!(chat(&server, &slow_key, 15), 429);
 }
+
+/// The service's own schedule: with BACKUP_SCHEDULE and
+/// BACKUP_VERIFY_SCHEDULE, a replica backs up and restore-tests once per
+/// firing (at start when a firing was missed), records both, and reports
+/// them in its metrics; a restart within the same period does not repeat
+/// them.
+#[test]
+fn the_scheduled_jobs_back_up_and_restore_test_once_per_firing() {
+    let db = TestDatabase::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("backups");
+    let env: Vec<(String, String)> = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("ADMIN_API_KEY", ADMIN),
+        ("LOCAL_MODEL_PRELOAD", "false"),
+        ("TASK_WORKERS", "0"),
+        ("TASKS_DIR", dir.path().join("tasks").to_str().unwrap()),
+        ("LOG_LEVEL", "warn"),
+        ("BACKUP_DESTINATION", dest.to_str().unwrap()),
+        ("BACKUP_SCHEDULE", "0 3 * * *"),
+        ("BACKUP_VERIFY_SCHEDULE", "0 5 1 * *"),
+        ("SCHEDULER_LEASE_SECONDS", "2"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect();
+    let gauge = |server: &ServerProcess, name: &str| -> f64 {
+        let text = reqwest::blocking::get(server.url("/metrics"))
+            .unwrap()
+            .text()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{name} ")))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or_else(|| panic!("{name} is not in /metrics"))
+    };
+    let manifests = |dest: &Path| -> usize {
+        std::fs::read_dir(dest)
+            .map(|d| {
+                d.filter(|e| {
+                    e.as_ref()
+                        .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".json"))
+                })
+                .count()
+            })
+            .unwrap_or(0)
+    };
+    let server = binary(&env).serve();
+    let (backed_up, verified) = switchyard_testkit::poll_until(Duration::from_secs(60), || {
+        let b = gauge(&server, "switchyard_backup_last_success_timestamp_seconds");
+        let v = gauge(
+            &server,
+            "switchyard_backup_last_verify_success_timestamp_seconds",
+        );
+        if b > 0.0 && v > 0.0 {
+            Ok((b, v))
+        } else {
+            Err(format!("last backup {b}, last restore test {v}"))
+        }
+    });
+    assert!(
+        verified >= backed_up,
+        "the restore test ran on a backup that exists"
+    );
+    assert!(gauge(&server, "switchyard_backup_size_bytes") > 0.0);
+    assert_eq!(manifests(&dest), 1);
+    drop(server);
+
+    // Back within the same period: nothing is owed, nothing runs again.
+    let server = binary(&env).serve();
+    std::thread::sleep(Duration::from_secs(4));
+    assert_eq!(
+        gauge(&server, "switchyard_backup_last_success_timestamp_seconds"),
+        backed_up
+    );
+    assert_eq!(manifests(&dest), 1);
+    let jobs = json_of(&switchyard(&env, &["jobs", "--json"]));
+    let names: Vec<&str> = jobs
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|j| j["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"backup.create") && names.contains(&"backup.verify"),
+        "{names:?}"
+    );
+}

@@ -181,10 +181,12 @@ fn fuzz(db: TestDatabase) {
         .send()
         .unwrap();
     assert_eq!(keys.status(), 200);
+    let summary: Vec<&str> = said.lines().rev().take(12).collect();
     eprintln!(
-        "schemathesis: {} requests over {} operations, none 5xx",
+        "schemathesis: {} requests over {} operations, none 5xx\n{}",
         entries.len(),
-        operations.len()
+        operations.len(),
+        summary.into_iter().rev().collect::<Vec<_>>().join("\n")
     );
 }
 

@@ -3,12 +3,13 @@
 //! `BACKUP_SCHEDULE` fires; `backup.verify` restore-tests the newest backup
 //! when `BACKUP_VERIFY_SCHEDULE` fires. Each runs on one replica at a time.
 //!
-//! The scheduler looks every minute; a run does the work only when its cron
+//! The scheduler looks every 15 s; a run does the work only when its cron
 //! schedule has fired since the last attempt recorded in `backup_runs` (by
 //! any replica, or by `switchyard backup` from the command line), so a time
 //! missed while the service was down is caught up when it is back, and a
 //! failed attempt is not repeated until the schedule fires again (the
-//! `BackupStale` alert tells).
+//! `BackupStale` and `RestoreUntested` alerts tell). A restore test with no
+//! backup to test yet (a new deployment) is not an attempt: it looks again.
 
 use super::{job, Job, JobContext};
 use chrono::{DateTime, Utc};
@@ -22,7 +23,7 @@ pub const BACKUP_CREATE: &str = "backup.create";
 pub const BACKUP_VERIFY: &str = "backup.verify";
 
 /// How often the scheduler looks whether a schedule has fired.
-pub const CHECK_INTERVAL: Duration = Duration::from_secs(60);
+pub const CHECK_INTERVAL: Duration = Duration::from_secs(15);
 
 /// Whether `schedule` has fired since `last_attempt` (true when there was
 /// none and it has ever fired).
@@ -87,6 +88,15 @@ pub fn verify_job(backups: Arc<Backups>, schedule: CronSchedule) -> impl Job {
                 return Ok(());
             }
             let target = backups.target(None)?;
+            // Nothing to test yet (a new deployment whose first backup is
+            // still being taken): not an attempt; look again next time.
+            if backups.list(&target).await?.is_empty() {
+                tracing::info!(
+                    destination = target.shown(),
+                    "no backup to restore-test yet"
+                );
+                return Ok(());
+            }
             let report = backups
                 .verify(&target, None, &Logged(BACKUP_VERIFY))
                 .await?;
