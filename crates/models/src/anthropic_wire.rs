@@ -62,11 +62,15 @@ impl SystemPrompt {
     }
 }
 
+/// Who a message is from. `system` messages inside `messages` are what
+/// Claude Code sends (instructions placed mid-conversation); they are kept
+/// where they are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AnthropicRole {
     User,
     Assistant,
+    System,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -40,8 +40,16 @@ pub fn chat_request_from_anthropic(req: &MessagesRequest) -> Result<ChatRequest,
                 let role = match role {
                     AnthropicRole::User => Role::User,
                     AnthropicRole::Assistant => Role::Assistant,
+                    AnthropicRole::System => Role::System,
                 };
                 messages.push(message(role, Some(Content::Text(t.clone()))));
+            }
+            // Instructions in the conversation: their text, where they are;
+            // other blocks (cache_control rides on text blocks) have no
+            // place in an OpenAI system message and are dropped.
+            (AnthropicRole::System, MessageContent::Blocks(blocks)) => {
+                let text = MessageContent::Blocks(blocks.clone()).text();
+                messages.push(message(Role::System, Some(Content::Text(text))));
             }
             (AnthropicRole::User, MessageContent::Blocks(blocks)) => {
                 let mut parts = Vec::new();
@@ -88,12 +96,10 @@ pub fn chat_request_from_anthropic(req: &MessagesRequest) -> Result<ChatRequest,
                                 "{at}: tool_use blocks belong in assistant messages"
                             ))
                         }
-                        ContentBlock::Other(v) => {
-                            return Err(format!(
-                                "{at}: content of type `{}` is not supported",
-                                v["type"].as_str().unwrap_or("unknown")
-                            ))
-                        }
+                        // Blocks other backends cannot express (documents,
+                        // thinking, search results, …) are dropped, as
+                        // docs/gateway.md lists.
+                        ContentBlock::Other(_) => {}
                     }
                 }
                 if !parts.is_empty() {

@@ -451,12 +451,40 @@ fn anthropic_requests_become_openai_requests() {
     assert!(chat_request_from_anthropic(&server_tool)
         .unwrap_err()
         .contains("web_search_20250305"));
+    // Blocks other backends cannot express are dropped; the text stays.
     let document = messages(json!({"model": "m", "max_tokens": 1,
-        "messages": [{"role": "user", "content": [{"type": "document", "source": {}}]}]}));
+        "messages": [{"role": "user", "content": [{"type": "document", "source": {}},
+            {"type": "text", "text": "Summarise it."}]}]}));
+    let out = chat_request_from_anthropic(&document).unwrap();
+    assert_eq!(out.messages.len(), 1);
     assert_eq!(
-        chat_request_from_anthropic(&document).unwrap_err(),
-        "messages[0].content[0]: content of type `document` is not supported"
+        out.messages[0].content.as_ref().unwrap().text(),
+        "Summarise it."
     );
+}
+
+#[test]
+fn system_messages_inside_the_conversation_stay_where_they_are() {
+    // As Claude Code sends them: a system-role message after the first turn,
+    // in blocks with cache_control.
+    let req = messages(json!({"model": "m", "max_tokens": 1, "system": "Be brief.",
+        "messages": [
+            {"role": "user", "content": "hi"},
+            {"role": "system", "content": [{"type": "text", "text": "Mind the tools.",
+                "cache_control": {"type": "ephemeral"}}]},
+            {"role": "user", "content": "go"}]}));
+    let out = chat_request_from_anthropic(&req).unwrap();
+    let roles: Vec<Role> = out.messages.iter().map(|m| m.role).collect();
+    assert_eq!(roles, [Role::System, Role::User, Role::System, Role::User]);
+    assert_eq!(
+        out.messages[2].content.as_ref().unwrap().text(),
+        "Mind the tools."
+    );
+    let back = to_anthropic(&out, "up", 1).unwrap();
+    assert!(back
+        .messages
+        .iter()
+        .all(|m| m.role != AnthropicRole::System));
 }
 
 fn completion(v: Value) -> ChatCompletion {
