@@ -655,3 +655,46 @@ fn the_scheduled_jobs_back_up_and_restore_test_once_per_firing() {
         "{names:?}"
     );
 }
+
+/// A pg_dump that is missing, or older than the server, is named with what
+/// to install; nothing is written.
+#[test]
+fn a_missing_or_old_pg_dump_is_refused_clearly() {
+    let db = TestDatabase::postgres();
+    let dir = tempfile::tempdir().unwrap();
+    let dest = dir.path().join("backups");
+    let old = dir.path().join("old-client");
+    std::fs::create_dir_all(&old).unwrap();
+    let fake = old.join("pg_dump");
+    std::fs::write(&fake, "#!/bin/sh\necho 'pg_dump (PostgreSQL) 9.6.24'\n").unwrap();
+    let mut perms = std::fs::metadata(&fake).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&fake, perms).unwrap();
+    let run = |bin_dir: &Path| {
+        let env: Vec<(String, String)> = [
+            ("DATABASE_URL", db.url.as_str()),
+            ("LOCAL_MODEL_PRELOAD", "false"),
+            ("BACKUP_DESTINATION", dest.to_str().unwrap()),
+            ("PG_BIN_DIR", bin_dir.to_str().unwrap()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect();
+        switchyard(&env, &["backup", "create"])
+    };
+    let missing = run(&dir.path().join("nowhere"));
+    assert!(!missing.status.success());
+    assert!(
+        text(&missing).contains("cannot run") && text(&missing).contains("PG_BIN_DIR"),
+        "{}",
+        text(&missing)
+    );
+    let too_old = run(&old);
+    assert!(!too_old.status.success());
+    assert!(
+        text(&too_old).contains("version 9, older than the server"),
+        "{}",
+        text(&too_old)
+    );
+    assert!(!dest.exists() || std::fs::read_dir(&dest).unwrap().next().is_none());
+}
