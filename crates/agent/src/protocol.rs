@@ -7,6 +7,7 @@ use crate::tools::ToolName;
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::time::Duration;
+use switchyard_core::keys::TaskProfile;
 use switchyard_core::tasks::TaskSpec;
 
 pub use switchyard_core::tasks::TaskStatus;
@@ -16,7 +17,14 @@ pub use switchyard_core::tasks::TaskStatus;
 #[derive(Debug, Clone)]
 pub struct RunSpec {
     pub description: String,
+    /// The tools the run starts with.
     pub tools: Vec<ToolName>,
+    /// The most tools the run may ever hold: a skill's `allowed-tools` add
+    /// tools to [`RunSpec::tools`] up to this bound, never past it. For a
+    /// task, the tools its key's task profile allows (every tool without
+    /// one); for a sub-agent, its parent's bound narrowed by the agent's own
+    /// `tools` and `disallowedTools`.
+    pub tool_bound: Vec<ToolName>,
     pub timeout: Duration,
     /// Spend cap in nano-USD.
     pub max_cost_nano_usd: u64,
@@ -29,11 +37,25 @@ pub struct RunSpec {
 
 impl RunSpec {
     /// The run of a stored task: its limits, and the sub-agents and skills
-    /// it names that `defs` holds (names no longer defined are left out).
-    pub fn for_task(task: &TaskSpec, defs: &Definitions) -> Self {
+    /// it names that `defs` holds (names no longer defined are left out),
+    /// its tools bounded by its key's task `profile` as it stands now.
+    pub fn for_task(task: &TaskSpec, defs: &Definitions, profile: Option<&TaskProfile>) -> Self {
+        let tool_bound: Vec<ToolName> = match profile.and_then(|p| p.allowed_tools.as_ref()) {
+            Some(allowed) => ToolName::ALL
+                .into_iter()
+                .filter(|t| allowed.contains(t))
+                .collect(),
+            None => ToolName::ALL.to_vec(),
+        };
         Self {
             description: task.description.clone(),
-            tools: task.tools.clone(),
+            tools: task
+                .tools
+                .iter()
+                .copied()
+                .filter(|t| tool_bound.contains(t))
+                .collect(),
+            tool_bound,
             timeout: task.timeout(),
             max_cost_nano_usd: task.max_cost_nano_usd,
             max_turns: task.max_turns,

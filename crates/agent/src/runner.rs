@@ -53,7 +53,13 @@ pub const SKILL_TOOL: &str = "Skill";
 /// The OpenAI function definitions of a task's tools: the allowed file and
 /// shell tools, plus `Agent` and `Skill` when it may use any.
 pub fn task_tool_definitions(spec: &RunSpec) -> Vec<Tool> {
-    let mut defs = tool_definitions(&spec.tools);
+    definitions_holding(spec, &spec.tools)
+}
+
+/// [`task_tool_definitions`] for a run that holds `tools` now (its own, and
+/// any its skills have added).
+fn definitions_holding(spec: &RunSpec, tools: &[ToolName]) -> Vec<Tool> {
+    let mut defs = tool_definitions(tools);
     if !spec.agents.is_empty() {
         let names: Vec<&str> = spec.agents.iter().map(|a| a.name.as_str()).collect();
         let described: Vec<String> = spec
@@ -161,7 +167,10 @@ async fn run_loop(
     let started = Instant::now();
     let deadline = tokio::time::Instant::now() + spec.timeout;
     let before = snapshot(ws).await;
-    let tool_defs = task_tool_definitions(spec);
+    // The tools the run holds: its own, and those the skills it invokes
+    // allow (within `spec.tool_bound`).
+    let mut tools = spec.tools.clone();
+    let mut tool_defs = definitions_holding(spec, &tools);
     let mut messages = vec![
         message(Role::System, system_prompt(&spec.tools)),
         message(Role::User, spec.description.clone()),
@@ -275,13 +284,19 @@ async fn run_loop(
             let tool_started = Instant::now();
             let result = if name == AGENT_TOOL || name == SKILL_TOOL {
                 if name == SKILL_TOOL {
-                    invoke_skill(spec, &call, &mut log, call_event)
+                    let (text, allowed) = invoke_skill(spec, &tools, &call, &mut log, call_event);
+                    if !allowed.is_empty() {
+                        tools.extend(allowed);
+                        tool_defs = definitions_holding(spec, &tools);
+                    }
+                    text
                 } else {
                     let delegated = Delegation {
                         ws,
                         bash,
                         model,
                         spec,
+                        tools: &tools,
                         cancel: cancel.clone(),
                         time_left: deadline.saturating_duration_since(tokio::time::Instant::now()),
                         budget_left: spec
@@ -296,7 +311,7 @@ async fn run_loop(
                 }
             } else {
                 tokio::select! {
-                    r = run_tool(ws, bash, &spec.tools, &call, deadline) => r,
+                    r = run_tool(ws, bash, &tools, &call, deadline) => r,
                     () = tokio::time::sleep_until(deadline) => break 'run (TaskStatus::Timeout, Some("the task timed out".into())),
                     _ = cancel.changed() => break 'run (TaskStatus::Cancelled, Some("cancelled".into())),
                 }
@@ -377,14 +392,17 @@ struct Delegation<'a> {
     bash: &'a BashPolicy,
     model: &'a dyn Model,
     spec: &'a RunSpec,
+    /// The tools the parent holds now.
+    tools: &'a [ToolName],
     cancel: watch::Receiver<bool>,
     time_left: Duration,
     budget_left: u64,
 }
 
-/// Runs a sub-agent with at most its parent's tools, time and budget; its
-/// log joins the parent's under an `agent_spawn` entry. Returns the text for
-/// the parent model and the sub-run's usage.
+/// Runs a sub-agent with at most its parent's tools, time and budget, on its
+/// own model or its parent's; its log joins the parent's under an
+/// `agent_spawn` entry. Returns the text for the parent model and the
+/// sub-run's usage.
 async fn delegate(
     d: &Delegation<'_>,
     call: &ToolCall,
@@ -411,27 +429,42 @@ async fn delegate(
             TaskUsage::default(),
         );
     };
-    // Never more tools than the parent was allowed; no further delegation.
-    let tools: Vec<ToolName> = agent
-        .tools
-        .iter()
-        .copied()
-        .filter(|t| d.spec.tools.contains(t))
-        .collect();
+    // Never more tools than the parent holds (an agent without `tools`
+    // inherits them all), nor a bound past the parent's; no further
+    // delegation.
     let sub_spec = RunSpec {
         description: format!("{}\n\nTask: {}", agent.instructions, input.prompt),
-        tools,
+        tools: agent.tools_from(d.tools),
+        tool_bound: agent.tools_from(&d.spec.tool_bound),
         timeout: d.time_left,
         max_cost_nano_usd: d.budget_left,
         max_turns: d.spec.max_turns,
         agents: Vec::new(),
         skills: d.spec.skills.clone(),
     };
+    // Its own model when it names one the catalog has (an alias such as
+    // `sonnet`, a dated id); its parent's for `inherit`, no `model`, or a
+    // name the catalog lacks (noted).
+    let (other_model, on_model) = match agent.model.as_deref() {
+        None => (None, "its parent's model".to_owned()),
+        Some(name) => match d.model.for_model(name) {
+            Some(m) => (Some(m), format!("model `{name}`")),
+            None => {
+                tracing::warn!(agent = %agent.name, model = name,
+                    "a sub-agent's model is not in the catalog; it runs on its parent's");
+                (
+                    None,
+                    format!("its parent's model (`{name}` is not in the catalog)"),
+                )
+            }
+        },
+    };
+    let model: &dyn Model = other_model.as_deref().unwrap_or(d.model);
     let spawn = log.add(
         EventKind::AgentSpawn,
         Some(AGENT_TOOL),
         format!(
-            "{} with tools {:?}",
+            "{} with tools {:?} on {on_model}",
             agent.name,
             sub_spec
                 .tools
@@ -442,8 +475,6 @@ async fn delegate(
         None,
         Some(call_event),
     );
-    let other_model = agent.model.as_deref().and_then(|m| d.model.for_model(m));
-    let model: &dyn Model = other_model.as_deref().unwrap_or(d.model);
     let outcome = run(d.ws, d.bash, model, &sub_spec, d.cancel.clone(), &|_| {}).await;
     // The sub-run's log, renumbered into the parent's.
     let base = log.events.len() as u64;
@@ -471,30 +502,74 @@ async fn delegate(
     (text, outcome.usage)
 }
 
-/// Returns a skill's instructions, loaded now.
-fn invoke_skill(spec: &RunSpec, call: &ToolCall, log: &mut Log<'_>, call_event: u64) -> String {
+/// Returns a skill's instructions, loaded now, and the tools of its
+/// `allowed-tools` the run gains from now on: those it does not hold yet,
+/// within `spec.tool_bound` (the key's task profile).
+fn invoke_skill(
+    spec: &RunSpec,
+    held: &[ToolName],
+    call: &ToolCall,
+    log: &mut Log<'_>,
+    call_event: u64,
+) -> (String, Vec<ToolName>) {
     #[derive(serde::Deserialize)]
     struct Input {
         name: String,
     }
     let input: Input = match serde_json::from_str(&call.function.arguments) {
         Ok(i) => i,
-        Err(e) => return format!("error: invalid arguments: {e}"),
+        Err(e) => return (format!("error: invalid arguments: {e}"), Vec::new()),
     };
     let Some(skill) = spec.skills.iter().find(|s| s.name == input.name) else {
-        return format!("error: no skill named `{}` is allowed", input.name);
+        return (
+            format!("error: no skill named `{}` is allowed", input.name),
+            Vec::new(),
+        );
     };
+    let body = skill.load_body();
+    let (allowed, withheld): (Vec<ToolName>, Vec<ToolName>) = match &body {
+        Ok(_) => skill
+            .allowed_tools
+            .iter()
+            .copied()
+            .filter(|t| !held.contains(t))
+            .partition(|t| spec.tool_bound.contains(t)),
+        Err(_) => (Vec::new(), Vec::new()),
+    };
+    let names = |tools: &[ToolName]| {
+        tools
+            .iter()
+            .map(|t| t.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut summary = skill.name.clone();
+    if !allowed.is_empty() {
+        summary.push_str(&format!("; allows {}", names(&allowed)));
+    }
+    if !withheld.is_empty() {
+        summary.push_str(&format!(
+            "; {} withheld (beyond this task's bound)",
+            names(&withheld)
+        ));
+    }
     log.add(
         EventKind::SkillInvoke,
         Some(SKILL_TOOL),
-        skill.name.clone(),
+        summary,
         None,
         Some(call_event),
     );
-    match skill.load_body() {
-        Ok(body) => body,
+    let text = match body {
+        Ok(body) if allowed.is_empty() => body,
+        Ok(body) => format!(
+            "{}\n\n(This skill lets you use {} from now on.)",
+            body.trim_end(),
+            names(&allowed)
+        ),
         Err(e) => format!("error: the skill could not be read: {e}"),
-    }
+    };
+    (text, allowed)
 }
 
 fn message(role: Role, text: String) -> Message {

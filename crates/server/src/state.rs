@@ -67,6 +67,9 @@ fn load_definitions(config: &Config) -> Definitions {
     for p in &defs.problems {
         tracing::warn!(problem = %p, "an agent or skill definition was skipped");
     }
+    for n in &defs.notes {
+        tracing::info!(note = %n, "part of an agent or skill definition is left out");
+    }
     defs
 }
 

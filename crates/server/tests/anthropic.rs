@@ -218,6 +218,24 @@ async fn the_builtin_catalog_needs_its_key_and_says_so() {
         .as_str()
         .unwrap()
         .contains("ANTHROPIC_API_KEY"));
+    // A dated id, as Claude Code sends, finds its undated catalog model on
+    // both APIs (here: the model, unavailable for want of its key); a name
+    // that is not a date does not.
+    let post = |path: &'static str, model: &'static str| {
+        app.client
+            .post(app.url(path))
+            .bearer_auth(&app.admin)
+            .json(&json!({"model": model, "max_tokens": 5, "messages": [{"role": "user", "content": "x"}]}))
+            .send()
+    };
+    for path in ["/v1/chat/completions", "/v1/messages"] {
+        let r = post(path, "claude-sonnet-4-5-20250929").await.unwrap();
+        assert_eq!(r.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        let text = r.text().await.unwrap();
+        assert!(text.contains("ANTHROPIC_API_KEY"), "{path}: {text}");
+        let r = post(path, "claude-sonnet-4-5-20251399").await.unwrap();
+        assert_eq!(r.status(), StatusCode::NOT_FOUND, "{path}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

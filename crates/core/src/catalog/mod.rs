@@ -186,6 +186,26 @@ impl ModelEntry {
     }
 }
 
+/// Finds a model by the name a client sent: `get` looks a name up among the
+/// catalog's ids and aliases. An exact name wins; otherwise a dated
+/// Anthropic id (`claude-sonnet-4-5-20250929`, what Claude Code and
+/// Anthropic's SDKs send) finds the model its undated form names
+/// (`claude-sonnet-4-5`), so a catalog that lists a family once serves
+/// every snapshot id of it.
+pub fn resolve_name<T>(name: &str, get: impl Fn(&str) -> Option<T>) -> Option<T> {
+    get(name).or_else(|| undated_anthropic_id(name).and_then(&get))
+}
+
+/// `claude-…-YYYYMMDD` → `claude-…`; `None` for any other name (a name
+/// without that prefix, or without a valid date as its last part).
+pub fn undated_anthropic_id(name: &str) -> Option<&str> {
+    let (base, date) = name.rsplit_once('-')?;
+    let dated = date.len() == 8
+        && date.bytes().all(|b| b.is_ascii_digit())
+        && chrono::NaiveDate::parse_from_str(date, "%Y%m%d").is_ok();
+    (dated && base.starts_with("claude-") && base.len() > "claude-".len()).then_some(base)
+}
+
 /// How long an upstream call may take where a model sets no `timeout_seconds`.
 pub const DEFAULT_UPSTREAM_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(300);
 
@@ -331,6 +351,50 @@ mod tests {
         let json = serde_json::to_value(&openai).unwrap();
         let again: ModelEntry = serde_json::from_value(json).unwrap();
         assert_eq!(again, openai);
+    }
+
+    #[test]
+    fn dated_anthropic_ids_resolve_to_their_undated_model() {
+        let models = default_catalog();
+        let find = |name: &str| {
+            resolve_name(name, |n| {
+                models
+                    .iter()
+                    .find(|m| m.id == n || m.aliases.iter().any(|a| a == n))
+                    .map(|m| m.id.as_str())
+            })
+        };
+        assert_eq!(
+            find("claude-sonnet-4-5-20250929"),
+            Some("claude-sonnet-4-5")
+        );
+        assert_eq!(find("claude-haiku-4-5-20251001"), Some("claude-haiku-4-5"));
+        assert_eq!(find("claude-sonnet-4-5"), Some("claude-sonnet-4-5"));
+        assert_eq!(find("sonnet"), Some("claude-sonnet-4-5"));
+        // Only a real date is stripped, only from a Claude id, and only when
+        // the undated form is in the catalog.
+        assert_eq!(find("claude-sonnet-4-5-20251399"), None);
+        assert_eq!(find("claude-sonnet-4-5-2025092"), None);
+        assert_eq!(find("claude-sonnet-4-20250514"), None);
+        assert_eq!(find("sonnet-20250929"), None);
+        assert_eq!(undated_anthropic_id("claude-20250929"), None);
+        assert_eq!(undated_anthropic_id("gpt-4o-2024-08-06"), None);
+        assert_eq!(
+            undated_anthropic_id("claude-3-5-haiku-20241022"),
+            Some("claude-3-5-haiku")
+        );
+        // An exact id wins over its undated form.
+        let mut dated = entry("claude-opus-4-5-20251101", &[]);
+        dated.description = Some("pinned".into());
+        let both = [entry("claude-opus-4-5", &["opus"]), dated];
+        let pick = |name: &str| {
+            resolve_name(name, |n| {
+                both.iter()
+                    .position(|m| m.id == n || m.aliases.iter().any(|a| a == n))
+            })
+        };
+        assert_eq!(pick("claude-opus-4-5-20251101"), Some(1));
+        assert_eq!(pick("claude-opus-4-5-20250101"), Some(0));
     }
 
     #[test]

@@ -163,8 +163,12 @@ impl Catalog {
         &self.entries
     }
 
+    /// A model by id or alias; a dated Anthropic id (`claude-sonnet-4-5-20250929`)
+    /// that is not itself in the catalog finds its undated form. Every
+    /// caller resolves through here: chat completions, Messages, tasks, the
+    /// routing policy and fallbacks.
     pub fn resolve(&self, name: &str) -> Option<Arc<ModelRoute>> {
-        self.routes.get(name).cloned()
+        switchyard_core::catalog::resolve_name(name, |n| self.routes.get(n).cloned())
     }
 
     /// The model and its fallbacks, in order, without repeats.

@@ -85,7 +85,7 @@ impl Gateway {
         switchyard_core::sync::read(&self.0.routing).clone()
     }
 
-    /// A model by id or alias.
+    /// A model by id or alias (or a dated Anthropic id; [`Catalog::resolve`]).
     pub fn resolve(&self, name: &str) -> Option<Arc<ModelRoute>> {
         self.catalog().resolve(name)
     }

@@ -152,6 +152,8 @@ async fn prepare_and_run(
     };
     let bash = bash.clone().with_limits(limits);
     let bash = &bash;
+    // What a skill's `allowed-tools` may add stays within the profile.
+    let profile = key.task_profile.clone();
     let caller = Caller::acting_for(key);
     let ws = Workspace::create(&workspace_dir(state, &task.id))
         .map_err(|e| format!("cannot create the workspace: {e}"))?;
@@ -171,7 +173,7 @@ async fn prepare_and_run(
         model: spec.model.clone(),
         request_id: task.id.clone(),
     };
-    let run_spec = RunSpec::for_task(&spec, &state.definitions());
+    let run_spec = RunSpec::for_task(&spec, &state.definitions(), profile.as_ref());
     let (cancel_tx, cancel_rx) = watch::channel(false);
     let heartbeat = {
         let state = state.clone();
