@@ -120,6 +120,52 @@ async fn openai_calls_reach_an_anthropic_upstream() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tokens_are_counted_by_anthropic_or_estimated_and_said_so() {
+    let b = start().await;
+    let body = |model: &str| {
+        json!({"model": model, "system": "be brief",
+            "messages": [{"role": "user", "content": "one two three four"},
+                {"role": "system", "content": "mind the tools"}],
+            "context_management": {"edits": []}})
+    };
+    let r = b.post("/v1/messages/count_tokens", body("claude")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-switchyard-token-count"], "upstream");
+    let counted: Value = r.json().await.unwrap();
+    // The fake counts words: 2 + 4 + 3.
+    assert_eq!(counted, json!({"input_tokens": 9}));
+    let seen = b.anthropic().received().pop().unwrap().body;
+    assert_eq!(seen["model"], "claude-up");
+    assert_eq!(seen["context_management"], json!({"edits": []}), "{seen}");
+    assert!(seen.get("max_tokens").is_none());
+
+    let r = b.post("/v1/messages/count_tokens", body("gpt")).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-switchyard-token-count"], "estimated");
+    let estimated: Value = r.json().await.unwrap();
+    assert!(
+        estimated["input_tokens"].as_u64().unwrap() > 5,
+        "{estimated}"
+    );
+
+    let r = b
+        .post(
+            "/v1/messages/count_tokens",
+            json!({"model": "nope", "messages": []}),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["type"], "not_found_error");
+    let r = b
+        .post("/v1/messages/count_tokens", json!({"model": "gpt"}))
+        .await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert_eq!(e["type"], "error", "{e}");
+}
+
+#[tokio::test]
 async fn anthropic_clients_are_served_by_any_backend() {
     let b = start().await;
     for model in ["gpt", "claude"] {

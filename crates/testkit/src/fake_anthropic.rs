@@ -46,6 +46,7 @@ impl FakeAnthropic {
         Self::serve(|log| {
             Router::new()
                 .route("/v1/messages", post(messages))
+                .route("/v1/messages/count_tokens", post(count_tokens))
                 .with_state(log)
         })
         .await
@@ -112,6 +113,33 @@ fn invalid(body: &Value) -> Option<String> {
         };
     }
     None
+}
+
+/// `count_tokens`: the words of the messages and system prompt, recorded
+/// like a message call.
+async fn count_tokens(
+    State(shared): State<Shared>,
+    headers: HeaderMap,
+    Json(body): Json<Value>,
+) -> Response {
+    let api_key = headers
+        .get("x-api-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned);
+    let model = body["model"].as_str().unwrap_or("").to_owned();
+    shared.record(
+        &model,
+        Received {
+            body: body.clone(),
+            api_key,
+            anthropic_version: None,
+        },
+    );
+    let counted: u64 = words(&body["system"])
+        + body["messages"]
+            .as_array()
+            .map_or(0, |m| m.iter().map(|m| words(&m["content"])).sum());
+    Json(json!({"input_tokens": counted})).into_response()
 }
 
 async fn messages(

@@ -94,6 +94,31 @@ impl AnthropicBackend {
         Ok(up)
     }
 
+    /// Anthropic's own count of a Messages request's input tokens
+    /// (`/v1/messages/count_tokens`): the request as the client sent it,
+    /// only the model renamed to the upstream's and the fields the count
+    /// does not take (`max_tokens`, `stream`) left out.
+    pub async fn count_tokens(&self, mut body: Value) -> Result<u64, BackendError> {
+        if let Some(fields) = body.as_object_mut() {
+            fields.insert("model".into(), Value::String(self.upstream_model.clone()));
+            fields.remove("max_tokens");
+            fields.remove("stream");
+        }
+        let mut r = self
+            .http
+            .post(format!("{}/count_tokens", self.url))
+            .header("anthropic-version", ANTHROPIC_VERSION)
+            .json(&body);
+        if let Some(k) = &self.api_key {
+            r = r.header("x-api-key", k.expose());
+        }
+        let bytes = fetch_bytes(crate::http::traced(r), self.timeout).await?;
+        serde_json::from_slice::<Value>(&bytes)
+            .ok()
+            .and_then(|v| v["input_tokens"].as_u64())
+            .ok_or_else(|| BackendError::Protocol("invalid count_tokens response".into()))
+    }
+
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
         let body = self.upstream_request(req, false)?;
         let bytes = fetch_bytes(self.post(&body), self.timeout).await?;

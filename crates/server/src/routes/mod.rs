@@ -63,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/auth/token", post(tokens::create_token))
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
+        .route("/v1/messages/count_tokens", post(messages::count_tokens))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/route", post(route::explain))
         .route("/v1/batch", post(batch::batch))

@@ -18,6 +18,7 @@ use utoipa::{Modify, OpenApi};
         super::models::list_models,
         super::chat::chat_completions,
         super::messages::messages,
+        super::messages::count_tokens,
         super::usage::usage,
         super::route::explain,
         super::batch::batch,
