@@ -79,10 +79,45 @@ follow = client.messages.create(model="fast", max_tokens=100, tools=tools, messa
     {"role": "assistant", "content": [{"type": "tool_use", "id": use.id, "name": use.name, "input": use.input}]},
     {"role": "user", "content": [{"type": "tool_result", "tool_use_id": use.id, "content": "sunny"}]}])
 out["tool"] = {"name": use.name, "input": use.input, "stop": t.stop_reason, "follow": follow.content[0].text}
+out["count"] = client.messages.count_tokens(model="fast", system="be brief", messages=ask).input_tokens
 try:
     client.messages.create(model="nope", max_tokens=10, messages=ask)
 except anthropic.APIStatusError as e:
     out["error"] = {"type": type(e).__name__, "status": e.status_code}
+print(json.dumps(out))
+"#;
+
+const RESPONSES_SCRIPT: &str = r#"
+import json, sys
+from openai import OpenAI
+base, key = sys.argv[1], sys.argv[2]
+client = OpenAI(base_url=base + "/v1", api_key=key, max_retries=0)
+out = {}
+r = client.responses.create(model="fast", instructions="be brief", input="What is the capital of Germany?")
+out["plain"] = {"text": r.output_text, "status": r.status, "model": r.model,
+                "total_tokens": r.usage.total_tokens}
+kinds, text, final = [], [], None
+with client.responses.stream(model="fast", input="What is the capital of Germany?") as stream:
+    for event in stream:
+        kinds.append(event.type)
+        if event.type == "response.output_text.delta":
+            text.append(event.delta)
+    final = stream.get_final_response()
+out["stream"] = {"kinds": kinds, "text": "".join(text), "final": final.output_text,
+                 "output_tokens": final.usage.output_tokens}
+tools = [{"type": "function", "name": "get_weather",
+          "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}]
+t = client.responses.create(model="tool", input="weather?", tools=tools, store=False)
+call = [o for o in t.output if o.type == "function_call"][0]
+follow = client.responses.create(model="fast", tools=tools, store=False, input=[
+    {"role": "user", "content": "weather?"},
+    {"type": "function_call", "call_id": call.call_id, "name": call.name, "arguments": call.arguments},
+    {"type": "function_call_output", "call_id": call.call_id, "output": "sunny"}])
+out["tool"] = {"name": call.name, "args": json.loads(call.arguments), "follow": follow.output_text}
+try:
+    client.responses.create(model="fast", input="again", previous_response_id=r.id)
+except Exception as e:
+    out["error"] = {"type": type(e).__name__, "status": getattr(e, "status_code", None)}
 print(json.dumps(out))
 "#;
 
@@ -164,6 +199,7 @@ fn the_anthropic_python_sdk_works_unmodified() {
         .starts_with("Hello from echo-1!"));
     assert_eq!(v["error"]["type"], "NotFoundError");
     assert_eq!(v["error"]["status"], 404);
+    assert!(v["count"].as_u64().unwrap() > 0, "{v}");
 }
 
 #[test]
@@ -189,4 +225,43 @@ fn the_openai_python_sdk_works_unmodified() {
     assert_eq!(v["error"]["type"], "NotFoundError");
     assert_eq!(v["error"]["status"], 404);
     assert_eq!(v["models"], serde_json::json!(["fast", "tool"]));
+}
+
+#[test]
+fn the_openai_python_sdk_speaks_the_responses_api() {
+    let s = serve();
+    let v = run_python(RESPONSES_SCRIPT, &s);
+    assert_eq!(
+        v["plain"]["text"], "Hello from echo-1! You said: What is the capital of Germany?",
+        "{v}"
+    );
+    assert_eq!(v["plain"]["status"], "completed");
+    assert_eq!(v["plain"]["model"], "fast");
+    assert!(v["plain"]["total_tokens"].as_u64().unwrap() > 0);
+    let kinds: Vec<&str> = v["stream"]["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|k| k.as_str())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"response.created"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"response.completed"), "{kinds:?}");
+    for k in [
+        "response.output_item.added",
+        "response.output_text.delta",
+        "response.output_item.done",
+    ] {
+        assert!(kinds.contains(&k), "{k} missing: {kinds:?}");
+    }
+    assert_eq!(v["stream"]["text"], v["plain"]["text"]);
+    assert_eq!(v["stream"]["final"], v["plain"]["text"]);
+    assert!(v["stream"]["output_tokens"].as_u64().unwrap() > 0);
+    assert_eq!(v["tool"]["name"], "get_weather");
+    assert_eq!(v["tool"]["args"]["city"], "Berlin");
+    assert!(v["tool"]["follow"]
+        .as_str()
+        .unwrap()
+        .starts_with("Hello from echo-1!"));
+    assert_eq!(v["error"]["type"], "BadRequestError");
+    assert_eq!(v["error"]["status"], 400);
 }

@@ -8,6 +8,7 @@ pub mod claude_cli;
 mod http;
 pub mod openai;
 pub mod openai_wire;
+pub mod responses;
 pub mod sse;
 
 pub use anthropic::AnthropicBackend;

@@ -15,6 +15,7 @@ pub mod messages;
 pub mod models;
 pub mod openapi;
 pub mod probes;
+pub mod responses;
 pub mod route;
 pub mod sse;
 pub mod stream;
@@ -64,6 +65,7 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/chat/completions", post(chat::chat_completions))
         .route("/v1/messages", post(messages::messages))
         .route("/v1/messages/count_tokens", post(messages::count_tokens))
+        .route("/v1/responses", post(responses::responses))
         .route("/v1/usage", get(usage::usage))
         .route("/v1/route", post(route::explain))
         .route("/v1/batch", post(batch::batch))

@@ -19,6 +19,7 @@ use utoipa::{Modify, OpenApi};
         super::chat::chat_completions,
         super::messages::messages,
         super::messages::count_tokens,
+        super::responses::responses,
         super::usage::usage,
         super::route::explain,
         super::batch::batch,

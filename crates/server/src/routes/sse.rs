@@ -9,17 +9,21 @@ use axum::body::Bytes;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use switchyard_models::anthropic::{
-    anthropic_error_event, anthropic_error_type, AnthropicEvent, OpenAiToAnthropicEvents,
+    anthropic_error_event, anthropic_error_type, OpenAiToAnthropicEvents,
 };
 use switchyard_models::openai_wire::ChatChunk;
+use switchyard_models::responses::ChatToResponseEvents;
 
 /// The wire format a stream is written in.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub enum WireKind {
     /// `data: {chunk}` lines ending with `data: [DONE]`.
     OpenAi { include_usage: bool },
     /// Anthropic's named events (`message_start` … `message_stop`).
     Anthropic,
+    /// The Responses API's events (`response.created` …
+    /// `response.completed`), for the request they answer.
+    Responses(Box<serde_json::Value>),
 }
 
 fn sse(data: &impl serde::Serialize) -> Bytes {
@@ -30,8 +34,8 @@ fn sse(data: &impl serde::Serialize) -> Bytes {
     Bytes::from(out)
 }
 
-fn named_event((name, data): AnthropicEvent) -> Bytes {
-    let mut out = format!("event: {name}\ndata: ").into_bytes();
+fn named_event<N: AsRef<str>>((name, data): (N, serde_json::Value)) -> Bytes {
+    let mut out = format!("event: {}\ndata: ", name.as_ref()).into_bytes();
     out.extend(serde_json::to_vec(&data).unwrap_or_else(|_| b"{}".to_vec()));
     out.extend_from_slice(b"\n\n");
     Bytes::from(out)
@@ -41,6 +45,7 @@ fn named_event((name, data): AnthropicEvent) -> Bytes {
 enum Encoder {
     OpenAi { include_usage: bool },
     Anthropic(Box<OpenAiToAnthropicEvents>),
+    Responses(Box<ChatToResponseEvents>),
 }
 
 impl Encoder {
@@ -49,6 +54,9 @@ impl Encoder {
             WireKind::OpenAi { include_usage } => Encoder::OpenAi { include_usage },
             WireKind::Anthropic => {
                 Encoder::Anthropic(Box::new(OpenAiToAnthropicEvents::new(model_id)))
+            }
+            WireKind::Responses(request) => {
+                Encoder::Responses(Box::new(ChatToResponseEvents::new(model_id, *request)))
             }
         }
     }
@@ -67,6 +75,9 @@ impl Encoder {
             Encoder::Anthropic(events) => {
                 events.push(&chunk).into_iter().map(named_event).collect()
             }
+            Encoder::Responses(events) => {
+                events.push(&chunk).into_iter().map(named_event).collect()
+            }
         }
     }
 
@@ -79,6 +90,9 @@ impl Encoder {
                 anthropic_error_type(err.status.as_u16()),
                 &err.message,
             )),
+            Encoder::Responses(events) => {
+                named_event(events.error(err.code.unwrap_or(err.kind), &err.message))
+            }
         }
     }
 
@@ -86,6 +100,7 @@ impl Encoder {
         match self {
             Encoder::OpenAi { .. } => vec![Bytes::from_static(b"data: [DONE]\n\n")],
             Encoder::Anthropic(events) => events.finish().into_iter().map(named_event).collect(),
+            Encoder::Responses(events) => events.finish().into_iter().map(named_event).collect(),
         }
     }
 }

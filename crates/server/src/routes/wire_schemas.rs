@@ -188,6 +188,72 @@ fn openai_schemas() -> Vec<(&'static str, Value)> {
     ]
 }
 
+fn responses_schemas() -> Vec<(&'static str, Value)> {
+    let item = json!({
+        "type": "object",
+        "description": "A message (`role` and `content`: a string or `input_text` / `output_text` / `input_image` parts), a `function_call` (`call_id`, `name`, `arguments`), a `function_call_output` (`call_id`, `output`), or a `reasoning` item (ignored).",
+        "properties": {
+            "type": {"type": "string", "enum": ["message", "function_call", "function_call_output", "reasoning"]},
+            "role": {"type": "string", "enum": ["user", "assistant", "system", "developer"]},
+            "content": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "object"}}]},
+            "call_id": {"type": "string"},
+            "name": {"type": "string"},
+            "arguments": {"type": "string"},
+            "output": {},
+        },
+    });
+    vec![
+        (
+            "ResponsesRequest",
+            json!({
+                "type": "object",
+                "description": "An OpenAI Responses request, served through the chat completion form by any backend. Responses are not stored: `previous_response_id` is refused.",
+                "required": ["model", "input"],
+                "properties": {
+                    "model": {"type": "string"},
+                    "input": {"oneOf": [{"type": "string"}, {"type": "array", "items": item}]},
+                    "instructions": {"type": "string"},
+                    "tools": {"type": "array", "items": {
+                        "type": "object",
+                        "required": ["type", "name"],
+                        "properties": {
+                            "type": {"type": "string", "enum": ["function"]},
+                            "name": {"type": "string"},
+                            "description": {"type": "string"},
+                            "parameters": {"type": "object"},
+                            "strict": {"type": "boolean"},
+                        },
+                    }},
+                    "tool_choice": {"oneOf": [{"type": "string", "enum": ["auto", "none", "required"]}, {"type": "object"}]},
+                    "max_output_tokens": {"type": "integer", "minimum": 1, "maximum": u32::MAX},
+                    "temperature": {"type": "number"},
+                    "top_p": {"type": "number"},
+                    "parallel_tool_calls": {"type": "boolean"},
+                    "stream": {"type": "boolean"},
+                    "store": {"type": "boolean", "description": "Accepted; nothing is stored."},
+                    "user": {"type": "string"},
+                },
+            }),
+        ),
+        (
+            "Response",
+            json!({
+                "type": "object",
+                "required": ["id", "object", "created_at", "status", "model", "output"],
+                "properties": {
+                    "id": {"type": "string"},
+                    "object": {"type": "string", "enum": ["response"]},
+                    "created_at": {"type": "integer"},
+                    "status": {"type": "string", "enum": ["completed", "incomplete", "in_progress"]},
+                    "model": {"type": "string"},
+                    "output": {"type": "array", "items": {"type": "object", "required": ["type"]}},
+                    "usage": {"type": ["object", "null"]},
+                },
+            }),
+        ),
+    ]
+}
+
 fn anthropic_schemas() -> Vec<(&'static str, Value)> {
     let blocks = json!({"type": "array", "items": to("AnthropicContentBlock")});
     vec![
@@ -318,7 +384,11 @@ pub fn add_to(document: &mut Value) {
         .entry("schemas")
         .or_insert_with(|| Value::Object(Map::new()));
     if let Some(schemas) = schemas.as_object_mut() {
-        for (name, schema) in openai_schemas().into_iter().chain(anthropic_schemas()) {
+        for (name, schema) in openai_schemas()
+            .into_iter()
+            .chain(responses_schemas())
+            .chain(anthropic_schemas())
+        {
             schemas.insert(name.to_owned(), schema);
         }
     }
