@@ -142,34 +142,24 @@ pub fn chat_request_from_anthropic(req: &MessagesRequest) -> Result<ChatRequest,
         }
     }
 
-    let tools = match &req.tools {
-        None => None,
-        Some(tools) => Some(
-            tools
-                .iter()
-                .enumerate()
-                .map(|(k, t)| {
-                    if t.input_schema.is_null() {
-                        return Err(format!(
-                            "tools[{k}]: server tool `{}` is not supported by this model",
-                            t.extra
-                                .get("type")
-                                .and_then(Value::as_str)
-                                .unwrap_or(&t.name)
-                        ));
-                    }
-                    Ok(Tool {
-                        kind: "function".into(),
-                        function: FunctionDef {
-                            name: t.name.clone(),
-                            description: t.description.clone(),
-                            parameters: Some(t.input_schema.clone()),
-                        },
-                    })
-                })
-                .collect::<Result<Vec<_>, String>>()?,
-        ),
-    };
+    // Server tools (web search, code execution, …: a `type` and no input
+    // schema) run at Anthropic; other backends have no counterpart, and they
+    // are dropped like the blocks above rather than refusing the request.
+    let tools: Vec<Tool> = req
+        .tools
+        .iter()
+        .flatten()
+        .filter(|t| !t.input_schema.is_null())
+        .map(|t| Tool {
+            kind: "function".into(),
+            function: FunctionDef {
+                name: t.name.clone(),
+                description: t.description.clone(),
+                parameters: Some(t.input_schema.clone()),
+            },
+        })
+        .collect();
+    let tools = (!tools.is_empty()).then_some(tools);
 
     let mut extra = Map::new();
     let tool_choice = req.tool_choice.as_ref().map(|c| {
