@@ -348,6 +348,14 @@ fn anthropic_schemas() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "AnthropicTokenCount",
+            json!({
+                "type": "object",
+                "required": ["input_tokens"],
+                "properties": {"input_tokens": {"type": "integer", "minimum": 0}},
+            }),
+        ),
+        (
             "AnthropicError",
             json!({
                 "type": "object",
