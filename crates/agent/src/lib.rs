@@ -9,6 +9,7 @@ pub mod limits;
 pub mod protocol;
 pub mod runner;
 pub mod sandbox;
+mod tool_defs;
 pub mod tools;
 pub mod workspace;
 
