@@ -147,6 +147,19 @@ fn with_no_configuration_the_local_model_answers() {
     assert_eq!(stream_usage["prompt_tokens"], usage["prompt_tokens"]);
     assert_eq!(finish, plain["choices"][0]["finish_reason"]);
 
+    // Anthropic's count_tokens, by the model's own template and tokenizer:
+    // exactly the prompt tokens the call above used.
+    let counted = reqwest::blocking::Client::new()
+        .post(format!("{}/v1/messages/count_tokens", s.base))
+        .bearer_auth(&s.key)
+        .json(&json!({"model": "local", "messages": [{"role": "user", "content": QUESTION}]}))
+        .send()
+        .unwrap();
+    assert_eq!(counted.status(), 200);
+    assert_eq!(counted.headers()["x-switchyard-token-count"], "tokenizer");
+    let counted: Value = counted.json().unwrap();
+    assert_eq!(counted["input_tokens"], usage["prompt_tokens"]);
+
     // `auto` goes to the local model when no upstream key is configured.
     let mut auto = ask.clone();
     auto["model"] = json!("auto");

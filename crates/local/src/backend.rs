@@ -205,6 +205,19 @@ impl LocalBackend {
             .cloned()
     }
 
+    /// The prompt tokens the request would take, counted with the model's
+    /// own chat template and tokenizer (what a completion's usage reports
+    /// as `prompt_tokens`).
+    pub async fn count_prompt_tokens(&self, req: &ChatRequest) -> Result<u64, BackendError> {
+        let engine = self.engine().await?;
+        let messages = template_messages(req);
+        let model = engine.model.clone();
+        let prompt = tokio::task::spawn_blocking(move || model.prompt(&messages))
+            .await
+            .map_err(|e| unavailable(e.to_string()))??;
+        Ok(prompt.len() as u64)
+    }
+
     /// Renders, tokenizes and queues the request; events arrive on the
     /// returned receiver.
     async fn start(

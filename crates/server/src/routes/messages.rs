@@ -65,14 +65,15 @@ pub async fn messages(
 pub const TOKEN_COUNT_HEADER: &str = "x-switchyard-token-count";
 
 /// Counts a Messages request's input tokens without running the model
-/// (Anthropic's `count_tokens`): Anthropic models count it themselves;
-/// for other backends it is estimated (about four characters per token,
-/// tools included) and the `x-switchyard-token-count: estimated` header
-/// says so.
+/// (Anthropic's `count_tokens`): Anthropic models count it themselves, the
+/// local model with its own template and tokenizer; for other backends it
+/// is estimated (about four characters per token, tools included). The
+/// `x-switchyard-token-count` header says which: `upstream`, `tokenizer`
+/// or `estimated`.
 #[utoipa::path(post, path = "/v1/messages/count_tokens", tag = "models",
     security(("api_key" = [])),
     request_body = ref("#/components/schemas/AnthropicMessagesRequest"),
-    responses((status = 200, description = "`{\"input_tokens\": N}`; `x-switchyard-token-count` is `upstream` or `estimated`",
+    responses((status = 200, description = "`{\"input_tokens\": N}`; `x-switchyard-token-count` is `upstream`, `tokenizer` or `estimated`",
             body = ref("#/components/schemas/AnthropicTokenCount")),
         (status = 400, body = ref("#/components/schemas/AnthropicError")),
         (status = 404, body = ref("#/components/schemas/AnthropicError"))))]
@@ -103,6 +104,11 @@ pub async fn count_tokens(
         crate::gateway::catalog::Backend::Anthropic(b) => match b.count_tokens(body).await {
             Ok(n) => Ok((n, "upstream")),
             Err(e) => Err(e),
+        },
+        #[cfg(feature = "local")]
+        crate::gateway::catalog::Backend::Local(b) => match chat_request_from_anthropic(&req) {
+            Ok(chat) => b.count_prompt_tokens(&chat).await.map(|n| (n, "tokenizer")),
+            Err(m) => return ApiError::invalid_request(m).into_response(),
         },
         _ => match chat_request_from_anthropic(&req) {
             Ok(chat) => {
