@@ -126,12 +126,13 @@ fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
     let log = dir.path().join("upstream.jsonl");
 
     let port = PortLease::take();
-    let mut upstream = Command::new(python())
-        .args(["-c", UPSTREAM, &port.port.to_string()])
-        .arg(&nonce_file)
-        .arg(&log)
-        .spawn()
-        .unwrap();
+    let upstream = Binary::new(python()).spawn(&[
+        "-c",
+        UPSTREAM,
+        &port.port.to_string(),
+        nonce_file.to_str().unwrap(),
+        log.to_str().unwrap(),
+    ]);
     let upstream_url = format!("http://127.0.0.1:{}", port.port);
     let up = std::net::SocketAddr::from(([127, 0, 0, 1], port.port));
     switchyard_testkit::poll_until(Duration::from_secs(20), || {
@@ -200,7 +201,7 @@ fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
         .env("DISABLE_AUTOUPDATER", "1")
         .output()
         .unwrap();
-    let _ = upstream.kill();
+    drop(upstream);
     let said = format!(
         "{}{}",
         String::from_utf8_lossy(&out.stdout),
