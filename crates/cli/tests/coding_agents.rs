@@ -1,13 +1,15 @@
-//! Claude Code through Switchyard: the real `claude` CLI (npm
-//! `@anthropic-ai/claude-code`, pinned and installed by scripts/test.sh),
-//! with `ANTHROPIC_BASE_URL` set to the service and a Switchyard key as its
-//! API key, against a scripted Anthropic upstream. The upstream first asks
-//! for the CLI's own Bash tool to print a nonce the test wrote to a file,
-//! then answers with what the tool returned; the test checks that the nonce
-//! came back to the upstream inside the tool result (so the tool really ran
-//! through the translation both ways), that the CLI exits 0 and prints the
-//! answer, and that the calling key's usage records and budget spend are
-//! there.
+//! Coding agents through Switchyard, with the real CLIs from the npm
+//! registry (pinned and installed by scripts/test.sh): Claude Code
+//! (`claude -p`, `ANTHROPIC_BASE_URL` = the service) against a scripted
+//! Anthropic upstream, and Codex (`codex exec`, a model provider whose
+//! `base_url` is the service, `wire_api = "responses"`) against a scripted
+//! upstream that speaks only chat completions. Each upstream first asks for
+//! the CLI's own shell tool to print a nonce the test wrote to a file, then
+//! answers with what the tool returned; the test checks that the nonce came
+//! back to the upstream inside the tool result (so the tool really ran
+//! through Switchyard's translation both ways), that the CLI exits 0 and
+//! prints the answer, and that the calling key's usage records and budget
+//! spend are there.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -16,7 +18,7 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 use switchyard_testkit::ports::PortLease;
-use switchyard_testkit::process::Binary;
+use switchyard_testkit::process::{Binary, ServerProcess};
 use switchyard_testkit::TestDatabase;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
@@ -84,17 +86,88 @@ class Upstream(BaseHTTPRequestHandler):
 HTTPServer(("127.0.0.1", port), Upstream).serve_forever()
 "#;
 
-fn claude() -> PathBuf {
-    let path = std::env::var_os("SWITCHYARD_TEST_CLAUDE")
+/// An OpenAI chat-completions upstream (streamed and not): with a shell
+/// tool offered (`exec_command`, `shell_command` or `shell`, whichever the
+/// CLI has) and no tool result yet, it asks for `cat NONCE_FILE`; given a
+/// tool result, it answers quoting it.
+const CHAT_UPSTREAM: &str = r#"
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, nonce_file, log = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "a")
+class Upstream(BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+        log.write(json.dumps({"path": self.path, "body": body}) + "\n"); log.flush()
+        tools = [t["function"]["name"] for t in body.get("tools", [])]
+        results = [m for m in body.get("messages", []) if m.get("role") == "tool"]
+        shell = next((n for n in ("exec_command", "shell_command", "shell") if n in tools), None)
+        if results:
+            text = results[-1].get("content")
+            text = text if isinstance(text, str) else json.dumps(text)
+            line = next((l for l in text.splitlines() if l.startswith("nonce-")), text)
+            msg, finish = {"role": "assistant", "content": "The file says: " + line}, "stop"
+        elif shell:
+            args = {"exec_command": {"cmd": "cat " + nonce_file},
+                    "shell_command": {"command": "cat " + nonce_file},
+                    "shell": {"command": ["bash", "-lc", "cat " + nonce_file]}}[shell]
+            call = {"id": "call_nonce", "type": "function", "function": {"name": shell, "arguments": json.dumps(args)}}
+            msg, finish = {"role": "assistant", "content": None, "tool_calls": [call]}, "tool_calls"
+        else:
+            msg, finish = {"role": "assistant", "content": "ok"}, "stop"
+        usage = {"prompt_tokens": 150, "completion_tokens": 25, "total_tokens": 175}
+        if not body.get("stream"):
+            return self.reply({"id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
+                               "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage})
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+        def chunk(choices, usage=None):
+            c = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"], "choices": choices}
+            if usage:
+                c["usage"] = usage
+            self.wfile.write(f"data: {json.dumps(c)}\n\n".encode())
+        delta = {"role": "assistant"}
+        if msg.get("tool_calls"):
+            delta["tool_calls"] = [dict(msg["tool_calls"][0], index=0)]
+        else:
+            delta["content"] = msg["content"]
+        chunk([{"index": 0, "delta": delta, "finish_reason": None}])
+        chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
+        chunk([], usage)
+        self.wfile.write(b"data: [DONE]\n\n")
+    def reply(self, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def log_message(self, *args):
+        pass
+HTTPServer(("127.0.0.1", port), Upstream).serve_forever()
+"#;
+
+/// An npm-installed CLI: `SWITCHYARD_TEST_<NAME>`, else the test cache.
+fn cli(name: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os(format!("SWITCHYARD_TEST_{}", name.to_uppercase()))
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/cache/switchyard/npm/node_modules/.bin/claude"));
+        .unwrap_or_else(|| {
+            PathBuf::from(format!(
+                "/var/cache/switchyard/npm/node_modules/.bin/{name}"
+            ))
+        });
     assert!(
         path.is_file(),
-        "{} is missing: scripts/test.sh installs the Claude Code CLI (npm @anthropic-ai/claude-code), \
-         or point SWITCHYARD_TEST_CLAUDE at one",
-        path.display()
+        "{} is missing: scripts/test.sh installs it (npm {package}), or point \
+         SWITCHYARD_TEST_{} at one",
+        path.display(),
+        name.to_uppercase()
     );
     path
+}
+
+fn claude() -> PathBuf {
+    cli("claude", "@anthropic-ai/claude-code")
 }
 
 fn python() -> String {
@@ -116,50 +189,66 @@ fn call(base: &str, method: &str, path: &str, key: &str, body: Option<Value>) ->
     body
 }
 
-#[test]
-fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
-    let claude = claude();
-    let dir = tempfile::tempdir().unwrap();
-    let nonce = format!("nonce-{:016x}", rand::random::<u64>());
-    let nonce_file = dir.path().join("nonce.txt");
-    std::fs::write(&nonce_file, format!("{nonce}\n")).unwrap();
-    let log = dir.path().join("upstream.jsonl");
+/// A scripted upstream (one of the Python servers above) on a port of its
+/// own, with the nonce file and the request log in `dir`.
+struct Scripted {
+    _process: switchyard_testkit::process::Process,
+    _port: PortLease,
+    url: String,
+    nonce: String,
+    log: PathBuf,
+}
 
+fn scripted(script: &str, dir: &std::path::Path) -> Scripted {
+    let nonce = format!("nonce-{:016x}", rand::random::<u64>());
+    let nonce_file = dir.join("nonce.txt");
+    std::fs::write(&nonce_file, format!("{nonce}\n")).unwrap();
+    let log = dir.join("upstream.jsonl");
     let port = PortLease::take();
-    let upstream = Binary::new(python()).spawn(&[
+    let process = Binary::new(python()).spawn(&[
         "-c",
-        UPSTREAM,
+        script,
         &port.port.to_string(),
         nonce_file.to_str().unwrap(),
         log.to_str().unwrap(),
     ]);
-    let upstream_url = format!("http://127.0.0.1:{}", port.port);
     let up = std::net::SocketAddr::from(([127, 0, 0, 1], port.port));
     switchyard_testkit::poll_until(Duration::from_secs(20), || {
         std::net::TcpStream::connect_timeout(&up, Duration::from_millis(200))
             .map_err(|e| e.to_string())
     });
+    Scripted {
+        url: format!("http://127.0.0.1:{}", port.port),
+        _process: process,
+        _port: port,
+        nonce,
+        log,
+    }
+}
 
-    // The names Claude Code asks for, as aliases of one catalog model.
-    let catalog = dir.path().join("models.toml");
-    std::fs::write(
-        &catalog,
-        format!(
-            "[[models]]\nid = \"claude-sonnet-4-5\"\naliases = [\"claude-haiku-4-5\", \"sonnet\", \"haiku\", \"opus\"]\n\
-             backend = \"anthropic\"\nbase_url = \"{upstream_url}\"\nupstream_model = \"fake-claude\"\n\
-             api_key_env = \"FAKE_ANTHROPIC_KEY\"\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n"
-        ),
-    )
-    .unwrap();
+impl Scripted {
+    fn requests(&self) -> Vec<Value> {
+        std::fs::read_to_string(&self.log)
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    }
+}
+
+/// The service over `catalog`, a developer's key and a budget on it.
+fn serve(dir: &std::path::Path, catalog: &str) -> (ServerProcess, TestDatabase, String, String) {
+    let file = dir.join("models.toml");
+    std::fs::write(&file, catalog).unwrap();
     let db = TestDatabase::sqlite();
     let server = Binary::new(BIN)
         .env("DATABASE_URL", &db.url)
-        .env("SWITCHYARD_CONFIG", &catalog)
+        .env("SWITCHYARD_CONFIG", &file)
         .env("FAKE_ANTHROPIC_KEY", "sk-ant-fake")
         .env("ADMIN_API_KEY", ADMIN)
         .env("LOCAL_MODEL_PRELOAD", "false")
         .env("TASK_WORKERS", "0")
-        .env("TASKS_DIR", dir.path().join("tasks"))
+        .env("TASKS_DIR", dir.join("tasks"))
         .serve();
     let base = server.base_url().to_owned();
     let dev = call(
@@ -178,7 +267,95 @@ fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
         ADMIN,
         Some(json!({"scope": "key", "subject": key_id, "period": "total", "limit_usd": 5.0})),
     );
+    (server, db, key, key_id)
+}
 
+/// The CLI succeeded, printed the nonce, the nonce reached the upstream in
+/// a tool result, and the key's usage and budget spend are recorded.
+fn assert_round_trip(
+    out: &std::process::Output,
+    upstream: &Scripted,
+    base: &str,
+    key_id: &str,
+    upstream_model: &str,
+) {
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the CLI failed ({}):\n{said}",
+        out.status
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stdout)
+            .contains(&format!("The file says: {}", upstream.nonce)),
+        "{said}"
+    );
+    let requests = upstream.requests();
+    let carried = requests.iter().any(|r| {
+        r["body"]["messages"].as_array().is_some_and(|ms| {
+            ms.iter().any(|m| {
+                let is_result = m["role"] == "tool"
+                    || m["content"]
+                        .as_array()
+                        .is_some_and(|bs| bs.iter().any(|b| b["type"] == "tool_result"));
+                is_result && m.to_string().contains(&upstream.nonce)
+            })
+        })
+    });
+    assert!(carried, "no tool result carried the nonce: {requests:?}");
+    assert!(
+        requests
+            .iter()
+            .all(|r| r["body"]["model"] == upstream_model),
+        "{requests:?}"
+    );
+    let usage = switchyard_testkit::poll_until(Duration::from_secs(10), || {
+        let u = call(
+            base,
+            "GET",
+            &format!("/v1/usage?period=day&key_id={key_id}"),
+            ADMIN,
+            None,
+        );
+        let n = u["total"]["requests"].as_i64().unwrap_or(0);
+        if n >= 2 {
+            Ok(u)
+        } else {
+            Err(format!("{n} usage records so far"))
+        }
+    });
+    assert_ne!(usage["total"]["cost_usd"], "0", "{usage}");
+    let budgets = call(base, "GET", "/v1/admin/budgets", ADMIN, None);
+    let spent = budgets["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["subject"] == key_id)
+        .map(|b| b["spent_usd"].as_str().unwrap().parse::<f64>().unwrap())
+        .unwrap();
+    assert!(spent > 0.0, "{budgets}");
+}
+
+#[test]
+fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
+    let claude = claude();
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = scripted(UPSTREAM, dir.path());
+    // The names Claude Code asks for, as aliases of one catalog model.
+    let (server, _db, key, key_id) = serve(
+        dir.path(),
+        &format!(
+            "[[models]]\nid = \"claude-sonnet-4-5\"\naliases = [\"claude-haiku-4-5\", \"sonnet\", \"haiku\", \"opus\"]\n\
+             backend = \"anthropic\"\nbase_url = \"{}\"\nupstream_model = \"fake-claude\"\n\
+             api_key_env = \"FAKE_ANTHROPIC_KEY\"\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n",
+            upstream.url
+        ),
+    );
+    let base = server.base_url().to_owned();
     let home = dir.path().join("home");
     let work = dir.path().join("work");
     std::fs::create_dir_all(&home).unwrap();
@@ -201,66 +378,50 @@ fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
         .env("DISABLE_AUTOUPDATER", "1")
         .output()
         .unwrap();
-    drop(upstream);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "claude failed ({}):\n{said}",
-        out.status
-    );
-    assert!(
-        String::from_utf8_lossy(&out.stdout).contains(&format!("The file says: {nonce}")),
-        "{said}"
-    );
+    assert_round_trip(&out, &upstream, &base, &key_id, "fake-claude");
+}
 
-    // The nonce reached the upstream inside a tool result: the CLI ran its
-    // Bash tool on the tool call that went through Switchyard.
-    let requests: Vec<Value> = std::fs::read_to_string(&log)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let carried = requests.iter().any(|r| {
-        r["body"]["messages"].as_array().is_some_and(|ms| {
-            ms.iter().any(|m| {
-                m["content"].as_array().is_some_and(|bs| {
-                    bs.iter()
-                        .any(|b| b["type"] == "tool_result" && b.to_string().contains(&nonce))
-                })
-            })
-        })
-    });
-    assert!(carried, "no tool result carried the nonce: {requests:?}");
-    assert!(requests.iter().all(|r| r["body"]["model"] == "fake-claude"));
-
-    // Accounted to the developer's key: usage records and budget spend.
-    let usage = switchyard_testkit::poll_until(Duration::from_secs(10), || {
-        let u = call(
-            &base,
-            "GET",
-            &format!("/v1/usage?period=day&key_id={key_id}"),
-            ADMIN,
-            None,
-        );
-        let requests = u["total"]["requests"].as_i64().unwrap_or(0);
-        if requests >= 2 {
-            Ok(u)
-        } else {
-            Err(format!("{requests} usage records so far"))
-        }
-    });
-    assert_ne!(usage["total"]["cost_usd"], "0", "{usage}");
-    let budgets = call(&base, "GET", "/v1/admin/budgets", ADMIN, None);
-    let spent = budgets["data"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["subject"] == key_id.as_str())
-        .map(|b| b["spent_usd"].as_str().unwrap().parse::<f64>().unwrap())
+#[test]
+fn codex_runs_its_tools_through_the_responses_api_on_a_chat_only_upstream() {
+    let codex = cli("codex", "@openai/codex");
+    let dir = tempfile::tempdir().unwrap();
+    let upstream = scripted(CHAT_UPSTREAM, dir.path());
+    let (server, _db, key, key_id) = serve(
+        dir.path(),
+        &format!(
+            "[[models]]\nid = \"gpt-5-codex\"\nbase_url = \"{}/v1\"\nupstream_model = \"fake-gpt\"\n\
+             input_per_mtok = 1.25\noutput_per_mtok = 10.0\n",
+            upstream.url
+        ),
+    );
+    let base = server.base_url().to_owned();
+    let home = dir.path().join("home");
+    let codex_home = home.join(".codex");
+    let work = dir.path().join("work");
+    std::fs::create_dir_all(&codex_home).unwrap();
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(
+        codex_home.join("config.toml"),
+        format!(
+            "model = \"gpt-5-codex\"\nmodel_provider = \"switchyard\"\n\n\
+             [model_providers.switchyard]\nname = \"Switchyard\"\nbase_url = \"{base}/v1\"\n\
+             env_key = \"SWITCHYARD_API_KEY\"\nwire_api = \"responses\"\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(&codex)
+        .args([
+            "exec",
+            "--skip-git-repo-check",
+            "--dangerously-bypass-approvals-and-sandbox",
+            "Read the nonce file and tell me what it says.",
+        ])
+        .current_dir(&work)
+        .stdin(std::process::Stdio::null())
+        .env("HOME", &home)
+        .env("CODEX_HOME", &codex_home)
+        .env("SWITCHYARD_API_KEY", &key)
+        .output()
         .unwrap();
-    assert!(spent > 0.0, "{budgets}");
+    assert_round_trip(&out, &upstream, &base, &key_id, "fake-gpt");
 }

@@ -167,35 +167,32 @@ pub fn chat_request_from_responses(
         }
         Some(_) => return Err(invalid("input", "expected a string or a list of items")),
     }
+    // Function tools become chat tools; the kinds that run at OpenAI or
+    // need its own protocol (web search, file search, computer use,
+    // namespaces, custom grammar tools) have no chat counterpart and are
+    // dropped, as Messages' server tools are.
     let tools = match fields.get("tools") {
         None | Some(Value::Null) => None,
-        Some(Value::Array(tools)) if tools.is_empty() => None,
-        Some(Value::Array(tools)) => Some(
-            tools
-                .iter()
-                .enumerate()
-                .map(|(k, t)| match t["type"].as_str() {
-                    Some("function") => Ok(Tool {
-                        kind: "function".into(),
-                        function: FunctionDef {
-                            name: t["name"]
-                                .as_str()
-                                .ok_or_else(|| invalid(format!("tools[{k}].name"), "is required"))?
-                                .to_owned(),
-                            description: t["description"].as_str().map(str::to_owned),
-                            parameters: t.get("parameters").cloned(),
-                        },
-                    }),
-                    other => Err(invalid(
-                        format!("tools[{k}].type"),
-                        format!(
-                            "only function tools are supported, not `{}`",
-                            other.unwrap_or("?")
-                        ),
-                    )),
-                })
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
+        Some(Value::Array(tools)) => {
+            let mut out = Vec::new();
+            for (k, t) in tools.iter().enumerate() {
+                if t["type"].as_str() != Some("function") {
+                    continue;
+                }
+                out.push(Tool {
+                    kind: "function".into(),
+                    function: FunctionDef {
+                        name: t["name"]
+                            .as_str()
+                            .ok_or_else(|| invalid(format!("tools[{k}].name"), "is required"))?
+                            .to_owned(),
+                        description: t["description"].as_str().map(str::to_owned),
+                        parameters: t.get("parameters").cloned(),
+                    },
+                });
+            }
+            (!out.is_empty()).then_some(out)
+        }
         Some(_) => return Err(invalid("tools", "expected a list")),
     };
     let tool_choice = match fields.get("tool_choice") {
