@@ -15,7 +15,7 @@ mod tools;
 use serde_json::{json, Value};
 use std::path::Path;
 use std::process::Output;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::config::DatabaseKind;
@@ -23,7 +23,7 @@ use switchyard_testkit::fake_openai::FakeOpenAi;
 use switchyard_testkit::ports::PortLease;
 use switchyard_testkit::process::{Binary, Process, ServerProcess};
 use switchyard_testkit::TestDatabase;
-use tools::{text, venv_tool};
+use tools::{api, text, venv_tool};
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN: &str = "sy_00000000000000000000000000000000000000000000000000000000000000b1";
@@ -64,7 +64,7 @@ impl Moto {
 
 /// The service's settings for a database, an upstream and moto.
 fn settings(db: &TestDatabase, catalog: &str, moto: &Moto, tasks: &Path) -> Vec<(String, String)> {
-    [
+    owned(&[
         ("DATABASE_URL", db.url.as_str()),
         ("SWITCHYARD_CONFIG", catalog),
         ("ADMIN_API_KEY", ADMIN),
@@ -78,10 +78,7 @@ fn settings(db: &TestDatabase, catalog: &str, moto: &Moto, tasks: &Path) -> Vec<
         ("AWS_ACCESS_KEY_ID", "testing"),
         ("AWS_SECRET_ACCESS_KEY", "testing"),
         ("AWS_REGION", "us-east-1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect()
+    ])
 }
 
 fn binary(env: &[(String, String)]) -> Binary {
@@ -99,18 +96,55 @@ fn json_of(out: &Output) -> Value {
 }
 
 fn call(server: &ServerProcess, method: &str, path: &str, key: &str, body: Option<Value>) -> Value {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client
-        .request(method.parse().unwrap(), server.url(path))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().unwrap();
-    let status = res.status();
-    let body: Value = res.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {path}: {status} {body}");
-    body
+    api(server.base_url(), method, path, key, body)
+}
+
+/// Settings as owned pairs.
+fn owned(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+/// A catalog in `dir` with one model, `fast`, on the fake upstream.
+fn fast_catalog(dir: &Path, upstream: &FakeOpenAi) -> std::path::PathBuf {
+    let catalog = dir.join("models.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[models]]\nid = \"fast\"\nbase_url = \"{}\"\nretries = 0\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n",
+            upstream.base_url()
+        ),
+    )
+    .unwrap();
+    catalog
+}
+
+/// Chat calls with `key`, one after another, until `stop`; the status of
+/// each (0 when none came back).
+fn load(
+    server: &ServerProcess,
+    key: &str,
+    stop: Arc<AtomicBool>,
+) -> std::thread::JoinHandle<Vec<u16>> {
+    let (url, key) = (server.url("/v1/chat/completions"), key.to_owned());
+    std::thread::spawn(move || {
+        let client = reqwest::blocking::Client::new();
+        let mut statuses = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            let i = statuses.len();
+            let status = client
+                .post(&url)
+                .bearer_auth(&key)
+                .json(&json!({"model": "fast", "messages": [{"role": "user", "content": format!("load {i}")}]}))
+                .send()
+                .map(|r| r.status().as_u16())
+                .unwrap_or(0);
+            statuses.push(status);
+        }
+        statuses
+    })
 }
 
 fn chat(server: &ServerProcess, key: &str, i: u64) -> u16 {
@@ -152,15 +186,7 @@ fn round_trip(kind: DatabaseKind) {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let upstream = rt.block_on(FakeOpenAi::start());
     let dir = tempfile::tempdir().unwrap();
-    let catalog = dir.path().join("models.toml");
-    std::fs::write(
-        &catalog,
-        format!(
-            "[[models]]\nid = \"fast\"\nbase_url = \"{}\"\nretries = 0\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n",
-            upstream.base_url()
-        ),
-    )
-    .unwrap();
+    let catalog = fast_catalog(dir.path(), &upstream);
     let moto = Moto::start();
     let db = TestDatabase::of_kind(kind);
     let env = settings(
@@ -210,37 +236,13 @@ fn round_trip(kind: DatabaseKind) {
 
     // A backup taken while calls against the budget keep coming.
     let stop = Arc::new(AtomicBool::new(false));
-    let served = Arc::new(AtomicU64::new(0));
-    let load = {
-        let (stop, served, url, key) = (
-            stop.clone(),
-            served.clone(),
-            server.url(""),
-            shop_key.clone(),
-        );
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
-            let mut i = 100;
-            while !stop.load(Ordering::Relaxed) {
-                let ok = client
-                    .post(format!("{url}/v1/chat/completions"))
-                    .bearer_auth(&key)
-                    .json(&json!({"model": "fast", "messages": [{"role": "user", "content": format!("load {i}")}]}))
-                    .send()
-                    .is_ok_and(|r| r.status().is_success());
-                if ok {
-                    served.fetch_add(1, Ordering::Relaxed);
-                }
-                i += 1;
-            }
-        })
-    };
+    let during = load(&server, &shop_key, stop.clone());
     std::thread::sleep(Duration::from_millis(300));
     let manifest = json_of(&switchyard(&env, &["backup", "create", "--json"]));
     stop.store(true, Ordering::Relaxed);
-    load.join().unwrap();
+    let statuses = during.join().unwrap();
     assert!(
-        served.load(Ordering::Relaxed) > 0,
+        statuses.contains(&200),
         "no call was served during the backup"
     );
     let id = manifest["id"].as_str().unwrap().to_owned();
@@ -328,17 +330,14 @@ fn damaged_archives_fail_verification_and_old_backups_are_pruned() {
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("backups");
     let dest_s = dest.to_str().unwrap().to_owned();
-    let env: Vec<(String, String)> = [
+    let env = owned(&[
         ("DATABASE_URL", db.url.as_str()),
         ("ADMIN_API_KEY", ADMIN),
         ("LOCAL_MODEL_PRELOAD", "false"),
         ("BACKUP_DESTINATION", dest_s.as_str()),
         ("BACKUP_RETENTION_DAYS", "30"),
         ("BACKUP_KEEP_MIN", "1"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    ]);
     json_of(&switchyard(
         &env,
         &["keys", "create", "--name", "a", "--project", "p", "--json"],
@@ -419,19 +418,11 @@ fn flushing_redis_under_load_loses_nothing() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     let upstream = rt.block_on(FakeOpenAi::start());
     let dir = tempfile::tempdir().unwrap();
-    let catalog = dir.path().join("models.toml");
-    std::fs::write(
-        &catalog,
-        format!(
-            "[[models]]\nid = \"fast\"\nbase_url = \"{}\"\nretries = 0\ninput_per_mtok = 3.0\noutput_per_mtok = 15.0\n",
-            upstream.base_url()
-        ),
-    )
-    .unwrap();
+    let catalog = fast_catalog(dir.path(), &upstream);
     let redis = switchyard_testkit::PrivateRedis::start();
     let db = TestDatabase::postgres();
     let tasks = dir.path().join("tasks");
-    let env: Vec<(String, String)> = [
+    let env = owned(&[
         ("DATABASE_URL", db.url.as_str()),
         ("REDIS_URL", redis.url().as_str()),
         ("SWITCHYARD_CONFIG", catalog.to_str().unwrap()),
@@ -441,10 +432,7 @@ fn flushing_redis_under_load_loses_nothing() {
         ("TASKS_DIR", tasks.to_str().unwrap()),
         ("LOCAL_MODEL_PRELOAD", "false"),
         ("LOG_LEVEL", "warn"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    ]);
     let server = binary(&env).serve();
     let shop = call(
         &server,
@@ -490,33 +478,7 @@ fn flushing_redis_under_load_loses_nothing() {
     );
 
     let stop = Arc::new(AtomicBool::new(false));
-    let answered = Arc::new(AtomicU64::new(0));
-    let load = {
-        let (stop, answered, url, key) = (
-            stop.clone(),
-            answered.clone(),
-            server.url(""),
-            shop_key.clone(),
-        );
-        std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
-            let mut statuses = Vec::new();
-            let mut i = 0;
-            while !stop.load(Ordering::Relaxed) {
-                let status = client
-                    .post(format!("{url}/v1/chat/completions"))
-                    .bearer_auth(&key)
-                    .json(&json!({"model": "fast", "messages": [{"role": "user", "content": format!("load {i}")}]}))
-                    .send()
-                    .map(|r| r.status().as_u16())
-                    .unwrap_or(0);
-                statuses.push(status);
-                answered.fetch_add(1, Ordering::Relaxed);
-                i += 1;
-            }
-            statuses
-        })
-    };
+    let during = load(&server, &shop_key, stop.clone());
     std::thread::sleep(Duration::from_millis(500));
     let flushed = std::process::Command::new("redis-cli")
         .args(["-p", &redis.port.to_string(), "FLUSHALL"])
@@ -529,7 +491,7 @@ fn flushing_redis_under_load_loses_nothing() {
     );
     std::thread::sleep(Duration::from_millis(500));
     stop.store(true, Ordering::Relaxed);
-    let statuses = load.join().unwrap();
+    let statuses = during.join().unwrap();
     assert!(statuses.len() > 10, "{} calls", statuses.len());
     assert!(
         statuses.iter().all(|s| *s == 200),
@@ -578,7 +540,7 @@ fn the_scheduled_jobs_back_up_and_restore_test_once_per_firing() {
     let db = TestDatabase::postgres();
     let dir = tempfile::tempdir().unwrap();
     let dest = dir.path().join("backups");
-    let env: Vec<(String, String)> = [
+    let env = owned(&[
         ("DATABASE_URL", db.url.as_str()),
         ("ADMIN_API_KEY", ADMIN),
         ("LOCAL_MODEL_PRELOAD", "false"),
@@ -589,10 +551,7 @@ fn the_scheduled_jobs_back_up_and_restore_test_once_per_firing() {
         ("BACKUP_SCHEDULE", "0 3 * * *"),
         ("BACKUP_VERIFY_SCHEDULE", "0 5 1 * *"),
         ("SCHEDULER_LEASE_SECONDS", "2"),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_owned(), v.to_owned()))
-    .collect();
+    ]);
     let gauge = |server: &ServerProcess, name: &str| -> f64 {
         let text = reqwest::blocking::get(server.url("/metrics"))
             .unwrap()
@@ -671,15 +630,12 @@ fn a_missing_or_old_pg_dump_is_refused_clearly() {
     std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
     std::fs::set_permissions(&fake, perms).unwrap();
     let run = |bin_dir: &Path| {
-        let env: Vec<(String, String)> = [
+        let env = owned(&[
             ("DATABASE_URL", db.url.as_str()),
             ("LOCAL_MODEL_PRELOAD", "false"),
             ("BACKUP_DESTINATION", dest.to_str().unwrap()),
             ("PG_BIN_DIR", bin_dir.to_str().unwrap()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_owned(), v.to_owned()))
-        .collect();
+        ]);
         switchyard(&env, &["backup", "create"])
     };
     let missing = run(&dir.path().join("nowhere"));

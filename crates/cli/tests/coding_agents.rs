@@ -13,6 +13,8 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod tools;
+
 use serde_json::{json, Value};
 use std::path::PathBuf;
 use std::process::Command;
@@ -20,6 +22,7 @@ use std::time::Duration;
 use switchyard_testkit::ports::PortLease;
 use switchyard_testkit::process::{Binary, ServerProcess};
 use switchyard_testkit::TestDatabase;
+use tools::api;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN: &str = "sy_00000000000000000000000000000000000000000000000000000000000000c0";
@@ -174,21 +177,6 @@ fn python() -> String {
     std::env::var("SWITCHYARD_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
-fn call(base: &str, method: &str, path: &str, key: &str, body: Option<Value>) -> Value {
-    let client = reqwest::blocking::Client::new();
-    let mut req = client
-        .request(method.parse().unwrap(), format!("{base}{path}"))
-        .bearer_auth(key);
-    if let Some(b) = body {
-        req = req.json(&b);
-    }
-    let res = req.send().unwrap();
-    let status = res.status();
-    let body: Value = res.json().unwrap_or(Value::Null);
-    assert!(status.is_success(), "{method} {path}: {status} {body}");
-    body
-}
-
 /// A scripted upstream (one of the Python servers above) on a port of its
 /// own, with the nonce file and the request log in `dir`.
 struct Scripted {
@@ -251,7 +239,7 @@ fn serve(dir: &std::path::Path, catalog: &str) -> (ServerProcess, TestDatabase, 
         .env("TASKS_DIR", dir.join("tasks"))
         .serve();
     let base = server.base_url().to_owned();
-    let dev = call(
+    let dev = api(
         &base,
         "POST",
         "/v1/admin/keys",
@@ -260,7 +248,7 @@ fn serve(dir: &std::path::Path, catalog: &str) -> (ServerProcess, TestDatabase, 
     );
     let key = dev["key"].as_str().unwrap().to_owned();
     let key_id = dev["id"].as_str().unwrap().to_owned();
-    call(
+    api(
         &base,
         "PUT",
         "/v1/admin/budgets",
@@ -314,7 +302,7 @@ fn assert_round_trip(
         "{requests:?}"
     );
     let usage = switchyard_testkit::poll_until(Duration::from_secs(10), || {
-        let u = call(
+        let u = api(
             base,
             "GET",
             &format!("/v1/usage?period=day&key_id={key_id}"),
@@ -329,7 +317,7 @@ fn assert_round_trip(
         }
     });
     assert_ne!(usage["total"]["cost_usd"], "0", "{usage}");
-    let budgets = call(base, "GET", "/v1/admin/budgets", ADMIN, None);
+    let budgets = api(base, "GET", "/v1/admin/budgets", ADMIN, None);
     let spent = budgets["data"]
         .as_array()
         .unwrap()

@@ -1,6 +1,7 @@
 //! What the tests that run outside tools share: where the repository is,
 //! finding a tool (from the test virtual environment or the system) with a
-//! failure that names what to install, running it, and reading YAML.
+//! failure that names what to install, running it, reading YAML, and
+//! calling a running service's API.
 //!
 //! The PyPI tools live in the virtual environment scripts/test.sh manages
 //! (`SWITCHYARD_TEST_VENV_BIN`, default `/var/cache/switchyard/sdk-venv/bin`).
@@ -118,4 +119,20 @@ pub fn yaml(path: &Path) -> Value {
     let mut docs = yaml_documents(path);
     assert_eq!(docs.len(), 1, "{} should hold one document", path.display());
     docs.remove(0)
+}
+
+/// `METHOD base+path` with a bearer key and an optional JSON body; fails
+/// the test unless it answers 2xx; the JSON it answered (null if none).
+pub fn api(base: &str, method: &str, path: &str, key: &str, body: Option<Value>) -> Value {
+    let mut req = reqwest::blocking::Client::new()
+        .request(method.parse().unwrap(), format!("{base}{path}"))
+        .bearer_auth(key);
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let res = req.send().unwrap();
+    let status = res.status();
+    let body: Value = res.json().unwrap_or(Value::Null);
+    assert!(status.is_success(), "{method} {path}: {status} {body}");
+    body
 }
