@@ -114,6 +114,15 @@ pub struct VerifyReport {
 }
 
 impl Backups {
+    /// Backups of the configured database, with the configured settings.
+    pub fn new(store: Store, config: &switchyard_core::Config) -> Self {
+        Self {
+            store,
+            database: config.database.clone(),
+            config: config.backup.clone(),
+        }
+    }
+
     /// The destination given, else `BACKUP_DESTINATION`.
     pub fn target(&self, to: Option<&Destination>) -> Result<Target> {
         let destination = to.or(self.config.destination.as_ref()).ok_or_else(|| {

@@ -170,11 +170,7 @@ pub async fn backup_command(config: &Config, cmd: BackupCommand) -> anyhow::Resu
         BackupCommand::Create { .. } | BackupCommand::Verify { .. } => open_store(config).await?,
         _ => Store::connect_lazy(&config.database)?,
     };
-    let backups = Backups {
-        store: store.clone(),
-        database: config.database.clone(),
-        config: config.backup.clone(),
-    };
+    let backups = Backups::new(store.clone(), config);
     let progress = Terminal::new();
     let outcome = run(&backups, cmd, &progress).await;
     progress.end_line();
@@ -309,12 +305,7 @@ pub async fn preflight(store: &Store, config: &Config) -> Vec<crate::report::Che
     };
     let listed = async {
         let target = switchyard_backup::destination::Target::open(destination, &config.backup.s3)?;
-        let backups = Backups {
-            store: store.clone(),
-            database: config.database.clone(),
-            config: config.backup.clone(),
-        };
-        backups.list(&target).await
+        Backups::new(store.clone(), config).list(&target).await
     };
     checks.push(match listed.await {
         Ok(all) => Check::pass(

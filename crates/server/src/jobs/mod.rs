@@ -140,11 +140,10 @@ pub fn service_scheduler(state: &AppState) -> anyhow::Result<Scheduler> {
     ))?;
     let backup = &state.config.backup;
     if backup.schedule.is_some() || backup.verify_schedule.is_some() {
-        let backups = Arc::new(switchyard_backup::Backups {
-            store: state.store.clone(),
-            database: state.config.database.clone(),
-            config: backup.clone(),
-        });
+        let backups = Arc::new(switchyard_backup::Backups::new(
+            state.store.clone(),
+            &state.config,
+        ));
         if let Some(schedule) = &backup.schedule {
             scheduler.register(create_job(backups.clone(), schedule.clone()))?;
         }
