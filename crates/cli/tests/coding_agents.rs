@@ -3,7 +3,8 @@
 //! (`claude -p`, `ANTHROPIC_BASE_URL` = the service) against a scripted
 //! Anthropic upstream, and Codex (`codex exec`, a model provider whose
 //! `base_url` is the service, `wire_api = "responses"`) against a scripted
-//! upstream that speaks only chat completions. Each upstream first asks for
+//! upstream that speaks only chat completions (translated) and against one
+//! that speaks Responses (passed through). Each upstream first asks for
 //! the CLI's own shell tool to print a nonce the test wrote to a file, then
 //! answers with what the tool returned; the test checks that the nonce came
 //! back to the upstream inside the tool result (so the tool really ran
@@ -27,18 +28,44 @@ use tools::api;
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN: &str = "sy_00000000000000000000000000000000000000000000000000000000000000c0";
 
-/// An Anthropic upstream speaking the real wire protocol (streamed and
-/// not): with the Bash tool offered and no tool result yet, it asks for
-/// `cat NONCE_FILE`; given a tool result, it answers quoting it. Every
-/// request is appended to the log file as a JSON line.
-const UPSTREAM: &str = r#"
+/// What every scripted upstream shares: its arguments (port, nonce file,
+/// log file), reading a request (appended to the log as a JSON line),
+/// replying with JSON, and starting an event stream. Each upstream's script
+/// follows, defining `Upstream(Base)`.
+const PRELUDE: &str = r#"
 import json, sys
 from http.server import BaseHTTPRequestHandler, HTTPServer
 port, nonce_file, log = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "a")
-class Upstream(BaseHTTPRequestHandler):
-    def do_POST(self):
+class Base(BaseHTTPRequestHandler):
+    def read(self):
         body = json.loads(self.rfile.read(int(self.headers["content-length"])))
         log.write(json.dumps({"path": self.path, "body": body}) + "\n"); log.flush()
+        return body
+    def reply(self, obj):
+        data = json.dumps(obj).encode()
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def start_stream(self):
+        self.send_response(200)
+        self.send_header("content-type", "text/event-stream")
+        self.end_headers()
+    def event(self, name, data):
+        data["type"] = name
+        self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+    def log_message(self, *args):
+        pass
+"#;
+
+/// An Anthropic upstream speaking the real wire protocol (streamed and
+/// not): with the Bash tool offered and no tool result yet, it asks for
+/// `cat NONCE_FILE`; given a tool result, it answers quoting it.
+const UPSTREAM: &str = r#"
+class Upstream(Base):
+    def do_POST(self):
+        body = self.read()
         if self.path.startswith("/v1/messages/count_tokens"):
             return self.reply({"input_tokens": 10})
         last = body["messages"][-1] if body.get("messages") else {}
@@ -60,12 +87,8 @@ class Upstream(BaseHTTPRequestHandler):
                "usage": {"input_tokens": 120, "output_tokens": 30}}
         if not body.get("stream"):
             return self.reply(msg)
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.end_headers()
-        def event(name, data):
-            data["type"] = name
-            self.wfile.write(f"event: {name}\ndata: {json.dumps(data)}\n\n".encode())
+        self.start_stream()
+        event = self.event
         event("message_start", {"message": dict(msg, content=[], stop_reason=None, usage={"input_tokens": 120, "output_tokens": 1})})
         for i, b in enumerate(content):
             if b["type"] == "text":
@@ -77,15 +100,6 @@ class Upstream(BaseHTTPRequestHandler):
             event("content_block_stop", {"index": i})
         event("message_delta", {"delta": {"stop_reason": stop, "stop_sequence": None}, "usage": {"output_tokens": 30}})
         event("message_stop", {})
-    def reply(self, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def log_message(self, *args):
-        pass
 HTTPServer(("127.0.0.1", port), Upstream).serve_forever()
 "#;
 
@@ -94,13 +108,9 @@ HTTPServer(("127.0.0.1", port), Upstream).serve_forever()
 /// CLI has) and no tool result yet, it asks for `cat NONCE_FILE`; given a
 /// tool result, it answers quoting it.
 const CHAT_UPSTREAM: &str = r#"
-import json, sys
-from http.server import BaseHTTPRequestHandler, HTTPServer
-port, nonce_file, log = int(sys.argv[1]), sys.argv[2], open(sys.argv[3], "a")
-class Upstream(BaseHTTPRequestHandler):
+class Upstream(Base):
     def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers["content-length"])))
-        log.write(json.dumps({"path": self.path, "body": body}) + "\n"); log.flush()
+        body = self.read()
         tools = [t["function"]["name"] for t in body.get("tools", [])]
         results = [m for m in body.get("messages", []) if m.get("role") == "tool"]
         shell = next((n for n in ("exec_command", "shell_command", "shell") if n in tools), None)
@@ -121,9 +131,7 @@ class Upstream(BaseHTTPRequestHandler):
         if not body.get("stream"):
             return self.reply({"id": "c", "object": "chat.completion", "created": 1, "model": body["model"],
                                "choices": [{"index": 0, "message": msg, "finish_reason": finish}], "usage": usage})
-        self.send_response(200)
-        self.send_header("content-type", "text/event-stream")
-        self.end_headers()
+        self.start_stream()
         def chunk(choices, usage=None):
             c = {"id": "c", "object": "chat.completion.chunk", "created": 1, "model": body["model"], "choices": choices}
             if usage:
@@ -138,15 +146,66 @@ class Upstream(BaseHTTPRequestHandler):
         chunk([{"index": 0, "delta": {}, "finish_reason": finish}])
         chunk([], usage)
         self.wfile.write(b"data: [DONE]\n\n")
-    def reply(self, obj):
-        data = json.dumps(obj).encode()
-        self.send_response(200)
-        self.send_header("content-type", "application/json")
-        self.send_header("content-length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-    def log_message(self, *args):
-        pass
+HTTPServer(("127.0.0.1", port), Upstream).serve_forever()
+"#;
+
+/// An OpenAI upstream that speaks the Responses API (`POST /v1/responses`,
+/// streamed as the real event sequence, and not): with a shell tool offered
+/// and no `function_call_output` yet, it asks for `cat NONCE_FILE`; given
+/// one, it answers quoting it. Chat completions are refused, so a call that
+/// was not passed through fails.
+const RESPONSES_UPSTREAM: &str = r#"
+class Upstream(Base):
+    def do_POST(self):
+        body = self.read()
+        if not self.path.startswith("/v1/responses"):
+            self.send_response(404); self.end_headers(); return
+        tools = [t.get("name") for t in body.get("tools", []) if t.get("type") == "function"]
+        items = body["input"] if isinstance(body.get("input"), list) else []
+        outputs = [i for i in items if i.get("type") == "function_call_output"]
+        shell = next((n for n in ("exec_command", "shell_command", "shell") if n in tools), None)
+        if outputs:
+            text = outputs[-1].get("output")
+            text = text if isinstance(text, str) else json.dumps(text)
+            line = next((l for l in text.splitlines() if l.startswith("nonce-")), text)
+            answer = "The file says: " + line
+            item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": answer, "annotations": []}]}
+        elif shell:
+            args = {"exec_command": {"cmd": "cat " + nonce_file},
+                    "shell_command": {"command": "cat " + nonce_file},
+                    "shell": {"command": ["bash", "-lc", "cat " + nonce_file]}}[shell]
+            item = {"type": "function_call", "id": "fc_1", "call_id": "call_nonce", "name": shell,
+                    "arguments": json.dumps(args), "status": "completed"}
+        else:
+            item = {"type": "message", "id": "msg_1", "role": "assistant", "status": "completed",
+                    "content": [{"type": "output_text", "text": "ok", "annotations": []}]}
+        usage = {"input_tokens": 140, "input_tokens_details": {"cached_tokens": 0},
+                 "output_tokens": 20, "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 160}
+        response = {"id": "resp_1", "object": "response", "created_at": 1, "status": "completed",
+                    "model": body["model"], "output": [item], "usage": usage}
+        if not body.get("stream"):
+            return self.reply(response)
+        self.start_stream()
+        seq = iter(range(1000))
+        def event(name, data):
+            self.event(name, dict(data, sequence_number=next(seq)))
+        event("response.created", {"response": dict(response, status="in_progress", output=[], usage=None)})
+        if item["type"] == "function_call":
+            event("response.output_item.added", {"output_index": 0, "item": dict(item, arguments="", status="in_progress")})
+            event("response.function_call_arguments.delta", {"item_id": "fc_1", "output_index": 0, "delta": item["arguments"]})
+            event("response.function_call_arguments.done", {"item_id": "fc_1", "output_index": 0, "arguments": item["arguments"]})
+        else:
+            text = item["content"][0]["text"]
+            event("response.output_item.added", {"output_index": 0, "item": dict(item, content=[], status="in_progress")})
+            event("response.content_part.added", {"item_id": "msg_1", "output_index": 0, "content_index": 0,
+                                                  "part": {"type": "output_text", "text": "", "annotations": []}})
+            event("response.output_text.delta", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "delta": text})
+            event("response.output_text.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0, "text": text})
+            event("response.content_part.done", {"item_id": "msg_1", "output_index": 0, "content_index": 0,
+                                                 "part": item["content"][0]})
+        event("response.output_item.done", {"output_index": 0, "item": item})
+        event("response.completed", {"response": response})
 HTTPServer(("127.0.0.1", port), Upstream).serve_forever()
 "#;
 
@@ -193,9 +252,10 @@ fn scripted(script: &str, dir: &std::path::Path) -> Scripted {
     std::fs::write(&nonce_file, format!("{nonce}\n")).unwrap();
     let log = dir.join("upstream.jsonl");
     let port = PortLease::take();
+    let program = format!("{PRELUDE}{script}");
     let process = Binary::new(python()).spawn(&[
         "-c",
-        script,
+        &program,
         &port.port.to_string(),
         nonce_file.to_str().unwrap(),
         log.to_str().unwrap(),
@@ -283,10 +343,15 @@ fn assert_round_trip(
         "{said}"
     );
     let requests = upstream.requests();
+    // A chat `tool` message, an Anthropic `tool_result` block or a
+    // Responses `function_call_output` item.
     let carried = requests.iter().any(|r| {
-        r["body"]["messages"].as_array().is_some_and(|ms| {
+        let body = &r["body"];
+        let turns = body["messages"].as_array().or(body["input"].as_array());
+        turns.is_some_and(|ms| {
             ms.iter().any(|m| {
                 let is_result = m["role"] == "tool"
+                    || m["type"] == "function_call_output"
                     || m["content"]
                         .as_array()
                         .is_some_and(|bs| bs.iter().any(|b| b["type"] == "tool_result"));
@@ -369,16 +434,18 @@ fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
     assert_round_trip(&out, &upstream, &base, &key_id, "fake-claude");
 }
 
-#[test]
-fn codex_runs_its_tools_through_the_responses_api_on_a_chat_only_upstream() {
+/// Runs `codex exec` through the service against `script`'s upstream (a
+/// catalog model with `extra` settings), and checks the round trip and the
+/// upstream path every call took.
+fn codex_round_trip(script: &str, extra: &str, path: &str) -> Vec<Value> {
     let codex = cli("codex", "@openai/codex");
     let dir = tempfile::tempdir().unwrap();
-    let upstream = scripted(CHAT_UPSTREAM, dir.path());
+    let upstream = scripted(script, dir.path());
     let (server, _db, key, key_id) = serve(
         dir.path(),
         &format!(
             "[[models]]\nid = \"gpt-5-codex\"\nbase_url = \"{}/v1\"\nupstream_model = \"fake-gpt\"\n\
-             input_per_mtok = 1.25\noutput_per_mtok = 10.0\n",
+             input_per_mtok = 1.25\noutput_per_mtok = 10.0\n{extra}",
             upstream.url
         ),
     );
@@ -412,4 +479,31 @@ fn codex_runs_its_tools_through_the_responses_api_on_a_chat_only_upstream() {
         .output()
         .unwrap();
     assert_round_trip(&out, &upstream, &base, &key_id, "fake-gpt");
+    let requests = upstream.requests();
+    assert!(requests.iter().all(|r| r["path"] == path), "{requests:?}");
+    requests
+}
+
+#[test]
+fn codex_runs_its_tools_through_the_responses_api_on_a_chat_only_upstream() {
+    codex_round_trip(CHAT_UPSTREAM, "", "/v1/chat/completions");
+}
+
+#[test]
+fn codex_requests_pass_through_to_an_upstream_that_speaks_responses() {
+    let requests = codex_round_trip(
+        RESPONSES_UPSTREAM,
+        "responses_api = true\n",
+        "/v1/responses",
+    );
+    // As Codex sent them: its items and its own options (`include`,
+    // `client_metadata`: nothing the chat form has), untranslated.
+    for r in &requests {
+        let body = &r["body"];
+        assert!(body["input"].is_array(), "{body}");
+        assert!(body["include"].is_array(), "{body}");
+        assert!(body["client_metadata"].is_object(), "{body}");
+        assert!(body.get("messages").is_none(), "{body}");
+        assert_eq!(body["store"], false, "{body}");
+    }
 }

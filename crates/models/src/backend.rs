@@ -44,4 +44,8 @@ impl BackendError {
     }
 }
 
-pub type ChunkStream = Pin<Box<dyn Stream<Item = Result<ChatChunk, BackendError>> + Send>>;
+/// A stream of a backend's items (chat chunks, or an upstream's own
+/// events); an error ends it.
+pub type BackendStream<T> = Pin<Box<dyn Stream<Item = Result<T, BackendError>> + Send>>;
+
+pub type ChunkStream = BackendStream<ChatChunk>;

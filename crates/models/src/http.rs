@@ -2,8 +2,8 @@
 //! reading server-sent event streams, and turning a producer task into a
 //! chunk stream.
 
-use crate::backend::{BackendError, ChunkStream};
-use crate::openai_wire::ChatChunk;
+use crate::backend::{BackendError, BackendStream, ChunkStream};
+use crate::sse::SseEvent;
 use futures_util::StreamExt;
 use std::sync::OnceLock;
 use std::time::Duration;
@@ -92,9 +92,10 @@ pub(crate) use crate::openai_wire::unix_now;
 /// Runs `produce` in a task feeding a bounded channel, and returns the
 /// channel as a stream. Dropping the stream stops the producer at its next
 /// send.
-pub(crate) fn async_stream<F, Fut>(produce: F) -> ChunkStream
+pub(crate) fn async_stream<T, F, Fut>(produce: F) -> BackendStream<T>
 where
-    F: FnOnce(tokio::sync::mpsc::Sender<Result<ChatChunk, BackendError>>) -> Fut,
+    T: Send + 'static,
+    F: FnOnce(tokio::sync::mpsc::Sender<Result<T, BackendError>>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let (tx, rx) = tokio::sync::mpsc::channel(32);
@@ -133,7 +134,27 @@ pub(crate) fn sse_stream<D>(
     mut decode: D,
 ) -> ChunkStream
 where
-    D: FnMut(&str) -> Result<(Vec<ChatChunk>, bool), BackendError> + Send + 'static,
+    D: FnMut(&str) -> Result<(Vec<crate::openai_wire::ChatChunk>, bool), BackendError>
+        + Send
+        + 'static,
+{
+    sse_events(resp, deadline, timeout, end, move |event| {
+        decode(&event.data)
+    })
+}
+
+/// Streams the items `decode` makes of each server-sent event (its name and
+/// data), as [`sse_stream`] does.
+pub(crate) fn sse_events<T, D>(
+    resp: reqwest::Response,
+    deadline: tokio::time::Instant,
+    timeout: Duration,
+    end: &'static str,
+    mut decode: D,
+) -> BackendStream<T>
+where
+    T: Send + 'static,
+    D: FnMut(SseEvent) -> Result<(Vec<T>, bool), BackendError> + Send + 'static,
 {
     let mut bytes = resp.bytes_stream();
     async_stream(move |tx| async move {
@@ -144,8 +165,8 @@ where
                 Ok(None) => BackendError::Protocol(format!("the stream ended before {end}")),
                 Ok(Some(Err(e))) => request_error(e, timeout),
                 Ok(Some(Ok(chunk))) => {
-                    for data in decoder.feed(&chunk) {
-                        let (chunks, finished) = match decode(&data) {
+                    for event in decoder.feed_events(&chunk) {
+                        let (chunks, finished) = match decode(event) {
                             Ok(decoded) => decoded,
                             Err(e) => {
                                 let _ = tx.send(Err(e)).await;

@@ -6,13 +6,14 @@ pub mod anthropic_wire;
 pub mod backend;
 pub mod claude_cli;
 mod http;
+pub mod native;
 pub mod openai;
 pub mod openai_wire;
 pub mod responses;
 pub mod sse;
 
 pub use anthropic::AnthropicBackend;
-pub use backend::{BackendError, ChunkStream};
+pub use backend::{BackendError, BackendStream, ChunkStream};
 pub use claude_cli::ClaudeCliBackend;
 pub use http::{set_trace_propagator, TracePropagator};
 pub use openai::OpenAiBackend;

@@ -3,6 +3,7 @@
 
 use crate::backend::{BackendError, ChunkStream};
 use crate::http::{fetch_bytes, open_stream, sse_stream, traced};
+use crate::native::{Dialect, Forward, NativeReply, NativeStream};
 use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, StreamOptions};
 use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
@@ -15,6 +16,11 @@ pub struct OpenAiBackend {
     /// The base URL was checked when the configuration was read, so an
     /// error here can only come from a catalog built in code.
     url: Result<reqwest::Url, String>,
+    /// `{base_url}/responses`, for an upstream that serves the Responses
+    /// API (the catalog's `responses_api`).
+    responses_url: Option<String>,
+    /// The catalog id, the `model` of passed-through replies.
+    model_id: String,
     upstream_model: String,
     api_key: Option<Secret>,
     timeout: Duration,
@@ -29,6 +35,10 @@ impl OpenAiBackend {
                 let url = format!("{base}/chat/completions");
                 reqwest::Url::parse(&url).map_err(|_| url)
             },
+            responses_url: entry
+                .speaks_responses()
+                .then(|| format!("{base}/responses")),
+            model_id: entry.id.clone(),
             upstream_model: entry.upstream_model().to_owned(),
             api_key,
             timeout: entry.timeout(),
@@ -45,6 +55,47 @@ impl OpenAiBackend {
             r = r.bearer_auth(k.expose());
         }
         traced(r)
+    }
+
+    /// Whether Responses calls pass through to this upstream.
+    pub fn speaks_responses(&self) -> bool {
+        self.responses_url.is_some()
+    }
+
+    fn forwarded(
+        &self,
+        f: &Forward,
+        stream: bool,
+    ) -> Result<reqwest::RequestBuilder, BackendError> {
+        let url = self
+            .responses_url
+            .as_deref()
+            .ok_or_else(|| BackendError::Status {
+                status: 400,
+                message: "this model's upstream does not serve the Responses API".into(),
+                retry_after: None,
+            })?;
+        let mut r = self
+            .http
+            .post(f.url(url))
+            .header("content-type", "application/json")
+            .body(f.body_for(&self.upstream_model, stream));
+        if let Some(k) = &self.api_key {
+            r = r.bearer_auth(k.expose());
+        }
+        Ok(r)
+    }
+
+    /// Passes a Responses request through (see [`crate::native`]).
+    pub async fn forward(&self, f: &Forward) -> Result<NativeReply, BackendError> {
+        let req = self.forwarded(f, false)?;
+        crate::native::forward(req, Dialect::Responses, &self.model_id, self.timeout).await
+    }
+
+    /// Passes a streamed Responses request through, event by event.
+    pub async fn forward_stream(&self, f: &Forward) -> Result<NativeStream, BackendError> {
+        let req = self.forwarded(f, true)?;
+        crate::native::forward_stream(req, Dialect::Responses, &self.model_id, self.timeout).await
     }
 
     fn upstream_request(&self, req: &ChatRequest, stream: bool) -> ChatRequest {

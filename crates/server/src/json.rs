@@ -20,6 +20,10 @@ fn missing_field(message: &str) -> Option<String> {
     rest.split_once('`').map(|(field, _)| field.to_owned())
 }
 
+/// A JSON body both as `T` (checked) and as the JSON value the client
+/// sent, for a request that is passed on as sent.
+pub struct ApiJsonAndValue<T>(pub T, pub serde_json::Value);
+
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
     S: Send + Sync,
@@ -28,28 +32,47 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let content_type = req
-            .headers()
-            .get(header::CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if !is_json(content_type) {
-            return Err(ApiError::new(
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request_error",
-                "the request body must be JSON (Content-Type: application/json)",
-            )
-            .with_code("unsupported_media_type"));
-        }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                crate::middleware::payload_too_large()
-            } else {
-                ApiError::invalid_request(format!("could not read the request body: {rejection}"))
-            }
-        })?;
+        let bytes = json_bytes(req, state).await?;
         parse_body(&bytes).map(ApiJson)
     }
+}
+
+impl<S, T> FromRequest<S> for ApiJsonAndValue<T>
+where
+    S: Send + Sync,
+    T: DeserializeOwned,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let bytes = json_bytes(req, state).await?;
+        let typed = parse_body(&bytes)?;
+        Ok(ApiJsonAndValue(typed, parse_body(&bytes)?))
+    }
+}
+
+/// The body of a request that must be JSON.
+async fn json_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, ApiError> {
+    let content_type = req
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !is_json(content_type) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "invalid_request_error",
+            "the request body must be JSON (Content-Type: application/json)",
+        )
+        .with_code("unsupported_media_type"));
+    }
+    Bytes::from_request(req, state).await.map_err(|rejection| {
+        if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            crate::middleware::payload_too_large()
+        } else {
+            ApiError::invalid_request(format!("could not read the request body: {rejection}"))
+        }
+    })
 }
 
 /// Parses a JSON body already read; the error names the field at fault.

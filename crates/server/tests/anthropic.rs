@@ -333,3 +333,110 @@ async fn the_claude_cli_backend_serves_chat_and_reports_its_own_cost() {
         "{rows:?}"
     );
 }
+
+/// A Messages request as Claude Code sends it, with a field the service
+/// has never heard of.
+fn messages_request(model: &str, stream: bool) -> Value {
+    json!({
+        "model": model, "max_tokens": 64, "stream": stream,
+        "system": [{"type": "text", "text": "be brief", "cache_control": {"type": "ephemeral"}}],
+        "messages": [
+            {"role": "user", "content": [
+                {"type": "text", "text": "hi there", "cache_control": {"type": "ephemeral", "ttl": "1h"}},
+                {"type": "document", "source": {"type": "text", "media_type": "text/plain", "data": "notes"}}]},
+            {"role": "assistant", "content": [
+                {"type": "thinking", "thinking": "let me see", "signature": "sig-abc"},
+                {"type": "redacted_thinking", "data": "opaque"},
+                {"type": "text", "text": "hello"}]},
+            {"role": "system", "content": "answer in English"},
+            {"role": "user", "content": "and again"}],
+        "thinking": {"type": "adaptive"},
+        "context_management": {"edits": [{"type": "clear_tool_uses_20250919"}]},
+        "output_config": {"effort": "high"},
+        "metadata": {"user_id": "dev-7"},
+        "tools": [{"name": "Bash", "input_schema": {"type": "object"}},
+                  {"type": "web_search_20250305", "name": "web_search", "max_uses": 2}],
+        "a_field_from_the_future": {"nested": [1, 2.5, "three", null]},
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_pass_through_to_anthropic_upstreams_as_sent() {
+    let b = start().await;
+    let beta = "context-management-2025-06-27,interleaved-thinking-2025-05-14";
+    for stream in [false, true] {
+        let sent = messages_request("claude", stream);
+        let r = b
+            .client
+            .post(b.url("/v1/messages?beta=true"))
+            .bearer_auth(&b.admin)
+            .header("anthropic-version", "2023-06-01")
+            .header("anthropic-beta", beta)
+            .json(&sent)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "stream: {stream}");
+        let received = b.anthropic().received().last().cloned().unwrap();
+        // Only the credentials and the model name differ.
+        let mut expected = sent.clone();
+        expected["model"] = json!("claude-up");
+        if !stream {
+            expected.as_object_mut().unwrap().remove("stream");
+        }
+        assert_eq!(received.body, expected, "stream: {stream}");
+        assert_eq!(received.api_key.as_deref(), Some("sk-ant-test"));
+        assert_eq!(received.anthropic_beta.as_deref(), Some(beta));
+        assert_eq!(received.query.as_deref(), Some("beta=true"));
+        if stream {
+            let evs = events(&r.text().await.unwrap());
+            let names: Vec<&str> = evs.iter().map(|(n, _)| n.as_str()).collect();
+            // The upstream's own sequence, ping included.
+            assert_eq!(
+                names[..4],
+                [
+                    "message_start",
+                    "content_block_start",
+                    "ping",
+                    "content_block_delta"
+                ]
+            );
+            assert_eq!(names.last(), Some(&"message_stop"));
+            assert_eq!(evs[0].1["message"]["model"], "claude");
+            assert_eq!(evs[0].1["message"]["usage"]["cache_read_input_tokens"], 2);
+        } else {
+            let m: Value = r.json().await.unwrap();
+            assert_eq!(m["model"], "claude");
+            assert_eq!(m["id"], "msg_fake");
+            assert_eq!(m["usage"]["cache_creation_input_tokens"], 0);
+            assert_eq!(
+                m["content"][0]["text"],
+                "Hello from claude-up! You said: and again"
+            );
+        }
+    }
+    // Usage read from the reply and from the stream, under this endpoint.
+    let rows = b.usage_rows(2).await;
+    for row in &rows {
+        assert_eq!(row.endpoint, "/v1/messages");
+        assert_eq!(row.status, 200);
+        assert_eq!(row.cached_tokens, 2);
+        assert!(row.output_tokens > 0 && row.input_tokens > 2, "{row:?}");
+        assert!(row.cost_nano_usd > 0, "{row:?}");
+    }
+
+    // Towards another backend, what chat can express is translated.
+    let r = b.post("/v1/messages", messages_request("gpt", false)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let m: Value = r.json().await.unwrap();
+    assert_eq!(m["type"], "message");
+    let up = b.openai().received().last().cloned().unwrap();
+    let roles: Vec<&str> = up.body["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["role"].as_str().unwrap())
+        .collect();
+    assert_eq!(roles, ["system", "user", "assistant", "system", "user"]);
+    assert!(up.body.get("a_field_from_the_future").is_none());
+}

@@ -20,7 +20,7 @@
 //! `content_block_stop`, `message_delta`, `message_stop`).
 
 use axum::body::{Body, Bytes};
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
@@ -28,12 +28,15 @@ use axum::{Json, Router};
 use serde_json::{json, Value};
 use std::time::Duration;
 
-/// What the fake upstream received: the JSON body and the auth headers.
+/// What the fake upstream received: the JSON body, the auth and API
+/// headers, and the query string.
 #[derive(Debug, Clone)]
 pub struct Received {
     pub body: Value,
     pub api_key: Option<String>,
     pub anthropic_version: Option<String>,
+    pub anthropic_beta: Option<String>,
+    pub query: Option<String>,
 }
 
 type Shared = crate::fake_server::Log<Received>;
@@ -100,7 +103,12 @@ fn invalid(body: &Value) -> Option<String> {
         return Some("messages: at least one message is required".into());
     };
     let mut expected = "user";
-    for (i, m) in messages.iter().enumerate() {
+    // System messages may stand anywhere (instructions given mid-conversation).
+    for (i, m) in messages
+        .iter()
+        .enumerate()
+        .filter(|(_, m)| m["role"] != "system")
+    {
         if m["role"] != expected {
             return Some(format!(
                 "messages.{i}: roles must alternate between \"user\" and \"assistant\", starting with \"user\""
@@ -133,6 +141,8 @@ async fn count_tokens(
             body: body.clone(),
             api_key,
             anthropic_version: None,
+            anthropic_beta: None,
+            query: None,
         },
     );
     let counted: u64 = words(&body["system"])
@@ -144,6 +154,7 @@ async fn count_tokens(
 
 async fn messages(
     State(shared): State<Shared>,
+    RawQuery(query): RawQuery,
     headers: HeaderMap,
     Json(body): Json<Value>,
 ) -> Response {
@@ -162,6 +173,8 @@ async fn messages(
             body: body.clone(),
             api_key: api_key.clone(),
             anthropic_version: anthropic_version.clone(),
+            anthropic_beta: header("anthropic-beta"),
+            query,
         },
     );
     if api_key.as_deref().unwrap_or("").is_empty() {

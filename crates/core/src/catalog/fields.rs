@@ -33,6 +33,11 @@ pub(super) struct ModelFields {
     /// Upstream API base, e.g. `https://api.openai.com/v1`.
     #[serde(default)]
     base_url: Option<String>,
+    /// Whether an `openai` upstream also serves the Responses API at
+    /// `{base_url}/responses`, so that `/v1/responses` calls pass through
+    /// to it as sent (default: true for `api.openai.com`, else false).
+    #[serde(default)]
+    responses_api: Option<bool>,
     /// The model name the upstream knows (defaults to `id`).
     #[serde(default)]
     upstream_model: Option<String>,
@@ -120,17 +125,23 @@ impl TryFrom<ModelFields> for ModelEntry {
             BackendKind::Openai => {
                 misplaced("command", f.command.is_some())?;
                 misplaced("path", f.path.is_some())?;
+                let base_url =
+                    base_url.ok_or_else(|| format!("model `{id}`: base_url: required"))?;
                 Upstream::Openai {
-                    base_url: base_url
-                        .ok_or_else(|| format!("model `{id}`: base_url: required"))?,
+                    responses: f
+                        .responses_api
+                        .unwrap_or_else(|| responses_by_default(&base_url)),
+                    base_url,
                 }
             }
             BackendKind::Anthropic => {
+                misplaced("responses_api", f.responses_api.is_some())?;
                 misplaced("command", f.command.is_some())?;
                 misplaced("path", f.path.is_some())?;
                 Upstream::Anthropic { base_url }
             }
             BackendKind::ClaudeCli => {
+                misplaced("responses_api", f.responses_api.is_some())?;
                 misplaced("base_url", base_url.is_some())?;
                 misplaced("path", f.path.is_some())?;
                 Upstream::ClaudeCli {
@@ -138,6 +149,7 @@ impl TryFrom<ModelFields> for ModelEntry {
                 }
             }
             BackendKind::Local => {
+                misplaced("responses_api", f.responses_api.is_some())?;
                 misplaced("base_url", base_url.is_some())?;
                 misplaced("command", f.command.is_some())?;
                 Upstream::Local { path: f.path }
@@ -173,11 +185,17 @@ impl TryFrom<ModelFields> for ModelEntry {
 impl From<ModelEntry> for ModelFields {
     fn from(m: ModelEntry) -> Self {
         let backend = m.upstream.kind();
-        let (base_url, command, path) = match m.upstream {
-            Upstream::Openai { base_url } => (Some(base_url.into()), None, None),
-            Upstream::Anthropic { base_url } => (base_url.map(Into::into), None, None),
-            Upstream::ClaudeCli { command } => (None, Some(command), None),
-            Upstream::Local { path } => (None, None, path),
+        let (base_url, command, path, responses_api) = match m.upstream {
+            Upstream::Openai {
+                base_url,
+                responses,
+            } => {
+                let stated = (responses != responses_by_default(&base_url)).then_some(responses);
+                (Some(base_url.into()), None, None, stated)
+            }
+            Upstream::Anthropic { base_url } => (base_url.map(Into::into), None, None, None),
+            Upstream::ClaudeCli { command } => (None, Some(command), None, None),
+            Upstream::Local { path } => (None, None, path, None),
         };
         ModelFields {
             id: m.id,
@@ -189,6 +207,7 @@ impl From<ModelEntry> for ModelFields {
             tier: m.tier,
             backend,
             base_url,
+            responses_api,
             upstream_model: m.upstream_model,
             api_key_env: m.api_key_env,
             api_key_file: m.api_key_file,
@@ -207,6 +226,12 @@ impl From<ModelEntry> for ModelFields {
             breaker_cooldown_seconds: m.breaker_cooldown_seconds,
         }
     }
+}
+
+/// OpenAI's own API serves Responses; other OpenAI-compatible servers are
+/// not assumed to.
+fn responses_by_default(base_url: &url::Url) -> bool {
+    base_url.host_str() == Some("api.openai.com")
 }
 
 pub(super) fn default_retries() -> u32 {

@@ -93,8 +93,9 @@ pub struct ModelEntry {
 /// Where a model's calls go, checked when the configuration is read.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Upstream {
-    /// OpenAI's chat completions API at `{base_url}/chat/completions`.
-    Openai { base_url: url::Url },
+    /// OpenAI's chat completions API at `{base_url}/chat/completions`;
+    /// with `responses`, also the Responses API at `{base_url}/responses`.
+    Openai { base_url: url::Url, responses: bool },
     /// Anthropic's Messages API at `{base_url}/v1/messages` (`None`:
     /// Anthropic's own, [`ANTHROPIC_BASE_URL`]).
     Anthropic { base_url: Option<url::Url> },
@@ -160,7 +161,7 @@ impl ModelEntry {
     /// `anthropic` models without one); `None` for the others.
     pub fn base_url(&self) -> Option<&str> {
         match &self.upstream {
-            Upstream::Openai { base_url }
+            Upstream::Openai { base_url, .. }
             | Upstream::Anthropic {
                 base_url: Some(base_url),
             } => Some(base_url.as_str()),
@@ -171,6 +172,18 @@ impl ModelEntry {
 
     pub fn backend(&self) -> BackendKind {
         self.upstream.kind()
+    }
+
+    /// Whether the upstream serves OpenAI's Responses API, so that
+    /// `/v1/responses` calls pass through to it as sent.
+    pub fn speaks_responses(&self) -> bool {
+        matches!(
+            self.upstream,
+            Upstream::Openai {
+                responses: true,
+                ..
+            }
+        )
     }
 
     /// The name to send upstream.

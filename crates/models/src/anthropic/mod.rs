@@ -11,6 +11,7 @@ use crate::anthropic_wire::{
 };
 use crate::backend::{BackendError, ChunkStream};
 use crate::http::{fetch_bytes, open_stream, sse_stream, unix_now};
+use crate::native::{Dialect, Forward, NativeReply, NativeStream};
 use crate::openai_wire::{
     ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
     FinishReason, FunctionCall, FunctionDef, Message, PromptTokensDetails, Role, Stop,
@@ -117,6 +118,40 @@ impl AnthropicBackend {
             .ok()
             .and_then(|v| v["input_tokens"].as_u64())
             .ok_or_else(|| BackendError::Protocol("invalid count_tokens response".into()))
+    }
+
+    /// A Messages request passed through as the client sent it: the body
+    /// with only the model renamed, the client's `anthropic-version` (else
+    /// this service's) and `anthropic-beta` headers and its query string.
+    fn forwarded(&self, f: &Forward, stream: bool) -> reqwest::RequestBuilder {
+        let mut r = self
+            .http
+            .post(f.url(&self.url))
+            .header(
+                "anthropic-version",
+                f.header("anthropic-version").unwrap_or(ANTHROPIC_VERSION),
+            )
+            .header("content-type", "application/json")
+            .body(f.body_for(&self.upstream_model, stream));
+        if let Some(beta) = f.header("anthropic-beta") {
+            r = r.header("anthropic-beta", beta);
+        }
+        if let Some(k) = &self.api_key {
+            r = r.header("x-api-key", k.expose());
+        }
+        r
+    }
+
+    /// Passes a Messages request through (see [`crate::native`]).
+    pub async fn forward(&self, f: &Forward) -> Result<NativeReply, BackendError> {
+        let req = self.forwarded(f, false);
+        crate::native::forward(req, Dialect::Messages, &self.model_id, self.timeout).await
+    }
+
+    /// Passes a streamed Messages request through, event by event.
+    pub async fn forward_stream(&self, f: &Forward) -> Result<NativeStream, BackendError> {
+        let req = self.forwarded(f, true);
+        crate::native::forward_stream(req, Dialect::Messages, &self.model_id, self.timeout).await
     }
 
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {

@@ -19,17 +19,17 @@ pub fn chat_request_from_anthropic(req: &MessagesRequest) -> Result<ChatRequest,
     if let Some(system) = &req.system {
         let content = match system {
             SystemPrompt::Text(t) => Content::Text(t.clone()),
+            // Only text has a chat counterpart; other blocks are dropped.
             SystemPrompt::Blocks(blocks) => Content::Parts(
                 blocks
                     .iter()
-                    .enumerate()
-                    .map(|(k, b)| match b {
+                    .filter_map(|b| match b {
                         ContentBlock::Text { text, .. } => {
-                            Ok(ContentPart::Text { text: text.clone() })
+                            Some(ContentPart::Text { text: text.clone() })
                         }
-                        _ => Err(format!("system[{k}]: only text blocks are supported")),
+                        _ => None,
                     })
-                    .collect::<Result<_, String>>()?,
+                    .collect(),
             ),
         };
         messages.push(message(Role::System, Some(content)));
@@ -72,17 +72,9 @@ pub fn chat_request_from_anthropic(req: &MessagesRequest) -> Result<ChatRequest,
                             let mut text = match content {
                                 None => String::new(),
                                 Some(MessageContent::Text(t)) => t.clone(),
-                                Some(MessageContent::Blocks(inner)) => {
-                                    if inner
-                                        .iter()
-                                        .any(|b| !matches!(b, ContentBlock::Text { .. }))
-                                    {
-                                        return Err(format!(
-                                            "{at}.content: only text is supported in tool results"
-                                        ));
-                                    }
-                                    MessageContent::Blocks(inner.clone()).text()
-                                }
+                                // A chat tool message carries text only: the
+                                // result's other blocks (images, …) are dropped.
+                                Some(content) => content.text(),
                             };
                             if *is_error == Some(true) {
                                 text = format!("Error: {text}");

@@ -13,12 +13,14 @@ mod call;
 pub mod catalog;
 mod chain;
 mod error;
+mod native;
 mod routing;
 mod stream;
 
 pub use call::{estimate_nano_usd, Call, CallOrigin, Ledger, Outcome, ENDPOINT};
 pub use catalog::{http_client, Backend, Catalog, ModelRoute};
 pub use error::{BudgetExceeded, GatewayError};
+pub use native::{Metered, Passthrough, Piece, Reply};
 pub use routing::{conversation_text, estimate_tokens, AutoRoute, AUTO};
 pub use stream::{ChatStream, StreamEnd, StreamItem};
 
@@ -181,15 +183,25 @@ impl Gateway {
     /// accounts for it.
     pub async fn complete(
         &self,
-        mut call: Call,
+        call: Call,
         req: &ChatRequest,
     ) -> Result<ChatCompletion, GatewayError> {
+        self.complete_with(call, |r| async move { r.backend.complete(req).await })
+            .await
+    }
+
+    /// Runs a prepared call through the model chain with `op` as each
+    /// attempt, and accounts for it.
+    async fn complete_with<T, F, Fut>(&self, mut call: Call, op: F) -> Result<T, GatewayError>
+    where
+        T: Metered,
+        F: FnMut(Arc<ModelRoute>) -> Fut,
+        Fut: Future<Output = Result<T, switchyard_models::BackendError>>,
+    {
         let chain = self.catalog().chain(&call.route);
         let started = Instant::now();
-        let attempt = chain::run(&chain, &self.0.ledger.metrics, |r| async move {
-            r.backend.complete(req).await
-        })
-        .instrument(call.span().clone());
+        let attempt =
+            chain::run(&chain, &self.0.ledger.metrics, op).instrument(call.span().clone());
         let result = tokio::select! {
             r = attempt => r,
             () = self.0.shutdown.cancelled() => Err(GatewayError::ShuttingDown),
@@ -198,12 +210,15 @@ impl Gateway {
         match result {
             Ok(served) => {
                 call.route = served.route;
-                let mut completion = served.value;
-                completion.model = call.route.entry.id.clone();
-                let reported = call::take_reported_cost(&mut completion.extra);
-                let usage = completion.usage.unwrap_or_default();
-                call.close(Outcome::served(usage, reported, upstream)).await;
-                Ok(completion)
+                let mut value = served.value;
+                let (usage, reported) = value.meter(&call.route.entry.id);
+                call.close(Outcome::served(
+                    usage.unwrap_or_default(),
+                    reported,
+                    upstream,
+                ))
+                .await;
+                Ok(value)
             }
             Err(e) => {
                 call.close(Outcome::failed(&e, Some(upstream))).await;
@@ -218,8 +233,52 @@ impl Gateway {
     pub async fn complete_detached(
         &self,
         origin: CallOrigin,
-        mut req: ChatRequest,
+        req: ChatRequest,
     ) -> (Result<ChatCompletion, GatewayError>, Option<i64>) {
+        self.detached(origin, req, |gateway, call, req| async move {
+            gateway.complete(call, &req).await
+        })
+        .await
+    }
+
+    /// [`Gateway::complete_detached`] for a call in a client's own API:
+    /// passed through to models that speak it, translated for the others.
+    pub async fn reply_detached(
+        &self,
+        origin: CallOrigin,
+        p: Passthrough,
+    ) -> (Result<Reply, GatewayError>, Option<i64>) {
+        let Passthrough {
+            dialect,
+            forward,
+            chat,
+        } = p;
+        self.detached(origin, chat, move |gateway, call, chat| async move {
+            let p = &Passthrough {
+                dialect,
+                forward,
+                chat,
+            };
+            gateway
+                .complete_with(call, |r| async move { r.backend.reply(p).await })
+                .await
+        })
+        .await
+    }
+
+    /// Prepares `req` and runs `finish` on the prepared call, on a tracked
+    /// task of its own.
+    async fn detached<T, F, Fut>(
+        &self,
+        origin: CallOrigin,
+        mut req: ChatRequest,
+        finish: F,
+    ) -> (Result<T, GatewayError>, Option<i64>)
+    where
+        T: Send + 'static,
+        F: FnOnce(Gateway, Call, ChatRequest) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<T, GatewayError>> + Send,
+    {
         req.stream = Some(false);
         let gateway = self.clone();
         let work = self.spawn(async move {
@@ -228,7 +287,7 @@ impl Gateway {
                 Err(e) => return (Err(e), None),
             };
             let remaining = call.remaining_nano_usd();
-            (gateway.complete(call, &req).await, remaining)
+            (finish(gateway, call, req).await, remaining)
         });
         match work.await {
             Ok(done) => done,
@@ -238,17 +297,35 @@ impl Gateway {
 
     /// Opens the stream of a prepared call on the first model of its chain
     /// that answers. A failure before the first chunk is accounted here.
-    pub async fn stream(
+    pub async fn stream(&self, call: Call, req: &ChatRequest) -> Result<ChatStream, GatewayError> {
+        self.stream_with(call, |r| async move { r.backend.stream(req).await })
+            .await
+    }
+
+    /// [`Gateway::stream`] for a call in a client's own API: passed through
+    /// to models that speak it, translated for the others.
+    pub async fn stream_pieces(
         &self,
-        mut call: Call,
-        req: &ChatRequest,
-    ) -> Result<ChatStream, GatewayError> {
+        call: Call,
+        p: &Passthrough,
+    ) -> Result<ChatStream<Piece>, GatewayError> {
+        self.stream_with(call, |r| async move { r.backend.pieces(p).await })
+            .await
+    }
+
+    async fn stream_with<C, F, Fut>(&self, call: Call, op: F) -> Result<ChatStream<C>, GatewayError>
+    where
+        C: Metered,
+        F: FnMut(Arc<ModelRoute>) -> Fut,
+        Fut: Future<
+            Output = Result<switchyard_models::BackendStream<C>, switchyard_models::BackendError>,
+        >,
+    {
+        let mut call = call;
         let started = Instant::now();
         let chain = self.catalog().chain(&call.route);
-        let attempt = chain::run(&chain, &self.0.ledger.metrics, |r| async move {
-            r.backend.stream(req).await
-        })
-        .instrument(call.span().clone());
+        let attempt =
+            chain::run(&chain, &self.0.ledger.metrics, op).instrument(call.span().clone());
         let served = tokio::select! {
             r = attempt => r,
             () = self.0.shutdown.cancelled() => Err(GatewayError::ShuttingDown),

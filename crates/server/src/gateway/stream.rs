@@ -3,12 +3,13 @@
 //! upstream, abandoned by the client, cut by shutdown, or dropped — the
 //! call leaves one usage row with the tokens seen.
 
-use super::call::{take_reported_cost, Call, Outcome};
+use super::call::{Call, Outcome};
 use super::error::GatewayError;
+use super::native::Metered;
 use futures_util::StreamExt;
 use std::time::Instant;
 use switchyard_models::openai_wire::{ChatChunk, Usage};
-use switchyard_models::ChunkStream;
+use switchyard_models::BackendStream;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio_util::sync::CancellationToken;
 
@@ -23,16 +24,18 @@ pub enum StreamEnd {
 
 /// What [`ChatStream::next`] hands out.
 #[derive(Debug)]
-pub enum StreamItem {
-    Chunk(ChatChunk),
+pub enum StreamItem<C = ChatChunk> {
+    Chunk(C),
     /// The upstream failed mid-stream; the call is over.
     Failed(GatewayError),
     /// The service is shutting down; the call is over.
     ShuttingDown,
 }
 
-pub struct ChatStream {
-    chunks: ChunkStream,
+/// A streamed call's pieces: chat chunks, or (for a call passed through)
+/// what [`Metered`] pieces its backend sends.
+pub struct ChatStream<C = ChatChunk> {
+    chunks: BackendStream<C>,
     call: Option<Call>,
     /// The pool slot, held until the stream ends.
     _permit: OwnedSemaphorePermit,
@@ -43,10 +46,10 @@ pub struct ChatStream {
     upstream_started: Instant,
 }
 
-impl ChatStream {
+impl<C: Metered> ChatStream<C> {
     pub(super) fn new(
         call: Call,
-        chunks: ChunkStream,
+        chunks: BackendStream<C>,
         permit: OwnedSemaphorePermit,
         shutdown: CancellationToken,
         upstream_started: Instant,
@@ -76,7 +79,7 @@ impl ChatStream {
     /// The next chunk (with the catalog id as its `model`), or how the call
     /// ended; `None` when the upstream finished. After a `Failed` or
     /// `ShuttingDown` the call is accounted and the stream is done.
-    pub async fn next(&mut self) -> Option<StreamItem> {
+    pub async fn next(&mut self) -> Option<StreamItem<C>> {
         self.call.as_ref()?;
         let item = tokio::select! {
             item = self.chunks.next() => item,
@@ -88,13 +91,13 @@ impl ChatStream {
         };
         match item? {
             Ok(mut chunk) => {
-                if let Some(u) = chunk.usage {
+                let (usage, cost) = chunk.meter(&self.model_id);
+                if let Some(u) = usage {
                     self.usage = u;
                 }
-                if let Some(cost) = take_reported_cost(&mut chunk.extra) {
+                if let Some(cost) = cost {
                     self.reported_cost_nano = Some(cost);
                 }
-                chunk.model.clone_from(&self.model_id);
                 Some(StreamItem::Chunk(chunk))
             }
             Err(e) => {

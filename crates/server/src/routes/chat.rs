@@ -15,12 +15,18 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use switchyard_models::openai_wire::ChatRequest;
 
-/// The origin of a call made by an HTTP request.
+/// The origin of a call made by an HTTP request to the chat API.
 pub(crate) fn origin(auth: &Authenticated) -> CallOrigin {
+    origin_at(auth, ENDPOINT)
+}
+
+/// The origin of a call made by an HTTP request to `endpoint` (the usage
+/// row's endpoint).
+pub(crate) fn origin_at(auth: &Authenticated, endpoint: &'static str) -> CallOrigin {
     CallOrigin {
         caller: auth.caller.clone(),
         request_id: auth.request_id.0.clone(),
-        endpoint: ENDPOINT,
+        endpoint,
     }
 }
 

@@ -1,18 +1,23 @@
 //! `POST /v1/messages`: Anthropic's Messages API, served by any backend of
-//! the catalog, streaming included. Errors use Anthropic's error shape
+//! the catalog, streaming included: passed through as sent to Anthropic
+//! upstreams (only the credentials and the model renamed), translated
+//! through the chat form for the others. Errors use Anthropic's error shape
 //! (`middleware::as_anthropic_error`).
 
-use super::chat::{origin, with_remaining};
+use super::chat::{origin_at, with_remaining};
 use crate::context::Authenticated;
 use crate::error::ApiError;
-use crate::json::ApiJson;
-use crate::routes::sse::{stream_response, WireKind};
+use crate::gateway::{Passthrough, Reply};
+use crate::json::{ApiJson, ApiJsonAndValue};
+use crate::routes::sse::{stream_pieces_response, WireKind};
 use crate::state::AppState;
-use axum::extract::State;
+use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use switchyard_models::anthropic::{anthropic_from_chat, chat_request_from_anthropic};
 use switchyard_models::anthropic_wire::MessagesRequest;
+use switchyard_models::native::{Dialect, Forward};
 
 /// An error response; the request-context layer gives every error of this
 /// route Anthropic's shape.
@@ -33,32 +38,66 @@ fn anthropic_error(e: impl Into<ApiError>, remaining: Option<i64>) -> Response {
 pub async fn messages(
     State(state): State<AppState>,
     auth: Authenticated,
-    ApiJson(req): ApiJson<MessagesRequest>,
+    RawQuery(query): RawQuery,
+    headers: HeaderMap,
+    ApiJsonAndValue(req, body): ApiJsonAndValue<MessagesRequest>,
 ) -> Response {
-    let mut chat_req = match chat_request_from_anthropic(&req) {
+    let mut chat = match chat_request_from_anthropic(&req) {
         Ok(c) => c,
         Err(m) => return anthropic_error(ApiError::invalid_request(m), None),
     };
-    chat_req.stream = Some(false);
+    chat.stream = Some(false);
+    let call = Passthrough {
+        dialect: Dialect::Messages,
+        forward: Forward {
+            body,
+            headers: forwarded_headers(&headers),
+            query,
+        },
+        chat,
+    };
     let gateway = &state.gateway;
+    let origin = origin_at(&auth, ENDPOINT);
     if req.is_stream() {
-        let call = match gateway.prepare(origin(&auth), &chat_req).await {
-            Ok(call) => call,
+        let prepared = match gateway.prepare(origin, &call.chat).await {
+            Ok(prepared) => prepared,
             Err(e) => return anthropic_error(e, None),
         };
-        let remaining = call.remaining_nano_usd();
-        return match gateway.stream(call, &chat_req).await {
-            Ok(stream) => stream_response(gateway, stream, WireKind::Anthropic),
+        let remaining = prepared.remaining_nano_usd();
+        return match gateway.stream_pieces(prepared, &call).await {
+            Ok(stream) => stream_pieces_response(gateway, stream, WireKind::Anthropic),
             Err(e) => anthropic_error(e, remaining),
         };
     }
-    match gateway.complete_detached(origin(&auth), chat_req).await {
-        (Ok(completion), remaining) => {
+    match gateway.reply_detached(origin, call).await {
+        (Ok(Reply::Native(reply)), remaining) => {
+            with_remaining(Json(reply.body).into_response(), remaining)
+        }
+        (Ok(Reply::Chat(completion)), remaining) => {
             let message = anthropic_from_chat(&completion, &completion.model);
             with_remaining(Json(message).into_response(), remaining)
         }
         (Err(e), remaining) => anthropic_error(e, remaining),
     }
+}
+
+/// The usage rows' endpoint for Messages calls.
+const ENDPOINT: &str = "/v1/messages";
+
+/// The request headers of Anthropic's API that an Anthropic upstream sees
+/// as the client sent them (the API version and beta features).
+fn forwarded_headers(headers: &HeaderMap) -> Vec<(String, String)> {
+    ["anthropic-version", "anthropic-beta"]
+        .into_iter()
+        .filter_map(|name| {
+            let values: Vec<&str> = headers
+                .get_all(name)
+                .iter()
+                .filter_map(|v| v.to_str().ok())
+                .collect();
+            (!values.is_empty()).then(|| (name.to_owned(), values.join(",")))
+        })
+        .collect()
 }
 
 /// How a count was made: by the upstream, or estimated here.

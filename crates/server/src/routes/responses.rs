@@ -1,18 +1,22 @@
 //! `POST /v1/responses`: OpenAI's Responses API (what Codex speaks), over
-//! any backend of the catalog through the chat completion form, streaming
-//! included, with the same keys, limits, budgets and usage records as
-//! `/v1/chat/completions`. Responses are not stored: the conversation
-//! travels in `input`, and `previous_response_id` is refused.
+//! any backend of the catalog, streaming included, with the same keys,
+//! limits, budgets and usage records as `/v1/chat/completions`: passed
+//! through as sent to upstreams that serve Responses (the catalog's
+//! `responses_api`), translated through the chat completion form for the
+//! others. Responses are not stored: the conversation travels in `input`,
+//! and `previous_response_id` is refused.
 
-use super::chat::{origin, with_remaining};
+use super::chat::{origin_at, with_remaining};
 use crate::context::Authenticated;
 use crate::error::ApiError;
+use crate::gateway::{Passthrough, Reply};
 use crate::json::ApiJson;
-use crate::routes::sse::{stream_response, WireKind};
+use crate::routes::sse::{stream_pieces_response, WireKind};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use switchyard_models::native::{Dialect, Forward};
 use switchyard_models::responses::{chat_request_from_responses, response_from_chat};
 
 /// Creates a model response (OpenAI Responses API).
@@ -29,7 +33,7 @@ pub async fn responses(
     auth: Authenticated,
     ApiJson(body): ApiJson<serde_json::Value>,
 ) -> Response {
-    let mut chat = match chat_request_from_responses(&body) {
+    let chat = match chat_request_from_responses(&body) {
         Ok(c) => c,
         Err((field, message)) => {
             let e = ApiError::invalid_request(format!("{field}: {message}"));
@@ -41,22 +45,36 @@ pub async fn responses(
             .into_response();
         }
     };
+    let call = Passthrough {
+        dialect: Dialect::Responses,
+        forward: Forward {
+            body: body.clone(),
+            headers: Vec::new(),
+            query: None,
+        },
+        chat,
+    };
     let gateway = &state.gateway;
-    if chat.is_stream() {
-        let call = match gateway.prepare(origin(&auth), &chat).await {
-            Ok(call) => call,
+    let origin = origin_at(&auth, ENDPOINT);
+    if call.chat.is_stream() {
+        let prepared = match gateway.prepare(origin, &call.chat).await {
+            Ok(prepared) => prepared,
             Err(e) => return ApiError::from(e).into_response(),
         };
-        let remaining = call.remaining_nano_usd();
-        return match gateway.stream(call, &chat).await {
-            Ok(stream) => stream_response(gateway, stream, WireKind::Responses(Box::new(body))),
+        let remaining = prepared.remaining_nano_usd();
+        return match gateway.stream_pieces(prepared, &call).await {
+            Ok(stream) => {
+                stream_pieces_response(gateway, stream, WireKind::Responses(Box::new(body)))
+            }
             Err(e) => with_remaining(ApiError::from(e).into_response(), remaining),
         };
     }
-    chat.stream = Some(false);
-    let model = chat.model.clone();
-    match gateway.complete_detached(origin(&auth), chat).await {
-        (Ok(completion), remaining) => {
+    let model = call.chat.model.clone();
+    match gateway.reply_detached(origin, call).await {
+        (Ok(Reply::Native(reply)), remaining) => {
+            with_remaining(Json(reply.body).into_response(), remaining)
+        }
+        (Ok(Reply::Chat(completion)), remaining) => {
             let model = if completion.model.is_empty() {
                 model
             } else {
@@ -70,3 +88,6 @@ pub async fn responses(
         (Err(e), remaining) => with_remaining(ApiError::from(e).into_response(), remaining),
     }
 }
+
+/// The usage rows' endpoint for Responses calls.
+const ENDPOINT: &str = "/v1/responses";

@@ -3,7 +3,7 @@
 //! tracks, so the call is accounted however the stream ends.
 
 use crate::error::ApiError;
-use crate::gateway::{ChatStream, Gateway, StreamEnd, StreamItem};
+use crate::gateway::{ChatStream, Gateway, Metered, Piece, StreamEnd, StreamItem};
 use crate::routes::gateway_error::set_remaining_header;
 use axum::body::Bytes;
 use axum::http::header;
@@ -41,7 +41,14 @@ fn named_event<N: AsRef<str>>((name, data): (N, serde_json::Value)) -> Bytes {
     Bytes::from(out)
 }
 
-/// Encodes chunks for one stream.
+/// Encodes one stream's pieces for its client.
+trait Encode<C> {
+    fn chunk(&mut self, chunk: C) -> Vec<Bytes>;
+    fn error(&mut self, err: &ApiError) -> Bytes;
+    fn finish(&mut self) -> Vec<Bytes>;
+}
+
+/// Encodes chat chunks for one stream, translated to the client's format.
 enum Encoder {
     OpenAi { include_usage: bool },
     Anthropic(Box<OpenAiToAnthropicEvents>),
@@ -60,7 +67,9 @@ impl Encoder {
             }
         }
     }
+}
 
+impl Encode<ChatChunk> for Encoder {
     fn chunk(&mut self, mut chunk: ChatChunk) -> Vec<Bytes> {
         match self {
             Encoder::OpenAi { include_usage } => {
@@ -105,6 +114,37 @@ impl Encoder {
     }
 }
 
+/// Encodes a passed-through call's pieces: the upstream's own events as
+/// they came (the upstream ends its stream itself), chat chunks translated.
+struct PieceEncoder {
+    chat: Encoder,
+    native: bool,
+}
+
+impl Encode<Piece> for PieceEncoder {
+    fn chunk(&mut self, piece: Piece) -> Vec<Bytes> {
+        match piece {
+            Piece::Native(event) => {
+                self.native = true;
+                vec![Bytes::from(event.to_sse())]
+            }
+            Piece::Chat(chunk) => self.chat.chunk(chunk),
+        }
+    }
+
+    fn error(&mut self, err: &ApiError) -> Bytes {
+        self.chat.error(err)
+    }
+
+    fn finish(&mut self) -> Vec<Bytes> {
+        if self.native {
+            Vec::new()
+        } else {
+            self.chat.finish()
+        }
+    }
+}
+
 /// A response body that streams whatever a producer task sends; it ends when
 /// the producer drops its sender.
 pub(crate) fn channel_body(rx: tokio::sync::mpsc::Receiver<axum::body::Bytes>) -> axum::body::Body {
@@ -126,7 +166,11 @@ async fn send_all(tx: &tokio::sync::mpsc::Sender<Bytes>, pieces: Vec<Bytes>) -> 
 }
 
 /// Copies a stream's chunks to the client until it ends, then closes the call.
-async fn pump(mut stream: ChatStream, mut encoder: Encoder, tx: tokio::sync::mpsc::Sender<Bytes>) {
+async fn pump<C: Metered, E: Encode<C>>(
+    mut stream: ChatStream<C>,
+    mut encoder: E,
+    tx: tokio::sync::mpsc::Sender<Bytes>,
+) {
     loop {
         match stream.next().await {
             Some(StreamItem::Chunk(chunk)) => {
@@ -160,9 +204,32 @@ async fn pump(mut stream: ChatStream, mut encoder: Encoder, tx: tokio::sync::mps
 /// The response for a stream: SSE headers, the remaining-budget header, and
 /// a body fed by a tracked task.
 pub fn stream_response(gateway: &Gateway, stream: ChatStream, wire: WireKind) -> Response {
+    let encoder = Encoder::new(wire, stream.model_id());
+    respond(gateway, stream, encoder)
+}
+
+/// The response for a stream of a call in a client's own API: the
+/// upstream's events where it was passed through, else chat chunks
+/// translated to `wire`.
+pub fn stream_pieces_response(
+    gateway: &Gateway,
+    stream: ChatStream<Piece>,
+    wire: WireKind,
+) -> Response {
+    let encoder = PieceEncoder {
+        chat: Encoder::new(wire, stream.model_id()),
+        native: false,
+    };
+    respond(gateway, stream, encoder)
+}
+
+fn respond<C, E>(gateway: &Gateway, stream: ChatStream<C>, encoder: E) -> Response
+where
+    C: Metered + Send + 'static,
+    E: Encode<C> + Send + 'static,
+{
     let mut headers = axum::http::HeaderMap::new();
     set_remaining_header(&mut headers, stream.remaining_nano_usd());
-    let encoder = Encoder::new(wire, stream.model_id());
     let (tx, rx) = tokio::sync::mpsc::channel::<Bytes>(32);
     gateway.spawn(pump(stream, encoder, tx));
     (
