@@ -246,6 +246,23 @@ pub struct AnthropicUsage {
     pub cache_read_input_tokens: Option<u64>,
 }
 
+impl AnthropicUsage {
+    /// OpenAI usage for Anthropic usage: cache reads and writes are part of
+    /// the prompt; cache reads are its cached tokens.
+    pub fn to_openai(&self) -> crate::openai_wire::Usage {
+        let cache_read = self.cache_read_input_tokens.unwrap_or(0);
+        let prompt = self.input_tokens + cache_read + self.cache_creation_input_tokens.unwrap_or(0);
+        crate::openai_wire::Usage {
+            prompt_tokens: prompt,
+            completion_tokens: self.output_tokens,
+            total_tokens: prompt + self.output_tokens,
+            prompt_tokens_details: Some(crate::openai_wire::PromptTokensDetails {
+                cached_tokens: cache_read,
+            }),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MessagesResponse {
     pub id: String,

@@ -6,7 +6,6 @@
 //! renamed to the catalog's, its usage read on the way for accounting.
 //! Fields and events added to those APIs later pass both ways untouched.
 
-use crate::anthropic::openai_usage;
 use crate::anthropic_wire::{AnthropicUsage, DeltaUsage};
 use crate::backend::{BackendError, BackendStream};
 use crate::openai_wire::{PromptTokensDetails, Usage};
@@ -188,7 +187,7 @@ pub fn reply(dialect: Dialect, bytes: &[u8], model_id: &str) -> Result<NativeRep
         ));
     }
     let usage = match dialect {
-        Dialect::Messages => openai_usage(&anthropic_usage_of(&body["usage"])),
+        Dialect::Messages => anthropic_usage_of(&body["usage"]).to_openai(),
         Dialect::Responses => responses_usage(&body["usage"]),
     };
     rename_model(Some(&mut body), model_id);
@@ -275,7 +274,7 @@ impl EventDecoder {
             "message_start" => {
                 self.anthropic = anthropic_usage_of(&data["message"]["usage"]);
                 rename_model(data.get_mut("message"), &self.model_id);
-                (Some(openai_usage(&self.anthropic)), false, true)
+                (Some(self.anthropic.to_openai()), false, true)
             }
             "message_delta" => {
                 let Ok(delta) = serde_json::from_value::<DeltaUsage>(data["usage"].clone()) else {
@@ -292,7 +291,7 @@ impl EventDecoder {
                 if delta.cache_read_input_tokens.is_some() {
                     u.cache_read_input_tokens = delta.cache_read_input_tokens;
                 }
-                (Some(openai_usage(u)), false, false)
+                (Some(u.to_openai()), false, false)
             }
             "message_stop" => (None, true, false),
             _ => (None, false, false),

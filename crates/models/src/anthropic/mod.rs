@@ -14,8 +14,8 @@ use crate::http::{fetch_bytes, open_stream, sse_stream, unix_now};
 use crate::native::{Dialect, Forward, NativeReply, NativeStream};
 use crate::openai_wire::{
     ChatChunk, ChatCompletion, ChatRequest, Choice, ChunkChoice, Content, ContentPart, Delta,
-    FinishReason, FunctionCall, FunctionDef, Message, PromptTokensDetails, Role, Stop,
-    StreamOptions, Tool, ToolCall, Usage,
+    FinishReason, FunctionCall, FunctionDef, Message, Role, Stop, StreamOptions, Tool, ToolCall,
+    Usage,
 };
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;

@@ -1,5 +1,6 @@
 //! Unit tests of the Anthropic translations.
 use super::*;
+use crate::openai_wire::PromptTokensDetails;
 
 fn chat(v: Value) -> ChatRequest {
     serde_json::from_value(v).unwrap()

@@ -320,21 +320,6 @@ pub fn stop_reason(finish: &FinishReason) -> StopReason {
     }
 }
 
-/// OpenAI usage for Anthropic usage: cache reads and writes are part of the
-/// prompt; cache reads are its cached tokens.
-pub fn openai_usage(u: &AnthropicUsage) -> Usage {
-    let cache_read = u.cache_read_input_tokens.unwrap_or(0);
-    let prompt = u.input_tokens + cache_read + u.cache_creation_input_tokens.unwrap_or(0);
-    Usage {
-        prompt_tokens: prompt,
-        completion_tokens: u.output_tokens,
-        total_tokens: prompt + u.output_tokens,
-        prompt_tokens_details: Some(PromptTokensDetails {
-            cached_tokens: cache_read,
-        }),
-    }
-}
-
 /// Translates an Anthropic reply into an OpenAI chat completion for
 /// `model_id`. Text blocks are joined; tool_use blocks become tool calls;
 /// other blocks (thinking, …) are dropped.
@@ -380,7 +365,7 @@ pub fn from_anthropic(resp: MessagesResponse, model_id: &str) -> ChatCompletion 
             finish_reason: resp.stop_reason.as_ref().map(finish_reason),
             extra: Map::new(),
         }],
-        usage: Some(openai_usage(&resp.usage)),
+        usage: Some(resp.usage.to_openai()),
         extra: Map::new(),
     }
 }
@@ -546,7 +531,7 @@ impl AnthropicToOpenAiStream {
                     created: self.created,
                     model: self.model_id.clone(),
                     choices: Vec::new(),
-                    usage: Some(openai_usage(&self.usage)),
+                    usage: Some(self.usage.to_openai()),
                     extra: Map::new(),
                 });
             }
