@@ -89,6 +89,7 @@ const HEAD: &str = r#"<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <meta name="color-scheme" content="light dark">
+<link rel="icon" href="data:,">
 <meta name="htmx-config" content='{"includeIndicatorStyles":false,"allowEval":false,"allowScriptTags":false,"selfRequestsOnly":true}'>
 <link rel="stylesheet" href="/console/assets/vendor/uPlot.min.css">
 <link rel="stylesheet" href="/console/assets/console.css">
