@@ -133,6 +133,7 @@ fn the_console_works_in_a_real_browser() {
         "the browser run failed:\n{stderr}\n{stdout}\n--- service log ---\n{}",
         s.server.stderr()
     );
+    eprintln!("{stderr}{stdout}");
     let result: Value = serde_json::from_str(stdout.lines().last().unwrap_or("")).unwrap();
     assert_eq!(result["ok"], true, "{result}");
     // The console's actions went through the key service: audited, by the

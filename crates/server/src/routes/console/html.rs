@@ -242,6 +242,8 @@ impl IntoResponse for Problem {
 pub fn money(nano: i64) -> String {
     let exact = usd(nano);
     match exact.parse::<f64>() {
+        // Small amounts (a few tokens) keep their digits.
+        Ok(v) if v != 0.0 && v.abs() < 0.01 => format!("${v:.6}"),
         Ok(v) => format!("${v:.4}"),
         Err(_) => format!("${exact}"),
     }
@@ -330,6 +332,8 @@ mod tests {
     #[test]
     fn formatters_read_well() {
         assert_eq!(money(12_300_000), "$0.0123");
+        assert_eq!(money(25_000), "$0.000025");
+        assert_eq!(money(0), "$0.0000");
         let now = Utc::now();
         assert_eq!(age(now - chrono::Duration::hours(5), now), "5h");
         assert_eq!(age(now, now), "now");

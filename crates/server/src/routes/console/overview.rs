@@ -76,7 +76,11 @@ async fn health(state: &AppState) -> String {
             circuit(m.breaker.state_code()).into(),
         ]);
     }
-    table("Health", &["Component", "State"], &rows)
+    table(
+        "Database, Redis and each model's circuit",
+        &["Component", "State"],
+        &rows,
+    )
 }
 
 async fn queue(state: &AppState) -> Result<String, super::html::Problem> {

@@ -27,7 +27,7 @@ fn cost(t: &TaskRow) -> String {
                 .get("total_cost")
                 .and_then(serde_json::Value::as_f64)
         })
-        .map_or_else(|| "—".to_owned(), |c| format!("${c:.4}"))
+        .map_or_else(|| "—".to_owned(), |c| format!("${c:.6}"))
 }
 
 fn duration(t: &TaskRow) -> String {
