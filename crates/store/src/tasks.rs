@@ -169,6 +169,26 @@ impl Store {
         rows.into_iter().map(TaskRow::try_from).collect()
     }
 
+    /// Every key's tasks, newest first (the admin console's list).
+    pub async fn list_recent_tasks(&self, limit: i64) -> Result<Vec<TaskRow>> {
+        const SQL: &str = concat!(
+            "SELECT ",
+            task_columns!(),
+            " FROM tasks ORDER BY created_at DESC, id LIMIT $1"
+        );
+        let rows: Vec<RawTask> = crate::read_pool!(self, p => sqlx::query_as(SQL)
+            .bind(limit)
+            .fetch_all(p)
+            .await)?;
+        rows.into_iter().map(TaskRow::try_from).collect()
+    }
+
+    /// How many tasks are running now, on every replica.
+    pub async fn running_tasks(&self) -> Result<i64> {
+        const SQL: &str = "SELECT COUNT(*) FROM tasks WHERE status = 'running'";
+        Ok(crate::read_pool!(self, p => sqlx::query_scalar(SQL).fetch_one(p).await)?)
+    }
+
     /// A key's queued and running tasks.
     pub async fn active_tasks(&self, key_id: &str) -> Result<i64> {
         const SQL: &str =

@@ -172,6 +172,10 @@ pub enum UsageGrouping {
     Model,
     /// The UTC calendar day, `YYYY-MM-DD`.
     Day,
+    /// The key id.
+    Key,
+    /// The project.
+    Project,
 }
 
 /// One group of a usage summary.
@@ -179,10 +183,27 @@ pub enum UsageGrouping {
 pub struct UsageGroup {
     pub group: String,
     pub requests: i64,
+    /// Requests answered with an HTTP status of 400 or above.
+    pub errors: i64,
     pub input_tokens: i64,
     pub output_tokens: i64,
     pub cached_tokens: i64,
     pub cost_nano_usd: i64,
+}
+
+impl UsageGroup {
+    /// The sum of `groups`, named `total`.
+    pub fn total(groups: &[UsageGroup]) -> UsageGroup {
+        UsageGroup {
+            group: "total".into(),
+            requests: groups.iter().map(|g| g.requests).sum(),
+            errors: groups.iter().map(|g| g.errors).sum(),
+            input_tokens: groups.iter().map(|g| g.input_tokens).sum(),
+            output_tokens: groups.iter().map(|g| g.output_tokens).sum(),
+            cached_tokens: groups.iter().map(|g| g.cached_tokens).sum(),
+            cost_nano_usd: groups.iter().map(|g| g.cost_nano_usd).sum(),
+        }
+    }
 }
 
 macro_rules! summary_sql {
@@ -191,6 +212,7 @@ macro_rules! summary_sql {
             "SELECT ",
             $group,
             " AS \"group\", COUNT(*) AS requests, ",
+            "CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, ",
             "CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, ",
             "CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, ",
             "CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, ",
@@ -216,6 +238,8 @@ impl Store {
             (UsageGrouping::Day, DatabaseKind::Postgres) => {
                 summary_sql!("to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
             }
+            (UsageGrouping::Key, _) => summary_sql!("key_id"),
+            (UsageGrouping::Project, _) => summary_sql!("project"),
         };
         Ok(on_pool!(self, p => sqlx::query_as(sql)
             .bind(&filter.key_id)

@@ -206,6 +206,8 @@ async fn tasks_are_claimed_once_under_leases(kind: DatabaseKind) {
     );
     assert_eq!(store.list_tasks("key_1", 10).await.unwrap().len(), 2);
     assert_eq!(store.list_tasks("key_2", 10).await.unwrap().len(), 1);
+    assert_eq!(store.list_recent_tasks(10).await.unwrap().len(), 3);
+    assert_eq!(store.list_recent_tasks(1).await.unwrap().len(), 1);
 }
 
 async fn usage_summaries_group_and_filter(kind: DatabaseKind) {
@@ -293,6 +295,35 @@ async fn usage_summaries_group_and_filter(kind: DatabaseKind) {
         .map(|g| g.requests)
         .sum();
     assert_eq!(total, 3);
+    // Grouped by key and by project, with errors (status 400 and above).
+    store
+        .insert_usage(&[UsageRecord {
+            status: 429,
+            project: "q".into(),
+            ..rec(day2, "k2", "b", 0)
+        }])
+        .await
+        .unwrap();
+    let by_key = store.usage_summary(&all, UsageGrouping::Key).await.unwrap();
+    assert_eq!(
+        by_key
+            .iter()
+            .map(|g| (g.group.as_str(), g.requests, g.errors, g.cost_nano_usd))
+            .collect::<Vec<_>>(),
+        [("k1", 3, 0, 700), ("k2", 2, 1, 800)]
+    );
+    let by_project = store
+        .usage_summary(&all, UsageGrouping::Project)
+        .await
+        .unwrap();
+    assert_eq!(
+        by_project
+            .iter()
+            .map(|g| (g.group.as_str(), g.requests, g.errors))
+            .collect::<Vec<_>>(),
+        [("p", 4, 0), ("q", 1, 1)]
+    );
+    assert_eq!(switchyard_store::UsageGroup::total(&by_project).requests, 5);
 }
 
 async fn budget_reservations_never_overshoot(kind: DatabaseKind) {

@@ -72,7 +72,7 @@ pub struct ListParams {
 
 /// A key's expiry from `expires_at` or `expires_in_days` (1 to 3650), at
 /// most one of them; neither is no expiry.
-fn expiry_from(
+pub(crate) fn expiry_from(
     at: Option<DateTime<Utc>>,
     in_days: Option<u32>,
     now: DateTime<Utc>,
@@ -196,7 +196,7 @@ pub async fn revoke_key(
     revoked.map(Json).ok_or_else(|| key_not_found(&id))
 }
 
-fn key_not_found(id: &str) -> ApiError {
+pub(crate) fn key_not_found(id: &str) -> ApiError {
     ApiError::not_found(format!("no key with id `{id}`")).with_code("key_not_found")
 }
 
@@ -307,7 +307,7 @@ pub async fn rotate_key(
     ))
 }
 
-fn rotate_error(e: RotateError) -> ApiError {
+pub(crate) fn rotate_error(e: RotateError) -> ApiError {
     let conflict = |code, message: String| {
         ApiError::new(StatusCode::CONFLICT, "conflict_error", message).with_code(code)
     };

@@ -8,6 +8,7 @@ pub mod admin_budgets;
 pub mod admin_keys;
 pub mod batch;
 pub mod chat;
+pub mod console;
 pub mod debug;
 pub mod docs;
 pub mod gateway_error;
@@ -45,8 +46,8 @@ async fn not_found() -> Response {
         .into_response()
 }
 
-/// The complete router: routes, then (inner to outer) rate limits,
-/// authentication, body limit, timeout, compression, panic recovery and
+/// The complete router: routes, then (inner to outer) rate limits, the
+/// console's session gate, authentication, body limit, timeout, compression, panic recovery and
 /// request context. Each layer gets only the state it needs.
 pub fn router(state: AppState) -> Router {
     let mut routes = Router::new()
@@ -102,6 +103,7 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/v1/admin/keys/{id}/rotate", post(admin_keys::rotate_key))
         .route("/v1/admin/keys/{id}/expiry", put(admin_keys::set_expiry));
+    routes = console::routes(routes);
     if state.config.debug {
         routes = routes
             .route("/debug/sleep", get(debug::sleep))
@@ -134,6 +136,10 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(
             state.limits.clone(),
             crate::ratelimit::limit_requests,
+        ))
+        .layer(axum::middleware::from_fn_with_state(
+            console::gate_state(&state),
+            console::gate::gate,
         ))
         .layer(axum::middleware::from_fn_with_state(
             auth,

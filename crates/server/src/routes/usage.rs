@@ -90,7 +90,7 @@ fn midnight(d: NaiveDate) -> DateTime<Utc> {
 }
 
 /// The `[from, to)` window of a period ending now.
-fn window(
+pub(crate) fn window(
     p: &UsageParams,
     now: DateTime<Utc>,
 ) -> ApiResult<(String, DateTime<Utc>, DateTime<Utc>)> {
@@ -176,14 +176,7 @@ pub async fn usage(
         to: Some(to),
     };
     let groups = state.store.usage_summary(&filter, grouping).await?;
-    let total = UsageGroup {
-        group: "total".into(),
-        requests: groups.iter().map(|g| g.requests).sum(),
-        input_tokens: groups.iter().map(|g| g.input_tokens).sum(),
-        output_tokens: groups.iter().map(|g| g.output_tokens).sum(),
-        cached_tokens: groups.iter().map(|g| g.cached_tokens).sum(),
-        cost_nano_usd: groups.iter().map(|g| g.cost_nano_usd).sum(),
-    };
+    let total = UsageGroup::total(&groups);
     let budget_key = key_id.clone().unwrap_or_default();
     let budget_project = project.clone().unwrap_or_else(|| {
         if key_id.as_deref() == Some(caller.key.id.as_str()) {

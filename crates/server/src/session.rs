@@ -1,0 +1,305 @@
+//! Console sessions: an API key exchanged for a short signed token (the
+//! service's own HS256 tokens, under a secret derived from `JWT_SECRET` for
+//! this one purpose) kept in an HttpOnly cookie, the CSRF token bound to
+//! each session, and sessions ended by signing out. Every replica with the
+//! same `JWT_SECRET` accepts a session; without one, sessions are signed
+//! with a secret made at start-up and live only in this process.
+
+use axum::http::HeaderMap;
+use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use switchyard_core::keys::{new_id, ApiKey, Scope};
+use switchyard_core::tokens::{TokenClaims, TokenError, TokenKeys, ISSUER, MAX_TTL_SECONDS};
+use switchyard_core::Secret;
+use switchyard_limits::Redis;
+
+/// The session cookie.
+pub const COOKIE: &str = "sy_console";
+/// The sign-in form's own CSRF cookie (before there is a session).
+pub const LOGIN_COOKIE: &str = "sy_console_login";
+/// The form field (or `x-csrf-token` header) every state-changing console
+/// request carries.
+pub const CSRF_FIELD: &str = "csrf";
+pub const CSRF_HEADER: &str = "x-csrf-token";
+/// How long a session lasts: the longest a signed token may live.
+pub const SESSION_SECONDS: i64 = MAX_TTL_SECONDS;
+
+type HmacSha256 = Hmac<Sha256>;
+
+fn hmac(secret: &[u8], data: &[u8]) -> HmacSha256 {
+    // HMAC takes keys of any length; this cannot fail.
+    let mut mac = <HmacSha256 as Mac>::new_from_slice(secret)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts keys of any length"));
+    mac.update(data);
+    mac
+}
+
+/// A secret for one purpose, derived from the configured one, so that a
+/// console session never verifies as an API access token, nor the reverse.
+fn derive(secret: &Secret, purpose: &str) -> Secret {
+    let mac = hmac(secret.expose().as_bytes(), purpose.as_bytes());
+    Secret::new(hex::encode(mac.finalize().into_bytes()))
+}
+
+/// A new session: the signed token for the cookie and what it says.
+pub struct Issued {
+    pub token: String,
+    pub claims: TokenClaims,
+}
+
+/// Signs, verifies and ends console sessions.
+pub struct Sessions {
+    keys: TokenKeys,
+    csrf: Secret,
+    /// No `JWT_SECRET`: sessions hold only on this process.
+    pub ephemeral: bool,
+    /// Sessions signed out on this replica, by `jti`, until they expire.
+    ended: Mutex<HashMap<String, i64>>,
+    /// Where sign-outs are shared with the other replicas, when configured.
+    redis: Option<Arc<Redis>>,
+}
+
+impl std::fmt::Debug for Sessions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sessions")
+            .field("ephemeral", &self.ephemeral)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sessions {
+    /// From `JWT_SECRET` (and the previous one while it is rotated), else a
+    /// random secret of this process.
+    pub fn new(
+        current: Option<&Secret>,
+        previous: Option<&Secret>,
+        redis: Option<Arc<Redis>>,
+    ) -> Self {
+        let (base, ephemeral) = match current {
+            Some(s) => (s.clone(), false),
+            None => (Secret::new(hex::encode(rand::random::<[u8; 32]>())), true),
+        };
+        let purpose = "switchyard.console.session";
+        let previous = previous.map(|p| derive(p, purpose));
+        Self {
+            keys: TokenKeys::new(&derive(&base, purpose), previous.as_ref()),
+            csrf: derive(&base, "switchyard.console.csrf"),
+            ephemeral,
+            ended: Mutex::new(HashMap::new()),
+            redis,
+        }
+    }
+
+    /// A session for `key`, never outliving the key (`expiry`); `None`
+    /// when the key expires within a second.
+    pub fn issue(
+        &self,
+        key: &ApiKey,
+        expiry: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<Issued> {
+        let mut exp = now.timestamp() + SESSION_SECONDS;
+        if let Some(at) = expiry {
+            exp = exp.min(at.timestamp());
+        }
+        if exp <= now.timestamp() {
+            return None;
+        }
+        let scope = key
+            .scopes
+            .iter()
+            .map(Scope::as_str)
+            .collect::<Vec<_>>()
+            .join(" ");
+        let claims = TokenClaims {
+            iss: ISSUER.into(),
+            sub: key.id.clone(),
+            scope,
+            iat: now.timestamp(),
+            exp,
+            jti: new_id("ses"),
+        };
+        let token = self.keys.sign(&claims).ok()?;
+        Some(Issued { token, claims })
+    }
+
+    pub fn verify(&self, raw: &str, now: DateTime<Utc>) -> Result<TokenClaims, TokenError> {
+        self.keys.verify(raw, now)
+    }
+
+    /// The CSRF token of the session `jti`: only this service can make it,
+    /// and only a page of the session can read it.
+    pub fn csrf_token(&self, jti: &str) -> String {
+        let mac = hmac(self.csrf.expose().as_bytes(), jti.as_bytes());
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// Whether `presented` is the session's CSRF token (constant time).
+    pub fn csrf_matches(&self, jti: &str, presented: &str) -> bool {
+        let Ok(bytes) = hex::decode(presented.trim()) else {
+            return false;
+        };
+        hmac(self.csrf.expose().as_bytes(), jti.as_bytes())
+            .verify_slice(&bytes)
+            .is_ok()
+    }
+
+    fn redis_key(jti: &str) -> String {
+        format!("sy:console:ended:{jti}")
+    }
+
+    /// Signs a session out: refused here at once, and on every replica
+    /// sharing Redis, until it would have expired anyway.
+    pub async fn end(&self, claims: &TokenClaims) {
+        let now = switchyard_core::now().timestamp();
+        {
+            let mut ended = switchyard_core::sync::lock(&self.ended);
+            ended.retain(|_, exp| *exp > now);
+            ended.insert(claims.jti.clone(), claims.exp);
+        }
+        if let Some(redis) = &self.redis {
+            let ttl = (claims.exp - now).max(1);
+            let mut cmd = redis::cmd("SET");
+            cmd.arg(Self::redis_key(&claims.jti))
+                .arg(1)
+                .arg("EX")
+                .arg(ttl);
+            if let Err(e) = redis.query::<()>(&cmd, crate::REDIS_CALL_TIMEOUT).await {
+                tracing::warn!(error = %e, "could not share a console sign-out through Redis; other replicas accept the session until it expires");
+            }
+        }
+    }
+
+    /// Whether the session was signed out (here, or through Redis).
+    pub async fn is_ended(&self, jti: &str) -> bool {
+        if switchyard_core::sync::lock(&self.ended).contains_key(jti) {
+            return true;
+        }
+        let Some(redis) = &self.redis else {
+            return false;
+        };
+        let mut cmd = redis::cmd("EXISTS");
+        cmd.arg(Self::redis_key(jti));
+        redis
+            .query::<i64>(&cmd, crate::REDIS_CALL_TIMEOUT)
+            .await
+            .is_ok_and(|n| n > 0)
+    }
+}
+
+/// The value of cookie `name` in the request's `Cookie` headers.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(k, _)| *k == name)
+        .map(|(_, v)| v.trim())
+}
+
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, for the console's path,
+/// `Secure` when the page was served over HTTPS. `max_age` 0 removes it.
+pub fn set_cookie(name: &str, value: &str, path: &str, max_age: i64, secure: bool) -> String {
+    let secure = if secure { "; Secure" } else { "" };
+    format!("{name}={value}; Path={path}; Max-Age={max_age}; HttpOnly; SameSite=Strict{secure}")
+}
+
+/// Whether the client reached the service over HTTPS: this process serves
+/// TLS, or a proxy says so. (Trusting the header can only add `Secure`,
+/// which makes a cookie stricter, never weaker.)
+pub fn is_https(headers: &HeaderMap, serves_tls: bool) -> bool {
+    serves_tls
+        || headers
+            .get("x-forwarded-proto")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.eq_ignore_ascii_case("https"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key() -> ApiKey {
+        let now = switchyard_core::now();
+        ApiKey {
+            id: "key_1".into(),
+            name: "n".into(),
+            owner: None,
+            project: "p".into(),
+            scopes: switchyard_core::keys::Scopes::user(),
+            prefix: "sy_12345678".into(),
+            created_at: now,
+            expires_at: None,
+            revoked_at: None,
+            last_used_at: None,
+            rate_limit: None,
+            task_profile: None,
+            rotated_at: None,
+            successor_id: None,
+            predecessor_id: None,
+        }
+    }
+
+    #[test]
+    fn sessions_verify_and_are_not_api_tokens() {
+        let secret = Secret::new("s".repeat(40));
+        let sessions = Sessions::new(Some(&secret), None, None);
+        let now = switchyard_core::now();
+        let issued = sessions.issue(&key(), None, now).unwrap();
+        assert_eq!(sessions.verify(&issued.token, now).unwrap(), issued.claims);
+        // The API's tokens use JWT_SECRET itself: a session is not one of them.
+        let api = TokenKeys::new(&secret, None);
+        assert_eq!(api.verify(&issued.token, now), Err(TokenError::UnknownKid));
+        // Another replica with the same secret accepts it.
+        let other = Sessions::new(Some(&secret), None, None);
+        assert!(other.verify(&issued.token, now).is_ok());
+    }
+
+    #[test]
+    fn a_session_never_outlives_its_key() {
+        let sessions = Sessions::new(None, None, None);
+        assert!(sessions.ephemeral);
+        let now = switchyard_core::now();
+        let soon = now + chrono::Duration::seconds(90);
+        let issued = sessions.issue(&key(), Some(soon), now).unwrap();
+        assert_eq!(issued.claims.exp, soon.timestamp());
+        assert!(sessions.issue(&key(), Some(now), now).is_none());
+    }
+
+    #[test]
+    fn csrf_tokens_belong_to_one_session() {
+        let sessions = Sessions::new(Some(&Secret::new("x".repeat(40))), None, None);
+        let token = sessions.csrf_token("ses_a");
+        assert!(sessions.csrf_matches("ses_a", &token));
+        assert!(!sessions.csrf_matches("ses_b", &token));
+        assert!(!sessions.csrf_matches("ses_a", ""));
+        assert!(!sessions.csrf_matches("ses_a", "not hex"));
+    }
+
+    #[test]
+    fn cookies_are_found_by_name() {
+        let mut h = HeaderMap::new();
+        h.append("cookie", "a=1; sy_console=tok".parse().unwrap());
+        h.append("cookie", "b=2".parse().unwrap());
+        assert_eq!(cookie(&h, COOKIE), Some("tok"));
+        assert_eq!(cookie(&h, "b"), Some("2"));
+        assert_eq!(cookie(&h, "sy"), None);
+        let c = set_cookie(COOKIE, "v", "/console", 60, true);
+        assert!(c.contains("HttpOnly") && c.contains("SameSite=Strict") && c.ends_with("Secure"));
+    }
+
+    #[tokio::test]
+    async fn ended_sessions_are_refused() {
+        let sessions = Sessions::new(None, None, None);
+        let now = switchyard_core::now();
+        let issued = sessions.issue(&key(), None, now).unwrap();
+        assert!(!sessions.is_ended(&issued.claims.jti).await);
+        sessions.end(&issued.claims).await;
+        assert!(sessions.is_ended(&issued.claims.jti).await);
+    }
+}
