@@ -90,7 +90,7 @@ pub async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Re
             } else {
                 println!(
                     "{:<28} {:<8} {:<28} {:<8} {:>14} {:>14} {:>14}",
-                    "ID", "SCOPE", "SUBJECT", "PERIOD", "LIMIT USD", "SPENT USD", "RESERVED USD"
+                    "ID", "SCOPE", "SUBJECT", "PERIOD", "LIMIT USD", "SPENT USD", "LEASED USD"
                 );
                 for s in states {
                     println!(
@@ -101,7 +101,7 @@ pub async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Re
                         s.budget.period.as_str(),
                         usd(s.budget.limit_nano_usd),
                         usd(s.spent_nano_usd),
-                        usd(s.reserved_nano_usd)
+                        usd(s.leased_nano_usd)
                     );
                 }
             }

@@ -606,8 +606,9 @@ async fn a_cli_tasks_cost_counts_against_its_project_budget() {
             b["reserved_usd"].as_str().unwrap().to_owned(),
         )
     };
-    // Settlement lands with the usage row, in the writer's next batch.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Settlement lands with the usage row, in the writer's next batch; the
+    // replica then gives its idle lease back.
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let budgets: Value = app
             .get("/v1/admin/budgets", Some(&app.admin))

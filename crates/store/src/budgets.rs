@@ -5,8 +5,8 @@
 //! its periods' spend in the same transaction as the call's usage row.
 
 use crate::{on_pool, Result, Store, StoreError};
-use sqlx::Acquire;
 use chrono::{DateTime, Utc};
+use sqlx::Acquire;
 use switchyard_core::budget::{Budget, BudgetPeriod, BudgetScope};
 
 #[derive(sqlx::FromRow)]
