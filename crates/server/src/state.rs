@@ -115,7 +115,7 @@ impl AppState {
             metrics.clone(),
             config.key_cache_ttl,
             config.limits.budget_lease,
-            crate::jobs::replica_id(),
+            crate::replica::replica_id(),
         );
         let (usage_stop, stop_rx) = watch::channel(false);
         let (usage, writer) = UsageRecorder::spawn(store.clone(), metrics.clone(), stop_rx);
