@@ -39,7 +39,14 @@ pub async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Re
     let store = open_store(config).await?;
     let metrics =
         switchyard_server::metrics::Metrics::new(config.environment.as_str(), None, false);
-    let budgets = Budgets::new(store.clone(), metrics, config.key_cache_ttl);
+    // The CLI leases nothing: it only sets, lists and deletes budgets.
+    let budgets = Budgets::new(
+        store.clone(),
+        metrics,
+        config.key_cache_ttl,
+        config.limits.budget_lease,
+        switchyard_server::replica::replica_id(),
+    );
     let actor = Actor::cli();
     let code = match cmd {
         BudgetsCommand::Set {
