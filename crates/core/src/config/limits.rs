@@ -249,13 +249,11 @@ pub(super) fn load(r: &mut Reader<'_>, has_redis: bool, file: &FileConfig) -> Li
             .parse_with(&BUDGET_LEASE_MAX_USD, |raw| {
                 raw.parse::<f64>()
                     .ok()
-                    .and_then(crate::budget::nano_from_usd)
-                    .map(crate::budget::usd)
+                    .filter(|v| crate::budget::nano_from_usd(*v).is_some())
                     .ok_or_else(|| {
                         format!("`{raw}` is not valid: expected an amount of USD from 0 to 1e9")
                     })
             })
-            .and_then(|shown| shown.parse::<f64>().ok())
             .and_then(crate::budget::nano_from_usd)
             .unwrap_or(BudgetLeaseConfig::default().max_idle_nano_usd),
     };
