@@ -39,7 +39,14 @@ pub async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Re
     let store = open_store(config).await?;
     let metrics =
         switchyard_server::metrics::Metrics::new(config.environment.as_str(), None, false);
-    let budgets = Budgets::new(store.clone(), metrics, config.key_cache_ttl);
+    // The CLI leases nothing: it only sets, lists and deletes budgets.
+    let budgets = Budgets::new(
+        store.clone(),
+        metrics,
+        config.key_cache_ttl,
+        config.limits.budget_lease,
+        switchyard_server::replica::replica_id(),
+    );
     let actor = Actor::cli();
     let code = match cmd {
         BudgetsCommand::Set {
@@ -90,7 +97,7 @@ pub async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Re
             } else {
                 println!(
                     "{:<28} {:<8} {:<28} {:<8} {:>14} {:>14} {:>14}",
-                    "ID", "SCOPE", "SUBJECT", "PERIOD", "LIMIT USD", "SPENT USD", "RESERVED USD"
+                    "ID", "SCOPE", "SUBJECT", "PERIOD", "LIMIT USD", "SPENT USD", "LEASED USD"
                 );
                 for s in states {
                     println!(
@@ -101,7 +108,7 @@ pub async fn budgets_command(config: &Config, cmd: BudgetsCommand) -> anyhow::Re
                         s.budget.period.as_str(),
                         usd(s.budget.limit_nano_usd),
                         usd(s.spent_nano_usd),
-                        usd(s.reserved_nano_usd)
+                        usd(s.leased_nano_usd)
                     );
                 }
             }

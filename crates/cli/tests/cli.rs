@@ -124,7 +124,7 @@ fn migrate_twice_is_a_no_op_the_second_time() {
         let first = run(&env, &["migrate"]);
         assert!(first.status.success(), "{}", text(&first.stderr));
         assert!(
-            text(&first.stdout).contains("applied 9 migration(s)"),
+            text(&first.stdout).contains("applied 10 migration(s)"),
             "{}",
             text(&first.stdout)
         );
@@ -837,7 +837,10 @@ fn budget_across_replicas(db: &TestDatabase) {
     let spent = budgets[0]["spent_nano_usd"].as_i64().unwrap();
     assert_eq!(spent, ok as i64 * 178_200);
     assert!(spent <= 1_782_000);
-    assert_eq!(budgets[0]["reserved_nano_usd"], 0);
+    assert_eq!(
+        budgets[0]["leased_nano_usd"], 0,
+        "shutdown gave every lease back"
+    );
     // Usage rows equal requests served, across both replicas.
     let store = rt.block_on(async {
         let cfg = switchyard_testkit::database_config(&db.url, db.kind);

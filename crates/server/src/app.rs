@@ -191,6 +191,13 @@ impl Application {
                 "usage records could not be written before shutdown (database unavailable)"
             );
         }
+        // With every cost written, this replica's budget leases go back.
+        match state.budgets.release_leases().await {
+            Ok(n) => tracing::debug!(leases = n, "budget leases released"),
+            Err(e) => {
+                tracing::warn!(error = %e, "could not release the budget leases; they expire by themselves")
+            }
+        }
         #[cfg(feature = "sentry")]
         crate::sentry::shutdown(crate::sentry::SHUTDOWN_FLUSH_LIMIT).await;
         state.store.close().await;

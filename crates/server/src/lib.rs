@@ -18,6 +18,7 @@ pub mod middleware;
 #[cfg(feature = "otel")]
 pub mod otel;
 pub mod ratelimit;
+pub mod replica;
 pub mod resilience;
 pub mod routes;
 #[cfg(feature = "sentry")]

@@ -93,6 +93,8 @@ pub struct Metrics {
     pub task_queue_oldest: Gauge<f64, AtomicU64>,
     pub tasks_finished: Family<TaskStatusLabels, Counter>,
     pub budget_used: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
+    /// Headroom leased by replicas from each budget's current period (USD).
+    pub budget_leased: Family<BudgetLabels, Gauge<f64, AtomicU64>>,
     /// Working keys past their rotation due date, deployment-wide.
     pub keys_rotation_due: Gauge,
     /// The budgets `budget_used` has a series for, so that a deleted
@@ -395,8 +397,14 @@ impl Metrics {
         let budget_used = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
         registry.register(
             "switchyard_budget_used_ratio",
-            "Share of each budget used in its current period: (spent + reserved) / limit",
+            "Share of each budget used in its current period: (spent + leased) / limit",
             budget_used.clone(),
+        );
+        let budget_leased = Family::<BudgetLabels, Gauge<f64, AtomicU64>>::default();
+        registry.register(
+            "switchyard_budget_leased_usd",
+            "Headroom of each budget's current period held in live replica leases (calls in flight, costs not yet written, idle), USD, deployment-wide",
+            budget_leased.clone(),
         );
         let keys_rotation_due = Gauge::default();
         registry.register("switchyard_keys_rotation_due", "API keys past their rotation due date (KEY_ROTATION_DAYS after creation) and not rotated, deployment-wide", keys_rotation_due.clone());
@@ -440,6 +448,7 @@ impl Metrics {
             task_queue_oldest,
             tasks_finished,
             budget_used,
+            budget_leased,
             keys_rotation_due,
             budget_series: Arc::default(),
             tls_certificate,
@@ -502,6 +511,9 @@ impl Metrics {
                 period: s.budget.period.as_str(),
             };
             self.budget_used.get_or_create(&labels).set(used_ratio(s));
+            self.budget_leased
+                .get_or_create(&labels)
+                .set(s.leased_nano_usd as f64 / 1e9);
             current.insert(labels);
         }
         let mut known = self
@@ -510,6 +522,7 @@ impl Metrics {
             .unwrap_or_else(PoisonError::into_inner);
         for gone in known.difference(&current) {
             self.budget_used.remove(gone);
+            self.budget_leased.remove(gone);
         }
         *known = current;
     }
@@ -546,10 +559,10 @@ impl Metrics {
     }
 }
 
-/// `(spent + reserved) / limit`; a budget with no limit left to give (a
+/// `(spent + leased) / limit`; a budget with no limit left to give (a
 /// limit of 0) counts as fully used.
 fn used_ratio(s: &switchyard_store::BudgetState) -> f64 {
-    let used = s.spent_nano_usd.saturating_add(s.reserved_nano_usd) as f64;
+    let used = s.spent_nano_usd.saturating_add(s.leased_nano_usd) as f64;
     if s.budget.limit_nano_usd > 0 {
         used / s.budget.limit_nano_usd as f64
     } else {

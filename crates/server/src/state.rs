@@ -120,7 +120,13 @@ impl AppState {
             Quotas::from_config(&config)?,
             metrics.clone(),
         );
-        let budgets = Budgets::new(store.clone(), metrics.clone(), config.key_cache_ttl);
+        let budgets = Budgets::new(
+            store.clone(),
+            metrics.clone(),
+            config.key_cache_ttl,
+            config.limits.budget_lease,
+            crate::replica::replica_id(),
+        );
         let (usage_stop, stop_rx) = watch::channel(false);
         let (usage, writer) = UsageRecorder::spawn(store.clone(), metrics.clone(), stop_rx);
         let gateway = Gateway::new(

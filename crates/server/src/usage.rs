@@ -2,13 +2,14 @@
 //! and one writer task stores them in batches, each batch in one transaction
 //! with the budget settlements of the same calls. A full queue makes
 //! requests wait (backpressure) rather than lose records; a failed write is
-//! retried until it lands; shutdown drains the queue. A call's reservation
-//! stays counted until its batch lands (at most the 50 ms batch window plus
-//! the write), which errs on the side of the budget.
+//! retried until it lands; shutdown drains the queue. A call's cost stays
+//! held in its budget leases until its batch lands (at most the 50 ms batch
+//! window plus the write), and the leases learn when it has.
 
+use crate::budgets::{Landing, Settlement};
 use crate::metrics::Metrics;
 use std::time::Duration;
-use switchyard_store::{Settlement, Store, UsageRecord, MAX_BATCH};
+use switchyard_store::{Store, UsageRecord, MAX_BATCH};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
@@ -28,13 +29,17 @@ struct Entry {
 #[derive(Default)]
 struct Batch {
     records: Vec<UsageRecord>,
-    settlements: Vec<Settlement>,
+    settlements: Vec<switchyard_store::Settlement>,
+    landings: Vec<Landing>,
 }
 
 impl Batch {
     fn push(&mut self, e: Entry) {
         self.records.push(e.record);
-        self.settlements.extend(e.settlement);
+        if let Some(s) = e.settlement {
+            self.settlements.push(s.store);
+            self.landings.push(s.landing);
+        }
     }
 
     fn len(&self) -> usize {
@@ -106,6 +111,9 @@ async fn write_with_retry(store: &Store, batch: &mut Batch, metrics: &Metrics) {
                 metrics.usage_queue_depth.dec_by(batch.len() as i64);
                 batch.records.clear();
                 batch.settlements.clear();
+                for landing in batch.landings.drain(..) {
+                    landing.landed();
+                }
                 return;
             }
             Err(e) => {

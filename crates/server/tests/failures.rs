@@ -93,6 +93,20 @@ async fn a_batch_reports_a_lost_rate_limiter_as_unavailable_not_as_over_the_limi
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_postgres_restart_under_load_answers_503_and_loses_no_usage_row() {
+    // No idle headroom: every call grows its lease in the database first,
+    // as a reservation per call would, so the restart meets the calls.
+    postgres_restart_under_load("0", true).await;
+}
+
+/// The same restart with headroom leased in chunks: calls the lease covers
+/// never meet the database, and once the traffic stops nothing stays
+/// leased and the spend is exactly the recorded costs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_postgres_restart_under_leased_load_leaves_nothing_reserved() {
+    postgres_restart_under_load("1", false).await;
+}
+
+async fn postgres_restart_under_load(lease_max_usd: &str, every_call_writes: bool) {
     let mut pg = PrivatePostgres::start();
     let app = Arc::new(
         TestApp::builder()
@@ -100,10 +114,12 @@ async fn a_postgres_restart_under_load_answers_503_and_loses_no_usage_row() {
             .catalog(CATALOG)
             .env("API_RATE_LIMIT", "1000000")
             .env("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "1")
+            .env("BUDGET_LEASE_SECONDS", "3")
+            .env("BUDGET_LEASE_MAX_USD", lease_max_usd)
             .start()
             .await,
     );
-    // A budget every call reserves against: a write per call.
+    // A budget every call is charged to.
     let set = app
         .client
         .put(app.url("/v1/admin/budgets"))
@@ -165,10 +181,12 @@ async fn a_postgres_restart_under_load_answers_503_and_loses_no_usage_row() {
             "{n} answers of {status} {code:?}; all: {by_answer:?}"
         );
     }
-    assert!(
-        by_answer.keys().any(|(s, _)| *s == 503),
-        "the restart was never noticed: {by_answer:?}"
-    );
+    if every_call_writes {
+        assert!(
+            by_answer.keys().any(|(s, _)| *s == 503),
+            "the restart was never noticed: {by_answer:?}"
+        );
+    }
     assert!(
         all.iter()
             .filter(|(s, _, _)| *s == 503)
@@ -190,6 +208,33 @@ async fn a_postgres_restart_under_load_answers_503_and_loses_no_usage_row() {
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
+    // Nothing stays reserved once the traffic stops: the lease goes back
+    // (the calls are quiet for a third of its time), and the spend is
+    // exactly the cost of the calls recorded.
+    let rows = app.state.store.recent_usage(answered).await.unwrap();
+    let cost: i64 = rows.iter().map(|r| r.cost_nano_usd).sum();
+    assert!(cost > 0);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let states = app.state.budgets.list().await.unwrap();
+        let (spent, leased) = (states[0].spent_nano_usd, states[0].leased_nano_usd);
+        if leased == 0 {
+            assert_eq!(spent, cost, "spend against recorded cost");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still leased after the traffic stopped: {leased} (spent {spent}, recorded {cost})"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(app
+        .state
+        .store
+        .list_budget_leases()
+        .await
+        .unwrap()
+        .is_empty());
     match Arc::try_unwrap(app) {
         Ok(app) => app.stop().await,
         Err(_) => panic!("the app is still shared"),

@@ -505,6 +505,8 @@ async fn cli_app() -> TestApp {
             switchyard_testkit::fake_claude().display()
         ))
         .env_path("TASKS_DIR", "tasks")
+        // Idle budget headroom goes back a second after the last call.
+        .env("BUDGET_LEASE_SECONDS", "3")
         .start()
         .await
 }
@@ -606,8 +608,9 @@ async fn a_cli_tasks_cost_counts_against_its_project_budget() {
             b["reserved_usd"].as_str().unwrap().to_owned(),
         )
     };
-    // Settlement lands with the usage row, in the writer's next batch.
-    let deadline = Instant::now() + Duration::from_secs(5);
+    // Settlement lands with the usage row, in the writer's next batch; the
+    // replica then gives its idle lease back.
+    let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let budgets: Value = app
             .get("/v1/admin/budgets", Some(&app.admin))
@@ -619,7 +622,7 @@ async fn a_cli_tasks_cost_counts_against_its_project_budget() {
             break;
         }
         assert!(Instant::now() < deadline, "budget: {budgets}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let rows = app.state.store.recent_usage(10).await.unwrap();
     let row = rows

@@ -1,13 +1,10 @@
-//! The budget repository: budgets, and atomic reserve/settle of spend.
+//! The budget repository: budgets and their spend per period.
 //!
-//! A reservation is one conditional upsert per budget (`… WHERE spent +
-//! reserved + amount <= limit`), several budgets in one transaction, so
-//! concurrent requests — from any number of replicas sharing the database —
-//! can never together reserve past a limit. Settling replaces the
-//! reservation by the actual cost; the usage writer settles in batches, in
-//! the same transaction as the calls' usage rows.
+//! Calls are admitted against headroom their replica leases
+//! (`budget_leases.rs`); the usage writer adds each call's actual cost to
+//! its periods' spend in the same transaction as the call's usage row.
 
-use crate::{on_pool, Result, Settlement, Store, StoreError};
+use crate::{on_pool, Result, Store, StoreError};
 use chrono::{DateTime, Utc};
 use sqlx::Acquire;
 use switchyard_core::budget::{Budget, BudgetPeriod, BudgetScope};
@@ -41,7 +38,7 @@ struct StateRow {
     #[sqlx(flatten)]
     budget: BudgetRow,
     spent_nano_usd: i64,
-    reserved_nano_usd: i64,
+    leased_nano_usd: i64,
 }
 
 /// A budget to create or replace.
@@ -63,71 +60,15 @@ pub struct BudgetState {
     pub budget: Budget,
     pub period_key: String,
     pub spent_nano_usd: i64,
-    pub reserved_nano_usd: i64,
+    /// Headroom replicas hold in live leases: the estimates of calls in
+    /// flight, costs not yet written, and idle headroom.
+    pub leased_nano_usd: i64,
 }
 
 impl BudgetState {
     pub fn remaining_nano_usd(&self) -> i64 {
-        self.budget.limit_nano_usd - self.spent_nano_usd - self.reserved_nano_usd
+        self.budget.limit_nano_usd - self.spent_nano_usd - self.leased_nano_usd
     }
-}
-
-/// Reserves `amount` against one budget's period row on `conn`: the
-/// budget's remaining amount afterwards, or why it was refused. A macro
-/// because the statement runs on either engine's connection type.
-macro_rules! reserve_one {
-    ($conn:expr, $budget:expr, $key:expr, $amount:expr) => {{
-        const RESERVE: &str =
-            "INSERT INTO budget_spend (budget_id, period_key, reserved_nano_usd) \
-            SELECT $1, $2, $3 WHERE $3 <= $4 \
-            ON CONFLICT (budget_id, period_key) DO UPDATE \
-            SET reserved_nano_usd = budget_spend.reserved_nano_usd + excluded.reserved_nano_usd \
-            WHERE budget_spend.spent_nano_usd + budget_spend.reserved_nano_usd \
-            + excluded.reserved_nano_usd <= $4 \
-            RETURNING spent_nano_usd, reserved_nano_usd";
-        const STATE: &str = "SELECT spent_nano_usd, reserved_nano_usd FROM budget_spend \
-            WHERE budget_id = $1 AND period_key = $2";
-        let (b, key, amount): (&Budget, &String, i64) = ($budget, $key, $amount);
-        let conn = $conn;
-        let taken: Option<(i64, i64)> = sqlx::query_as(RESERVE)
-            .bind(&b.id)
-            .bind(key)
-            .bind(amount)
-            .bind(b.limit_nano_usd)
-            .fetch_optional(&mut *conn)
-            .await?;
-        match taken {
-            Some((spent, reserved)) => Ok(b.limit_nano_usd - spent - reserved),
-            None => {
-                let (spent, reserved): (i64, i64) = sqlx::query_as(STATE)
-                    .bind(&b.id)
-                    .bind(key)
-                    .fetch_optional(&mut *conn)
-                    .await?
-                    .unwrap_or((0, 0));
-                Err(Exceeded {
-                    budget: b.clone(),
-                    remaining_nano_usd: b.limit_nano_usd - spent - reserved,
-                })
-            }
-        }
-    }};
-}
-
-/// A held reservation: which budget periods carry it, and how much.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Reservation {
-    pub items: Vec<(String, String)>,
-    pub amount_nano_usd: i64,
-    /// The smallest remaining amount across the budgets after reserving.
-    pub remaining_nano_usd: i64,
-}
-
-/// Why a reservation was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exceeded {
-    pub budget: Budget,
-    pub remaining_nano_usd: i64,
 }
 
 macro_rules! select_budgets {
@@ -177,8 +118,9 @@ impl Store {
         row.map(Budget::try_from).transpose()
     }
 
-    /// Every budget with its spend in the period containing `at`, in one
-    /// query; `applying_to` narrows it to the budgets of one (key, project).
+    /// Every budget with its spend and live leases in the period containing
+    /// `at`, in one query; `applying_to` narrows it to the budgets of one
+    /// (key, project).
     pub async fn budget_states(
         &self,
         applying_to: Option<(&str, &str)>,
@@ -186,7 +128,10 @@ impl Store {
     ) -> Result<Vec<BudgetState>> {
         const SQL: &str = "SELECT b.id, b.scope, b.subject, b.period, b.limit_nano_usd, b.created_at, \
             COALESCE(s.spent_nano_usd, 0) AS spent_nano_usd, \
-            COALESCE(s.reserved_nano_usd, 0) AS reserved_nano_usd \
+            CAST(COALESCE((SELECT SUM(l.amount_nano_usd) FROM budget_leases l \
+            WHERE l.budget_id = b.id AND l.expires_at > $7 AND l.period_key = \
+            CASE b.period WHEN 'daily' THEN $1 WHEN 'monthly' THEN $2 ELSE $3 END), 0) AS BIGINT) \
+            AS leased_nano_usd \
             FROM budgets b LEFT JOIN budget_spend s ON s.budget_id = b.id AND s.period_key = \
             CASE b.period WHEN 'daily' THEN $1 WHEN 'monthly' THEN $2 ELSE $3 END \
             WHERE $4 OR (b.scope = 'key' AND b.subject = $5) OR (b.scope = 'project' AND b.subject = $6) \
@@ -207,6 +152,7 @@ impl Store {
             .bind(all)
             .bind(key_id)
             .bind(project)
+            .bind(at)
             .fetch_all(p)
             .await)?;
         rows.into_iter()
@@ -216,7 +162,7 @@ impl Store {
                     period_key: budget.period.key_at(at),
                     budget,
                     spent_nano_usd: r.spent_nano_usd,
-                    reserved_nano_usd: r.reserved_nano_usd,
+                    leased_nano_usd: r.leased_nano_usd,
                 })
             })
             .collect()
@@ -245,119 +191,19 @@ impl Store {
         rows.into_iter().map(Budget::try_from).collect()
     }
 
-    /// Reserves `amount_nano_usd` against every budget, or against none.
-    ///
-    /// Each budget takes one statement: an upsert of its period's row whose
-    /// update applies only while `spent + reserved + amount <= limit`, and
-    /// which returns the row as it now stands (nothing when refused). One
-    /// budget needs no transaction of its own; several run in one, rolled
-    /// back when any refuses.
-    pub async fn reserve_budget(
-        &self,
-        budgets: &[Budget],
-        amount_nano_usd: i64,
-        at: DateTime<Utc>,
-    ) -> Result<std::result::Result<Reservation, Exceeded>> {
-        let span = crate::trace::db_span!(self);
-        tracing::Instrument::instrument(
-            self.reserve_budget_untraced(budgets, amount_nano_usd, at),
-            span,
-        )
-        .await
-    }
-
-    async fn reserve_budget_untraced(
-        &self,
-        budgets: &[Budget],
-        amount_nano_usd: i64,
-        at: DateTime<Utc>,
-    ) -> Result<std::result::Result<Reservation, Exceeded>> {
-        let mut items = Vec::with_capacity(budgets.len());
-        let mut remaining = i64::MAX;
-        // The same steps on a pool or on SQLite's writer connection.
-        macro_rules! reserve_all {
-            ($p:expr) => {{
-                let p = $p;
-                if let [b] = budgets {
-                    let key = b.period.key_at(at);
-                    let taken = reserve_one!(&mut *p.acquire().await?, b, &key, amount_nano_usd);
-                    taken.map(|left| {
-                        remaining = left;
-                        items.push((b.id.clone(), key));
-                    })
-                } else {
-                    let mut tx = p.begin().await?;
-                    let mut refused = None;
-                    for b in budgets {
-                        let key = b.period.key_at(at);
-                        match reserve_one!(&mut *tx, b, &key, amount_nano_usd) {
-                            Ok(left) => {
-                                remaining = remaining.min(left);
-                                items.push((b.id.clone(), key));
-                            }
-                            Err(e) => {
-                                refused = Some(e);
-                                break;
-                            }
-                        }
-                    }
-                    match refused {
-                        Some(e) => {
-                            tx.rollback().await?;
-                            Err(e)
-                        }
-                        None => {
-                            tx.commit().await?;
-                            Ok(())
-                        }
-                    }
-                }
-            }};
-        }
-        let outcome = match self {
-            Store::Sqlite(sqlite) => {
-                let mut turn = sqlite.writer().await?;
-                let done: Result<_> = async { Ok(reserve_all!(turn.conn()?)) }.await;
-                if done.is_err() {
-                    turn.discard();
-                }
-                done?
-            }
-            _ => on_pool!(self, p => reserve_all!(p)),
-        };
-        Ok(outcome.map(|()| Reservation {
-            items,
-            amount_nano_usd,
-            remaining_nano_usd: remaining,
-        }))
-    }
-
-    /// Replaces a reservation by the actual cost.
-    pub async fn settle_budget(
-        &self,
-        reservation: &Reservation,
-        actual_nano_usd: i64,
-    ) -> Result<()> {
-        let settlement = Settlement {
-            reservation: reservation.clone(),
-            actual_nano_usd,
-        };
-        self.record_usage(&[], std::slice::from_ref(&settlement))
-            .await
-    }
-
-    /// A budget's spend in the period containing `at`.
+    /// A budget's spend and live leases in the period containing `at`.
     pub async fn budget_state(&self, budget: &Budget, at: DateTime<Utc>) -> Result<BudgetState> {
-        const SQL: &str = "SELECT spent_nano_usd, reserved_nano_usd FROM budget_spend \
-            WHERE budget_id = $1 AND period_key = $2";
+        const SQL: &str = "SELECT \
+            COALESCE((SELECT spent_nano_usd FROM budget_spend WHERE budget_id = $1 AND period_key = $2), 0), \
+            CAST(COALESCE((SELECT SUM(amount_nano_usd) FROM budget_leases \
+            WHERE budget_id = $1 AND period_key = $2 AND expires_at > $3), 0) AS BIGINT)";
         let key = budget.period.key_at(at);
-        let row: Option<(i64, i64)> = crate::read_pool!(self, p => sqlx::query_as(SQL).bind(&budget.id).bind(&key).fetch_optional(p).await)?;
-        let (spent, reserved) = row.unwrap_or((0, 0));
+        let (spent, leased): (i64, i64) = crate::read_pool!(self, p => sqlx::query_as(SQL).bind(&budget.id).bind(&key).bind(at).fetch_one(p).await)?;
         Ok(BudgetState {
             budget: budget.clone(),
             period_key: key,
             spent_nano_usd: spent,
-            reserved_nano_usd: reserved,
+            leased_nano_usd: leased,
         })
     }
 }

@@ -7,6 +7,7 @@
 mod audit;
 mod audit_chain;
 mod backup_runs;
+mod budget_leases;
 mod budgets;
 mod jobs;
 mod keys;
@@ -23,7 +24,8 @@ mod usage;
 pub use audit::{AuditEntry, AuditEvent, AuditFilter, AuditOrder, AuditRecord};
 pub use audit_chain::{AuditAnchor, BrokenLink, ChainReport, MAX_AUDIT_BATCH};
 pub use backup_runs::BackupRun;
-pub use budgets::{BudgetState, Exceeded, NewBudget, Reservation};
+pub use budget_leases::{BudgetLease, Decide, LeaseKey, LeaseRoom};
+pub use budgets::{BudgetState, NewBudget};
 pub use jobs::{JobRecord, JobRunStatus};
 pub use keys::KeyInsert;
 pub use leases::Lease;

@@ -34,6 +34,7 @@ embedded!(
     (7, "key rotation", "0007_key_rotation.sql"),
     (8, "audit chain", "0008_audit_chain.sql"),
     (9, "backup runs", "0009_backup_runs.sql"),
+    (10, "budget leases", "0010_budget_leases.sql"),
 );
 
 #[derive(Debug)]

@@ -1,7 +1,7 @@
 //! The `usage_log` repository: records written in batches, one statement
 //! per batch, together with the budget settlements of the same calls.
 
-use crate::{on_pool, Reservation, Result, Store};
+use crate::{on_pool, Result, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -27,10 +27,12 @@ pub struct UsageRecord {
     pub error_type: Option<String>,
 }
 
-/// A budget reservation to replace by the actual cost of its call.
+/// The actual cost of a call, to add to the spend of the budget periods it
+/// was admitted against.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Settlement {
-    pub reservation: Reservation,
+    /// (budget id, period key) of each budget the call was charged to.
+    pub budgets: Vec<(String, String)>,
     pub actual_nano_usd: i64,
 }
 
@@ -44,10 +46,11 @@ impl Store {
         self.record_usage(records, &[]).await
     }
 
-    /// Writes usage records and settles budget reservations in one
-    /// transaction, so a call's usage row and its budget spend land together
-    /// or not at all (and a retry after a failure counts nothing twice).
-    /// Settlements of the same budget period are summed into one update.
+    /// Writes usage records and adds the calls' costs to their budgets'
+    /// spend in one transaction, so a call's usage row and its budget spend
+    /// land together or not at all (and a retry after a failure counts
+    /// nothing twice). Settlements of the same budget period are summed into
+    /// one statement; a budget deleted meanwhile is skipped.
     pub async fn record_usage(
         &self,
         records: &[UsageRecord],
@@ -63,21 +66,20 @@ impl Store {
         records: &[UsageRecord],
         settlements: &[Settlement],
     ) -> Result<()> {
-        const SETTLE: &str = "UPDATE budget_spend SET \
-            reserved_nano_usd = CASE WHEN reserved_nano_usd > $3 THEN reserved_nano_usd - $3 ELSE 0 END, \
-            spent_nano_usd = spent_nano_usd + $4 \
-            WHERE budget_id = $1 AND period_key = $2";
-        if records.is_empty() && settlements.iter().all(|s| s.reservation.items.is_empty()) {
+        const SETTLE: &str = "INSERT INTO budget_spend (budget_id, period_key, spent_nano_usd) \
+            SELECT $1, $2, $3 WHERE EXISTS (SELECT 1 FROM budgets WHERE id = $1) \
+            ON CONFLICT (budget_id, period_key) DO UPDATE \
+            SET spent_nano_usd = budget_spend.spent_nano_usd + excluded.spent_nano_usd";
+        if records.is_empty() && settlements.iter().all(|s| s.budgets.is_empty()) {
             return Ok(());
         }
-        // (budget, period) → (released reservation, actual spend), in a
-        // stable order so concurrent writers lock rows alike.
-        let mut sums: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+        // (budget, period) → actual spend, in a stable order so concurrent
+        // writers lock rows alike.
+        let mut sums: BTreeMap<(&str, &str), i64> = BTreeMap::new();
         for s in settlements {
-            for (id, key) in &s.reservation.items {
+            for (id, key) in &s.budgets {
                 let e = sums.entry((id, key)).or_default();
-                e.0 = e.0.saturating_add(s.reservation.amount_nano_usd);
-                e.1 = e.1.saturating_add(s.actual_nano_usd);
+                *e = e.saturating_add(s.actual_nano_usd);
             }
         }
         // The same steps on a pool or on SQLite's writer connection.
@@ -111,11 +113,10 @@ impl Store {
                     });
                     q.build().execute(&mut *tx).await?;
                 }
-                for ((id, key), (released, spent)) in &sums {
+                for ((id, key), spent) in &sums {
                     sqlx::query(SETTLE)
                         .bind(*id)
                         .bind(*key)
-                        .bind(*released)
                         .bind(*spent)
                         .execute(&mut *tx)
                         .await?;

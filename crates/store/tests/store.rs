@@ -5,13 +5,10 @@
 
 use chrono::Duration;
 use switchyard_core::audit::AuditKind;
-use switchyard_core::budget::{BudgetPeriod, BudgetScope};
 use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
 use switchyard_core::tasks::TaskStatus;
-use switchyard_store::{
-    AuditEvent, KeyInsert, NewBudget, NewTask, Settlement, Store, TaskFinish, UsageRecord,
-};
+use switchyard_store::{AuditEvent, KeyInsert, NewTask, Store, TaskFinish, UsageRecord};
 use switchyard_testkit::TestDatabase;
 
 async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
@@ -29,8 +26,6 @@ switchyard_testkit::on_both_engines!(
     last_used_never_moves_backwards,
     audit_records_read_back,
     usage_batches_land_whole,
-    budget_reservations_never_overshoot,
-    one_budget_reservations_and_batched_settlements,
     usage_summaries_group_and_filter,
     tasks_are_claimed_once_under_leases,
 );
@@ -326,119 +321,6 @@ async fn usage_summaries_group_and_filter(kind: DatabaseKind) {
     assert_eq!(switchyard_store::UsageGroup::total(&by_project).requests, 5);
 }
 
-async fn budget_reservations_never_overshoot(kind: DatabaseKind) {
-    let (_db, store) = fresh(kind).await;
-    let t = switchyard_core::now();
-    let key_budget = store
-        .set_budget(&NewBudget {
-            id: "bud_1",
-            scope: BudgetScope::Key,
-            subject: "key_a",
-            period: BudgetPeriod::Daily,
-            limit_nano_usd: 100,
-            at: t,
-        })
-        .await
-        .unwrap();
-    // Setting again replaces the limit, keeping the id.
-    let again = store
-        .set_budget(&NewBudget {
-            id: "bud_2",
-            scope: BudgetScope::Key,
-            subject: "key_a",
-            period: BudgetPeriod::Daily,
-            limit_nano_usd: 1000,
-            at: t,
-        })
-        .await
-        .unwrap();
-    assert_eq!((again.id.as_str(), again.limit_nano_usd), ("bud_1", 1000));
-    let project = store
-        .set_budget(&NewBudget {
-            id: "bud_3",
-            scope: BudgetScope::Project,
-            subject: "p",
-            period: BudgetPeriod::Total,
-            limit_nano_usd: 100,
-            at: t,
-        })
-        .await
-        .unwrap();
-    store
-        .set_budget(&NewBudget {
-            id: "bud_4",
-            scope: BudgetScope::Project,
-            subject: "other",
-            period: BudgetPeriod::Total,
-            limit_nano_usd: 1,
-            at: t,
-        })
-        .await
-        .unwrap();
-    let applicable = store.budgets_for("key_a", "p").await.unwrap();
-    assert_eq!(applicable.len(), 2);
-    assert_eq!(store.list_budgets().await.unwrap().len(), 3 + 1 - 1);
-
-    // 40 concurrent reservations of 10 against the project's 100: exactly 10 fit.
-    let mut tasks = Vec::new();
-    for _ in 0..40 {
-        let store = store.clone();
-        let applicable = applicable.clone();
-        tasks.push(tokio::spawn(async move {
-            store.reserve_budget(&applicable, 10, t).await.unwrap()
-        }));
-    }
-    let mut held = Vec::new();
-    let mut refused = 0;
-    for task in tasks {
-        match task.await.unwrap() {
-            Ok(r) => held.push(r),
-            Err(e) => {
-                assert_eq!(e.budget.id, project.id);
-                refused += 1;
-            }
-        }
-    }
-    assert_eq!((held.len(), refused), (10, 30));
-    let state = store.budget_state(&project, t).await.unwrap();
-    assert_eq!(
-        (
-            state.spent_nano_usd,
-            state.reserved_nano_usd,
-            state.remaining_nano_usd()
-        ),
-        (0, 100, 0)
-    );
-    // Settling with a smaller actual cost frees the difference.
-    for r in &held[..5] {
-        store.settle_budget(r, 4).await.unwrap();
-    }
-    let state = store.budget_state(&project, t).await.unwrap();
-    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (20, 50));
-    let key_state = store.budget_state(&key_budget, t).await.unwrap();
-    assert_eq!(
-        (key_state.spent_nano_usd, key_state.reserved_nano_usd),
-        (20, 50)
-    );
-    let next = store
-        .reserve_budget(&applicable, 30, t)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(next.remaining_nano_usd, 0);
-    let over = store
-        .reserve_budget(&applicable, 1, t)
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(over.remaining_nano_usd, 0);
-    // A refused reservation left nothing behind on the other budget.
-    let key_state = store.budget_state(&key_budget, t).await.unwrap();
-    assert_eq!(key_state.reserved_nano_usd, 80);
-    assert!(store.delete_budget(&project.id).await.unwrap());
-    assert!(!store.delete_budget(&project.id).await.unwrap());
-}
-
 fn usage_row(i: i64, t: chrono::DateTime<chrono::Utc>) -> UsageRecord {
     UsageRecord {
         timestamp: t + Duration::microseconds(i),
@@ -458,83 +340,6 @@ fn usage_row(i: i64, t: chrono::DateTime<chrono::Utc>) -> UsageRecord {
         status: 200,
         error_type: None,
     }
-}
-
-/// A single budget reserves in one statement without a transaction of its
-/// own; the usage writer's batches settle many reservations of one budget
-/// at once, in the same transaction as the rows.
-async fn one_budget_reservations_and_batched_settlements(kind: DatabaseKind) {
-    let (_db, store) = fresh(kind).await;
-    let t = switchyard_core::now();
-    let budget = store
-        .set_budget(&NewBudget {
-            id: "bud_1",
-            scope: BudgetScope::Project,
-            subject: "p",
-            period: BudgetPeriod::Monthly,
-            limit_nano_usd: 100,
-            at: t,
-        })
-        .await
-        .unwrap();
-    let applicable = store.budgets_for("key_a", "p").await.unwrap();
-    assert_eq!(applicable.len(), 1);
-    // More than the limit in one go is refused even before the period's
-    // row exists, and leaves no row behind.
-    let refused = store
-        .reserve_budget(&applicable, 101, t)
-        .await
-        .unwrap()
-        .unwrap_err();
-    assert_eq!(
-        (refused.budget.id.as_str(), refused.remaining_nano_usd),
-        ("bud_1", 100)
-    );
-    let state = store.budget_state(&budget, t).await.unwrap();
-    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (0, 0));
-
-    // 30 concurrent reservations of 7 against 100: exactly 14 fit.
-    let tasks: Vec<_> = (0..30)
-        .map(|_| {
-            let (store, applicable) = (store.clone(), applicable.clone());
-            tokio::spawn(async move { store.reserve_budget(&applicable, 7, t).await.unwrap() })
-        })
-        .collect();
-    let mut held = Vec::new();
-    for task in tasks {
-        if let Ok(r) = task.await.unwrap() {
-            assert!(r.remaining_nano_usd >= 0 && r.remaining_nano_usd <= 93);
-            held.push(r);
-        }
-    }
-    assert_eq!(held.len(), 14);
-    let state = store.budget_state(&budget, t).await.unwrap();
-    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (0, 98));
-
-    // Ten calls' rows and settlements (actual cost 3 each) in one write.
-    let rows: Vec<UsageRecord> = (0..10).map(|i| usage_row(i, t)).collect();
-    let settlements: Vec<Settlement> = held[..10]
-        .iter()
-        .map(|r| Settlement {
-            reservation: r.clone(),
-            actual_nano_usd: 3,
-        })
-        .collect();
-    store.record_usage(&rows, &settlements).await.unwrap();
-    assert_eq!(store.count_usage().await.unwrap(), 10);
-    let state = store.budget_state(&budget, t).await.unwrap();
-    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (30, 28));
-    // Settlements alone (no rows) land too.
-    store.settle_budget(&held[10], 0).await.unwrap();
-    let state = store.budget_state(&budget, t).await.unwrap();
-    assert_eq!((state.spent_nano_usd, state.reserved_nano_usd), (30, 21));
-    // The freed headroom is reservable again: 100 - 30 - 21 = 49.
-    let r = store
-        .reserve_budget(&applicable, 49, t)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(r.remaining_nano_usd, 0);
 }
 
 async fn usage_batches_land_whole(kind: DatabaseKind) {
@@ -559,9 +364,9 @@ async fn migrations_apply_once(kind: DatabaseKind) {
     let store = Store::connect_lazy(&db.config()).unwrap();
     assert_eq!(
         store.pending_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10]
     );
-    assert_eq!(store.migrate().await.unwrap(), 9);
+    assert_eq!(store.migrate().await.unwrap(), 10);
     assert_eq!(store.migrate().await.unwrap(), 0);
     assert!(store.pending_migrations().await.unwrap().is_empty());
     assert!(store.ping(std::time::Duration::from_secs(2)).await.is_ok());

@@ -23,6 +23,29 @@ declare_settings! { Section::Limits;
         "Failed authentications per minute per client IP before it is refused (429).";
     TRUSTED_PROXIES: optional,
         "Comma-separated addresses/CIDRs whose X-Forwarded-For is believed.";
+    BUDGET_LEASE_SECONDS: value("30"),
+        "How long a replica's lease of budget headroom lasts unless renewed (2–3600); a crashed replica's headroom comes back after it.";
+    BUDGET_LEASE_MAX_USD: value("1"),
+        "The most idle headroom (USD) a replica leases per budget beyond what its calls need; 0 reserves every call in the database.";
+}
+
+/// How replicas lease budget headroom (`BUDGET_LEASE_*`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BudgetLeaseConfig {
+    /// `BUDGET_LEASE_SECONDS`: a lease not renewed within this expires.
+    pub ttl: std::time::Duration,
+    /// `BUDGET_LEASE_MAX_USD` in nano-USD: the cap on idle headroom held
+    /// beyond the calls in flight; 0 leases exactly what each call needs.
+    pub max_idle_nano_usd: i64,
+}
+
+impl Default for BudgetLeaseConfig {
+    fn default() -> Self {
+        Self {
+            ttl: std::time::Duration::from_secs(30),
+            max_idle_nano_usd: crate::budget::NANO_PER_USD,
+        }
+    }
 }
 
 /// Defines a configuration choice: its variants, each with the one text it
@@ -178,6 +201,8 @@ pub struct LimitsConfig {
     /// Use Redis as a shared cache tier (`CACHE_BACKEND`); defaults to
     /// `redis` when `REDIS_URL` is set.
     pub shared_cache: bool,
+    /// Budget headroom leases.
+    pub budget_lease: BudgetLeaseConfig,
 }
 
 /// Built-in per-route limits, per key per minute.
@@ -218,6 +243,20 @@ pub(super) fn load(r: &mut Reader<'_>, has_redis: bool, file: &FileConfig) -> Li
     }
     let shown: Vec<String> = routes.iter().map(|(r, n)| format!("{r}={n}/min")).collect();
     r.note(Section::Limits, "route limits", shown.join(", "));
+    let budget_lease = BudgetLeaseConfig {
+        ttl: r.seconds(&BUDGET_LEASE_SECONDS, 2, 3600),
+        max_idle_nano_usd: r
+            .parse_with(&BUDGET_LEASE_MAX_USD, |raw| {
+                raw.parse::<f64>()
+                    .ok()
+                    .filter(|v| crate::budget::nano_from_usd(*v).is_some())
+                    .ok_or_else(|| {
+                        format!("`{raw}` is not valid: expected an amount of USD from 0 to 1e9")
+                    })
+            })
+            .and_then(crate::budget::nano_from_usd)
+            .unwrap_or(BudgetLeaseConfig::default().max_idle_nano_usd),
+    };
     LimitsConfig {
         backend,
         redis_failure,
@@ -226,6 +265,7 @@ pub(super) fn load(r: &mut Reader<'_>, has_redis: bool, file: &FileConfig) -> Li
         trusted_proxies,
         routes,
         shared_cache: cache == CacheBackend::Redis,
+        budget_lease,
     }
 }
 

@@ -36,7 +36,8 @@ pub use database::{DatabaseConfig, DatabaseKind, DEFAULT_DATABASE_URL};
 pub use file::{FileConfig, LimitsFile, RouteLimit};
 pub use keys::{KeysConfig, NotifyConfig, NOTIFY_ATTEMPTS};
 pub use limits::{
-    CacheBackend, IpNet, LimitBackend, LimitsConfig, RedisFailurePolicy, DEFAULT_ROUTE_LIMITS,
+    BudgetLeaseConfig, CacheBackend, IpNet, LimitBackend, LimitsConfig, RedisFailurePolicy,
+    DEFAULT_ROUTE_LIMITS,
 };
 pub use models::ModelFetchConfig;
 pub use observability::LogFormat;

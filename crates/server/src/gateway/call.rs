@@ -5,13 +5,14 @@
 
 use super::catalog::ModelRoute;
 use super::error::GatewayError;
+use crate::budgets::{Reservation, Settlement};
 use crate::context::Caller;
 use crate::metrics::{Metrics, ModelLabels, TokenLabels};
 use crate::usage::UsageRecorder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_models::openai_wire::{ChatRequest, Usage};
-use switchyard_store::{Reservation, Settlement, UsageRecord};
+use switchyard_store::UsageRecord;
 
 /// The endpoint usage rows of gateway calls are recorded under.
 pub const ENDPOINT: &str = "/v1/chat/completions";
@@ -178,8 +179,8 @@ impl Call {
         self.ledger.usage.record(record, settlement).await;
     }
 
-    fn accounting(&self, o: &Outcome) -> (UsageRecord, Option<Settlement>) {
-        let route = &self.route;
+    fn accounting(&mut self, o: &Outcome) -> (UsageRecord, Option<Settlement>) {
+        let route = self.route.clone();
         let model = route.entry.id.clone();
         let cached = o.usage.cached_tokens();
         let cost = o.reported_cost_nano.unwrap_or_else(|| {
@@ -221,10 +222,10 @@ impl Call {
         }
         self.trace(o, &model);
         let to_i64 = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
-        let settlement = self.reservation.clone().map(|reservation| Settlement {
-            reservation,
-            actual_nano_usd: to_i64(cost),
-        });
+        let settlement = self
+            .reservation
+            .take()
+            .map(|reservation| reservation.end(to_i64(cost)));
         let millis = |d: Duration| to_i64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
         let record = UsageRecord {
             timestamp: switchyard_core::now(),

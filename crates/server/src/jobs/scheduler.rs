@@ -28,25 +28,7 @@ const MAX_INTERVAL: Duration = Duration::from_secs(10 * 366 * 24 * 3600);
 const MIN_LEASE: Duration = Duration::from_secs(1);
 const MAX_LEASE: Duration = Duration::from_secs(24 * 3600);
 
-/// A replica id unique across the deployment and across restarts:
-/// `hostname-pid-random`.
-pub fn replica_id() -> String {
-    let host = ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .iter()
-        .find_map(|p| {
-            std::fs::read_to_string(p)
-                .ok()
-                .map(|h| h.trim().to_owned())
-                .filter(|h| !h.is_empty())
-        })
-        .or_else(|| std::env::var("HOSTNAME").ok().filter(|h| !h.is_empty()))
-        .unwrap_or_else(|| "replica".to_owned());
-    format!(
-        "{host}-{}-{:06x}",
-        std::process::id(),
-        rand::random::<u32>() & 0x00ff_ffff
-    )
-}
+pub use crate::replica::replica_id;
 
 /// This replica's scheduler; see the [module](super) documentation.
 pub struct Scheduler {

@@ -33,7 +33,14 @@ pub struct BudgetView {
     pub period_key: String,
     pub limit_usd: String,
     pub spent_usd: String,
+    /// Headroom replicas hold in live leases of the current period: the
+    /// estimates of calls in flight, costs not yet written, and idle
+    /// headroom a replica gives back when its calls stop (or at expiry).
+    pub leased_usd: String,
+    /// The same as `leased_usd` (the name before budget leases; kept for
+    /// existing clients).
     pub reserved_usd: String,
+    /// `limit − spent − leased`, at least 0.
     pub remaining_usd: String,
 }
 
@@ -43,7 +50,8 @@ impl From<BudgetState> for BudgetView {
             period_key: s.period_key.clone(),
             limit_usd: usd(s.budget.limit_nano_usd),
             spent_usd: usd(s.spent_nano_usd),
-            reserved_usd: usd(s.reserved_nano_usd),
+            leased_usd: usd(s.leased_nano_usd),
+            reserved_usd: usd(s.leased_nano_usd),
             remaining_usd: usd(s.remaining_nano_usd().max(0)),
             budget: s.budget,
         }

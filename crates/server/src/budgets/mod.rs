@@ -2,22 +2,30 @@
 //! read and reserved against, shared by the admin API, the CLI and the
 //! gateway, so every change writes the same rows and the same audit record.
 //!
-//! Reservations are atomic in the shared database (see the store); the
-//! usage writer settles them with the actual cost in the same transaction as
-//! the call's usage row. The budgets that apply to a key are cached like
-//! keys; a change on this replica applies at once, elsewhere within
-//! `KEY_CACHE_TTL_SECONDS`.
+//! Calls are admitted in memory against headroom this replica leases from
+//! the shared database in chunks (`lease.rs`; the limit across replicas is
+//! kept by the database when a lease grows); the usage writer adds the
+//! actual cost to the spend in the same transaction as the call's usage
+//! row. The budgets that apply to a key are cached like keys; a change on
+//! this replica applies at once, elsewhere within `KEY_CACHE_TTL_SECONDS`.
+
+mod lease;
+
+pub use lease::{Landing, Reservation, Settlement};
 
 use crate::audit::{self, Actor};
 use crate::context::Caller;
 use crate::metrics::Metrics;
+use lease::{Leases, Shortfall};
 use std::sync::Arc;
 use std::time::Duration;
 use switchyard_core::audit::AuditKind;
 use switchyard_core::budget::{nano_from_usd, usd, Budget, BudgetPeriod, BudgetScope};
+use switchyard_core::config::BudgetLeaseConfig;
 use switchyard_core::keys::new_id;
 use switchyard_limits::TieredCache;
-use switchyard_store::{AuditEvent, BudgetState, NewBudget, Reservation, Store, StoreError};
+use switchyard_store::{AuditEvent, BudgetState, NewBudget, Store, StoreError};
+use tokio_util::sync::CancellationToken;
 
 /// How long the remaining amount `auto` routing looks at may be stale.
 const REMAINING_TTL: Duration = Duration::from_secs(1);
@@ -32,6 +40,15 @@ struct Inner {
     applicable: TieredCache<Arc<Vec<Budget>>>,
     /// The smallest remaining amount of those budgets, for routing.
     remaining: TieredCache<Option<i64>>,
+    leases: Leases,
+    /// Stops the lease keeper.
+    keeper: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.keeper.cancel();
+    }
 }
 
 /// A budget to create or replace, as an operator gives it.
@@ -56,8 +73,16 @@ pub enum BudgetError {
 /// Why a reservation did not happen.
 #[derive(Debug)]
 pub enum Refusal {
-    Exceeded(switchyard_store::Exceeded),
+    Exceeded(Exceeded),
     Store(Arc<StoreError>),
+}
+
+/// A budget that could not cover a call's estimate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exceeded {
+    pub budget: Budget,
+    /// What is left of it for this replica's calls (never negative).
+    pub remaining_nano_usd: i64,
 }
 
 fn cache_key(caller: &Caller) -> String {
@@ -65,13 +90,65 @@ fn cache_key(caller: &Caller) -> String {
 }
 
 impl Budgets {
-    pub fn new(store: Store, metrics: Metrics, ttl: Duration) -> Self {
-        Self(Arc::new(Inner {
+    /// The service, leasing headroom as `holder` (a replica id unique in
+    /// the deployment). Inside a Tokio runtime it starts the lease keeper,
+    /// which renews, tops up and gives back headroom until
+    /// [`Budgets::release_leases`] or the last handle is dropped.
+    pub fn new(
+        store: Store,
+        metrics: Metrics,
+        ttl: Duration,
+        lease: BudgetLeaseConfig,
+        holder: String,
+    ) -> Self {
+        let budgets = Self(Arc::new(Inner {
+            leases: Leases::new(store.clone(), holder, lease),
             store,
             metrics,
             applicable: TieredCache::local(100_000, ttl),
             remaining: TieredCache::local(100_000, REMAINING_TTL),
-        }))
+            keeper: CancellationToken::new(),
+        }));
+        if tokio::runtime::Handle::try_current().is_ok() {
+            let weak = Arc::downgrade(&budgets.0);
+            let stop = budgets.0.keeper.clone();
+            let tick = budgets.0.leases.tick();
+            tokio::spawn(async move {
+                let mut every = tokio::time::interval(tick);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    tokio::select! {
+                        _ = every.tick() => {}
+                        () = stop.cancelled() => return,
+                    }
+                    let Some(inner) = weak.upgrade() else { return };
+                    tokio::select! {
+                        () = inner.leases.upkeep() => {}
+                        () = stop.cancelled() => return,
+                    }
+                }
+            });
+        }
+        budgets
+    }
+
+    /// The replica id this service leases headroom as.
+    pub fn holder(&self) -> &str {
+        self.0.leases.holder()
+    }
+
+    /// Stops the lease keeper and deletes this replica's leases, freeing
+    /// their headroom at once: for shutdown, after the usage queue has been
+    /// written (a lease not released expires by itself).
+    pub async fn release_leases(&self) -> Result<u64, StoreError> {
+        self.0.keeper.cancel();
+        self.0.leases.release().await
+    }
+
+    /// This replica's leases as it sees them: (budget id, period key,
+    /// amount held, what its calls still need).
+    pub fn leases_held(&self) -> Vec<(String, String, i64, i64)> {
+        self.0.leases.snapshot()
     }
 
     /// The budgets that apply to the caller's calls (cached).
@@ -92,7 +169,9 @@ impl Budgets {
     }
 
     /// Reserves `estimate_nano_usd` against every budget of the caller's key
-    /// and project; `None` when no budget applies.
+    /// and project, or against none; `None` when no budget applies. Served
+    /// from this replica's leases without a database round trip while they
+    /// cover it; otherwise the lease grows first (or the call is refused).
     pub async fn reserve(
         &self,
         caller: &Caller,
@@ -102,16 +181,25 @@ impl Budgets {
         if budgets.is_empty() {
             return Ok(None);
         }
-        match self
-            .0
-            .store
-            .reserve_budget(&budgets, estimate_nano_usd, switchyard_core::now())
-            .await
-        {
-            Ok(Ok(r)) => Ok(Some(r)),
-            Ok(Err(exceeded)) => Err(Refusal::Exceeded(exceeded)),
-            Err(e) => Err(Refusal::Store(Arc::new(e))),
+        let now = switchyard_core::now();
+        let mut charges = Vec::with_capacity(budgets.len());
+        for b in budgets.iter() {
+            let key = b.period.key_at(now);
+            match self.0.leases.admit(&b.id, &key, estimate_nano_usd).await {
+                Ok(Some(charge)) => charges.push(charge),
+                // Deleted since it was cached: it no longer applies.
+                Ok(None) => {}
+                // Dropping the charges taken so far releases them.
+                Err(Shortfall::Exceeded(left)) => {
+                    return Err(Refusal::Exceeded(Exceeded {
+                        budget: b.clone(),
+                        remaining_nano_usd: left.max(0),
+                    }))
+                }
+                Err(Shortfall::Store(e)) => return Err(Refusal::Store(Arc::new(e))),
+            }
         }
+        Ok(lease::reservation(charges))
     }
 
     /// The smallest amount left in the caller's budgets (`None` when none
