@@ -15,7 +15,7 @@ fn rows(viewer: &Viewer, states: &[BudgetState]) -> Vec<Vec<String>> {
         .iter()
         .map(|s| {
             let b = &s.budget;
-            let used = s.spent_nano_usd + s.reserved_nano_usd;
+            let used = s.spent_nano_usd + s.leased_nano_usd;
             let pct = if b.limit_nano_usd > 0 {
                 (used as f64 / b.limit_nano_usd as f64 * 100.0).min(100.0)
             } else {
@@ -26,7 +26,7 @@ fn rows(viewer: &Viewer, states: &[BudgetState]) -> Vec<Vec<String>> {
                 format!("<code>{}</code>", esc(&b.subject)),
                 esc(b.period.as_str()),
                 money(s.spent_nano_usd),
-                money(s.reserved_nano_usd),
+                money(s.leased_nano_usd),
                 money(b.limit_nano_usd),
                 format!(
                     r#"<meter min="0" max="100" low="70" high="90" optimum="0" value="{pct:.1}" aria-label="{pct:.0}% of the limit used">{pct:.0}%</meter> {pct:.0}%"#
@@ -66,7 +66,7 @@ pub async fn list(State(state): State<AppState>, viewer: Viewer) -> PageResult {
         state.budgets.states_for(&key.id, &key.project).await?
     };
     let mut headers = vec![
-        "Scope", "Subject", "Period", "Spent", "Reserved", "Limit", "Used",
+        "Scope", "Subject", "Period", "Spent", "Leased", "Limit", "Used",
     ];
     if viewer.admin {
         headers.push("Actions");
