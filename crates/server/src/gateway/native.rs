@@ -90,7 +90,7 @@ impl Backend {
     /// API, else in its chat form.
     pub async fn reply(&self, p: &Passthrough) -> Result<Reply, BackendError> {
         match self {
-            Backend::Anthropic(b) if p.dialect == Dialect::Messages => {
+            Backend::Anthropic(b) if self.speaks(p.dialect) => {
                 b.forward(&p.forward).await.map(Reply::Native)
             }
             Backend::OpenAi(b) if self.speaks(p.dialect) => {
@@ -103,9 +103,7 @@ impl Backend {
     /// Streams a [`Passthrough`] call, as [`Backend::reply`] serves one.
     pub async fn pieces(&self, p: &Passthrough) -> Result<BackendStream<Piece>, BackendError> {
         let native = match self {
-            Backend::Anthropic(b) if p.dialect == Dialect::Messages => {
-                b.forward_stream(&p.forward).await?
-            }
+            Backend::Anthropic(b) if self.speaks(p.dialect) => b.forward_stream(&p.forward).await?,
             Backend::OpenAi(b) if self.speaks(p.dialect) => b.forward_stream(&p.forward).await?,
             _ => {
                 let chunks = self.stream(&p.chat).await?;
