@@ -217,16 +217,23 @@ impl EventDecoder {
     /// One upstream event, as it goes to the client, and whether the stream
     /// is complete. An `error` event is the upstream giving up mid-stream.
     pub fn push(&mut self, event: SseEvent) -> Result<(NativeEvent, bool), BackendError> {
-        let Ok(mut data) = serde_json::from_str::<Value>(&event.data) else {
-            // Not JSON (a future keep-alive, say): passed on as it is.
-            return Ok((
+        let untouched = |event: SseEvent| {
+            let SseEvent { event, data } = event;
+            Ok((
                 NativeEvent {
-                    event: event.event,
-                    data: event.data,
+                    event,
+                    data,
                     usage: None,
                 },
                 false,
-            ));
+            ))
+        };
+        if !self.may_matter(&event) {
+            return untouched(event);
+        }
+        let Ok(mut data) = serde_json::from_str::<Value>(&event.data) else {
+            // Not JSON (a future keep-alive, say): passed on as it is.
+            return untouched(event);
         };
         let kind = event
             .event
@@ -266,6 +273,23 @@ impl EventDecoder {
             },
             finished,
         ))
+    }
+
+    /// Whether an event may carry what is read here (a model, usage, the
+    /// end, an error). Events named otherwise — the bulk of a stream, its
+    /// deltas — pass on without being parsed.
+    fn may_matter(&self, event: &SseEvent) -> bool {
+        let Some(name) = event.event.as_deref() else {
+            return true;
+        };
+        match self.dialect {
+            Dialect::Messages => matches!(
+                name,
+                "message_start" | "message_delta" | "message_stop" | "error"
+            ),
+            // The lifecycle events carry the response object.
+            Dialect::Responses => name == "error" || event.data.contains("\"response\""),
+        }
     }
 
     /// (usage, finished, renamed) for a Messages event.
