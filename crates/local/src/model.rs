@@ -286,11 +286,12 @@ impl Weights {
         let mut normed = vec![0f32; t_len * e];
         let mut acts = QActs::default();
         let mut scratch = Vec::new();
-        // Prompt chunks go through the dense GEMM, single tokens through
-        // the integer kernels.
+        // Products run on the quantised weights through the integer
+        // kernels; a prompt chunk with a matrix that has no integer GEMM
+        // (`Q8_0`) goes through the dense f32 GEMM instead.
         let dense = t_len >= DENSE_ROWS;
         let mut product = |w: &QMatrix, x: &[f32], cols: usize, out: &mut [f32]| {
-            if dense {
+            if dense && !w.packed() {
                 w.matmul_dense(x, t_len, out, &mut scratch);
             } else {
                 acts.quantize(x, t_len, cols);
@@ -432,8 +433,8 @@ impl Weights {
     }
 }
 
-/// Tokens at or above which a forward pass multiplies with dequantised
-/// weights and a dense GEMM.
+/// Tokens at or above which a forward pass multiplies `Q8_0` weights
+/// dequantised, by a dense GEMM.
 const DENSE_ROWS: usize = 16;
 
 fn rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {

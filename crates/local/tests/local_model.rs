@@ -76,8 +76,9 @@ fn the_gguf_chat_template_is_used() {
 
 #[test]
 fn a_prompt_chunk_and_token_by_token_agree() {
-    // The chunk goes through the dense GEMM and batched attention, single
-    // tokens through the integer kernels: the same logits either way.
+    // The chunk goes through the integer GEMM's token tiles and batched
+    // attention, single tokens through its one-token path and attention
+    // row by row: the same logits either way.
     use switchyard_local::model::{argmax, Cache};
     let m = model();
     let prompt = m
