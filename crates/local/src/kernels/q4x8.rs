@@ -152,9 +152,9 @@ impl Q4x8 {
             return Ok(Self {
                 rows,
                 cols,
-                d: parts.iter().flat_map(|p| p.d.iter().copied()).collect(),
-                m: parts.iter().flat_map(|p| p.m.iter().copied()).collect(),
-                q: parts.iter().flat_map(|p| p.q.iter().copied()).collect(),
+                d: parts.iter().map(|p| &p.d[..]).collect::<Vec<_>>().concat(),
+                m: parts.iter().map(|p| &p.m[..]).collect::<Vec<_>>().concat(),
+                q: parts.iter().map(|p| &p.q[..]).collect::<Vec<_>>().concat(),
             });
         }
         let mut bytes = Vec::with_capacity(rows * cols / QK * 20);
