@@ -4,14 +4,14 @@
 //! and quants: `Q8_0` (one scale, 32 signed bytes) and `Q4_1` (scale, minimum,
 //! 32 four-bit values), so the file's `Q4_1` weights are used at 0.625 bytes
 //! a weight. `Q4_1` matrices are repacked at load eight rows at a time
-//! ([`q4x8`]) for a register-blocked integer GEMM that serves single tokens
+//! (`q4x8`) for a register-blocked integer GEMM that serves single tokens
 //! and prompt chunks alike. Activations are quantised to 8 bits per block
 //! (with the block's sum, for `Q4_1`'s minimum), and every product runs on
 //! integers: with AVX2 32 multiply-adds per instruction (`vpmaddubsw`; the
 //! `Q4_1` GEMM uses AVX-512 VNNI's `vpdpbusd` where the CPU has it),
 //! otherwise a portable loop. `Q8_0` matrices (the token embedding, which
 //! is also the output projection) use row-by-row dot products, or for
-//! prompt chunks the dense f32 GEMM of [`dense`].
+//! prompt chunks the dense f32 GEMM of `dense`.
 //!
 //! This module is the crate's only `unsafe` code: the SIMD intrinsics and
 //! the call into the `gemm` crate. Every pointer read is within slices

@@ -260,6 +260,7 @@ impl Q4x8 {
 
 /// The kernels of the GEMM.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 pub enum Isa {
     Portable,
     /// AVX2 and FMA: `vpmaddubsw`.
