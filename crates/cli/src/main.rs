@@ -164,7 +164,11 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::FAILURE);
         }
     };
-    let telemetry = telemetry::init(&config)?;
+    let output = match cli.command {
+        None | Some(Command::Serve) => telemetry::LogOutput::Batched,
+        Some(_) => telemetry::LogOutput::Direct,
+    };
+    let telemetry = telemetry::init(&config, output)?;
     let outcome = match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve(config).await,
         Command::Migrate => migrate(&config).await,

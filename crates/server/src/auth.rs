@@ -230,13 +230,14 @@ pub struct AuthState {
 /// The middleware: authenticates every non-public request and checks scope.
 /// Unauthenticated traffic is limited per client IP, and an IP that keeps
 /// failing authentication is refused for a while (brute-force protection).
-pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next: Next) -> Response {
+pub async fn authenticate(
+    State(auth): State<Arc<AuthState>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let path = req.uri().path();
-    let ip = req
-        .extensions()
-        .get::<ClientIp>()
-        .and_then(|c| c.0)
-        .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+    let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
+    let ip = || ip.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
     if is_console(path) {
         return next.run(req).await;
     }
@@ -246,7 +247,7 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
             let quota = auth.limits.quotas().unauthenticated;
             if let Err(rejection) = auth
                 .limits
-                .enforce(LimitScope::Ip, &format!("ip:{ip}"), &quota)
+                .enforce(LimitScope::Ip, &format!("ip:{}", ip()), &quota)
                 .await
             {
                 return rejection.into_response();
@@ -254,7 +255,7 @@ pub async fn authenticate(State(auth): State<AuthState>, mut req: Request, next:
         }
         return next.run(req).await;
     }
-    let failures_key = format!("authfail:{ip}");
+    let failures_key = format!("authfail:{}", ip());
     let failures = auth.limits.quotas().auth_failures;
     if let Err(rejection) = auth
         .limits

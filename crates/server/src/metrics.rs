@@ -56,9 +56,20 @@ fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
 
-/// The service's metrics. Cloning shares the same series.
+/// The service's metrics. Cloning shares the same series (and costs one
+/// reference count: every request clones it).
 #[derive(Clone)]
-pub struct Metrics {
+pub struct Metrics(Arc<Series>);
+
+impl std::ops::Deref for Metrics {
+    type Target = Series;
+    fn deref(&self) -> &Series {
+        &self.0
+    }
+}
+
+/// The series of [`Metrics`].
+pub struct Series {
     registry: Arc<Registry>,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: Family<RouteLabels, Histogram, fn() -> Histogram>,
@@ -413,7 +424,7 @@ impl Metrics {
         let tls_certificate = tls::CertificateExpiry::default();
         registry.register_collector(Box::new(tls_certificate.clone()));
         let backups = backup::BackupGauges::register(&mut registry);
-        Self {
+        Self(Arc::new(Series {
             registry: Arc::new(registry),
             requests,
             duration,
@@ -453,7 +464,7 @@ impl Metrics {
             budget_series: Arc::default(),
             tls_certificate,
             backups,
-        }
+        }))
     }
 
     /// Counts one attempt at a model's upstream that answered.

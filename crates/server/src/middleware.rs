@@ -1,5 +1,8 @@
-//! Edge middleware, one concern each: request context (id, span, access log,
-//! metrics), request timeout, body size limit, and JSON for framework errors.
+//! Edge middleware: request context (id, span, access log, metrics, the
+//! request timeout and the declared body size), and JSON for framework
+//! errors. The cheap per-request checks share the outermost layer rather
+//! than each taking a layer of its own: every layer costs each request a
+//! boxed future and a clone of its state.
 
 use crate::context::{ClientIp, RequestId, REQUEST_ID_HEADER};
 use crate::error::ApiError;
@@ -8,6 +11,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,14 +23,20 @@ pub const SLOT_HEADER: &str = "x-switchyard-slot";
 
 /// What the outermost layer needs: the metrics it records, the proxies
 /// whose `X-Forwarded-For` it believes, the slot it names on every response
-/// (`DEPLOYMENT_SLOT`), so a rollout can see which slot served what, and
-/// whether the service is draining.
+/// (`DEPLOYMENT_SLOT`), so a rollout can see which slot served what,
+/// whether the service is draining, `API_TIMEOUT` and
+/// `MAX_REQUEST_BODY_BYTES`. Cloned for every request: one reference count.
 #[derive(Clone)]
-pub struct Edge {
+pub struct Edge(pub Arc<EdgeSettings>);
+
+/// The settings of [`Edge`].
+pub struct EdgeSettings {
     pub metrics: Metrics,
     pub trusted_proxies: Arc<[IpNet]>,
     pub slot: Option<HeaderValue>,
     pub draining: Arc<AtomicBool>,
+    pub api_timeout: Duration,
+    pub max_body_bytes: usize,
 }
 
 fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
@@ -77,8 +87,11 @@ pub fn client_ip(
 }
 
 /// Outermost layer: assigns the request id, opens the span every log line of
-/// the request carries, and records the access log line and metrics.
+/// the request carries, refuses a declared body over the limit, ends a
+/// request that runs past `API_TIMEOUT`, and records the access log line and
+/// metrics.
 pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: Next) -> Response {
+    let edge = &*edge.0;
     let started = Instant::now();
     let id = req
         .headers()
@@ -117,10 +130,14 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
         span.record("trace_id", trace_id);
     }
     edge.metrics.in_flight.inc();
-    let handled = next.run(req).instrument(span.clone());
-    #[cfg(feature = "sentry")]
-    let handled = crate::sentry::observe(handled, &id, &method, &route);
-    let response = handled.await;
+    let response = if declares_too_large(&req, edge.max_body_bytes) {
+        payload_too_large().into_response()
+    } else {
+        let handled = timeout(edge.api_timeout, next.run(req)).instrument(span.clone());
+        #[cfg(feature = "sentry")]
+        let handled = crate::sentry::observe(handled, &id, &method, &route);
+        handled.await
+    };
     edge.metrics.in_flight.dec();
     let mut response = as_json_error(response, &method).await;
     if route.starts_with(ANTHROPIC_ROUTES) {
@@ -271,8 +288,8 @@ async fn as_anthropic_error(response: Response) -> Response {
 }
 
 /// Ends a request that exceeds `API_TIMEOUT` with a 504 JSON error.
-pub async fn timeout(State(limit): State<Duration>, req: Request, next: Next) -> Response {
-    match tokio::time::timeout(limit, next.run(req)).await {
+async fn timeout(limit: Duration, handled: impl Future<Output = Response>) -> Response {
+    match tokio::time::timeout(limit, handled).await {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout_s = limit.as_secs(), "request timed out");
@@ -299,18 +316,15 @@ pub fn payload_too_large() -> ApiError {
     .with_code("payload_too_large")
 }
 
-/// Rejects a declared `Content-Length` over the limit before reading the
-/// body; bodies without one are capped while read (`DefaultBodyLimit`).
-pub async fn body_limit(State(max_bytes): State<usize>, req: Request, next: Next) -> Response {
-    let declared = req
-        .headers()
+/// Whether a request declares a `Content-Length` over the limit: refused
+/// before its body is read. Bodies without one are capped while read
+/// (`DefaultBodyLimit`).
+fn declares_too_large(req: &Request, max_bytes: usize) -> bool {
+    req.headers()
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > max_bytes as u64) {
-        return payload_too_large().into_response();
-    }
-    next.run(req).await
+        .and_then(|v| v.parse::<u64>().ok())
+        .is_some_and(|len| len > max_bytes as u64)
 }
 
 /// A panic in a handler becomes an opaque 500 JSON error; the process lives on.

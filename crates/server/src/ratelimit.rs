@@ -64,6 +64,8 @@ impl Scope {
 pub struct Quotas {
     pub default_key: Quota,
     pub routes: HashMap<String, Quota>,
+    /// The paths `routes` names (without their methods).
+    pub route_paths: std::collections::HashSet<String>,
     pub unauthenticated: Quota,
     pub auth_failures: Quota,
 }
@@ -76,9 +78,18 @@ impl Quotas {
         for (route, n) in &config.limits.routes {
             routes.insert(route.clone(), per_minute(route, *n)?);
         }
+        let route_paths = routes
+            .keys()
+            .map(|r| {
+                r.split_once(' ')
+                    .map_or(r.as_str(), |(_, path)| path)
+                    .to_owned()
+            })
+            .collect();
         Ok(Self {
             default_key: per_minute("API_RATE_LIMIT", config.api_rate_limit)?,
             routes,
+            route_paths,
             unauthenticated: per_minute(
                 "UNAUTHENTICATED_RATE_LIMIT",
                 config.limits.unauthenticated_per_minute,
@@ -290,9 +301,12 @@ pub async fn limit_requests(State(limits): State<Limits>, req: Request, next: Ne
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
     };
+    // Per-route quotas are few: the route's name is made only for a path
+    // that has one.
     let route = req
         .extensions()
         .get::<MatchedPath>()
+        .filter(|m| limits.quotas().route_paths.contains(m.as_str()))
         .map(|m| format!("{} {}", req.method(), m.as_str()));
     let mut tightest: Option<Decision> = None;
     if let Some(quota) = route.as_ref().and_then(|r| limits.quotas().routes.get(r)) {

@@ -7,6 +7,7 @@
 //! without emptying traces, and spans that exist for traces only (target
 //! `otel`) never reach the log.
 
+use crate::log_sink::LogSink;
 use axum::http::{HeaderMap, StatusCode};
 use switchyard_core::config::{Config, LogFormat};
 use tracing_subscriber::layer::SubscriberExt;
@@ -23,11 +24,17 @@ const EXPORT_ON_SHUTDOWN: std::time::Duration = std::time::Duration::from_secs(5
 pub struct Telemetry {
     #[cfg(feature = "otel")]
     traces: Option<crate::otel::Traces>,
+    /// The batching log writer, when logs are batched.
+    sink: Option<LogSink>,
 }
 
 impl Telemetry {
-    /// Exports the spans still queued.
+    /// Writes the log lines still buffered and exports the spans still
+    /// queued.
     pub async fn shutdown(self) {
+        if let Some(sink) = &self.sink {
+            sink.flush();
+        }
         #[cfg(feature = "otel")]
         if let Some(traces) = self.traces {
             traces.shutdown(EXPORT_ON_SHUTDOWN).await;
@@ -45,23 +52,52 @@ fn log_filter(config: &Config) -> anyhow::Result<EnvFilter> {
     Ok(filter.add_directive(hide_trace_spans))
 }
 
-/// Installs the global subscriber (and, with an OTLP endpoint, the trace
-/// exporter). Fails if `LOG_LEVEL` is not a valid filter. Must run inside
-/// the Tokio runtime.
-pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
-    let log = match config.log_format {
+/// The log layer: `LOG_FORMAT` lines at `LOG_LEVEL` to `writer`.
+fn log_layer<S, W>(config: &Config, writer: W) -> anyhow::Result<Box<dyn Layer<S> + Send + Sync>>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    Ok(match config.log_format {
         LogFormat::Json => fmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_current_span(true)
             .with_span_list(false)
             .flatten_event(true)
             .with_filter(log_filter(config)?)
             .boxed(),
         LogFormat::Pretty => fmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_filter(log_filter(config)?)
             .boxed(),
+    })
+}
+
+/// How log lines reach stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutput {
+    /// Each line written as it is made: commands, whose own output on
+    /// stderr interleaves with their log lines.
+    Direct,
+    /// Info lines in batches, warnings and errors at once
+    /// ([`crate::log_sink`]): the service, which logs every request.
+    Batched,
+}
+
+/// Installs the global subscriber (and, with an OTLP endpoint, the trace
+/// exporter). Fails if `LOG_LEVEL` is not a valid filter. Must run inside
+/// the Tokio runtime.
+pub fn init(config: &Config, output: LogOutput) -> anyhow::Result<Telemetry> {
+    let sink = match output {
+        LogOutput::Direct => None,
+        LogOutput::Batched => Some(
+            LogSink::start().map_err(|e| anyhow::anyhow!("cannot start the log writer: {e}"))?,
+        ),
+    };
+    let log = match &sink {
+        Some(sink) => log_layer(config, sink.clone())?,
+        None => log_layer(config, std::io::stderr)?,
     };
     #[cfg(feature = "otel")]
     let traces = config
@@ -86,6 +122,7 @@ pub fn init(config: &Config) -> anyhow::Result<Telemetry> {
     Ok(Telemetry {
         #[cfg(feature = "otel")]
         traces,
+        sink,
     })
 }
 

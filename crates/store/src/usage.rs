@@ -111,7 +111,11 @@ impl Store {
                             .push_bind(r.status)
                             .push_bind(&r.error_type);
                     });
-                    q.build().execute(&mut *tx).await?;
+                    // Not kept as a prepared statement: its text differs
+                    // with the number of rows, and a cache of one per batch
+                    // size (each with hundreds of parameters) held tens of
+                    // megabytes per connection after a burst.
+                    q.build().persistent(false).execute(&mut *tx).await?;
                 }
                 for ((id, key), spent) in &sums {
                     sqlx::query(SETTLE)

@@ -27,12 +27,13 @@ pub mod wire_schemas;
 
 use crate::auth::{self, AuthState};
 use crate::error::ApiError;
-use crate::middleware::{self, Edge};
+use crate::middleware::{self, Edge, EdgeSettings};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, put};
 use axum::Router;
+use std::sync::Arc;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::compression::predicate::{NotForContentType, Predicate, SizeAbove};
 use tower_http::compression::CompressionLayer;
@@ -120,7 +121,8 @@ pub fn router(state: AppState) -> Router {
         tokens: state.tokens.clone(),
         rotation: state.config.keys.rotation,
     };
-    let edge = Edge {
+    let max_body = state.config.max_body_bytes;
+    let edge = Edge(Arc::new(EdgeSettings {
         metrics: state.metrics.clone(),
         trusted_proxies: state.config.limits.trusted_proxies.clone().into(),
         slot: state
@@ -129,8 +131,9 @@ pub fn router(state: AppState) -> Router {
             .as_deref()
             .and_then(|s| axum::http::HeaderValue::from_str(s).ok()),
         draining: state.draining_flag(),
-    };
-    let max_body = state.config.max_body_bytes;
+        api_timeout: state.config.api_timeout,
+        max_body_bytes: max_body,
+    }));
     routes
         .fallback(not_found)
         .layer(axum::middleware::from_fn_with_state(
@@ -138,22 +141,14 @@ pub fn router(state: AppState) -> Router {
             crate::ratelimit::limit_requests,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            console::gate_state(&state),
+            Arc::new(console::gate_state(&state)),
             console::gate::gate,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            auth,
+            Arc::new(auth),
             auth::authenticate,
         ))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(
-            max_body,
-            middleware::body_limit,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.config.api_timeout,
-            middleware::timeout,
-        ))
         .layer(CompressionLayer::new().compress_when(compress_when))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(axum::middleware::from_fn_with_state(

@@ -52,11 +52,11 @@ fn open_path(path: &str) -> bool {
     path.starts_with("/console/assets/") || path == "/console/login"
 }
 
-pub async fn gate(State(g): State<GateState>, req: Request, next: Next) -> Response {
-    let path = req.uri().path().to_owned();
-    if !is_console(&path) {
+pub async fn gate(State(g): State<Arc<GateState>>, req: Request, next: Next) -> Response {
+    if !is_console(req.uri().path()) {
         return next.run(req).await;
     }
+    let path = req.uri().path().to_owned();
     let asset = path.starts_with("/console/assets/");
     let mut response = if asset {
         next.run(req).await
