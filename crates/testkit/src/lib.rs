@@ -11,6 +11,7 @@
 
 #![allow(clippy::expect_used, clippy::panic, clippy::unwrap_used)]
 
+pub mod alloc_count;
 pub mod fake_anthropic;
 pub mod fake_openai;
 mod fake_server;

@@ -18,6 +18,8 @@
 
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod one_call;
+
 use reqwest::Client;
 use serde_json::Value;
 use std::collections::HashMap;
