@@ -32,6 +32,22 @@ import urllib.request
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "What is the capital of Germany?"}]}
 TICK = os.sysconf("SC_CLK_TCK")
+# With --pin, the target under test (a gateway, or the upstream itself when
+# measured directly) runs on one core and everything else (the load
+# generator, and the upstream behind a gateway) on the other, so that the
+# target's figures are not shared with the load it is measured by.
+TARGET_CPU, LOAD_CPU, ALL_CPUS = 1, 0, f"0-{(os.cpu_count() or 1) - 1}"
+
+
+def pinned(args, cpu):
+    """The argv prefix that runs a command on `cpu` (nothing without --pin)."""
+    return ["taskset", "-c", str(cpu)] if args.pin else []
+
+
+def pin_running(args, pid, cpu):
+    """Moves every thread of a running process to `cpu`."""
+    if args.pin:
+        subprocess.run(["taskset", "-a", "-p", "-c", str(cpu), str(pid)], check=True, capture_output=True)
 
 
 def free_port():
@@ -154,17 +170,17 @@ class Target:
 class Direct(Target):
     name = "direct"
 
-    def __init__(self, upstream_base, upstream_proc):
-        self.base, self.proc_pid = upstream_base, upstream_proc.pid
+    def __init__(self, args, upstream_base, upstream_proc):
+        self.args, self.base, self.proc_pid = args, upstream_base, upstream_proc.pid
 
     def start(self):
-        pass
+        pin_running(self.args, self.proc_pid, TARGET_CPU)
 
     def pid(self):
         return self.proc_pid
 
     def stop(self):
-        pass
+        pin_running(self.args, self.proc_pid, LOAD_CPU)
 
 
 class Switchyard(Target):
@@ -182,7 +198,8 @@ class Switchyard(Target):
                 "input_per_mtok = 1.0\noutput_per_mtok = 2.0\n"
             )
         if self.db == "sqlite":
-            self.sqlite = os.path.join(self.work, "switchyard.db")
+            # A database of its own for every start (repeated runs too).
+            self.sqlite = os.path.join(self.work, f"switchyard-{port}.db")
             url = f"sqlite://{self.sqlite}"
         else:
             name = "switchyard_bench"
@@ -198,13 +215,16 @@ class Switchyard(Target):
             "DATABASE_URL": url,
             "SWITCHYARD_CONFIG": config,
             "ADMIN_API_KEY": admin_key,
-            "LOG_LEVEL": "warn",
+            # What a production replica runs: access log lines at info, as
+            # JSON, metrics on, no trace export.
+            "LOG_LEVEL": "info",
+            "LOG_FORMAT": "json",
             "LOCAL_MODEL_PRELOAD": "false",
             "TASK_WORKERS": "0",
         }
         self.log = open(os.path.join(self.work, f"{self.name}.log"), "w")
         self.proc = subprocess.Popen(
-            [os.path.join(self.args.bin, "switchyard"), "serve"], env=env, cwd=self.work, stdout=self.log, stderr=subprocess.STDOUT
+            pinned(self.args, TARGET_CPU) + [os.path.join(self.args.bin, "switchyard"), "serve"], env=env, cwd=self.work, stdout=self.log, stderr=subprocess.STDOUT
         )
         wait_ready(f"{self.base}/ready", proc=self.proc)
         # A user key of its own with a rate limit well above the offered
@@ -263,7 +283,7 @@ class LiteLLM(Target):
         env.pop("DATABASE_URL", None)
         self.log = open(os.path.join(self.work, "litellm.log"), "w")
         self.proc = subprocess.Popen(
-            [self.args.litellm, "--config", config, "--host", "127.0.0.1", "--port", str(port), "--num_workers", str(self.args.litellm_workers)],
+            pinned(self.args, TARGET_CPU) + [self.args.litellm, "--config", config, "--host", "127.0.0.1", "--port", str(port), "--num_workers", str(self.args.litellm_workers)],
             env=env, cwd=self.work, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_ready(f"{self.base}/health/liveliness", proc=self.proc, timeout=300)
@@ -272,10 +292,11 @@ class LiteLLM(Target):
         return self.proc.pid
 
 
-def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, connections=64, count=None):
+def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, connections=64, count=None, cpu=LOAD_CPU):
     """One oha run: for `count` requests (every one answered, so the answers
-    can be matched against usage rows) or for `duration` seconds."""
-    cmd = [args.oha, "--no-tui", "--output-format", "json", "-c", str(connections), "-t", "30s"]
+    can be matched against usage rows) or for `duration` seconds; on `cpu`
+    (None: anywhere)."""
+    cmd = (pinned(args, cpu) if cpu is not None else []) + [args.oha, "--no-tui", "--output-format", "json", "-c", str(connections), "-t", "30s"]
     cmd += ["-n", str(count)] if count else ["-z", f"{duration}s"]
     if rate:
         cmd += ["-q", str(rate), "--latency-correction"]
@@ -306,26 +327,28 @@ def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, conn
     }
 
 
-def measured(target, fn):
-    """Runs fn while sampling the target's CPU seconds and peak RSS."""
+def measured(target, fn, upstream_pid):
+    """Runs fn while sampling the target's CPU seconds and peak RSS, and
+    the upstream's CPU seconds over the same time."""
     pid = target.pid()
-    before = cpu_seconds(pid)
+    before, up_before = cpu_seconds(pid), cpu_seconds(upstream_pid)
     with Sampler(pid) as sampler:
         r = fn()
-    r["cpu_s"] = round(cpu_seconds(pid) - before, 2)
+    r["cpu_s"] = round(cpu_seconds(pid) - before, 3)
+    r["upstream_cpu_s"] = round(cpu_seconds(upstream_pid) - up_before, 3)
     r["peak_rss_mb"] = round(sampler.peak, 1)
     return r
 
 
 def ttft(args, target):
-    cmd = [os.path.join(args.bin, "sse-probe"), "--url", target.chat_url(), "--requests", str(args.ttft_requests)]
+    cmd = pinned(args, LOAD_CPU) + [os.path.join(args.bin, "sse-probe"), "--url", target.chat_url(), "--requests", str(args.ttft_requests)]
     if target.key:
         cmd += ["--key", target.key]
     out = subprocess.run(cmd, check=True, capture_output=True, text=True, timeout=600)
     return json.loads(out.stdout)
 
 
-def run_target(args, target, results):
+def run_target(args, target, results, upstream_pid):
     print(f"==> {target.name}", flush=True)
     target.start()
     r = results.setdefault(target.name, {"rates": []})
@@ -337,7 +360,7 @@ def run_target(args, target, results):
     answered = oha(args, target.chat_url(), min(args.rates), key=target.key, count=2 * min(args.rates))["answered"]  # warm-up
     for rate in args.rates:
         n = rate * args.duration if exact else None
-        row = measured(target, lambda: oha(args, target.chat_url(), rate, args.duration, target.key, connections=max(64, min(512, rate // 10)), count=n))
+        row = measured(target, lambda: oha(args, target.chat_url(), rate, args.duration, target.key, connections=max(64, min(512, rate // 10)), count=n), upstream_pid)
         answered += row["answered"]
         r["rates"].append(row)
         print(
@@ -345,12 +368,26 @@ def run_target(args, target, results):
             f"  errors {row['errors']}  cpu {row['cpu_s']} s  peak rss {row['peak_rss_mb']} MB",
             flush=True,
         )
-    sat = measured(target, lambda: oha(args, target.chat_url(), None, args.duration, target.key, connections=args.saturation_connections, count=args.saturation_requests if exact else None))
+    sat = measured(target, lambda: oha(args, target.chat_url(), None, args.duration, target.key, connections=args.saturation_connections, count=args.saturation_requests if exact else None), upstream_pid)
     answered += sat["answered"]
     time.sleep(5)
     sat["rss_5s_after_mb"] = round(rss_mb(target.pid()), 1)
+    if isinstance(target, Switchyard):
+        time.sleep(max(0, args.settle - 5))
+        sat["rss_after_mb"] = round(rss_mb(target.pid()), 1)
     r["saturation"] = sat
-    print(f"  saturation ({args.saturation_connections} connections): {sat['achieved']:.1f}/s  p50 {sat['p50']} p99 {sat['p99']} ms  errors {sat['errors']}  cpu {sat['cpu_s']} s  peak rss {sat['peak_rss_mb']} MB, {sat['rss_5s_after_mb']} MB 5 s later", flush=True)
+    if args.pin:
+        # The same closed loop with nothing pinned: the target, the upstream
+        # and the load generator share both cores as they please.
+        for pid in {target.pid(), upstream_pid}:
+            pin_running(args, pid, ALL_CPUS)
+        shared = measured(target, lambda: oha(args, target.chat_url(), None, args.duration, target.key, connections=args.saturation_connections, count=args.saturation_requests if exact else None, cpu=None), upstream_pid)
+        answered += shared["answered"]
+        pin_running(args, upstream_pid, LOAD_CPU)
+        pin_running(args, target.pid(), TARGET_CPU)
+        r["saturation_unpinned"] = shared
+        print(f"  saturation, nothing pinned: {shared['achieved']:.1f}/s  errors {shared['errors']}", flush=True)
+    print(f"  saturation ({args.saturation_connections} connections): {sat['achieved']:.1f}/s  p50 {sat['p50']} p99 {sat['p99']} ms  errors {sat['errors']}  cpu {sat['cpu_s']} s  peak rss {sat['peak_rss_mb']} MB, {sat['rss_5s_after_mb']} MB 5 s later, {sat.get('rss_after_mb', '-')} MB {args.settle} s later", flush=True)
     models = oha(args, target.models_url(), None, 5, target.key, method="GET", body=None, connections=32)
     r["models"] = models
     print(f"  GET /v1/models: {models['achieved']:.1f}/s  p50 {models['p50']} ms  errors {models['errors']}", flush=True)
@@ -385,9 +422,81 @@ def run_target(args, target, results):
         print(f"  usage rows {rows} for {answered} chat requests answered (warm-up included)", flush=True)
 
 
-def write_report(args, results, machine):
+def spread(values):
+    """`median (min–max)` of a list of numbers, or '-'."""
+    values = sorted(v for v in values if v is not None)
+    if not values:
+        return "-", None
+    n = len(values)
+    median = values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
+    fmt = lambda v: f"{v:.3g}" if abs(v) < 100 else f"{v:.0f}"
+    text = fmt(median) if n == 1 else f"{fmt(median)} ({fmt(values[0])}–{fmt(values[-1])})"
+    return text, median
+
+
+def headline(run, name, rate):
+    """The figures the gateway is judged by, for one target in one run:
+    CPU per call at `rate` as a multiple of the upstream's, added latency
+    against direct, saturation as a share of direct's, RSS at and after
+    saturation, added time to first token."""
+    r, d = run.get(name), run.get("direct")
+    if r is None:
+        return None
+    row = next((x for x in r["rates"] if x["offered"] == rate), None)
+    drow = next((x for x in d["rates"] if x["offered"] == rate), None) if d else None
+    out = {}
+    if row and row["answered"]:
+        out["cpu_us_per_call"] = row["cpu_s"] / row["answered"] * 1e6
+        out["upstream_cpu_us_per_call"] = row["upstream_cpu_s"] / row["answered"] * 1e6
+        if out["upstream_cpu_us_per_call"]:
+            out["cpu_multiple"] = out["cpu_us_per_call"] / out["upstream_cpu_us_per_call"]
+        if drow:
+            out["added_p50_ms"] = row["p50"] - drow["p50"]
+            out["added_p99_ms"] = row["p99"] - drow["p99"]
+    s = r["saturation"]
+    out["saturation"] = s["achieved"]
+    if d:
+        out["saturation_share"] = 100 * s["achieved"] / d["saturation"]["achieved"]
+        out["ttft_added_ms"] = r["ttft"]["ttft_ms"]["p50"] - d["ttft"]["ttft_ms"]["p50"]
+    if r.get("saturation_unpinned"):
+        out["saturation_unpinned"] = r["saturation_unpinned"]["achieved"]
+    if d and r.get("saturation_unpinned") and d.get("saturation_unpinned"):
+        out["saturation_unpinned_share"] = 100 * r["saturation_unpinned"]["achieved"] / d["saturation_unpinned"]["achieved"]
+    out["rss_saturation_mb"] = s["peak_rss_mb"]
+    out["rss_after_mb"] = s.get("rss_after_mb")
+    return out
+
+
+HEADLINE = [
+    ("gateway CPU per call (µs)", "cpu_us_per_call"),
+    ("upstream CPU per call, same run (µs)", "upstream_cpu_us_per_call"),
+    ("CPU per call, multiple of the upstream's", "cpu_multiple"),
+    ("added p50 (ms)", "added_p50_ms"),
+    ("added p99 (ms)", "added_p99_ms"),
+    ("saturation (req/s)", "saturation"),
+    ("saturation, % of direct", "saturation_share"),
+    ("saturation with nothing pinned (req/s)", "saturation_unpinned"),
+    ("saturation with nothing pinned, % of direct", "saturation_unpinned_share"),
+    ("peak RSS under saturation (MB)", "rss_saturation_mb"),
+    ("RSS after saturation (MB)", "rss_after_mb"),
+    ("streaming first token, added p50 (ms)", "ttft_added_ms"),
+]
+
+
+def write_report(args, runs, machine):
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"machine": machine, "args": {k: v for k, v in vars(args).items()}, "results": results}, f, indent=1)
+        json.dump({"machine": machine, "args": {k: v for k, v in vars(args).items()}, "runs": runs}, f, indent=1)
+    rate = 1000 if 1000 in args.rates else max(args.rates)
+    names = list(runs[0])
+    head = [f"Median (min–max) of {len(runs)} run(s); latency and CPU at {rate}/s; RSS after: {args.settle} s after the saturation run.", "",
+            "| figure | " + " | ".join(names) + " |", "|---|" + "---|" * len(names)]
+    for label, k in HEADLINE:
+        cells = []
+        for n in names:
+            vals = [(headline(run, n, rate) or {}).get(k) for run in runs]
+            cells.append(spread(vals)[0])
+        head.append(f"| {label} | " + " | ".join(cells) + " |")
+    results = runs[-1]
     direct = {row["offered"]: row for row in results.get("direct", {}).get("rates", [])}
     lines = ["| target | offered/s | achieved/s | p50 ms | p90 ms | p99 ms | max ms | added p50 | added p99 | errors | CPU s | peak RSS MB |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, r in results.items():
@@ -403,6 +512,7 @@ def write_report(args, results, machine):
         lines.append(
             f"| {name} | {s['achieved']} | {s['cpu_s']} | {s['peak_rss_mb']} | {r['models']['achieved']} | {r['ttft']['ttft_ms']['p50']:.3f} | {r['ttft']['ttft_ms']['p99']:.3f} | {r.get('usage_rows') if r.get('usage_rows') is not None else 'n/a'} | {r['answered']} |"
         )
+    lines = head + ["", "The last run in full:", ""] + lines
     with open(os.path.join(args.out, "results.md"), "w") as f:
         f.write("\n".join(lines) + "\n")
     print("\n".join(lines))
@@ -448,12 +558,15 @@ def main():
     ap.add_argument("--soak", type=int, default=0, help="seconds of soak on switchyard-sqlite (0: none)")
     ap.add_argument("--soak-rate", type=int, default=1000)
     ap.add_argument("--targets", default="direct,switchyard-sqlite,switchyard-postgres,litellm")
+    ap.add_argument("--repeat", type=int, default=1, help="runs of every target, one after another; figures are given as median and range")
+    ap.add_argument("--settle", type=int, default=60, help="seconds after the saturation run at which RSS is read again")
+    ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2, help="the target on CPU 1, load generator and upstream on CPU 0")
     args = ap.parse_args()
     args.rates = [int(r) for r in args.rates.split(",")]
     os.makedirs(args.out, exist_ok=True)
     work = tempfile.mkdtemp(prefix="switchyard-bench-")
     up_port = free_port()
-    upstream = subprocess.Popen([os.path.join(args.bin, "fake-upstream"), "--port", str(up_port)], stdout=subprocess.DEVNULL)
+    upstream = subprocess.Popen(pinned(args, LOAD_CPU) + [os.path.join(args.bin, "fake-upstream"), "--port", str(up_port)], stdout=subprocess.DEVNULL)
     up_base = f"http://127.0.0.1:{up_port}"
     machine = {
         "cpus": os.cpu_count(),
@@ -461,25 +574,29 @@ def main():
         "kernel": os.uname().release,
         "when": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),
     }
-    results = {}
+    runs = []
     targets = []
     wanted = args.targets.split(",")
     try:
         wait_ready(f"{up_base}/v1/models")
         if "direct" in wanted:
-            targets.append(Direct(up_base, upstream))
+            targets.append(Direct(args, up_base, upstream))
         if "switchyard-sqlite" in wanted:
             targets.append(Switchyard(args, work, up_base, "sqlite"))
         if "switchyard-postgres" in wanted and args.postgres:
             targets.append(Switchyard(args, work, up_base, "postgres"))
         if "litellm" in wanted and args.litellm:
             targets.append(LiteLLM(args, work, up_base))
-        for t in targets:
-            try:
-                run_target(args, t, results)
-            finally:
-                t.stop()
-        write_report(args, results, machine)
+        for i in range(args.repeat):
+            print(f"=== run {i + 1} of {args.repeat}", flush=True)
+            results = {}
+            for t in targets:
+                try:
+                    run_target(args, t, results, upstream.pid)
+                finally:
+                    t.stop()
+            runs.append(results)
+        write_report(args, runs, machine)
     finally:
         upstream.terminate()
         upstream.wait()

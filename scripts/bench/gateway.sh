@@ -7,7 +7,12 @@
 # results.md and latency.png to $OUT (default target/bench/gateway).
 #
 #   scripts/bench/gateway.sh
-#   RATES=500,1000 DURATION=5 SOAK=0 TARGETS=direct,switchyard-sqlite scripts/bench/gateway.sh
+#   RATES=500,1000 DURATION=5 SOAK=0 REPEAT=1 TARGETS=direct,switchyard-sqlite scripts/bench/gateway.sh
+#
+# Every target runs REPEAT times (default 3), one after another, and the
+# headline figures are the median and range over the runs. On a machine
+# with two or more CPUs the target under test is pinned to CPU 1 and the
+# load generator and the upstream to CPU 0 (--no-pin to share them).
 #
 # Installs what is missing into /var/cache/switchyard/tools: oha 1.16.0
 # (cargo install) and a Python venv with LiteLLM's proxy and matplotlib.
@@ -43,4 +48,6 @@ exec "$venv/bin/python" scripts/bench/gateway.py \
   --rates "${RATES:-100,250,500,1000,2000,4000}" \
   --duration "${DURATION:-10}" \
   --soak "${SOAK:-300}" \
+  --repeat "${REPEAT:-3}" \
+  --settle "${SETTLE:-60}" \
   --targets "${TARGETS:-direct,switchyard-sqlite,switchyard-postgres,litellm}"
