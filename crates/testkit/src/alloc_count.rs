@@ -6,7 +6,7 @@
 //! process, a database driver's own thread), so a test that runs the code
 //! under test on one thread (a current-thread runtime) reads its cost alone.
 //!
-//! ```ignore
+//! ```text
 //! #[global_allocator]
 //! static ALLOCATOR: CountingAllocator = CountingAllocator;
 //! let before = allocations();
