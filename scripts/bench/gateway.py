@@ -292,10 +292,10 @@ class LiteLLM(Target):
         return self.proc.pid
 
 
-def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, connections=64, count=None, cpu=LOAD_CPU):
-    """One oha run: for `count` requests (every one answered, so the answers
-    can be matched against usage rows) or for `duration` seconds; on `cpu`
-    (None: anywhere)."""
+def oha_command(args, url, rate, duration=None, key=None, method="POST", body=BODY, connections=64, count=None, cpu=LOAD_CPU):
+    """The oha argv for `count` requests or `duration` seconds, at `rate`
+    (open loop, latency-corrected) or closed loop, on `cpu` (None:
+    anywhere); it prints its summary as JSON."""
     cmd = (pinned(args, cpu) if cpu is not None else []) + [args.oha, "--no-tui", "--output-format", "json", "-c", str(connections), "-t", "30s"]
     cmd += ["-n", str(count)] if count else ["-z", f"{duration}s"]
     if rate:
@@ -305,7 +305,15 @@ def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, conn
         cmd += ["-H", f"Authorization: Bearer {key}"]
     if body is not None:
         cmd += ["-H", "Content-Type: application/json", "-d", json.dumps(body)]
-    out = subprocess.run(cmd + [url], check=True, capture_output=True, text=True)
+    return cmd + [url]
+
+
+def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, connections=64, count=None, cpu=LOAD_CPU):
+    """One oha run: for `count` requests (every one answered, so the answers
+    can be matched against usage rows) or for `duration` seconds; on `cpu`
+    (None: anywhere)."""
+    cmd = oha_command(args, url, rate, duration, key, method, body, connections, count, cpu)
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True)
     r = json.loads(out.stdout)
     s, p = r["summary"], r["latencyPercentiles"]
     codes = r.get("statusCodeDistribution", {})

@@ -44,10 +44,7 @@ def main():
         # Warm-up: connections, the key cache, the budget lease.
         g.oha(args, target.chat_url(), args.rate, key=target.key, count=2 * args.rate)
         load = subprocess.Popen(
-            g.pinned(args, g.LOAD_CPU)
-            + [args.oha, "--no-tui", "--output-format", "json", "-c", "100", "-q", str(args.rate), "--latency-correction",
-               "-z", f"{args.seconds + 4}s", "-m", "POST", "-H", f"Authorization: Bearer {target.key}",
-               "-H", "Content-Type: application/json", "-d", g.json.dumps(g.BODY), target.chat_url()],
+            g.oha_command(args, target.chat_url(), args.rate, args.seconds + 4, target.key, connections=100),
             stdout=subprocess.PIPE, text=True,
         )
         time.sleep(2)
