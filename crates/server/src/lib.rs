@@ -13,6 +13,7 @@ pub mod gateway;
 pub mod jobs;
 pub mod json;
 pub mod keys;
+pub mod log_json;
 pub mod log_sink;
 pub mod metrics;
 pub mod middleware;

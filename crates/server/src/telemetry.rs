@@ -59,12 +59,7 @@ where
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
     Ok(match config.log_format {
-        LogFormat::Json => fmt::layer()
-            .json()
-            .with_writer(writer)
-            .with_current_span(true)
-            .with_span_list(false)
-            .flatten_event(true)
+        LogFormat::Json => crate::log_json::JsonLayer::new(writer)
             .with_filter(log_filter(config)?)
             .boxed(),
         LogFormat::Pretty => fmt::layer()

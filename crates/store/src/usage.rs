@@ -36,12 +36,34 @@ pub struct Settlement {
     pub actual_nano_usd: i64,
 }
 
-/// Rows per INSERT: 16 parameters each stays far below both engines' limits.
+/// The most records one write takes (the usage writer's batch size).
 pub const MAX_BATCH: usize = 500;
 
+/// Rows per INSERT statement. A write is made of statements of these sizes,
+/// largest first (50 records: three of 16 and two of 1), so that only four
+/// statement texts exist: each is prepared once per connection and kept.
+/// A statement sized to each batch would be parsed and planned anew for
+/// every batch (about 5,000 instructions per row on SQLite), and keeping
+/// those prepared held tens of megabytes per connection after a burst.
+/// The largest, 64 rows of 16 parameters, stays far below both engines'
+/// parameter limits.
+const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
+
+/// `records` cut into statement-sized runs (see [`STATEMENT_ROWS`]).
+fn statement_runs(mut records: &[UsageRecord]) -> impl Iterator<Item = &[UsageRecord]> {
+    std::iter::from_fn(move || {
+        let size = STATEMENT_ROWS
+            .into_iter()
+            .find(|&rows| rows <= records.len())?;
+        let (run, rest) = records.split_at(size);
+        records = rest;
+        Some(run)
+    })
+}
+
 impl Store {
-    /// Writes records in statements of up to [`MAX_BATCH`] rows, all in one
-    /// transaction: either every record of the call lands or none does.
+    /// Writes records in one transaction: either every record of the call
+    /// lands or none does.
     pub async fn insert_usage(&self, records: &[UsageRecord]) -> Result<()> {
         self.record_usage(records, &[]).await
     }
@@ -87,7 +109,7 @@ impl Store {
             ($p:expr) => {{
                 let p = $p;
                 let mut tx = sqlx::Acquire::begin(p).await?;
-                for chunk in records.chunks(MAX_BATCH) {
+                for chunk in statement_runs(records) {
                     let mut q = sqlx::QueryBuilder::new(
                         "INSERT INTO usage_log (timestamp, request_id, key_id, project, endpoint, \
                          model_requested, model_used, backend, input_tokens, output_tokens, \
@@ -111,11 +133,7 @@ impl Store {
                             .push_bind(r.status)
                             .push_bind(&r.error_type);
                     });
-                    // Not kept as a prepared statement: its text differs
-                    // with the number of rows, and a cache of one per batch
-                    // size (each with hundreds of parameters) held tens of
-                    // megabytes per connection after a burst.
-                    q.build().persistent(false).execute(&mut *tx).await?;
+                    q.build().execute(&mut *tx).await?;
                 }
                 for ((id, key), spent) in &sums {
                     sqlx::query(SETTLE)
@@ -253,5 +271,54 @@ impl Store {
             .bind(filter.to)
             .fetch_all(p)
             .await)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(i: usize) -> UsageRecord {
+        UsageRecord {
+            timestamp: DateTime::<Utc>::UNIX_EPOCH,
+            request_id: i.to_string(),
+            key_id: String::new(),
+            project: String::new(),
+            endpoint: String::new(),
+            model_requested: None,
+            model_used: None,
+            backend: None,
+            input_tokens: 0,
+            output_tokens: 0,
+            cached_tokens: 0,
+            cost_nano_usd: 0,
+            latency_ms: 0,
+            upstream_latency_ms: None,
+            status: 200,
+            error_type: None,
+        }
+    }
+
+    #[test]
+    fn writes_are_cut_into_the_few_statement_sizes_in_order() {
+        for n in [0, 1, 3, 4, 5, 50, 64, 65, 127, 500] {
+            let records: Vec<UsageRecord> = (0..n).map(record).collect();
+            let runs: Vec<&[UsageRecord]> = statement_runs(&records).collect();
+            let sizes: Vec<usize> = runs.iter().map(|r| r.len()).collect();
+            assert!(
+                sizes.iter().all(|s| STATEMENT_ROWS.contains(s)),
+                "{n}: {sizes:?}"
+            );
+            assert!(sizes.windows(2).all(|w| w[0] >= w[1]), "{n}: {sizes:?}");
+            let rejoined: Vec<&UsageRecord> = runs.iter().flat_map(|r| r.iter()).collect();
+            assert_eq!(rejoined.len(), n);
+            assert!(rejoined
+                .iter()
+                .zip(&records)
+                .all(|(a, b)| std::ptr::eq(*a, b)));
+        }
+        let fifty: Vec<UsageRecord> = (0..50).map(record).collect();
+        let sizes: Vec<usize> = statement_runs(&fifty).map(<[UsageRecord]>::len).collect();
+        assert_eq!(sizes, [16, 16, 16, 1, 1]);
     }
 }

@@ -351,12 +351,18 @@ impl Gateway {
 
     /// Runs `work` on a task that shutdown waits for, inside the current
     /// span (its log lines keep the request's ids, its spans the trace).
+    ///
+    /// The future goes on the heap first: a call's future is several
+    /// kilobytes (the model chain, the HTTP client's request), and a task
+    /// holding it inline copies all of it at every step of its life (into
+    /// the task, into each state change, out with its result); boxed, those
+    /// copies are a pointer's.
     pub fn spawn<F>(&self, work: F) -> JoinHandle<F::Output>
     where
         F: Future + Send + 'static,
         F::Output: Send + 'static,
     {
-        self.0.work.spawn(work.in_current_span())
+        self.0.work.spawn(Box::pin(work).in_current_span())
     }
 
     /// Waits up to `grace` for the gateway's tracked work to finish; then

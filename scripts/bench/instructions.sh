@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# Instructions per call: the release service under callgrind, on SQLite with
+# the benchmark's production settings (JSON access log at info, a rate
+# limit, a project budget, a usage row per call), measured over CALLS chat
+# completions against the benchmark upstream after 300 to warm up. Counts
+# instructions, not time, so the figure is the same from run to run whatever
+# else the machine is doing: a change's cost shows without a load test.
+# Prints instructions per call, the share of the heaviest parts, and leaves
+# the callgrind file for callgrind_annotate or kcachegrind.
+#
+#   scripts/bench/instructions.sh                 # build, then measure
+#   BIN=/path/to/release CALLS=500 scripts/bench/instructions.sh
+#
+# Needs valgrind (Debian `valgrind`) and oha (scripts/bench/gateway.sh
+# installs it into /var/cache/switchyard/tools). Under valgrind the CPU has
+# no SHA extensions, so key hashing counts its portable code; and the C
+# library's memcpy counts one instruction per byte for large copies, so
+# its share here is far above its share of time (docs/performance.md).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+calls=${CALLS:-2000}
+oha=${OHA:-/var/cache/switchyard/tools/bin/oha}
+out=${OUT:-target/bench/instructions}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/switchyard/target}
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet -p switchyard -p switchyard-bench
+  BIN=$CARGO_TARGET_DIR/release
+fi
+for tool in valgrind callgrind_control callgrind_annotate "$oha"; do
+  command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }
+done
+
+mkdir -p "$out"
+rm -f "$out"/callgrind.out.* "$out"/usage.db*
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+up_port=$(free_port)
+port=$(free_port)
+"$BIN/fake-upstream" --port "$up_port" >"$out/upstream.log" 2>&1 &
+upstream=$!
+sy=
+cleanup() {
+  [ -n "$sy" ] && kill "$sy" 2>/dev/null && wait "$sy" 2>/dev/null
+  kill "$upstream" 2>/dev/null && wait "$upstream" 2>/dev/null
+  return 0
+}
+trap cleanup EXIT
+
+printf '[[models]]\nid = "bench"\nbase_url = "http://127.0.0.1:%s/v1"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n' "$up_port" >"$out/models.toml"
+admin=sy_$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+env -i PATH="$PATH" PORT="$port" DATABASE_URL="sqlite://$out/usage.db" \
+  SWITCHYARD_CONFIG="$out/models.toml" ADMIN_API_KEY="$admin" \
+  LOG_LEVEL=info LOG_FORMAT=json LOCAL_MODEL_PRELOAD=false TASK_WORKERS=0 \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.%p" \
+  "$BIN/switchyard" serve >"$out/serve.log" 2>&1 &
+sy=$!
+echo "==> starting the service under callgrind"
+for _ in $(seq 1 240); do
+  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
+  kill -0 "$sy" 2>/dev/null || { echo "the service stopped; see $out/serve.log" >&2; exit 1; }
+  sleep 0.5
+done
+
+json() { curl -sf -X "$1" -H "authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$port$2" -d "$3"; }
+key=$(json POST /v1/admin/keys '{"name":"bench","project":"bench","rate_limit":{"requests":1000000,"period_seconds":60}}' |
+  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+json PUT /v1/admin/budgets '{"scope":"project","subject":"bench","period":"monthly","limit_usd":1000000}' >/dev/null
+
+load() {
+  "$oha" --no-tui -n "$1" -c 4 -m POST -H "authorization: Bearer $key" -H 'content-type: application/json' \
+    -d '{"model":"bench","messages":[{"role":"user","content":"What is the capital of Germany?"}]}' \
+    "http://127.0.0.1:$port/v1/chat/completions"
+}
+echo "==> warming up (300 calls)"
+load 300 >/dev/null
+sleep 2
+echo "==> measuring $calls calls"
+callgrind_control -i on "$sy" >/dev/null 2>&1
+load "$calls" >"$out/oha.txt"
+sleep 1
+callgrind_control -i off "$sy" >/dev/null 2>&1
+callgrind_control -d "$sy" >/dev/null 2>&1
+sleep 1
+answered=$(grep -Eo '\[200\] [0-9]+' "$out/oha.txt" | awk '{print $2}')
+[ "${answered:-0}" = "$calls" ] || { echo "only ${answered:-0} of $calls calls answered 200" >&2; exit 1; }
+
+file=$(ls -S "$out"/callgrind.out.* | head -1)
+python3 - "$file" "$calls" <<'EOF'
+import re, subprocess, sys
+path, calls = sys.argv[1], int(sys.argv[2])
+text = subprocess.run(["callgrind_annotate", "--threshold=100", "--auto=no", path],
+                      check=True, capture_output=True, text=True).stdout
+total, parts = 0, {}
+for line in text.splitlines():
+    m = re.match(r"\s*([\d,]+) \([ \d.]+%\)\s+(\S.*)", line)
+    if not m:
+        continue
+    n, where = int(m.group(1).replace(",", "")), m.group(2)
+    if "PROGRAM TOTALS" in where:
+        total = n
+        continue
+    crate = re.search(r"index\.crates\.io-[^/]+/([A-Za-z0-9_-]+?)-\d", where)
+    if re.search(r"memmove|memcpy", where):
+        part = "memcpy"
+    elif re.search(r"malloc|arena\.c|free", where) and "libc" in where:
+        part = "malloc/free"
+    elif crate:
+        part = crate.group(1)
+    elif m2 := re.search(r"/crates/([a-z]+)/", where):
+        part = "switchyard-" + m2.group(1)
+    elif "/rustc/" in where:
+        part = "std (inlined into callers)"
+    else:
+        part = "other"
+    parts[part] = parts.get(part, 0) + n
+print(f"\ninstructions per call: {total // calls:,} ({total:,} over {calls} calls)")
+print(f"  of which outside memcpy: {(total - parts.get('memcpy', 0)) // calls:,}")
+for part, n in sorted(parts.items(), key=lambda kv: -kv[1])[:15]:
+    print(f"  {n / total:6.1%}  {n // calls:>9,}  {part}")
+print(f"\ncallgrind file: {path}")
+EOF
