@@ -351,15 +351,20 @@ impl Load {
                                     "messages": [{"role": "user", "content": "hello"}]}))
                                 .send()
                         };
-                        // Like the OpenAI and Anthropic SDKs, one retry when
-                        // the connection failed without any answer: an
-                        // HTTP/1.1 keep-alive connection to nginx that an
-                        // old worker closed as it was reused, at a reload.
-                        // A retry that duplicated work would show as more
-                        // usage rows than calls.
+                        // Like the OpenAI and Anthropic SDKs (two retries by
+                        // default), retries when the connection failed
+                        // without any answer: an HTTP/1.1 keep-alive
+                        // connection to nginx that an old worker closed as
+                        // it was reused, at a reload. The client's pool can
+                        // hold more than one such connection, so a retry can
+                        // meet a second one. A retry that duplicated work
+                        // would show as more usage rows than calls.
                         let mut retried = false;
                         let mut r = call().await;
-                        if r.is_err() {
+                        for _ in 0..2 {
+                            if r.is_ok() {
+                                break;
+                            }
                             retried = true;
                             r = call().await;
                         }
@@ -433,7 +438,7 @@ fn report(scenario: &str, answers: &[Answer]) {
         .count();
     let retried = answers.iter().filter(|a| a.retried).count();
     eprintln!(
-        "ROLLOUT {scenario}: rate {}/s, {} calls, {lost} not answered 200, {retried} sent twice after a closed keep-alive connection, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        "ROLLOUT {scenario}: rate {}/s, {} calls, {lost} not answered 200, {retried} retried after a closed keep-alive connection, latency p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
         rate(),
         answers.len(),
         pct(0.5),
