@@ -5,7 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use serde_json::{json, Value};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use switchyard_testkit::process::Binary;
@@ -105,24 +105,26 @@ fn killed_replica_gives_its_lease_back(db: &TestDatabase) {
     // Calls keep the doomed replica's lease in use (so it keeps idle
     // headroom) until it is killed.
     let stop = Arc::new(AtomicBool::new(false));
+    // Calls answered 200 (the upstream's own count runs ahead of it by the
+    // call in flight, which the kill cuts off).
+    let answered = Arc::new(AtomicUsize::new(0));
     let load = {
-        let (url, key, stop) = (
+        let (url, key, stop, answered) = (
             doomed.url("/v1/chat/completions"),
             key.clone(),
             stop.clone(),
+            answered.clone(),
         );
         std::thread::spawn(move || {
-            let mut ok = 0;
             while !stop.load(Ordering::Relaxed) {
                 if call(&url, &key) == 200 {
-                    ok += 1;
+                    answered.fetch_add(1, Ordering::Relaxed);
                 }
             }
-            ok
         })
     };
     let deadline = Instant::now() + Duration::from_secs(10);
-    while upstream.calls("fast") < 20 {
+    while answered.load(Ordering::Relaxed) < 20 {
         assert!(
             Instant::now() < deadline,
             "the doomed replica served no calls"
@@ -131,7 +133,7 @@ fn killed_replica_gives_its_lease_back(db: &TestDatabase) {
     }
     doomed.kill();
     stop.store(true, Ordering::Relaxed);
-    assert!(load.join().unwrap() >= 20);
+    load.join().unwrap();
     let killed_at = Instant::now();
     let (_, leased) = budget(&env);
     assert!(leased > 0, "the killed replica held a lease");
