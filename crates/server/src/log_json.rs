@@ -24,7 +24,6 @@
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
 use std::io::Write as _;
-use std::time::{SystemTime, UNIX_EPOCH};
 use tracing::field::{Field, Visit};
 use tracing::span::{Attributes, Id, Record};
 use tracing::{Event, Subscriber};
@@ -179,7 +178,7 @@ where
             line.clear();
             let meta = event.metadata();
             line.push_str("{\"timestamp\":\"");
-            push_timestamp(line, SystemTime::now());
+            line.push_str(&chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true));
             line.push_str("\",\"level\":\"");
             line.push_str(meta.level().as_str());
             line.push('"');
@@ -219,7 +218,7 @@ where
 }
 
 /// Appends `s` as a JSON string.
-pub(crate) fn push_string(out: &mut String, s: &str) {
+fn push_string(out: &mut String, s: &str) {
     out.push('"');
     push_escaped(out, s);
     out.push('"');
@@ -275,38 +274,6 @@ fn push_f64(out: &mut String, value: f64) {
     } else {
         out.push_str("null");
     }
-}
-
-/// Appends `at` as RFC 3339 in UTC with microseconds
-/// (`2026-11-29T18:58:01.482917Z`).
-fn push_timestamp(out: &mut String, at: SystemTime) {
-    let since = at.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let secs = since.as_secs();
-    let (days, day_secs) = (secs / 86_400, secs % 86_400);
-    let (year, month, day) = civil_from_days(days);
-    let _ = write!(
-        out,
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        day_secs / 3600,
-        day_secs / 60 % 60,
-        day_secs % 60,
-        since.subsec_micros()
-    );
-}
-
-/// The proleptic Gregorian date `days` after 1970-01-01 (Howard Hinnant's
-/// `civil_from_days`).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    let z = days + 719_468;
-    let era = z / 146_097;
-    let doe = z % 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + u64::from(month <= 2);
-    (year, month, day)
 }
 
 #[cfg(test)]
@@ -407,25 +374,5 @@ mod tests {
         let mut f = String::new();
         push_f64(&mut f, f64::NAN);
         assert_eq!(f, "null");
-    }
-
-    #[test]
-    fn dates_match_the_calendar() {
-        for secs in [
-            0_i64,
-            951_782_400,
-            1_709_164_800,
-            1_795_000_000,
-            4_102_444_799,
-            1_234_567_890,
-        ] {
-            let mut out = String::new();
-            let at = UNIX_EPOCH + std::time::Duration::new(secs as u64, 123_456_000);
-            push_timestamp(&mut out, at);
-            let expected = chrono::DateTime::from_timestamp(secs, 123_456_000)
-                .unwrap()
-                .to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
-            assert_eq!(out, expected);
-        }
     }
 }
