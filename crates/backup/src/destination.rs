@@ -33,7 +33,21 @@ fn storage(shown: &str, e: impl std::fmt::Display) -> BackupError {
 }
 
 impl Target {
-    /// Opens `destination`; a directory is created if missing.
+    /// Opens `destination` to read from: a directory must already exist
+    /// (listing, restoring or pruning never creates one; a mistyped path is
+    /// an error, not an empty destination).
+    pub fn open_existing(destination: &Destination, s3: &S3Config) -> Result<Self> {
+        if let Destination::Dir(dir) = destination {
+            if !dir.is_dir() {
+                return Err(BackupError::NotFound(format!(
+                    "{destination}: no such directory"
+                )));
+            }
+        }
+        Self::open(destination, s3)
+    }
+
+    /// Opens `destination` to write to; a directory is created if missing.
     pub fn open(destination: &Destination, s3: &S3Config) -> Result<Self> {
         let shown = destination.to_string();
         match destination {

@@ -123,15 +123,25 @@ impl Backups {
         }
     }
 
-    /// The destination given, else `BACKUP_DESTINATION`.
+    /// The destination given, else `BACKUP_DESTINATION`, to write to (a
+    /// directory is created if missing).
     pub fn target(&self, to: Option<&Destination>) -> Result<Target> {
-        let destination = to.or(self.config.destination.as_ref()).ok_or_else(|| {
+        Target::open(self.destination(to)?, &self.config.s3)
+    }
+
+    /// The destination given, else `BACKUP_DESTINATION`, to read from: a
+    /// directory that does not exist is an error, not created.
+    pub fn source(&self, from: Option<&Destination>) -> Result<Target> {
+        Target::open_existing(self.destination(from)?, &self.config.s3)
+    }
+
+    fn destination<'a>(&'a self, given: Option<&'a Destination>) -> Result<&'a Destination> {
+        given.or(self.config.destination.as_ref()).ok_or_else(|| {
             BackupError::Invalid(
                 "no destination: pass --to/--from DIRECTORY|s3://bucket/prefix or set BACKUP_DESTINATION"
                     .into(),
             )
-        })?;
-        Target::open(destination, &self.config.s3)
+        })
     }
 
     /// Records a run: the backup it made or tested, its size, or why it
@@ -233,7 +243,7 @@ impl Backups {
                 let snapshot_id = snapshot.id().to_owned();
                 let dumped = pg::dump(&pg_dump, &url, &snapshot_id, &archive);
                 let (dumped, tables) = tokio::join!(dumped, snapshot.table_summaries());
-                let version = self.store.schema_version().await;
+                let version = snapshot.schema_version().await;
                 snapshot.finish().await.ok();
                 dumped?;
                 (

@@ -202,7 +202,7 @@ async fn run(
             }
         }
         BackupCommand::List { from, json } => {
-            let target = backups.target(from.as_ref())?;
+            let target = backups.source(from.as_ref())?;
             let all = backups.list(&target).await?;
             if json {
                 print_json(&all)?;
@@ -220,7 +220,7 @@ async fn run(
             dry_run,
             json,
         } => {
-            let target = backups.target(from.as_ref())?;
+            let target = backups.source(from.as_ref())?;
             let doomed = backups
                 .prune(&target, switchyard_core::now(), dry_run)
                 .await?;
@@ -246,7 +246,7 @@ async fn run(
             force,
             json,
         } => {
-            let target = backups.target(from.as_ref())?;
+            let target = backups.source(from.as_ref())?;
             let report = backups.restore(&target, &id, &url, force, progress).await?;
             progress.end_line();
             if json {
@@ -263,7 +263,7 @@ async fn run(
             }
         }
         BackupCommand::Verify { id, from, json } => {
-            let target = backups.target(from.as_ref())?;
+            let target = backups.source(from.as_ref())?;
             let report = backups.verify(&target, id.as_ref(), progress).await?;
             progress.end_line();
             if json {

@@ -403,6 +403,22 @@ fn damaged_archives_fail_verification_and_old_backups_are_pruned() {
     let listed = json_of(&switchyard(&env, &["backup", "list", "--json"]));
     assert_eq!(listed.as_array().unwrap().len(), 1);
 
+    // Reading from a mistyped directory: an error naming it, and nothing
+    // created there.
+    let typo = dir.path().join("backpus");
+    for args in [
+        vec!["backup", "list"],
+        vec!["backup", "verify"],
+        vec!["backup", "prune", "--dry-run"],
+    ] {
+        let mut args = args;
+        args.extend(["--from", typo.to_str().unwrap()]);
+        let out = switchyard(&env, &args);
+        assert!(!out.status.success(), "{args:?}");
+        assert!(text(&out).contains("no such directory"), "{}", text(&out));
+        assert!(!typo.exists(), "{args:?} created {}", typo.display());
+    }
+
     // Every run was recorded; the failures with their reasons.
     let store_runs = switchyard(&env, &["preflight", "--json"]);
     let said = text(&store_runs);

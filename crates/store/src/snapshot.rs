@@ -170,6 +170,10 @@ pub struct PgSnapshot {
     id: String,
 }
 
+/// The newest schema migration applied (0: none).
+const SCHEMA_VERSION_SQL: &str =
+    "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
+
 impl PgSnapshot {
     pub fn id(&self) -> &str {
         &self.id
@@ -177,6 +181,15 @@ impl PgSnapshot {
 
     pub async fn table_summaries(&mut self) -> Result<Vec<TableSummary>> {
         pg_summaries(&mut self.tx).await
+    }
+
+    /// The newest schema migration as of the snapshot, so that a backup's
+    /// manifest names the schema its dump holds even when a migration
+    /// lands while it is taken.
+    pub async fn schema_version(&mut self) -> Result<i64> {
+        Ok(sqlx::query_scalar::<_, i64>(SCHEMA_VERSION_SQL)
+            .fetch_one(&mut *self.tx)
+            .await?)
     }
 
     /// Ends the snapshot's transaction.
@@ -189,8 +202,9 @@ impl PgSnapshot {
 impl Store {
     /// The newest schema migration the database has applied (0: none).
     pub async fn schema_version(&self) -> Result<i64> {
-        const SQL: &str = "SELECT COALESCE(MAX(version), 0) FROM _sqlx_migrations WHERE success";
-        Ok(crate::on_pool!(self, p => sqlx::query_scalar::<_, i64>(SQL).fetch_one(p).await)?)
+        Ok(
+            crate::on_pool!(self, p => sqlx::query_scalar::<_, i64>(SCHEMA_VERSION_SQL).fetch_one(p).await)?,
+        )
     }
 
     /// The tables of the database (its current schema, for PostgreSQL).
