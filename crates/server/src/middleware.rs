@@ -6,7 +6,7 @@
 
 use crate::context::{ClientIp, RequestId, REQUEST_ID_HEADER};
 use crate::error::ApiError;
-use crate::metrics::{Metrics, RequestLabels, RouteLabels};
+use crate::metrics::{method_label, Metrics, RequestLabels, RouteLabels};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::Next;
@@ -149,15 +149,15 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
     edge.metrics
         .requests
         .get_or_create(&RequestLabels {
-            method: method.as_str().to_owned(),
+            method: method_label(&method),
             route: route.clone(),
-            status: status.as_u16().to_string(),
+            status: status.as_u16(),
         })
         .inc();
     edge.metrics
         .duration
         .get_or_create(&RouteLabels {
-            method: method.as_str().to_owned(),
+            method: method_label(&method),
             route,
         })
         .observe(elapsed.as_secs_f64());

@@ -514,6 +514,18 @@ async fn metrics_count_requests_by_route_template() {
     }
     app.get("/v1/models", None).await;
     app.get("/v1/models", Some(&app.admin)).await;
+    // Invented methods share one label value: a client cannot add series.
+    for invented in ["BREW", "WHEN"] {
+        let method = reqwest::Method::from_bytes(invented.as_bytes()).unwrap();
+        let resp = app
+            .client
+            .request(method, app.url("/v1/models"))
+            .bearer_auth(&app.admin)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::METHOD_NOT_ALLOWED);
+    }
     let om = app
         .client
         .get(app.url("/metrics"))
@@ -555,6 +567,11 @@ async fn metrics_count_requests_by_route_template() {
     assert!(!text.contains("key_aaa"));
     assert!(text.contains(r#"http_requests_total{method="GET",route="/v1/models",status="401"} 1"#));
     assert!(text.contains(r#"http_requests_total{method="GET",route="/v1/models",status="200"} 1"#));
+    assert!(
+        text.contains(r#"http_requests_total{method="other",route="/v1/models",status="405"} 2"#),
+        "{text}"
+    );
+    assert!(!text.contains("BREW") && !text.contains("WHEN"));
     assert!(text.contains("http_request_duration_seconds_bucket{"));
     assert!(text.contains("switchyard_build_info{"));
     assert!(text.contains("switchyard_db_pool_max_connections 5"));
