@@ -106,15 +106,16 @@ impl Store {
         }
         // The same steps on a pool or on SQLite's writer connection.
         macro_rules! write_all {
-            ($p:expr) => {{
+            ($p:expr, $insert:literal) => {{
                 let p = $p;
                 let mut tx = sqlx::Acquire::begin(p).await?;
                 for chunk in statement_runs(records) {
-                    let mut q = sqlx::QueryBuilder::new(
-                        "INSERT INTO usage_log (timestamp, request_id, key_id, project, endpoint, \
+                    let mut q = sqlx::QueryBuilder::new(concat!(
+                        $insert,
+                        " usage_log (timestamp, request_id, key_id, project, endpoint, \
                          model_requested, model_used, backend, input_tokens, output_tokens, \
                          cached_tokens, cost_nano_usd, latency_ms, upstream_latency_ms, status, error_type) ",
-                    );
+                    ));
                     q.push_values(chunk, |mut b, r| {
                         b.push_bind(r.timestamp)
                             .push_bind(&r.request_id)
@@ -149,8 +150,16 @@ impl Store {
         match self {
             Store::Sqlite(sqlite) => {
                 let mut turn = sqlite.writer().await?;
+                // OR FAIL: a constraint error ends the statement without
+                // undoing its earlier rows, so SQLite keeps no statement
+                // journal for it. With the default (ABORT), every
+                // multi-row statement after the transaction's first copied
+                // the pages earlier statements had dirtied into a
+                // statement journal, spilled to a temporary file: about
+                // one extra write system call per row. Nothing partial can
+                // land: any error rolls the whole transaction back.
                 let done: Result<()> = async {
-                    write_all!(turn.conn()?);
+                    write_all!(turn.conn()?, "INSERT OR FAIL INTO");
                     Ok(())
                 }
                 .await;
@@ -159,7 +168,7 @@ impl Store {
                 }
                 done?;
             }
-            _ => on_pool!(self, p => write_all!(p)),
+            _ => on_pool!(self, p => write_all!(p, "INSERT INTO")),
         }
         Ok(())
     }
