@@ -8,7 +8,7 @@ use crate::context::{ClientIp, RequestId, REQUEST_ID_HEADER};
 use crate::error::ApiError;
 use crate::metrics::{method_label, Metrics, RequestLabels, RouteLabels};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::future::Future;
@@ -171,10 +171,12 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
         }
     });
     if let Ok(v) = HeaderValue::from_str(&id) {
-        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+        const NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
+        response.headers_mut().insert(NAME, v);
     }
     if let Some(slot) = &edge.slot {
-        response.headers_mut().insert(SLOT_HEADER, slot.clone());
+        const NAME: HeaderName = HeaderName::from_static(SLOT_HEADER);
+        response.headers_mut().insert(NAME, slot.clone());
     }
     // While draining, an HTTP/1 connection is closed after its response, so
     // that a proxy holding it in its keep-alive pool cannot send the next

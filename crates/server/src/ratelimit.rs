@@ -9,7 +9,7 @@ use crate::context::Caller;
 use crate::error::ApiError;
 use crate::metrics::{DecisionLabels, Metrics};
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
@@ -132,14 +132,17 @@ pub fn format_reset(us: u64) -> String {
     }
 }
 
+// Header names built once: a name given as a string is checked and copied
+// into a new buffer at every insert.
+const LIMIT_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-limit-requests");
+const REMAINING_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-remaining-requests");
+const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-requests");
+
 fn set_headers(headers: &mut HeaderMap, d: &Decision) {
-    headers.insert("x-ratelimit-limit-requests", HeaderValue::from(d.limit));
-    headers.insert(
-        "x-ratelimit-remaining-requests",
-        HeaderValue::from(d.remaining),
-    );
+    headers.insert(LIMIT_REQUESTS, HeaderValue::from(d.limit));
+    headers.insert(REMAINING_REQUESTS, HeaderValue::from(d.remaining));
     if let Ok(v) = HeaderValue::from_str(&format_reset(d.reset_after_us)) {
-        headers.insert("x-ratelimit-reset-requests", v);
+        headers.insert(RESET_REQUESTS, v);
     }
 }
 
