@@ -33,44 +33,13 @@ done
 
 mkdir -p "$out"
 rm -f "$out"/callgrind.out.* "$out"/usage.db*
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-up_port=$(free_port)
-port=$(free_port)
-"$BIN/fake-upstream" --port "$up_port" >"$out/upstream.log" 2>&1 &
-upstream=$!
-sy=
-cleanup() {
-  [ -n "$sy" ] && kill "$sy" 2>/dev/null && wait "$sy" 2>/dev/null
-  kill "$upstream" 2>/dev/null && wait "$upstream" 2>/dev/null
-  return 0
-}
-trap cleanup EXIT
-
-printf '[[models]]\nid = "bench"\nbase_url = "http://127.0.0.1:%s/v1"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n' "$up_port" >"$out/models.toml"
-admin=sy_$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-env -i PATH="$PATH" PORT="$port" DATABASE_URL="sqlite://$out/usage.db" \
-  SWITCHYARD_CONFIG="$out/models.toml" ADMIN_API_KEY="$admin" \
-  LOG_LEVEL=info LOG_FORMAT=json LOCAL_MODEL_PRELOAD=false TASK_WORKERS=0 \
-  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.%p" \
-  "$BIN/switchyard" serve >"$out/serve.log" 2>&1 &
-sy=$!
+# shellcheck source=scripts/bench/service.sh
+. scripts/bench/service.sh
 echo "==> starting the service under callgrind"
-for _ in $(seq 1 240); do
-  curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-  kill -0 "$sy" 2>/dev/null || { echo "the service stopped; see $out/serve.log" >&2; exit 1; }
-  sleep 0.5
-done
+start_service "$out" "" \
+  valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$out/callgrind.out.%p"
 
-json() { curl -sf -X "$1" -H "authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$port$2" -d "$3"; }
-key=$(json POST /v1/admin/keys '{"name":"bench","project":"bench","rate_limit":{"requests":1000000,"period_seconds":60}}' |
-  python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
-json PUT /v1/admin/budgets '{"scope":"project","subject":"bench","period":"monthly","limit_usd":1000000}' >/dev/null
-
-load() {
-  "$oha" --no-tui -n "$1" -c 4 -m POST -H "authorization: Bearer $key" -H 'content-type: application/json' \
-    -d '{"model":"bench","messages":[{"role":"user","content":"What is the capital of Germany?"}]}' \
-    "http://127.0.0.1:$port/v1/chat/completions"
-}
+load() { chat -n "$1" -c 4; }
 echo "==> warming up (300 calls)"
 load 300 >/dev/null
 sleep 2

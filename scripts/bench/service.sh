@@ -1,0 +1,61 @@
+# Sourced by the single-service benchmarks (instructions.sh, syscalls.sh):
+# the benchmark upstream and the release service on SQLite with the
+# benchmark's production settings (JSON access log at info, a rate limit,
+# a project budget, a usage row per call), ready to call.
+#
+#   start_service OUT UPSTREAM_PREFIX SERVICE_PREFIX...
+#
+# OUT holds the database, the catalog and the logs. UPSTREAM_PREFIX is a
+# command line put before the upstream (a quoted string, "" for none, e.g.
+# "taskset -c 0"); the remaining arguments go before the service
+# (`valgrind …`, `taskset -c 1`). Needs $BIN. Sets $port, $key and $sy,
+# the service's pid; stops both processes (and removes $cleanup_dir, when
+# set) on exit. `chat ARGS…` runs $oha with ARGS against the chat
+# completions endpoint, after $chat_prefix (e.g. "taskset -c 0") when set.
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+start_service() {
+  local out=$1 upstream_prefix=$2
+  shift 2
+  local up_port admin
+  up_port=$(free_port)
+  port=$(free_port)
+  # shellcheck disable=SC2086 # the prefix is words on purpose
+  $upstream_prefix "$BIN/fake-upstream" --port "$up_port" >"$out/upstream.log" 2>&1 &
+  upstream=$!
+  sy=
+  trap stop_service EXIT
+
+  printf '[[models]]\nid = "bench"\nbase_url = "http://127.0.0.1:%s/v1"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n' "$up_port" >"$out/models.toml"
+  admin=sy_$(python3 -c 'import secrets; print(secrets.token_hex(32))')
+  env -i PATH="$PATH" PORT="$port" DATABASE_URL="sqlite://$out/usage.db" \
+    SWITCHYARD_CONFIG="$out/models.toml" ADMIN_API_KEY="$admin" \
+    LOG_LEVEL=info LOG_FORMAT=json LOCAL_MODEL_PRELOAD=false TASK_WORKERS=0 \
+    "$@" "$BIN/switchyard" serve >"$out/serve.log" 2>&1 &
+  sy=$!
+  for _ in $(seq 1 240); do
+    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
+    kill -0 "$sy" 2>/dev/null || { echo "the service stopped; see $out/serve.log" >&2; exit 1; }
+    sleep 0.5
+  done
+
+  admin_json() { curl -sf -X "$1" -H "authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$port$2" -d "$3"; }
+  key=$(admin_json POST /v1/admin/keys '{"name":"bench","project":"bench","rate_limit":{"requests":1000000,"period_seconds":60}}' |
+    python3 -c 'import json,sys; print(json.load(sys.stdin)["key"])')
+  admin_json PUT /v1/admin/budgets '{"scope":"project","subject":"bench","period":"monthly","limit_usd":1000000}' >/dev/null
+}
+
+stop_service() {
+  [ -n "${sy:-}" ] && kill "$sy" 2>/dev/null && wait "$sy" 2>/dev/null
+  [ -n "${upstream:-}" ] && kill "$upstream" 2>/dev/null && wait "$upstream" 2>/dev/null
+  [ -n "${cleanup_dir:-}" ] && rm -rf "$cleanup_dir"
+  return 0
+}
+
+chat() {
+  # shellcheck disable=SC2086 # the prefix is words on purpose
+  ${chat_prefix:-} "$oha" --no-tui "$@" -m POST -H "authorization: Bearer $key" -H 'content-type: application/json' \
+    -d '{"model":"bench","messages":[{"role":"user","content":"What is the capital of Germany?"}]}' \
+    "http://127.0.0.1:$port/v1/chat/completions"
+}
