@@ -201,7 +201,7 @@ async fn models_pull(
     }
     let http = switchyard_server::gateway::http_client()?;
     let opts = switchyard_local::fetch::FetchOptions::from(&config.model_fetch);
-    let path = switchyard_local::fetch::pull(source, &dest, &http, &opts).await?;
+    let path = switchyard_local::fetch::pull(source, &dest, http.downloads(), &opts).await?;
     println!("{} ready at {}", source.model_id, path.display());
     Ok(ExitCode::SUCCESS)
 }

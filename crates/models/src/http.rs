@@ -3,6 +3,7 @@
 //! chunk stream.
 
 use crate::backend::{BackendError, BackendStream, ChunkStream};
+use crate::client::{HttpError, RequestBuilder, Response};
 use crate::sse::SseEvent;
 use futures_util::StreamExt;
 use std::sync::OnceLock;
@@ -10,7 +11,7 @@ use std::time::Duration;
 
 /// Writes the trace context of the current span into a request's headers
 /// (W3C `traceparent`, `tracestate`).
-pub type TracePropagator = fn(&mut reqwest::header::HeaderMap);
+pub type TracePropagator = fn(&mut http::HeaderMap);
 
 static TRACE_PROPAGATOR: OnceLock<TracePropagator> = OnceLock::new();
 
@@ -22,11 +23,11 @@ pub fn set_trace_propagator(propagate: TracePropagator) {
 }
 
 /// `req` with the current trace context, when a propagator is installed.
-pub(crate) fn traced(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
+pub(crate) fn traced(req: RequestBuilder<'_>) -> RequestBuilder<'_> {
     match TRACE_PROPAGATOR.get() {
         None => req,
         Some(propagate) => {
-            let mut headers = reqwest::header::HeaderMap::new();
+            let mut headers = http::HeaderMap::new();
             propagate(&mut headers);
             if headers.is_empty() {
                 req
@@ -37,19 +38,17 @@ pub(crate) fn traced(req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
     }
 }
 
-pub(crate) fn request_error(e: reqwest::Error, timeout: Duration) -> BackendError {
-    if e.is_timeout() {
-        BackendError::Timeout(timeout)
-    } else if e.is_connect() {
-        BackendError::Connect(e.to_string())
-    } else {
-        BackendError::Protocol(e.to_string())
+pub(crate) fn request_error(e: HttpError, timeout: Duration) -> BackendError {
+    match e {
+        HttpError::Timeout => BackendError::Timeout(timeout),
+        HttpError::Connect(e) => BackendError::Connect(e),
+        HttpError::Other(e) => BackendError::Protocol(e),
     }
 }
 
 /// A non-success upstream reply as an error; both OpenAI's and Anthropic's
 /// error bodies carry the message at `error.message`.
-pub(crate) async fn status_error(resp: reqwest::Response) -> BackendError {
+pub(crate) async fn status_error(resp: Response) -> BackendError {
     let status = resp.status().as_u16();
     let retry_after = resp
         .headers()
@@ -72,7 +71,7 @@ pub(crate) async fn status_error(resp: reqwest::Response) -> BackendError {
 /// `timeout`; connection failures, timeouts and non-2xx replies become
 /// backend errors.
 pub(crate) async fn fetch_bytes(
-    req: reqwest::RequestBuilder,
+    req: RequestBuilder<'_>,
     timeout: Duration,
 ) -> Result<bytes::Bytes, BackendError> {
     let call = async {
@@ -108,10 +107,10 @@ where
 /// Opens a streamed completion: sends `req` and checks the reply's status,
 /// all before `deadline`.
 pub(crate) async fn open_stream(
-    req: reqwest::RequestBuilder,
+    req: RequestBuilder<'_>,
     deadline: tokio::time::Instant,
     timeout: Duration,
-) -> Result<reqwest::Response, BackendError> {
+) -> Result<Response, BackendError> {
     let resp = tokio::time::timeout_at(deadline, req.send())
         .await
         .map_err(|_| BackendError::Timeout(timeout))?
@@ -127,7 +126,7 @@ pub(crate) async fn open_stream(
 /// is bounded by `deadline`. A body that ends first is a protocol error that
 /// names the `end` marker it lacked.
 pub(crate) fn sse_stream<D>(
-    resp: reqwest::Response,
+    resp: Response,
     deadline: tokio::time::Instant,
     timeout: Duration,
     end: &'static str,
@@ -146,7 +145,7 @@ where
 /// Streams the items `decode` makes of each server-sent event (its name and
 /// data), as [`sse_stream`] does.
 pub(crate) fn sse_events<T, D>(
-    resp: reqwest::Response,
+    resp: Response,
     deadline: tokio::time::Instant,
     timeout: Duration,
     end: &'static str,

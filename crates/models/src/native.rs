@@ -104,7 +104,7 @@ impl Forward {
 
 /// Sends a passed-through request and reads the reply.
 pub(crate) async fn forward(
-    req: reqwest::RequestBuilder,
+    req: crate::client::RequestBuilder<'_>,
     dialect: Dialect,
     model_id: &str,
     timeout: std::time::Duration,
@@ -117,7 +117,7 @@ pub(crate) async fn forward(
 /// are returned here, later ones as stream items, and the whole stream is
 /// bounded by `timeout`.
 pub(crate) async fn forward_stream(
-    req: reqwest::RequestBuilder,
+    req: crate::client::RequestBuilder<'_>,
     dialect: Dialect,
     model_id: &str,
     timeout: std::time::Duration,

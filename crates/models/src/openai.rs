@@ -2,6 +2,7 @@
 //! server, LM Studio): `POST {base_url}/chat/completions`.
 
 use crate::backend::{BackendError, ChunkStream};
+use crate::client::{Endpoint, HttpClient, RequestBuilder};
 use crate::http::{fetch_bytes, open_stream, sse_stream, traced};
 use crate::native::{Dialect, Forward, NativeReply, NativeStream};
 use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, StreamOptions};
@@ -11,11 +12,11 @@ use switchyard_core::Secret;
 
 #[derive(Clone)]
 pub struct OpenAiBackend {
-    http: reqwest::Client,
-    /// Parsed once: parsing (IDNA included) is not redone for every call.
-    /// The base URL was checked when the configuration was read, so an
-    /// error here can only come from a catalog built in code.
-    url: Result<reqwest::Url, String>,
+    http: HttpClient,
+    /// Parsed once, not for every call. The base URL was checked when the
+    /// configuration was read, so an error here can only come from a
+    /// catalog built in code.
+    url: Result<Endpoint, String>,
     /// `{base_url}/responses`, for an upstream that serves the Responses
     /// API (the catalog's `responses_api`).
     responses_url: Option<String>,
@@ -27,13 +28,13 @@ pub struct OpenAiBackend {
 }
 
 impl OpenAiBackend {
-    pub fn new(http: reqwest::Client, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
+    pub fn new(http: HttpClient, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
         let base = entry.base_url().unwrap_or("").trim_end_matches('/');
         Self {
             http,
             url: {
                 let url = format!("{base}/chat/completions");
-                reqwest::Url::parse(&url).map_err(|_| url)
+                Endpoint::parse(&url)
             },
             responses_url: entry
                 .speaks_responses()
@@ -45,10 +46,10 @@ impl OpenAiBackend {
         }
     }
 
-    fn post(&self, body: &ChatRequest) -> reqwest::RequestBuilder {
+    fn post(&self, body: &ChatRequest) -> RequestBuilder<'_> {
         let r = match &self.url {
-            Ok(url) => self.http.post(url.clone()),
-            Err(raw) => self.http.post(raw.as_str()),
+            Ok(url) => self.http.post(url),
+            Err(raw) => self.http.post_str(raw),
         };
         let mut r = r.json(body);
         if let Some(k) = &self.api_key {
@@ -62,11 +63,7 @@ impl OpenAiBackend {
         self.responses_url.is_some()
     }
 
-    fn forwarded(
-        &self,
-        f: &Forward,
-        stream: bool,
-    ) -> Result<reqwest::RequestBuilder, BackendError> {
+    fn forwarded(&self, f: &Forward, stream: bool) -> Result<RequestBuilder<'_>, BackendError> {
         let url = self
             .responses_url
             .as_deref()
@@ -77,8 +74,8 @@ impl OpenAiBackend {
             })?;
         let mut r = self
             .http
-            .post(f.url(url))
-            .header("content-type", "application/json")
+            .post_str(&f.url(url))
+            .header(http::header::CONTENT_TYPE, "application/json")
             .body(f.body_for(&self.upstream_model, stream));
         if let Some(k) = &self.api_key {
             r = r.bearer_auth(k.expose());

@@ -21,7 +21,7 @@ fn entry(id: &str, base_url: &str, upstream: &str) -> ModelEntry {
 
 fn backend(fake: &FakeAnthropic, upstream: &str) -> AnthropicBackend {
     AnthropicBackend::new(
-        reqwest::Client::new(),
+        switchyard_models::HttpClient::new(&Default::default()).unwrap(),
         &entry("claude", &format!("{}/", fake.base_url()), upstream),
         Some(Secret::new("sk-ant-test")),
     )
@@ -261,7 +261,7 @@ async fn upstream_errors_are_mapped() {
 async fn a_missing_api_key_is_a_401() {
     let fake = FakeAnthropic::start().await;
     let b = AnthropicBackend::new(
-        reqwest::Client::new(),
+        switchyard_models::HttpClient::new(&Default::default()).unwrap(),
         &entry("claude", &fake.base_url(), "claude-up"),
         None,
     );

@@ -15,12 +15,14 @@ use switchyard_core::tasks::TaskStatus;
 
 pub mod backup;
 mod http;
+mod model;
 #[cfg(target_os = "linux")]
 pub mod process;
 mod text;
 pub mod tls;
 
 pub use http::{method_label, RequestLabels, RouteLabels};
+pub use model::ModelSeries;
 pub use text::openmetrics_to_prometheus_text;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -454,11 +456,6 @@ impl Metrics {
         }))
     }
 
-    /// Counts one attempt at a model's upstream that answered.
-    pub fn count_upstream_ok(&self, model: &str) {
-        self.count_upstream(model, "ok");
-    }
-
     /// Counts one failed attempt at a model's upstream: `rejected` when the
     /// upstream refused the request itself as invalid (400, 404, 422, which
     /// the caller sees as a 400), else `error`.
@@ -470,10 +467,6 @@ impl Metrics {
             } => "rejected",
             _ => "error",
         };
-        self.count_upstream(model, result);
-    }
-
-    fn count_upstream(&self, model: &str, result: &'static str) {
         self.upstream_calls
             .get_or_create(&UpstreamLabels {
                 model: model.to_owned(),

@@ -10,6 +10,7 @@ use crate::anthropic_wire::{
     StopReason, StreamEvent, SystemPrompt, ToolChoice, ToolChoiceKind, ANTHROPIC_VERSION,
 };
 use crate::backend::{BackendError, ChunkStream};
+use crate::client::{Endpoint, HttpClient, RequestBuilder};
 use crate::http::{fetch_bytes, open_stream, sse_stream, unix_now};
 use crate::native::{Dialect, Forward, NativeReply, NativeStream};
 use crate::openai_wire::{
@@ -22,6 +23,10 @@ use std::collections::HashMap;
 use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
 use switchyard_core::Secret;
+
+const VERSION_HEADER: http::HeaderName = http::HeaderName::from_static("anthropic-version");
+const BETA_HEADER: http::HeaderName = http::HeaderName::from_static("anthropic-beta");
+const API_KEY_HEADER: http::HeaderName = http::HeaderName::from_static("x-api-key");
 
 /// `max_tokens` when neither the request nor the catalog entry sets one.
 pub const DEFAULT_MAX_TOKENS: u32 = 4096;
@@ -39,8 +44,10 @@ pub use upstream::*;
 /// An Anthropic Messages API upstream.
 #[derive(Clone)]
 pub struct AnthropicBackend {
-    http: reqwest::Client,
+    http: HttpClient,
     url: String,
+    /// `url`, parsed once for the calls that use it as it is.
+    uri: Result<Endpoint, String>,
     model_id: String,
     upstream_model: String,
     api_key: Option<Secret>,
@@ -49,14 +56,16 @@ pub struct AnthropicBackend {
 }
 
 impl AnthropicBackend {
-    pub fn new(http: reqwest::Client, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
+    pub fn new(http: HttpClient, entry: &ModelEntry, api_key: Option<Secret>) -> Self {
         let base = entry
             .base_url()
             .unwrap_or(switchyard_core::catalog::ANTHROPIC_BASE_URL)
             .trim_end_matches('/');
+        let url = format!("{base}/v1/messages");
         Self {
             http,
-            url: format!("{base}/v1/messages"),
+            uri: Endpoint::parse(&url),
+            url,
             model_id: entry.id.clone(),
             upstream_model: entry.upstream_model().to_owned(),
             api_key,
@@ -65,15 +74,14 @@ impl AnthropicBackend {
         }
     }
 
-    fn post(&self, body: &MessagesRequest) -> reqwest::RequestBuilder {
-        let mut r = self
-            .http
-            .post(&self.url)
-            .header("anthropic-version", ANTHROPIC_VERSION)
-            .header("content-type", "application/json")
-            .json(body);
+    fn post(&self, body: &MessagesRequest) -> RequestBuilder<'_> {
+        let r = match &self.uri {
+            Ok(uri) => self.http.post(uri),
+            Err(raw) => self.http.post_str(raw),
+        };
+        let mut r = r.header(VERSION_HEADER, ANTHROPIC_VERSION).json(body);
         if let Some(k) = &self.api_key {
-            r = r.header("x-api-key", k.expose());
+            r = r.secret_header(API_KEY_HEADER, k.expose());
         }
         crate::http::traced(r)
     }
@@ -107,11 +115,11 @@ impl AnthropicBackend {
         }
         let mut r = self
             .http
-            .post(format!("{}/count_tokens", self.url))
-            .header("anthropic-version", ANTHROPIC_VERSION)
+            .post_str(&format!("{}/count_tokens", self.url))
+            .header(VERSION_HEADER, ANTHROPIC_VERSION)
             .json(&body);
         if let Some(k) = &self.api_key {
-            r = r.header("x-api-key", k.expose());
+            r = r.secret_header(API_KEY_HEADER, k.expose());
         }
         let bytes = fetch_bytes(crate::http::traced(r), self.timeout).await?;
         serde_json::from_slice::<Value>(&bytes)
@@ -123,21 +131,21 @@ impl AnthropicBackend {
     /// A Messages request passed through as the client sent it: the body
     /// with only the model renamed, the client's `anthropic-version` (else
     /// this service's) and `anthropic-beta` headers and its query string.
-    fn forwarded(&self, f: &Forward, stream: bool) -> reqwest::RequestBuilder {
+    fn forwarded(&self, f: &Forward, stream: bool) -> RequestBuilder<'_> {
         let mut r = self
             .http
-            .post(f.url(&self.url))
+            .post_str(&f.url(&self.url))
             .header(
-                "anthropic-version",
+                VERSION_HEADER,
                 f.header("anthropic-version").unwrap_or(ANTHROPIC_VERSION),
             )
-            .header("content-type", "application/json")
+            .header(http::header::CONTENT_TYPE, "application/json")
             .body(f.body_for(&self.upstream_model, stream));
         if let Some(beta) = f.header("anthropic-beta") {
-            r = r.header("anthropic-beta", beta);
+            r = r.header(BETA_HEADER, beta);
         }
         if let Some(k) = &self.api_key {
-            r = r.header("x-api-key", k.expose());
+            r = r.secret_header(API_KEY_HEADER, k.expose());
         }
         r
     }

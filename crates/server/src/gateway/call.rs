@@ -7,7 +7,7 @@ use super::catalog::ModelRoute;
 use super::error::GatewayError;
 use crate::budgets::{Reservation, Settlement};
 use crate::context::Caller;
-use crate::metrics::{Metrics, ModelLabels, TokenLabels};
+use crate::metrics::Metrics;
 use crate::usage::UsageRecorder;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -190,33 +190,11 @@ impl Call {
         });
         let total = self.started.elapsed();
         let m = &self.ledger.metrics;
-        for (direction, n) in [
-            ("input", o.usage.prompt_tokens),
-            ("output", o.usage.completion_tokens),
-            ("cached", cached),
-        ] {
-            if n > 0 {
-                m.tokens
-                    .get_or_create(&TokenLabels {
-                        model: model.clone(),
-                        direction,
-                    })
-                    .inc_by(n);
-            }
-        }
-        if cost > 0 {
-            m.cost_nano_usd
-                .get_or_create(&ModelLabels {
-                    model: model.clone(),
-                })
-                .inc_by(cost);
-        }
+        let series = route.series(m);
+        series.count_tokens(o.usage.prompt_tokens, o.usage.completion_tokens, cached);
+        series.count_cost(cost);
         if let Some(up) = o.upstream {
-            m.upstream_latency
-                .get_or_create(&ModelLabels {
-                    model: model.clone(),
-                })
-                .observe(up.as_secs_f64());
+            series.observe_upstream_latency(up.as_secs_f64());
             m.gateway_overhead
                 .observe(total.saturating_sub(up).as_secs_f64());
         }

@@ -8,7 +8,8 @@ use switchyard_core::catalog::{BackendKind, ModelEntry, Pricing};
 use switchyard_core::Config;
 use switchyard_models::openai_wire::{ChatCompletion, ChatRequest};
 use switchyard_models::{
-    AnthropicBackend, BackendError, ChunkStream, ClaudeCliBackend, OpenAiBackend,
+    AnthropicBackend, BackendError, ChunkStream, ClaudeCliBackend, HttpClient, HttpSettings,
+    OpenAiBackend,
 };
 
 /// How a model is served.
@@ -76,7 +77,7 @@ fn not_built(name: &str) -> BackendError {
 /// The backend of a `local` model: its GGUF file, or the built-in model's
 /// file under `MODELS_DIR`, fetched on first use.
 #[cfg(feature = "local")]
-fn local_backend(config: &Config, entry: &ModelEntry, http: &reqwest::Client) -> Backend {
+fn local_backend(config: &Config, entry: &ModelEntry, http: &HttpClient) -> Backend {
     let builtin = &switchyard_local::SMOLLM2_135M;
     let path = match &entry.upstream {
         switchyard_core::catalog::Upstream::Local { path } => path.as_ref(),
@@ -93,7 +94,7 @@ fn local_backend(config: &Config, entry: &ModelEntry, http: &reqwest::Client) ->
         entry,
         path,
         source,
-        http.clone(),
+        http.downloads().clone(),
     ))
 }
 
@@ -106,6 +107,16 @@ pub struct ModelRoute {
     pub backend: Backend,
     pub breaker: Breaker,
     pub pool: Pool,
+    /// The model's per-call metric series, looked up at its first call.
+    series: std::sync::OnceLock<crate::metrics::ModelSeries>,
+}
+
+impl ModelRoute {
+    /// The model's per-call series in `metrics` (the gateway's own).
+    pub fn series(&self, metrics: &crate::metrics::Metrics) -> &crate::metrics::ModelSeries {
+        self.series
+            .get_or_init(|| metrics.model_series(&self.entry.id))
+    }
 }
 
 /// Models by id and alias, and the entries in their configured order.
@@ -116,7 +127,7 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    pub fn new(config: &Config, models: &[ModelEntry], http: &reqwest::Client) -> Self {
+    pub fn new(config: &Config, models: &[ModelEntry], http: &HttpClient) -> Self {
         let mut routes = HashMap::new();
         for entry in models {
             let key = config.model_keys.get(&entry.id).cloned();
@@ -147,6 +158,7 @@ impl Catalog {
                     std::time::Duration::from_secs(u64::from(entry.breaker_cooldown_seconds)),
                 ),
                 pool: Pool::new(entry.max_concurrency, entry.max_queue),
+                series: std::sync::OnceLock::new(),
             });
             for name in std::iter::once(&entry.id).chain(entry.aliases.iter()) {
                 routes.insert(name.clone(), route.clone());
@@ -212,11 +224,8 @@ impl Catalog {
 }
 
 /// The HTTP client every HTTP backend shares: pooled connections, rustls,
-/// a connect timeout; per-call deadlines come from each model.
-pub fn http_client() -> anyhow::Result<reqwest::Client> {
-    Ok(reqwest::Client::builder()
-        .connect_timeout(std::time::Duration::from_secs(10))
-        .pool_idle_timeout(std::time::Duration::from_secs(90))
-        .user_agent(concat!("switchyard/", env!("CARGO_PKG_VERSION")))
-        .build()?)
+/// a connect timeout, the environment's proxy settings; per-call deadlines
+/// come from each model.
+pub fn http_client() -> anyhow::Result<HttpClient> {
+    Ok(HttpClient::new(&HttpSettings::default())?)
 }

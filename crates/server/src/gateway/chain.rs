@@ -36,14 +36,17 @@ where
 {
     let mut last = GatewayError::CircuitOpen;
     for (i, route) in chain.iter().enumerate() {
-        let labels = ModelLabels {
+        let labels = || ModelLabels {
             model: route.entry.id.clone(),
         };
         if i > 0 {
-            metrics.llm_fallbacks.get_or_create(&labels).inc();
+            metrics.llm_fallbacks.get_or_create(&labels()).inc();
         }
         if !route.breaker.try_acquire() {
-            metrics.llm_circuit_rejections.get_or_create(&labels).inc();
+            metrics
+                .llm_circuit_rejections
+                .get_or_create(&labels())
+                .inc();
             if !matches!(last, GatewayError::Upstream(_)) {
                 last = GatewayError::CircuitOpen;
             }
@@ -51,7 +54,7 @@ where
         }
         let Some(permit) = route.pool.acquire().await else {
             route.breaker.release_trial();
-            metrics.llm_overloaded.get_or_create(&labels).inc();
+            metrics.llm_overloaded.get_or_create(&labels()).inc();
             last = GatewayError::Overloaded;
             continue;
         };
@@ -65,7 +68,7 @@ where
             match result {
                 Ok(value) => {
                     route.breaker.record(true);
-                    metrics.count_upstream_ok(&route.entry.id);
+                    route.series(metrics).count_upstream_ok();
                     return Ok(Served {
                         route: route.clone(),
                         value,
@@ -81,7 +84,7 @@ where
                         last = GatewayError::Upstream(e);
                         break;
                     }
-                    metrics.llm_retries.get_or_create(&labels).inc();
+                    metrics.llm_retries.get_or_create(&labels()).inc();
                     tokio::time::sleep(backoff(attempt, &e)).await;
                     attempt += 1;
                 }

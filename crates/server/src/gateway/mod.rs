@@ -47,7 +47,7 @@ struct Inner {
     routing: RwLock<Arc<RoutingConfig>>,
     budgets: Budgets,
     ledger: Ledger,
-    http: reqwest::Client,
+    http: switchyard_models::HttpClient,
     work: TaskTracker,
     shutdown: CancellationToken,
 }
@@ -55,7 +55,7 @@ struct Inner {
 impl Gateway {
     pub fn new(
         config: &Config,
-        http: reqwest::Client,
+        http: switchyard_models::HttpClient,
         budgets: Budgets,
         usage: UsageRecorder,
         metrics: Metrics,
