@@ -134,26 +134,30 @@ pub fn router(state: AppState) -> Router {
         api_timeout: state.config.api_timeout,
         max_body_bytes: max_body,
     }));
-    routes
-        .fallback(not_found)
+    // One layer of the whole stack, outermost first: `Router::layer` boxes
+    // each layer it is given around every route, and a `from_fn`
+    // middleware clones the service under it on every request, so that
+    // layers added one at a time cost clones (and allocations) that grow
+    // with the square of their number on every request.
+    let stack = tower::ServiceBuilder::new()
         .layer(axum::middleware::from_fn_with_state(
-            state.limits.clone(),
-            crate::ratelimit::limit_requests,
+            edge,
+            middleware::request_context,
+        ))
+        .layer(CatchPanicLayer::custom(middleware::panic_response))
+        .layer(CompressionLayer::new().compress_when(compress_when))
+        .layer(DefaultBodyLimit::max(max_body))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(auth),
+            auth::authenticate,
         ))
         .layer(axum::middleware::from_fn_with_state(
             Arc::new(console::gate_state(&state)),
             console::gate::gate,
         ))
         .layer(axum::middleware::from_fn_with_state(
-            Arc::new(auth),
-            auth::authenticate,
-        ))
-        .layer(DefaultBodyLimit::max(max_body))
-        .layer(CompressionLayer::new().compress_when(compress_when))
-        .layer(CatchPanicLayer::custom(middleware::panic_response))
-        .layer(axum::middleware::from_fn_with_state(
-            edge,
-            middleware::request_context,
-        ))
-        .with_state(state)
+            state.limits.clone(),
+            crate::ratelimit::limit_requests,
+        ));
+    routes.fallback(not_found).layer(stack).with_state(state)
 }
