@@ -104,7 +104,7 @@ impl KeyHash {
     }
 
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        crate::hex::encode(&self.0)
     }
 
     /// A hash as stored (64 hex digits).
@@ -410,7 +410,11 @@ impl ApiKey {
 /// A random identifier with a readable kind prefix, e.g. `key_3f9a…` (96 bits).
 pub fn new_id(kind: &str) -> String {
     let bytes: [u8; 12] = rand::random();
-    format!("{kind}_{}", hex::encode(bytes))
+    let mut id = String::with_capacity(kind.len() + 25);
+    id.push_str(kind);
+    id.push('_');
+    crate::hex::push(&mut id, &bytes);
+    id
 }
 
 /// Validated input for creating a key.

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod hex;
 pub mod keys;
 pub mod rotation;
 pub mod routing;

@@ -50,7 +50,7 @@ fn acceptable_request_id(v: &HeaderValue) -> Option<String> {
 
 fn generate_request_id() -> String {
     let bytes: [u8; 16] = rand::random();
-    hex::encode(bytes)
+    switchyard_core::hex::encode(&bytes)
 }
 
 /// The client's address: the TCP peer, unless the peer is a trusted proxy,
@@ -113,11 +113,13 @@ pub async fn request_context(State(edge): State<Edge>, mut req: Request, next: N
     req.extensions_mut().insert(RequestId(id.clone()));
     // At ERROR level, so that it exists (and its ids reach the log lines
     // inside it) even with `LOG_LEVEL=error`.
+    // Fields given as `&str` are written as they are; `%` would format
+    // each through `Display`.
     let span = tracing::error_span!(
         "request",
-        request_id = %id,
-        method = %method,
-        route = %route,
+        request_id = id.as_str(),
+        method = method.as_str(),
+        route = route.as_str(),
         key_id = tracing::field::Empty,
         trace_id = tracing::field::Empty,
         otel.name = tracing::field::Empty,

@@ -52,21 +52,26 @@ fn log_filter(config: &Config) -> anyhow::Result<EnvFilter> {
     Ok(filter.add_directive(hide_trace_spans))
 }
 
-/// The log layer: `LOG_FORMAT` lines at `LOG_LEVEL` to `writer`.
-fn log_layer<S, W>(config: &Config, writer: W) -> anyhow::Result<Box<dyn Layer<S> + Send + Sync>>
+/// The log layer: `LOG_FORMAT` lines to `writer`, filtered by `filter`
+/// alone when it is given (beside a trace layer that sees more), else by
+/// the subscriber's global filter.
+fn log_layer<S, W>(
+    config: &Config,
+    writer: W,
+    filter: Option<EnvFilter>,
+) -> Box<dyn Layer<S> + Send + Sync>
 where
     S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
     W: for<'w> fmt::MakeWriter<'w> + Send + Sync + 'static,
 {
-    Ok(match config.log_format {
-        LogFormat::Json => crate::log_json::JsonLayer::new(writer)
-            .with_filter(log_filter(config)?)
+    match (config.log_format, filter) {
+        (LogFormat::Json, Some(f)) => crate::log_json::JsonLayer::new(writer)
+            .with_filter(f)
             .boxed(),
-        LogFormat::Pretty => fmt::layer()
-            .with_writer(writer)
-            .with_filter(log_filter(config)?)
-            .boxed(),
-    })
+        (LogFormat::Json, None) => crate::log_json::JsonLayer::new(writer).boxed(),
+        (LogFormat::Pretty, Some(f)) => fmt::layer().with_writer(writer).with_filter(f).boxed(),
+        (LogFormat::Pretty, None) => fmt::layer().with_writer(writer).boxed(),
+    }
 }
 
 /// How log lines reach stderr.
@@ -90,10 +95,6 @@ pub fn init(config: &Config, output: LogOutput) -> anyhow::Result<Telemetry> {
             LogSink::start().map_err(|e| anyhow::anyhow!("cannot start the log writer: {e}"))?,
         ),
     };
-    let log = match &sink {
-        Some(sink) => log_layer(config, sink.clone())?,
-        None => log_layer(config, std::io::stderr)?,
-    };
     #[cfg(feature = "otel")]
     let traces = config
         .otel
@@ -109,7 +110,21 @@ pub fn init(config: &Config, output: LogOutput) -> anyhow::Result<Telemetry> {
         }
         None
     };
+    // With traces exported, the log's filter is the log layer's own, since
+    // the trace layer sees spans the log does not. Without, it is the
+    // subscriber's: a span or event it rules out is then never built, and
+    // no per-layer filter state is kept for each one that is.
+    let (global_filter, log_only_filter) = if trace_layer.is_some() {
+        (None, Some(log_filter(config)?))
+    } else {
+        (Some(log_filter(config)?), None)
+    };
+    let log = match &sink {
+        Some(sink) => log_layer(config, sink.clone(), log_only_filter),
+        None => log_layer(config, std::io::stderr, log_only_filter),
+    };
     tracing_subscriber::registry()
+        .with(global_filter)
         .with(log)
         .with(trace_layer)
         .try_init()
