@@ -9,6 +9,7 @@ pub mod auth;
 pub mod budgets;
 pub mod context;
 pub mod error;
+pub mod fn_layer;
 pub mod gateway;
 pub mod jobs;
 pub mod json;

@@ -7,10 +7,10 @@
 
 use crate::context::Caller;
 use crate::error::ApiError;
+use crate::fn_layer::Next;
 use crate::metrics::{DecisionLabels, Metrics};
-use axum::extract::{MatchedPath, Request, State};
+use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -300,7 +300,12 @@ impl Limits {
 
 /// The middleware for authenticated requests: route limit, then key limit;
 /// the tighter of the two goes into the response headers.
-pub async fn limit_requests(State(limits): State<Limits>, req: Request, next: Next) -> Response {
+pub async fn limit_requests<S>(limits: Limits, req: Request, next: Next<S>) -> Response
+where
+    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send,
+{
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
     };

@@ -27,6 +27,7 @@ pub mod wire_schemas;
 
 use crate::auth::{self, AuthState};
 use crate::error::ApiError;
+use crate::fn_layer::FnLayer;
 use crate::middleware::{self, Edge, EdgeSettings};
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
@@ -135,27 +136,20 @@ pub fn router(state: AppState) -> Router {
         max_body_bytes: max_body,
     }));
     // One layer of the whole stack, outermost first: `Router::layer` boxes
-    // each layer it is given around every route, and a `from_fn`
-    // middleware clones the service under it on every request, so that
-    // layers added one at a time cost clones (and allocations) that grow
-    // with the square of their number on every request.
+    // each layer it is given around every route, and each would clone the
+    // boxed rest of the stack beneath it on every request. The middleware
+    // functions hold the rest of the stack by its type (crate::fn_layer).
     let stack = tower::ServiceBuilder::new()
-        .layer(axum::middleware::from_fn_with_state(
-            edge,
-            middleware::request_context,
-        ))
+        .layer(FnLayer::new(edge, middleware::request_context))
         .layer(CatchPanicLayer::custom(middleware::panic_response))
         .layer(CompressionLayer::new().compress_when(compress_when))
         .layer(DefaultBodyLimit::max(max_body))
-        .layer(axum::middleware::from_fn_with_state(
-            Arc::new(auth),
-            auth::authenticate,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
+        .layer(FnLayer::new(Arc::new(auth), auth::authenticate))
+        .layer(FnLayer::new(
             Arc::new(console::gate_state(&state)),
             console::gate::gate,
         ))
-        .layer(axum::middleware::from_fn_with_state(
+        .layer(FnLayer::new(
             state.limits.clone(),
             crate::ratelimit::limit_requests,
         ));

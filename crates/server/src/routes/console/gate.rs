@@ -10,13 +10,13 @@ use super::html::{bare_page, esc, Problem};
 use crate::auth::{check_usable, is_console, KeyAuthority};
 use crate::context::{Caller, ClientIp};
 use crate::error::ApiError;
+use crate::fn_layer::Next;
 use crate::ratelimit::{Limits, Scope as LimitScope};
 use crate::session::{self, Sessions, CSRF_FIELD, CSRF_HEADER};
 use axum::body::{Body, Bytes};
-use axum::extract::{FromRequest, FromRequestParts, Request, State};
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
 use axum::http::{header, HeaderValue, Method, StatusCode};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::sync::Arc;
 use switchyard_core::keys::{ApiKey, Scope, Scopes};
@@ -52,7 +52,12 @@ fn open_path(path: &str) -> bool {
     path.starts_with("/console/assets/") || path == "/console/login"
 }
 
-pub async fn gate(State(g): State<Arc<GateState>>, req: Request, next: Next) -> Response {
+pub async fn gate<S>(g: Arc<GateState>, req: Request, next: Next<S>) -> Response
+where
+    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send,
+{
     if !is_console(req.uri().path()) {
         return next.run(req).await;
     }
@@ -123,7 +128,12 @@ fn no_session(method: &Method, why: &str) -> Response {
     response
 }
 
-async fn signed_in(g: &GateState, req: Request, next: Next) -> Response {
+async fn signed_in<S>(g: &GateState, req: Request, next: Next<S>) -> Response
+where
+    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send,
+{
     let ip = client_ip(&req);
     let failures_key = format!("authfail:{ip}");
     let failures = g.limits.quotas().auth_failures;

@@ -1,0 +1,97 @@
+//! Middleware written as async functions, `f(state, request, next)`, as
+//! with axum's `from_fn_with_state`, but with the service beneath held by
+//! its own type in [`Next`] rather than boxed again on every request.
+//!
+//! axum's `from_fn` boxes the inner service (a clone of it) and then that
+//! service's future on every request, on top of the middleware's own
+//! future: three allocations and two copies of ever larger futures per
+//! layer and request. Here only the middleware's own future is boxed.
+
+use axum::extract::Request;
+use axum::response::{IntoResponse, Response};
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use tower::{Layer, Service};
+
+/// The layer of middleware function `f` with its state.
+#[derive(Clone)]
+pub struct FnLayer<F, St> {
+    f: F,
+    state: St,
+}
+
+impl<F, St> FnLayer<F, St> {
+    pub fn new(state: St, f: F) -> Self {
+        Self { f, state }
+    }
+}
+
+impl<F: Clone, St: Clone, S> Layer<S> for FnLayer<F, St> {
+    type Service = FnService<F, St, S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        FnService {
+            f: self.f.clone(),
+            state: self.state.clone(),
+            inner,
+        }
+    }
+}
+
+/// [`FnLayer`] around service `S`.
+#[derive(Clone)]
+pub struct FnService<F, St, S> {
+    f: F,
+    state: St,
+    inner: S,
+}
+
+/// The rest of the stack, for a middleware to call (or not).
+pub struct Next<S> {
+    inner: S,
+}
+
+impl<S> Next<S>
+where
+    S: Service<Request, Error = Infallible>,
+    S::Response: IntoResponse,
+{
+    /// Runs the rest of the stack on `req`, once it is ready.
+    pub async fn run(mut self, req: Request) -> Response {
+        let ready = std::future::poll_fn(|cx| self.inner.poll_ready(cx)).await;
+        if let Err(never) = ready {
+            match never {}
+        }
+        match self.inner.call(req).await {
+            Ok(response) => response.into_response(),
+            Err(never) => match never {},
+        }
+    }
+}
+
+impl<F, Fut, St, S> Service<Request> for FnService<F, St, S>
+where
+    F: Fn(St, Request, Next<S>) -> Fut + Clone,
+    Fut: Future<Output = Response> + Send + 'static,
+    St: Clone,
+    S: Service<Request, Error = Infallible> + Clone,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        // The inner service's readiness is awaited by `Next::run`, on the
+        // clone that goes with the request.
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request) -> Self::Future {
+        let clone = self.inner.clone();
+        let inner = std::mem::replace(&mut self.inner, clone);
+        let response = (self.f)(self.state.clone(), req, Next { inner });
+        Box::pin(async move { Ok(response.await) })
+    }
+}
