@@ -61,6 +61,79 @@ fn statement_runs<T>(mut records: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
+/// The SQL dialect of a usage INSERT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// The columns of a usage row, in the order they are bound.
+const USAGE_COLUMNS: &str = "timestamp, request_id, key_id, project, endpoint, \
+    model_requested, model_used, backend, input_tokens, output_tokens, cached_tokens, \
+    cost_nano_usd, latency_ms, upstream_latency_ms, status, error_type";
+const USAGE_COLUMN_COUNT: usize = 16;
+
+/// The INSERT of a run of `rows` usage records. The texts of the run sizes
+/// in [`STATEMENT_ROWS`] are written once per process: a `QueryBuilder`
+/// formatted each placeholder through `fmt` for every row, as much work
+/// as binding the row's values.
+///
+/// On SQLite the statement is `INSERT OR FAIL`: a constraint error ends
+/// the statement without undoing its earlier rows, so SQLite keeps no
+/// statement journal for it. With the default (ABORT), every multi-row
+/// statement after the transaction's first copied the pages earlier
+/// statements had dirtied into a statement journal, spilled to a temporary
+/// file: about one extra write system call per row. Nothing partial can
+/// land: any error rolls the whole transaction back.
+fn usage_insert(dialect: Dialect, rows: usize) -> std::borrow::Cow<'static, str> {
+    static SQLITE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    static POSTGRES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = match dialect {
+        Dialect::Sqlite => &SQLITE,
+        Dialect::Postgres => &POSTGRES,
+    }
+    .get_or_init(|| {
+        STATEMENT_ROWS
+            .iter()
+            .map(|&n| usage_insert_text(dialect, n))
+            .collect()
+    });
+    match STATEMENT_ROWS.iter().position(|&n| n == rows) {
+        Some(i) => std::borrow::Cow::Borrowed(texts[i].as_str()),
+        None => std::borrow::Cow::Owned(usage_insert_text(dialect, rows)),
+    }
+}
+
+fn usage_insert_text(dialect: Dialect, rows: usize) -> String {
+    let mut sql = String::with_capacity(256 + rows * USAGE_COLUMN_COUNT * 5);
+    sql.push_str(match dialect {
+        Dialect::Sqlite => "INSERT OR FAIL INTO usage_log (",
+        Dialect::Postgres => "INSERT INTO usage_log (",
+    });
+    sql.push_str(USAGE_COLUMNS);
+    sql.push_str(") VALUES ");
+    let mut n = 0;
+    for row in 0..rows {
+        sql.push_str(if row == 0 { "(" } else { ", (" });
+        for column in 0..USAGE_COLUMN_COUNT {
+            if column > 0 {
+                sql.push_str(", ");
+            }
+            n += 1;
+            match dialect {
+                Dialect::Sqlite => sql.push('?'),
+                Dialect::Postgres => {
+                    sql.push('$');
+                    sql.push_str(&n.to_string());
+                }
+            }
+        }
+        sql.push(')');
+    }
+    sql
+}
+
 impl Store {
     /// Writes records in one transaction: either every record of the call
     /// lands or none does.
@@ -106,35 +179,32 @@ impl Store {
         }
         // The same steps on a pool or on SQLite's writer connection.
         macro_rules! write_all {
-            ($p:expr, $insert:literal) => {{
+            ($p:expr, $dialect:expr) => {{
                 let p = $p;
                 let mut tx = sqlx::Acquire::begin(p).await?;
                 for chunk in statement_runs(records) {
-                    let mut q = sqlx::QueryBuilder::new(concat!(
-                        $insert,
-                        " usage_log (timestamp, request_id, key_id, project, endpoint, \
-                         model_requested, model_used, backend, input_tokens, output_tokens, \
-                         cached_tokens, cost_nano_usd, latency_ms, upstream_latency_ms, status, error_type) ",
-                    ));
-                    q.push_values(chunk, |mut b, r| {
-                        b.push_bind(r.timestamp)
-                            .push_bind(&r.request_id)
-                            .push_bind(&r.key_id)
-                            .push_bind(&r.project)
-                            .push_bind(&r.endpoint)
-                            .push_bind(&r.model_requested)
-                            .push_bind(&r.model_used)
-                            .push_bind(&r.backend)
-                            .push_bind(r.input_tokens)
-                            .push_bind(r.output_tokens)
-                            .push_bind(r.cached_tokens)
-                            .push_bind(r.cost_nano_usd)
-                            .push_bind(r.latency_ms)
-                            .push_bind(r.upstream_latency_ms)
-                            .push_bind(r.status)
-                            .push_bind(&r.error_type);
-                    });
-                    q.build().execute(&mut *tx).await?;
+                    let sql = usage_insert($dialect, chunk.len());
+                    let mut q = sqlx::query(&sql);
+                    for r in chunk {
+                        q = q
+                            .bind(r.timestamp)
+                            .bind(&r.request_id)
+                            .bind(&r.key_id)
+                            .bind(&r.project)
+                            .bind(&r.endpoint)
+                            .bind(&r.model_requested)
+                            .bind(&r.model_used)
+                            .bind(&r.backend)
+                            .bind(r.input_tokens)
+                            .bind(r.output_tokens)
+                            .bind(r.cached_tokens)
+                            .bind(r.cost_nano_usd)
+                            .bind(r.latency_ms)
+                            .bind(r.upstream_latency_ms)
+                            .bind(r.status)
+                            .bind(&r.error_type);
+                    }
+                    q.execute(&mut *tx).await?;
                 }
                 for ((id, key), spent) in &sums {
                     sqlx::query(SETTLE)
@@ -150,16 +220,8 @@ impl Store {
         match self {
             Store::Sqlite(sqlite) => {
                 let mut turn = sqlite.writer().await?;
-                // OR FAIL: a constraint error ends the statement without
-                // undoing its earlier rows, so SQLite keeps no statement
-                // journal for it. With the default (ABORT), every
-                // multi-row statement after the transaction's first copied
-                // the pages earlier statements had dirtied into a
-                // statement journal, spilled to a temporary file: about
-                // one extra write system call per row. Nothing partial can
-                // land: any error rolls the whole transaction back.
                 let done: Result<()> = async {
-                    write_all!(turn.conn()?, "INSERT OR FAIL INTO");
+                    write_all!(turn.conn()?, Dialect::Sqlite);
                     Ok(())
                 }
                 .await;
@@ -168,7 +230,7 @@ impl Store {
                 }
                 done?;
             }
-            _ => on_pool!(self, p => write_all!(p, "INSERT INTO")),
+            _ => on_pool!(self, p => write_all!(p, Dialect::Postgres)),
         }
         Ok(())
     }
@@ -304,5 +366,30 @@ mod tests {
         let fifty: Vec<usize> = (0..50).collect();
         let sizes: Vec<usize> = statement_runs(&fifty).map(<[usize]>::len).collect();
         assert_eq!(sizes, [16, 16, 16, 1, 1]);
+    }
+
+    #[test]
+    fn insert_texts_have_a_placeholder_per_column_and_row() {
+        let two = usage_insert(Dialect::Postgres, 2);
+        assert!(
+            two.starts_with("INSERT INTO usage_log (timestamp, "),
+            "{two}"
+        );
+        assert!(two.ends_with("$31, $32)"), "{two}");
+        assert_eq!(two.matches('$').count(), 2 * USAGE_COLUMN_COUNT);
+        assert_eq!(
+            USAGE_COLUMNS.split(", ").count(),
+            USAGE_COLUMN_COUNT,
+            "one placeholder per column"
+        );
+        let sqlite = usage_insert(Dialect::Sqlite, 16);
+        assert!(sqlite.starts_with("INSERT OR FAIL INTO usage_log ("));
+        assert_eq!(sqlite.matches('?').count(), 16 * USAGE_COLUMN_COUNT);
+        // The run sizes are built once and shared; any other size is built.
+        assert!(matches!(sqlite, std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(
+            usage_insert(Dialect::Sqlite, 3),
+            std::borrow::Cow::Owned(_)
+        ));
     }
 }
