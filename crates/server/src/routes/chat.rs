@@ -6,13 +6,12 @@
 use crate::context::Authenticated;
 use crate::error::ApiError;
 use crate::gateway::{CallOrigin, ENDPOINT};
-use crate::json::ApiJson;
+use crate::json::{json_ok, ApiJson};
 use crate::routes::gateway_error::set_remaining_header;
 use crate::routes::sse::{stream_response, WireKind};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::Json;
 use switchyard_models::openai_wire::ChatRequest;
 
 /// The origin of a call made by an HTTP request to the chat API.
@@ -65,7 +64,7 @@ pub async fn chat_completions(
         };
     }
     match gateway.complete_detached(origin(&auth), req).await {
-        (Ok(completion), remaining) => with_remaining(Json(completion).into_response(), remaining),
+        (Ok(completion), remaining) => with_remaining(json_ok(&completion), remaining),
         (Err(e), remaining) => with_remaining(ApiError::from(e).into_response(), remaining),
     }
 }

@@ -8,7 +8,7 @@ use super::chat::{origin_at, with_remaining};
 use crate::context::Authenticated;
 use crate::error::ApiError;
 use crate::gateway::{Passthrough, Reply};
-use crate::json::{ApiJson, ApiJsonAndValue};
+use crate::json::{json_ok, ApiJson, ApiJsonAndValue};
 use crate::routes::sse::{stream_pieces_response, WireKind};
 use crate::state::AppState;
 use axum::extract::{RawQuery, State};
@@ -70,12 +70,10 @@ pub async fn messages(
         };
     }
     match gateway.reply_detached(origin, call).await {
-        (Ok(Reply::Native(reply)), remaining) => {
-            with_remaining(Json(reply.body).into_response(), remaining)
-        }
+        (Ok(Reply::Native(reply)), remaining) => with_remaining(json_ok(&reply.body), remaining),
         (Ok(Reply::Chat(completion)), remaining) => {
             let message = anthropic_from_chat(&completion, &completion.model);
-            with_remaining(Json(message).into_response(), remaining)
+            with_remaining(json_ok(&message), remaining)
         }
         (Err(e), remaining) => anthropic_error(e, remaining),
     }

@@ -10,7 +10,7 @@ use super::chat::{origin_at, with_remaining};
 use crate::context::Authenticated;
 use crate::error::ApiError;
 use crate::gateway::{Passthrough, Reply};
-use crate::json::ApiJson;
+use crate::json::{json_ok, ApiJson};
 use crate::routes::sse::{stream_pieces_response, WireKind};
 use crate::state::AppState;
 use axum::extract::State;
@@ -71,9 +71,7 @@ pub async fn responses(
     }
     let model = call.chat.model.clone();
     match gateway.reply_detached(origin, call).await {
-        (Ok(Reply::Native(reply)), remaining) => {
-            with_remaining(Json(reply.body).into_response(), remaining)
-        }
+        (Ok(Reply::Native(reply)), remaining) => with_remaining(json_ok(&reply.body), remaining),
         (Ok(Reply::Chat(completion)), remaining) => {
             let model = if completion.model.is_empty() {
                 model
