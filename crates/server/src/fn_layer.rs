@@ -73,10 +73,10 @@ where
 
 impl<F, Fut, St, S> Service<Request> for FnService<F, St, S>
 where
-    F: Fn(St, Request, Next<S>) -> Fut + Clone,
+    F: Fn(St, Request, Next<S>) -> Fut + Clone + Send + 'static,
     Fut: Future<Output = Response> + Send + 'static,
-    St: Clone,
-    S: Service<Request, Error = Infallible> + Clone,
+    St: Clone + Send + 'static,
+    S: Service<Request, Error = Infallible> + Clone + Send + 'static,
 {
     type Response = Response;
     type Error = Infallible;
@@ -91,7 +91,10 @@ where
     fn call(&mut self, req: Request) -> Self::Future {
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
-        let response = (self.f)(self.state.clone(), req, Next { inner });
-        Box::pin(async move { Ok(response.await) })
+        let (f, state) = (self.f.clone(), self.state.clone());
+        // The middleware's future is made inside the box, where it runs: made
+        // here and moved in, its kilobytes (it holds the rest of the stack's
+        // futures) would be copied twice per layer and request.
+        Box::pin(async move { Ok(f(state, req, Next { inner }).await) })
     }
 }
