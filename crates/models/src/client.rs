@@ -10,9 +10,9 @@
 //! that answers 3xx is an error the caller sees.
 //!
 //! The direct path exists for cost: reqwest's own layers (its redirect
-//! policy and response future parse the URL again on every call) cost
-//! about a tenth of the service's instructions per proxied call
-//! (docs/performance.md).
+//! policy and its response future parse the URL again on every call) were
+//! about a tenth of the service's instructions per call
+//! (docs/performance.md, "fourth pass").
 
 use bytes::Bytes;
 use futures_util::{Stream, StreamExt};
