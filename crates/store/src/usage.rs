@@ -5,6 +5,7 @@ use crate::{on_pool, Result, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use switchyard_core::config::DatabaseKind;
 
 /// One request's usage. Costs are nano-USD; latencies milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -61,13 +62,6 @@ fn statement_runs<T>(mut records: &[T]) -> impl Iterator<Item = &[T]> {
     })
 }
 
-/// The SQL dialect of a usage INSERT.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Dialect {
-    Sqlite,
-    Postgres,
-}
-
 /// The columns of a usage row, in the order they are bound.
 const USAGE_COLUMNS: &str = "timestamp, request_id, key_id, project, endpoint, \
     model_requested, model_used, backend, input_tokens, output_tokens, cached_tokens, \
@@ -86,30 +80,30 @@ const USAGE_COLUMN_COUNT: usize = 16;
 /// statements had dirtied into a statement journal, spilled to a temporary
 /// file: about one extra write system call per row. Nothing partial can
 /// land: any error rolls the whole transaction back.
-fn usage_insert(dialect: Dialect, rows: usize) -> std::borrow::Cow<'static, str> {
+fn usage_insert(engine: DatabaseKind, rows: usize) -> std::borrow::Cow<'static, str> {
     static SQLITE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
     static POSTGRES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let texts = match dialect {
-        Dialect::Sqlite => &SQLITE,
-        Dialect::Postgres => &POSTGRES,
+    let texts = match engine {
+        DatabaseKind::Sqlite => &SQLITE,
+        DatabaseKind::Postgres => &POSTGRES,
     }
     .get_or_init(|| {
         STATEMENT_ROWS
             .iter()
-            .map(|&n| usage_insert_text(dialect, n))
+            .map(|&n| usage_insert_text(engine, n))
             .collect()
     });
     match STATEMENT_ROWS.iter().position(|&n| n == rows) {
         Some(i) => std::borrow::Cow::Borrowed(texts[i].as_str()),
-        None => std::borrow::Cow::Owned(usage_insert_text(dialect, rows)),
+        None => std::borrow::Cow::Owned(usage_insert_text(engine, rows)),
     }
 }
 
-fn usage_insert_text(dialect: Dialect, rows: usize) -> String {
+fn usage_insert_text(engine: DatabaseKind, rows: usize) -> String {
     let mut sql = String::with_capacity(256 + rows * USAGE_COLUMN_COUNT * 5);
-    sql.push_str(match dialect {
-        Dialect::Sqlite => "INSERT OR FAIL INTO usage_log (",
-        Dialect::Postgres => "INSERT INTO usage_log (",
+    sql.push_str(match engine {
+        DatabaseKind::Sqlite => "INSERT OR FAIL INTO usage_log (",
+        DatabaseKind::Postgres => "INSERT INTO usage_log (",
     });
     sql.push_str(USAGE_COLUMNS);
     sql.push_str(") VALUES ");
@@ -121,9 +115,9 @@ fn usage_insert_text(dialect: Dialect, rows: usize) -> String {
                 sql.push_str(", ");
             }
             n += 1;
-            match dialect {
-                Dialect::Sqlite => sql.push('?'),
-                Dialect::Postgres => {
+            match engine {
+                DatabaseKind::Sqlite => sql.push('?'),
+                DatabaseKind::Postgres => {
                     sql.push('$');
                     sql.push_str(&n.to_string());
                 }
@@ -177,13 +171,14 @@ impl Store {
                 *e = e.saturating_add(s.actual_nano_usd);
             }
         }
+        let engine = self.kind();
         // The same steps on a pool or on SQLite's writer connection.
         macro_rules! write_all {
-            ($p:expr, $dialect:expr) => {{
+            ($p:expr) => {{
                 let p = $p;
                 let mut tx = sqlx::Acquire::begin(p).await?;
                 for chunk in statement_runs(records) {
-                    let sql = usage_insert($dialect, chunk.len());
+                    let sql = usage_insert(engine, chunk.len());
                     let mut q = sqlx::query(&sql);
                     for r in chunk {
                         q = q
@@ -221,7 +216,7 @@ impl Store {
             Store::Sqlite(sqlite) => {
                 let mut turn = sqlite.writer().await?;
                 let done: Result<()> = async {
-                    write_all!(turn.conn()?, Dialect::Sqlite);
+                    write_all!(turn.conn()?);
                     Ok(())
                 }
                 .await;
@@ -230,7 +225,7 @@ impl Store {
                 }
                 done?;
             }
-            _ => on_pool!(self, p => write_all!(p, Dialect::Postgres)),
+            _ => on_pool!(self, p => write_all!(p)),
         }
         Ok(())
     }
@@ -370,7 +365,7 @@ mod tests {
 
     #[test]
     fn insert_texts_have_a_placeholder_per_column_and_row() {
-        let two = usage_insert(Dialect::Postgres, 2);
+        let two = usage_insert(DatabaseKind::Postgres, 2);
         assert!(
             two.starts_with("INSERT INTO usage_log (timestamp, "),
             "{two}"
@@ -382,13 +377,13 @@ mod tests {
             USAGE_COLUMN_COUNT,
             "one placeholder per column"
         );
-        let sqlite = usage_insert(Dialect::Sqlite, 16);
+        let sqlite = usage_insert(DatabaseKind::Sqlite, 16);
         assert!(sqlite.starts_with("INSERT OR FAIL INTO usage_log ("));
         assert_eq!(sqlite.matches('?').count(), 16 * USAGE_COLUMN_COUNT);
         // The run sizes are built once and shared; any other size is built.
         assert!(matches!(sqlite, std::borrow::Cow::Borrowed(_)));
         assert!(matches!(
-            usage_insert(Dialect::Sqlite, 3),
+            usage_insert(DatabaseKind::Sqlite, 3),
             std::borrow::Cow::Owned(_)
         ));
     }
