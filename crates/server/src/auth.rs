@@ -5,7 +5,7 @@
 
 use crate::context::{Caller, ClientIp};
 use crate::error::ApiError;
-use crate::fn_layer::Next;
+use crate::fn_layer::{Next, Stack};
 use crate::metrics::Metrics;
 use crate::ratelimit::{Limits, Scope as LimitScope};
 use crate::REDIS_CALL_TIMEOUT;
@@ -260,12 +260,11 @@ fn address_key(prefix: &str, ip: Option<std::net::IpAddr>) -> String {
 /// The middleware: authenticates every non-public request and checks scope.
 /// Unauthenticated traffic is limited per client IP, and an IP that keeps
 /// failing authentication is refused for a while (brute-force protection).
-pub async fn authenticate<S>(auth: Arc<AuthState>, mut req: Request, next: Next<S>) -> Response
-where
-    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
-    S::Response: axum::response::IntoResponse,
-    S::Future: Send,
-{
+pub async fn authenticate<S: Stack>(
+    auth: Arc<AuthState>,
+    mut req: Request,
+    next: Next<S>,
+) -> Response {
     let path = req.uri().path();
     let ip = req.extensions().get::<ClientIp>().and_then(|c| c.0);
     if is_console(path) {

@@ -48,6 +48,28 @@ pub struct FnService<F, St, S> {
     inner: S,
 }
 
+/// What a middleware function's [`Next`] can run: the rest of the stack,
+/// answering every request. One name for the bounds every middleware
+/// function carries.
+pub trait Stack:
+    Service<Request, Error = Infallible, Response = Self::Reply, Future = Self::Pending>
+    + Send
+    + 'static
+{
+    type Reply: IntoResponse;
+    type Pending: Future<Output = Result<Self::Reply, Infallible>> + Send;
+}
+
+impl<T> Stack for T
+where
+    T: Service<Request, Error = Infallible> + Send + 'static,
+    T::Response: IntoResponse,
+    T::Future: Send,
+{
+    type Reply = T::Response;
+    type Pending = T::Future;
+}
+
 /// The rest of the stack, for a middleware to call (or not).
 pub struct Next<S> {
     inner: S,
@@ -84,13 +106,13 @@ where
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
         // The inner service's readiness is awaited by `Next::run`, on the
-        // clone that goes with the request.
+        // clone that goes with the request (see `call`).
         Poll::Ready(Ok(()))
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let clone = self.inner.clone();
-        let inner = std::mem::replace(&mut self.inner, clone);
+        // A clone goes with the request; `Next::run` waits for it to be ready.
+        let inner = self.inner.clone();
         let (f, state) = (self.f.clone(), self.state.clone());
         // The middleware's future is made inside the box, where it runs: made
         // here and moved in, its kilobytes (it holds the rest of the stack's

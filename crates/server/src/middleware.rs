@@ -6,7 +6,7 @@
 
 use crate::context::{ClientIp, RequestId, REQUEST_ID_HEADER};
 use crate::error::ApiError;
-use crate::fn_layer::Next;
+use crate::fn_layer::{Next, Stack};
 use crate::metrics::{method_label, Metrics, RequestLabels, RouteLabels};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -90,12 +90,7 @@ pub fn client_ip(
 /// the request carries, refuses a declared body over the limit, ends a
 /// request that runs past `API_TIMEOUT`, and records the access log line and
 /// metrics.
-pub async fn request_context<S>(edge: Edge, mut req: Request, next: Next<S>) -> Response
-where
-    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
-    S::Response: axum::response::IntoResponse,
-    S::Future: Send,
-{
+pub async fn request_context<S: Stack>(edge: Edge, mut req: Request, next: Next<S>) -> Response {
     let edge = &*edge.0;
     let started = Instant::now();
     let id = req

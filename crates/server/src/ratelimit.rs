@@ -7,7 +7,7 @@
 
 use crate::context::Caller;
 use crate::error::ApiError;
-use crate::fn_layer::Next;
+use crate::fn_layer::{Next, Stack};
 use crate::metrics::{DecisionLabels, Metrics};
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
@@ -300,12 +300,7 @@ impl Limits {
 
 /// The middleware for authenticated requests: route limit, then key limit;
 /// the tighter of the two goes into the response headers.
-pub async fn limit_requests<S>(limits: Limits, req: Request, next: Next<S>) -> Response
-where
-    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
-    S::Response: axum::response::IntoResponse,
-    S::Future: Send,
-{
+pub async fn limit_requests<S: Stack>(limits: Limits, req: Request, next: Next<S>) -> Response {
     let Some(caller) = req.extensions().get::<Caller>().cloned() else {
         return next.run(req).await;
     };

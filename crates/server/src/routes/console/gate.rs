@@ -10,7 +10,7 @@ use super::html::{bare_page, esc, Problem};
 use crate::auth::{check_usable, is_console, KeyAuthority};
 use crate::context::{Caller, ClientIp};
 use crate::error::ApiError;
-use crate::fn_layer::Next;
+use crate::fn_layer::{Next, Stack};
 use crate::ratelimit::{Limits, Scope as LimitScope};
 use crate::session::{self, Sessions, CSRF_FIELD, CSRF_HEADER};
 use axum::body::{Body, Bytes};
@@ -52,12 +52,7 @@ fn open_path(path: &str) -> bool {
     path.starts_with("/console/assets/") || path == "/console/login"
 }
 
-pub async fn gate<S>(g: Arc<GateState>, req: Request, next: Next<S>) -> Response
-where
-    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
-    S::Response: axum::response::IntoResponse,
-    S::Future: Send,
-{
+pub async fn gate<S: Stack>(g: Arc<GateState>, req: Request, next: Next<S>) -> Response {
     if !is_console(req.uri().path()) {
         return next.run(req).await;
     }
@@ -128,12 +123,7 @@ fn no_session(method: &Method, why: &str) -> Response {
     response
 }
 
-async fn signed_in<S>(g: &GateState, req: Request, next: Next<S>) -> Response
-where
-    S: tower::Service<Request, Error = std::convert::Infallible> + Send + 'static,
-    S::Response: axum::response::IntoResponse,
-    S::Future: Send,
-{
+async fn signed_in<S: Stack>(g: &GateState, req: Request, next: Next<S>) -> Response {
     let ip = client_ip(&req);
     let failures_key = format!("authfail:{ip}");
     let failures = g.limits.quotas().auth_failures;
