@@ -120,7 +120,7 @@ impl HttpClient {
         headers.insert(HOST, endpoint.host.clone());
         RequestBuilder {
             client: self,
-            url: Ok(endpoint.uri.clone()),
+            url: endpoint.uri.clone(),
             headers,
             body: Bytes::new(),
             error: None,
@@ -134,10 +134,10 @@ impl HttpClient {
             Ok(endpoint) => self.post(&endpoint),
             Err(e) => RequestBuilder {
                 client: self,
-                url: Err(e),
+                url: Uri::default(),
                 headers: HeaderMap::new(),
                 body: Bytes::new(),
-                error: None,
+                error: Some(e),
             },
         }
     }
@@ -230,36 +230,40 @@ fn direct_client(settings: &HttpSettings) -> Result<Direct, HttpError> {
 /// A request being built; errors in its parts surface at `send`.
 pub struct RequestBuilder<'a> {
     client: &'a HttpClient,
-    url: Result<Uri, String>,
+    url: Uri,
     headers: HeaderMap,
     body: Bytes,
+    /// The first part that could not be made (the URL, a header, the body).
     error: Option<String>,
 }
 
 impl RequestBuilder<'_> {
     /// Sets a header; a value that is not a valid header value fails the
     /// request.
-    pub fn header(mut self, name: HeaderName, value: &str) -> Self {
-        match HeaderValue::from_str(value) {
-            Ok(v) => {
-                self.headers.insert(name, v);
-            }
-            Err(_) => self.error = Some(format!("invalid value for the {name} header")),
-        }
-        self
+    pub fn header(self, name: HeaderName, value: &str) -> Self {
+        self.set_header(name, value, false)
     }
 
     /// Sets a header whose value is a secret: marked sensitive, so that it
     /// is never written into debug output.
-    pub fn secret_header(mut self, name: HeaderName, value: &str) -> Self {
+    pub fn secret_header(self, name: HeaderName, value: &str) -> Self {
+        self.set_header(name, value, true)
+    }
+
+    fn set_header(mut self, name: HeaderName, value: &str, sensitive: bool) -> Self {
         match HeaderValue::from_str(value) {
             Ok(mut v) => {
-                v.set_sensitive(true);
+                v.set_sensitive(sensitive);
                 self.headers.insert(name, v);
             }
-            Err(_) => self.error = Some(format!("invalid value for the {name} header")),
+            Err(_) => self.fail(format!("invalid value for the {name} header")),
         }
         self
+    }
+
+    /// Keeps the first error; `send` reports it.
+    fn fail(&mut self, error: String) {
+        self.error.get_or_insert(error);
     }
 
     /// `Authorization: Bearer <token>`.
@@ -275,7 +279,7 @@ impl RequestBuilder<'_> {
                 self.headers
                     .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
             }
-            Err(e) => self.error = Some(format!("the request body: {e}")),
+            Err(e) => self.fail(format!("the request body: {e}")),
         }
         self
     }
@@ -302,7 +306,7 @@ impl RequestBuilder<'_> {
         if let Some(e) = self.error {
             return Err(HttpError::Other(e));
         }
-        let url = self.url.map_err(HttpError::Other)?;
+        let url = self.url;
         let mut headers = self.headers;
         if !headers.contains_key(USER_AGENT) {
             headers.insert(USER_AGENT, self.client.user_agent.clone());

@@ -282,21 +282,28 @@ async fn a_redirect_is_an_error_not_followed() {
     assert_eq!(server.heads().len(), 1, "the redirect was followed");
 }
 
+/// The message of the connection error a call to `base_url` fails with,
+/// which a caller may retry.
+async fn connect_error(base_url: &str) -> String {
+    let err = backend(direct(), base_url)
+        .complete(&request())
+        .await
+        .unwrap_err();
+    assert!(err.is_retryable(), "{err:?}");
+    match err {
+        BackendError::Connect(message) => message,
+        other => panic!("not a connection error: {other:?}"),
+    }
+}
+
 #[tokio::test]
 async fn an_upstream_that_refuses_is_a_connect_error() {
     let port = {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let err = backend(direct(), &format!("http://127.0.0.1:{port}/v1"))
-        .complete(&request())
-        .await
-        .unwrap_err();
-    match &err {
-        BackendError::Connect(m) => assert!(m.contains("refused"), "{m}"),
-        other => panic!("{other:?}"),
-    }
-    assert!(err.is_retryable());
+    let message = connect_error(&format!("http://127.0.0.1:{port}/v1")).await;
+    assert!(message.contains("refused"), "{message}");
 }
 
 #[tokio::test]
@@ -327,14 +334,8 @@ async fn an_upstream_certificate_from_an_unknown_authority_is_refused() {
             seen.lock().unwrap().push(ok);
         }
     });
-    let err = backend(direct(), &format!("https://localhost:{port}/v1"))
-        .complete(&request())
-        .await
-        .unwrap_err();
-    match &err {
-        BackendError::Connect(m) => assert!(m.contains("certificate"), "{m}"),
-        other => panic!("{other:?}"),
-    }
+    let message = connect_error(&format!("https://localhost:{port}/v1")).await;
+    assert!(message.contains("certificate"), "{message}");
     tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     assert_eq!(*handshakes.lock().unwrap(), vec![false]);
 }
