@@ -14,6 +14,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use switchyard_core::tasks::TaskStatus;
 
 pub mod backup;
+mod fixed;
 mod http;
 mod model;
 #[cfg(target_os = "linux")]
@@ -70,6 +71,10 @@ pub struct Series {
     pub draining: Gauge,
     pub cache_requests: Family<CacheLabels, Counter>,
     pub ratelimit_decisions: Family<DecisionLabels, Counter>,
+    /// Handles on `cache_requests`: three caches by hit and miss.
+    cache_counts: fixed::FixedCounters<6>,
+    /// Handles on `ratelimit_decisions`: four scopes by three results.
+    decision_counts: fixed::FixedCounters<12>,
     pub ratelimit_backend_errors: Counter,
     pub ratelimit_degraded: Gauge,
     pub usage_queue_depth: Gauge,
@@ -425,6 +430,8 @@ impl Metrics {
             draining,
             cache_requests,
             ratelimit_decisions,
+            cache_counts: fixed::FixedCounters::default(),
+            decision_counts: fixed::FixedCounters::default(),
             ratelimit_backend_errors,
             ratelimit_degraded,
             usage_queue_depth,
@@ -532,14 +539,35 @@ impl Metrics {
     /// Counts one cache lookup: a load from the source is a miss, anything
     /// else (memory, Redis, another caller's load) a hit.
     pub fn count_cache(&self, cache: &'static str, served: switchyard_limits::Served) {
-        let result = if served == switchyard_limits::Served::Loaded {
-            "miss"
-        } else {
-            "hit"
+        let miss = served == switchyard_limits::Served::Loaded;
+        let result = if miss { "miss" } else { "hit" };
+        let row = match cache {
+            "api_keys" => Some(0),
+            "budgets" => Some(2),
+            "models" => Some(4),
+            _ => None,
         };
-        self.cache_requests
-            .get_or_create(&CacheLabels { cache, result })
-            .inc();
+        let slot = row.map_or(usize::MAX, |row| row + usize::from(miss));
+        self.cache_counts
+            .inc(slot, &self.cache_requests, || CacheLabels { cache, result });
+    }
+
+    /// Counts one rate-limit decision; `result` is `allowed`, `denied` or
+    /// `refused` (the limiter could not decide).
+    pub fn count_decision(&self, scope: crate::ratelimit::Scope, result: &'static str) {
+        let column = match result {
+            "allowed" => 0,
+            "denied" => 1,
+            _ => 2,
+        };
+        self.decision_counts.inc(
+            scope as usize * 3 + column,
+            &self.ratelimit_decisions,
+            || DecisionLabels {
+                scope: scope.as_str(),
+                result,
+            },
+        );
     }
 
     /// The OpenMetrics text format.

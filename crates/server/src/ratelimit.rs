@@ -8,7 +8,7 @@
 use crate::context::Caller;
 use crate::error::ApiError;
 use crate::fn_layer::{Next, Stack};
-use crate::metrics::{DecisionLabels, Metrics};
+use crate::metrics::Metrics;
 use axum::extract::{MatchedPath, Request};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -246,13 +246,7 @@ impl Limits {
         if backend_error {
             metrics.ratelimit_backend_errors.inc();
         }
-        metrics
-            .ratelimit_decisions
-            .get_or_create(&DecisionLabels {
-                scope: scope.as_str(),
-                result,
-            })
-            .inc();
+        metrics.count_decision(scope, result);
         match verdict {
             Ok(v) => Ok(v.decision),
             Err(_) => Err(Rejection::Unavailable),
