@@ -30,6 +30,15 @@ use switchyard_core::{Config, ConfigProblem};
 use switchyard_server::telemetry;
 use switchyard_store::Store;
 
+/// The process allocator: mimalloc's per-thread free lists serve a small
+/// block in a fraction of the instructions of the C library's malloc
+/// (which also merges its fast bins whenever a block of 1 KiB or more is
+/// asked for), and it gives freed pages back after a burst.
+/// docs/performance.md, "The allocator", has the measurements.
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Parser)]
 #[command(
     name = "switchyard",
