@@ -556,12 +556,13 @@ impl Metrics {
     /// `refused` (the limiter could not decide).
     pub fn count_decision(&self, scope: crate::ratelimit::Scope, result: &'static str) {
         let column = match result {
-            "allowed" => 0,
-            "denied" => 1,
-            _ => 2,
+            "allowed" => Some(0),
+            "denied" => Some(1),
+            "refused" => Some(2),
+            _ => None,
         };
         self.decision_counts.inc(
-            scope as usize * 3 + column,
+            column.map_or(usize::MAX, |column| scope as usize * 3 + column),
             &self.ratelimit_decisions,
             || DecisionLabels {
                 scope: scope.as_str(),
