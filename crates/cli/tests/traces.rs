@@ -371,6 +371,7 @@ fn the_tests_build_every_feature_the_release_image_builds() {
             "local" => cfg!(feature = "local"),
             "sentry" => cfg!(feature = "sentry"),
             "otel" => cfg!(feature = "otel"),
+            "mimalloc" => cfg!(feature = "mimalloc"),
             other => panic!("the image builds feature `{other}`; list it in this test"),
         };
         assert!(
