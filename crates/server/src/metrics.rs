@@ -552,23 +552,29 @@ impl Metrics {
             .inc(slot, &self.cache_requests, || CacheLabels { cache, result });
     }
 
-    /// Counts one rate-limit decision; `result` is `allowed`, `denied` or
-    /// `refused` (the limiter could not decide).
-    pub fn count_decision(&self, scope: crate::ratelimit::Scope, result: &'static str) {
+    /// Counts one rate-limit decision: `scope` is `key`, `route`, `ip` or
+    /// `auth_failure`, `result` is `allowed`, `denied` or `refused` (the
+    /// limiter could not decide).
+    pub fn count_decision(&self, scope: &'static str, result: &'static str) {
+        let row = match scope {
+            "key" => Some(0),
+            "route" => Some(1),
+            "ip" => Some(2),
+            "auth_failure" => Some(3),
+            _ => None,
+        };
         let column = match result {
             "allowed" => Some(0),
             "denied" => Some(1),
             "refused" => Some(2),
             _ => None,
         };
-        self.decision_counts.inc(
-            column.map_or(usize::MAX, |column| scope as usize * 3 + column),
-            &self.ratelimit_decisions,
-            || DecisionLabels {
-                scope: scope.as_str(),
+        let slot = row.zip(column).map_or(usize::MAX, |(r, c)| r * 3 + c);
+        self.decision_counts
+            .inc(slot, &self.ratelimit_decisions, || DecisionLabels {
+                scope,
                 result,
-            },
-        );
+            });
     }
 
     /// The OpenMetrics text format.

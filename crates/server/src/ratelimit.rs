@@ -246,7 +246,7 @@ impl Limits {
         if backend_error {
             metrics.ratelimit_backend_errors.inc();
         }
-        metrics.count_decision(scope, result);
+        metrics.count_decision(scope.as_str(), result);
         match verdict {
             Ok(v) => Ok(v.decision),
             Err(_) => Err(Rejection::Unavailable),
