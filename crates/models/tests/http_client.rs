@@ -123,9 +123,11 @@ fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     })
 }
 
-fn answer(content: &Content) -> &str {
-    match content {
-        Content::Text(t) => t,
+/// The text of `backend`'s answer to [`request`].
+async fn answer(backend: OpenAiBackend) -> String {
+    let c = backend.complete(&request()).await.unwrap();
+    match c.choices[0].message.content.as_ref().unwrap() {
+        Content::Text(t) => t.clone(),
         other => panic!("not text: {other:?}"),
     }
 }
@@ -146,12 +148,8 @@ async fn a_call_the_proxy_rules_cover_goes_through_the_proxy() {
         .http(format!("http://alice:s3cret@127.0.0.1:{}", proxy.port))
         .build();
     let http = HttpClient::with_proxies(&HttpSettings::default(), rules).unwrap();
-    let c = backend(http, "http://upstream.invalid/v1")
-        .complete(&request())
-        .await
-        .unwrap();
     assert_eq!(
-        answer(c.choices[0].message.content.as_ref().unwrap()),
+        answer(backend(http, "http://upstream.invalid/v1")).await,
         "hello"
     );
     let heads = proxy.heads();
@@ -179,11 +177,9 @@ async fn a_host_in_no_proxy_is_called_directly() {
         .no("127.0.0.1")
         .build();
     let http = HttpClient::with_proxies(&HttpSettings::default(), rules).unwrap();
-    let c = backend(http, &upstream.base_url())
-        .complete(&request())
+    assert!(answer(backend(http, &upstream.base_url()))
         .await
-        .unwrap();
-    assert!(answer(c.choices[0].message.content.as_ref().unwrap()).contains("hi"));
+        .contains("hi"));
     assert!(proxy.heads().is_empty(), "the proxy was called");
     assert_eq!(upstream.received().len(), 1);
     // The direct client sends the service's name and offers compression.
@@ -251,14 +247,8 @@ async fn a_gzip_reply_is_decoded() {
         )
     })
     .await;
-    let c = backend(direct(), &format!("http://127.0.0.1:{}/v1", server.port))
-        .complete(&request())
-        .await
-        .unwrap();
-    assert_eq!(
-        answer(c.choices[0].message.content.as_ref().unwrap()),
-        "hello"
-    );
+    let url = format!("http://127.0.0.1:{}/v1", server.port);
+    assert_eq!(answer(backend(direct(), &url)).await, "hello");
 }
 
 #[tokio::test]
