@@ -539,15 +539,17 @@ impl Metrics {
     /// Counts one cache lookup: a load from the source is a miss, anything
     /// else (memory, Redis, another caller's load) a hit.
     pub fn count_cache(&self, cache: &'static str, served: switchyard_limits::Served) {
-        let miss = served == switchyard_limits::Served::Loaded;
-        let result = if miss { "miss" } else { "hit" };
-        let row = match cache {
-            "api_keys" => Some(0),
-            "budgets" => Some(2),
-            "models" => Some(4),
-            _ => None,
+        let result = if served == switchyard_limits::Served::Loaded {
+            "miss"
+        } else {
+            "hit"
         };
-        let slot = row.map_or(usize::MAX, |row| row + usize::from(miss));
+        let slot = fixed::slot(
+            &["api_keys", "budgets", "models"],
+            cache,
+            &["hit", "miss"],
+            result,
+        );
         self.cache_counts
             .inc(slot, &self.cache_requests, || CacheLabels { cache, result });
     }
@@ -556,20 +558,12 @@ impl Metrics {
     /// `auth_failure`, `result` is `allowed`, `denied` or `refused` (the
     /// limiter could not decide).
     pub fn count_decision(&self, scope: &'static str, result: &'static str) {
-        let row = match scope {
-            "key" => Some(0),
-            "route" => Some(1),
-            "ip" => Some(2),
-            "auth_failure" => Some(3),
-            _ => None,
-        };
-        let column = match result {
-            "allowed" => Some(0),
-            "denied" => Some(1),
-            "refused" => Some(2),
-            _ => None,
-        };
-        let slot = row.zip(column).map_or(usize::MAX, |(r, c)| r * 3 + c);
+        let slot = fixed::slot(
+            &["key", "route", "ip", "auth_failure"],
+            scope,
+            &["allowed", "denied", "refused"],
+            result,
+        );
         self.decision_counts
             .inc(slot, &self.ratelimit_decisions, || DecisionLabels {
                 scope,

@@ -18,6 +18,14 @@ impl<const N: usize> Default for FixedCounters<N> {
     }
 }
 
+/// The slot of the label set (`row`, `column`) in a table of `rows` by
+/// `columns`; past the end for a label outside them.
+pub fn slot(rows: &[&str], row: &str, columns: &[&str], column: &str) -> usize {
+    let r = rows.iter().position(|x| *x == row);
+    let c = columns.iter().position(|x| *x == column);
+    r.zip(c).map_or(usize::MAX, |(r, c)| r * columns.len() + c)
+}
+
 impl<const N: usize> FixedCounters<N> {
     /// Adds one to the series `labels()` of `family`, held in `slot`. The
     /// caller gives each label set a slot of its own; a slot past the end
@@ -40,7 +48,7 @@ impl<const N: usize> FixedCounters<N> {
 
 #[cfg(test)]
 mod tests {
-    use super::FixedCounters;
+    use super::{slot, FixedCounters};
     use prometheus_client::metrics::counter::Counter;
     use prometheus_client::metrics::family::Family;
 
@@ -56,5 +64,9 @@ mod tests {
         assert_eq!(family.get_or_create(&labels("hit")()).get(), 2);
         assert_eq!(family.get_or_create(&labels("miss")()).get(), 1);
         assert_eq!(family.get_or_create(&labels("other")()).get(), 1);
+        assert_eq!(slot(&["a", "b"], "b", &["x", "y", "z"], "z"), 5);
+        assert_eq!(slot(&["a", "b"], "a", &["x", "y", "z"], "y"), 1);
+        assert_eq!(slot(&["a"], "c", &["x"], "x"), usize::MAX);
+        assert_eq!(slot(&["a"], "a", &["x"], "w"), usize::MAX);
     }
 }
