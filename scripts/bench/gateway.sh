@@ -36,12 +36,12 @@ if [ ! -x "$venv/bin/litellm" ] || ! "$venv/bin/python" -c 'import matplotlib' 2
 fi
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/switchyard/target}
-cargo build --release --quiet -p switchyard -p switchyard-bench
+cargo build --profile production --quiet -p switchyard -p switchyard-bench
 out=${OUT:-target/bench/gateway}
 
 exec "$venv/bin/python" scripts/bench/gateway.py \
   --out "$out" \
-  --bin "$CARGO_TARGET_DIR/release" \
+  --bin "$CARGO_TARGET_DIR/production" \
   --oha "$oha" \
   --litellm "$venv/bin/litellm" \
   --postgres "${BENCH_POSTGRES:-postgres://postgres@127.0.0.1:5432/postgres}" \

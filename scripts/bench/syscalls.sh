@@ -19,8 +19,8 @@ seconds=8
 oha=${OHA:-/var/cache/switchyard/tools/bin/oha}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/var/cache/switchyard/target}
 if [ -z "${BIN:-}" ]; then
-  cargo build --release --quiet -p switchyard -p switchyard-bench
-  BIN=$CARGO_TARGET_DIR/release
+  cargo build --profile production --quiet -p switchyard -p switchyard-bench
+  BIN=$CARGO_TARGET_DIR/production
 fi
 for tool in perf taskset "$oha"; do
   command -v "$tool" >/dev/null || { echo "missing: $tool" >&2; exit 1; }

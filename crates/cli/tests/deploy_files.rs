@@ -283,8 +283,8 @@ fn the_dockerfile_passes_hadolint_and_builds_the_image_described() {
     assert!(
         build
             .iter()
-            .any(|i| i.contains("cargo build --release --locked -p switchyard")),
-        "the build stage builds the locked release binary"
+            .any(|i| i.contains("cargo build --profile production --locked -p switchyard")),
+        "the build stage builds the locked production binary"
     );
     assert!(runtime[0].starts_with("FROM debian:bookworm-slim"));
     let has = |prefix: &str| runtime.iter().any(|i| i.starts_with(prefix));

@@ -337,8 +337,8 @@ fn the_tests_build_every_feature_the_release_image_builds() {
     let dockerfile = std::fs::read_to_string(format!("{root}/deploy/Dockerfile")).unwrap();
     let build = dockerfile
         .lines()
-        .find(|l| l.contains("cargo build --release"))
-        .expect("the Dockerfile builds with cargo build --release");
+        .find(|l| l.contains("cargo build --profile production"))
+        .expect("the Dockerfile builds with cargo build --profile production");
     let mut features: Vec<String> = Vec::new();
     assert!(
         !build.contains("--no-default-features"),
