@@ -1,7 +1,8 @@
 //! Budgets: USD limits per key or per project over a period, in integer
 //! nano-USD.
 
-use chrono::{DateTime, Utc};
+use crate::decimal;
+use chrono::{DateTime, Datelike, Utc};
 use serde::{Deserialize, Serialize};
 use std::str::FromStr;
 
@@ -55,12 +56,32 @@ impl BudgetPeriod {
     }
 
     /// The key of the period containing `at`: `2026-11-27`, `2026-11` or `total`.
+    /// Every call admitted against a budget needs it, so it is written
+    /// digit by digit (chrono's `format` took about 1,500 instructions).
+    /// A year outside 0–9999 is left to chrono, which writes its sign.
     pub fn key_at(self, at: DateTime<Utc>) -> String {
-        match self {
-            BudgetPeriod::Daily => at.format("%Y-%m-%d").to_string(),
-            BudgetPeriod::Monthly => at.format("%Y-%m").to_string(),
-            BudgetPeriod::Total => "total".to_owned(),
+        let year = at.year();
+        if !(0..=9999).contains(&year) {
+            return match self {
+                BudgetPeriod::Daily => at.format("%Y-%m-%d").to_string(),
+                BudgetPeriod::Monthly => at.format("%Y-%m").to_string(),
+                BudgetPeriod::Total => "total".to_owned(),
+            };
         }
+        let mut key = String::with_capacity(10);
+        match self {
+            BudgetPeriod::Total => key.push_str("total"),
+            BudgetPeriod::Daily | BudgetPeriod::Monthly => {
+                decimal::push(&mut key, u64::from(year.unsigned_abs()), 4);
+                key.push('-');
+                decimal::push(&mut key, u64::from(at.month()), 2);
+                if self == BudgetPeriod::Daily {
+                    key.push('-');
+                    decimal::push(&mut key, u64::from(at.day()), 2);
+                }
+            }
+        }
+        key
     }
 }
 
@@ -92,9 +113,15 @@ pub struct Budget {
 
 /// Nano-USD as a decimal USD string (`1.5` → `"1.500000000"`).
 pub fn usd(nano: i64) -> String {
-    let sign = if nano < 0 { "-" } else { "" };
+    let mut out = String::with_capacity(21);
+    if nano < 0 {
+        out.push('-');
+    }
     let n = nano.unsigned_abs();
-    format!("{sign}{}.{:09}", n / 1_000_000_000, n % 1_000_000_000)
+    decimal::push(&mut out, n / 1_000_000_000, 0);
+    out.push('.');
+    decimal::push(&mut out, n % 1_000_000_000, 9);
+    out
 }
 
 /// USD (as given in an API request) to nano-USD; `None` when negative, not
@@ -122,10 +149,39 @@ mod tests {
     }
 
     #[test]
+    fn period_keys_match_chrono_formatting() {
+        let mut days = vec![
+            Utc.with_ymd_and_hms(0, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(9999, 12, 31, 23, 59, 59).unwrap(),
+            Utc.with_ymd_and_hms(10000, 1, 1, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(-1, 6, 30, 0, 0, 0).unwrap(),
+            Utc.with_ymd_and_hms(7, 2, 3, 0, 0, 0).unwrap(),
+        ];
+        let start = Utc.with_ymd_and_hms(1999, 12, 25, 12, 0, 0).unwrap();
+        days.extend((0..3000).map(|d| start + chrono::Duration::days(d)));
+        for at in days {
+            assert_eq!(
+                BudgetPeriod::Daily.key_at(at),
+                at.format("%Y-%m-%d").to_string()
+            );
+            assert_eq!(
+                BudgetPeriod::Monthly.key_at(at),
+                at.format("%Y-%m").to_string()
+            );
+        }
+    }
+
+    #[test]
     fn usd_amounts_convert_exactly() {
         assert_eq!(usd(1_500_000_000), "1.500000000");
         assert_eq!(usd(178_200), "0.000178200");
         assert_eq!(usd(-5), "-0.000000005");
+        for nano in [0, 1, -1, 999_999_999, 1_000_000_000, i64::MAX, i64::MIN] {
+            let n = nano.unsigned_abs();
+            let sign = if nano < 0 { "-" } else { "" };
+            let expected = format!("{sign}{}.{:09}", n / 1_000_000_000, n % 1_000_000_000);
+            assert_eq!(usd(nano), expected);
+        }
         assert_eq!(nano_from_usd(2.5), Some(2_500_000_000));
         assert_eq!(nano_from_usd(-1.0), None);
         assert_eq!(nano_from_usd(f64::NAN), None);

@@ -8,6 +8,7 @@ pub mod budget;
 pub mod catalog;
 pub mod clock;
 pub mod config;
+pub mod decimal;
 pub mod hex;
 pub mod keys;
 pub mod rotation;

@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use switchyard_core::decimal;
 use switchyard_core::keys::ApiKey;
 use switchyard_core::Config;
 use switchyard_limits::{Decision, Limiter, Quota};
@@ -118,18 +119,21 @@ impl Quotas {
 
 /// `1m30s`, `6s`, `250ms`: the duration style of OpenAI's rate-limit headers.
 pub fn format_reset(us: u64) -> String {
+    let mut out = String::with_capacity(16);
     if us < 1_000_000 {
-        return format!("{}ms", us.div_ceil(1000));
+        decimal::push(&mut out, us.div_ceil(1000), 0);
+        out.push_str("ms");
+        return out;
     }
     let secs = us.div_ceil(1_000_000);
     let (h, m, s) = (secs / 3600, (secs % 3600) / 60, secs % 60);
-    if h > 0 {
-        format!("{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{m}m{s}s")
-    } else {
-        format!("{s}s")
+    for (n, unit, shown) in [(h, 'h', h > 0), (m, 'm', h > 0 || m > 0), (s, 's', true)] {
+        if shown {
+            decimal::push(&mut out, n, 0);
+            out.push(unit);
+        }
     }
+    out
 }
 
 // Header names built once: a name given as a string is checked and copied
@@ -141,7 +145,7 @@ const RESET_REQUESTS: HeaderName = HeaderName::from_static("x-ratelimit-reset-re
 fn set_headers(headers: &mut HeaderMap, d: &Decision) {
     headers.insert(LIMIT_REQUESTS, HeaderValue::from(d.limit));
     headers.insert(REMAINING_REQUESTS, HeaderValue::from(d.remaining));
-    if let Ok(v) = HeaderValue::from_str(&format_reset(d.reset_after_us)) {
+    if let Ok(v) = HeaderValue::try_from(format_reset(d.reset_after_us)) {
         headers.insert(RESET_REQUESTS, v);
     }
 }

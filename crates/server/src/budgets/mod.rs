@@ -85,8 +85,14 @@ pub struct Exceeded {
     pub remaining_nano_usd: i64,
 }
 
+/// One allocation of the exact length (`format!` goes through `fmt`).
 fn cache_key(caller: &Caller) -> String {
-    format!("{}\u{1f}{}", caller.key.id, caller.key.project)
+    [
+        caller.key.id.as_str(),
+        "\u{1f}",
+        caller.key.project.as_str(),
+    ]
+    .concat()
 }
 
 impl Budgets {

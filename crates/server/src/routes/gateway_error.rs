@@ -14,7 +14,7 @@ pub const REMAINING_HEADER: &str = "x-budget-remaining-usd";
 /// Sets the remaining-budget header when a budget applied.
 pub fn set_remaining_header(headers: &mut axum::http::HeaderMap, remaining_nano_usd: Option<i64>) {
     if let Some(left) = remaining_nano_usd {
-        if let Ok(v) = axum::http::HeaderValue::from_str(&usd(left.max(0))) {
+        if let Ok(v) = axum::http::HeaderValue::try_from(usd(left.max(0))) {
             const NAME: axum::http::HeaderName =
                 axum::http::HeaderName::from_static(REMAINING_HEADER);
             headers.insert(NAME, v);
