@@ -47,15 +47,17 @@ impl LocalLimiter {
     fn apply(&self, key: &str, quota: &Quota, cost: u32, record: bool) -> Decision {
         let now = self.clock.now_us();
         let mut map = switchyard_core::sync::lock(self.shard(key));
-        let tat = map.get(key).copied().unwrap_or(0);
-        let s = step(tat, now, cost, quota);
-        if record && s.decision.allowed {
-            match map.get_mut(key) {
-                Some(t) => *t = s.tat_us,
-                None => {
-                    map.insert(key.into(), s.tat_us);
-                }
+        // One lookup for a key already seen (each hashes the key).
+        if let Some(tat) = map.get_mut(key) {
+            let s = step(*tat, now, cost, quota);
+            if record && s.decision.allowed {
+                *tat = s.tat_us;
             }
+            return s.decision;
+        }
+        let s = step(0, now, cost, quota);
+        if record && s.decision.allowed {
+            map.insert(key.into(), s.tat_us);
         }
         s.decision
     }

@@ -282,7 +282,9 @@ pub(crate) struct Leases {
     store: Store,
     holder: String,
     config: BudgetLeaseConfig,
-    map: Mutex<HashMap<(String, String), Arc<Lease>>>,
+    /// Leases by budget id, then by period key: looked up by `&str`
+    /// without building an owned key per call.
+    map: Mutex<HashMap<String, HashMap<String, Arc<Lease>>>>,
 }
 
 /// What a sync was for.
@@ -315,7 +317,12 @@ impl Leases {
 
     fn lease(&self, budget_id: &str, period_key: &str) -> Arc<Lease> {
         let mut map = lock(&self.map);
-        map.entry((budget_id.to_owned(), period_key.to_owned()))
+        if let Some(lease) = map.get(budget_id).and_then(|p| p.get(period_key)) {
+            return lease.clone();
+        }
+        map.entry(budget_id.to_owned())
+            .or_default()
+            .entry(period_key.to_owned())
             .or_insert_with(|| Arc::new(Lease::new(budget_id, period_key)))
             .clone()
     }
@@ -459,20 +466,23 @@ impl Leases {
         let quiet_after = self.config.ttl / 3;
         let leases: Vec<Arc<Lease>> = {
             let mut map = lock(&self.map);
-            map.retain(|_, l| {
-                let mut st = lock(&l.state);
-                let forget = st.is_empty()
-                    && st.last_sync.is_none_or(|t| now.duration_since(t) >= tick)
-                    && st
-                        .last_admitted
-                        .is_none_or(|t| now.duration_since(t) >= quiet_after)
-                    && Arc::strong_count(l) == 1;
-                if forget {
-                    st.retired = true;
-                }
-                !forget
+            map.retain(|_, periods| {
+                periods.retain(|_, l| {
+                    let mut st = lock(&l.state);
+                    let forget = st.is_empty()
+                        && st.last_sync.is_none_or(|t| now.duration_since(t) >= tick)
+                        && st
+                            .last_admitted
+                            .is_none_or(|t| now.duration_since(t) >= quiet_after)
+                        && Arc::strong_count(l) == 1;
+                    if forget {
+                        st.retired = true;
+                    }
+                    !forget
+                });
+                !periods.is_empty()
             });
-            map.values().cloned().collect()
+            map.values().flat_map(HashMap::values).cloned().collect()
         };
         for lease in leases {
             let due = {
@@ -505,7 +515,7 @@ impl Leases {
     /// that their headroom is free at once rather than at expiry.
     pub(crate) async fn release(&self) -> Result<u64, StoreError> {
         let n = self.store.release_budget_leases(&self.holder).await?;
-        for lease in lock(&self.map).values() {
+        for lease in lock(&self.map).values().flat_map(HashMap::values) {
             let mut st = lock(&lease.state);
             st.amount = 0;
             st.landed = 0;
@@ -520,6 +530,7 @@ impl Leases {
         let map = lock(&self.map);
         let mut all: Vec<_> = map
             .values()
+            .flat_map(HashMap::values)
             .map(|l| {
                 let (amount, needs) = l.held();
                 (l.budget_id.clone(), l.period_key.clone(), amount, needs)
