@@ -54,6 +54,9 @@ pub(super) fn load(r: &mut Reader<'_>, file: &mut FileConfig) -> Models {
         // The built-in catalog: its key is optional until a call needs it.
         file.models = catalog::default_catalog();
         match r.secret(&ANTHROPIC_API_KEY) {
+            Some(key) if !fits_a_header(key.expose()) => {
+                r.problem(ANTHROPIC_API_KEY.name, NOT_ONE_LINE.to_owned());
+            }
             Some(key) => {
                 for m in file.models.iter().filter(|m| m.api_key_env.is_some()) {
                     model_keys.insert(m.id.clone(), key.clone());
@@ -100,6 +103,17 @@ pub(super) fn load(r: &mut Reader<'_>, file: &mut FileConfig) -> Models {
     }
 }
 
+/// What an upstream key that cannot be sent is told.
+const NOT_ONE_LINE: &str = "the key holds a control character (a line break?): an upstream \
+    API key is sent in a header, as one line of printable text";
+
+/// Whether `key` can be sent as an HTTP header value (`Authorization`,
+/// `x-api-key`): no control characters but tab. Checked at start, so that
+/// such a key is a configuration error, not a failure of every call.
+fn fits_a_header(key: &str) -> bool {
+    key.bytes().all(|b| b == b'\t' || (b >= 0x20 && b != 0x7f))
+}
+
 /// The keys of a file's models, from the variable each names
 /// (`api_key_env`) or from a file (`api_key_file`).
 fn read_file_keys(r: &mut Reader<'_>, file: &FileConfig, keys: &mut BTreeMap<String, Secret>) {
@@ -107,6 +121,10 @@ fn read_file_keys(r: &mut Reader<'_>, file: &FileConfig, keys: &mut BTreeMap<Str
     for (i, m) in file.models.iter().enumerate() {
         if let Some(var) = &m.api_key_env {
             match r.named_by_file(var).filter(|v| !v.trim().is_empty()) {
+                Some(v) if !fits_a_header(v.trim()) => r.problem(
+                    VARIABLE,
+                    format!("models[{i}].api_key_env: {var}: {NOT_ONE_LINE}"),
+                ),
                 Some(v) => {
                     keys.insert(m.id.clone(), Secret::new(v.trim()));
                 }
@@ -118,6 +136,13 @@ fn read_file_keys(r: &mut Reader<'_>, file: &FileConfig, keys: &mut BTreeMap<Str
         }
         if let Some(path) = &m.api_key_file {
             match std::fs::read_to_string(path) {
+                Ok(text) if !fits_a_header(text.trim()) => r.problem(
+                    VARIABLE,
+                    format!(
+                        "models[{i}].api_key_file: `{}`: {NOT_ONE_LINE}",
+                        path.display()
+                    ),
+                ),
                 Ok(text) if !text.trim().is_empty() => {
                     keys.insert(m.id.clone(), Secret::new(text.trim()));
                 }
@@ -164,6 +189,44 @@ mod tests {
         // The key goes to the Anthropic models only.
         assert_eq!(c.model_keys.len(), 3);
         assert!(!c.model_keys.contains_key(crate::catalog::LOCAL_MODEL_ID));
+    }
+
+    #[test]
+    fn an_upstream_key_that_cannot_be_a_header_is_a_configuration_error() {
+        let l = load(&[("ANTHROPIC_API_KEY", "sk-ant-x\ny")]);
+        assert_eq!(super::super::tests::variables(&l), ["ANTHROPIC_API_KEY"]);
+        assert!(l.problems[0].message.contains("control character"));
+        // Surrounding whitespace is trimmed, and tabs are allowed.
+        let l = load(&[("ANTHROPIC_API_KEY", " sk-ant-x\ty\n")]);
+        assert!(l.problems.is_empty(), "{:?}", l.problems);
+
+        let dir = super::super::tests::tempfile_dir();
+        let key_file = dir.join("key");
+        std::fs::write(&key_file, "sk-one\nsk-two\n").unwrap();
+        let config = dir.join("models.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "[[models]]\nid = \"a\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_file = \"{}\"\n\n\
+                 [[models]]\nid = \"b\"\nbase_url = \"http://127.0.0.1:9/v1\"\napi_key_env = \"B_KEY\"\n",
+                key_file.display()
+            ),
+        )
+        .unwrap();
+        let path = config.to_string_lossy().into_owned();
+        let l = load(&[("SWITCHYARD_CONFIG", &path), ("B_KEY", "sk-b\u{7f}")]);
+        let messages: Vec<&str> = l.problems.iter().map(|p| p.message.as_str()).collect();
+        assert_eq!(messages.len(), 2, "{messages:?}");
+        assert!(
+            messages[0].starts_with("models[0].api_key_file: "),
+            "{messages:?}"
+        );
+        assert!(
+            messages[1].starts_with("models[1].api_key_env: B_KEY: "),
+            "{messages:?}"
+        );
+        assert!(l.config.model_keys.is_empty());
+        std::fs::remove_dir_all(dir).unwrap();
     }
 
     #[test]
