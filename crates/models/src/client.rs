@@ -314,6 +314,9 @@ impl RequestBuilder<'_> {
         if self.client.proxies.intercept(&url).is_some() {
             return send_reqwest(&self.client.proxied, &url, headers, self.body).await;
         }
+        // For a connection error, which in hyper does not say where it
+        // tried: scheme, host and port, never user-info or path.
+        let (scheme, authority) = (url.scheme().cloned(), url.authority().cloned());
         let mut req = Request::new(Full::new(self.body));
         *req.method_mut() = http::Method::POST;
         *req.uri_mut() = url;
@@ -322,14 +325,21 @@ impl RequestBuilder<'_> {
             .gzip(true)
             .br(true)
             .oneshot(req)
-            .await
-            .map_err(|e| {
-                if e.is_connect() {
-                    HttpError::Connect(error_chain(&e))
-                } else {
-                    HttpError::Other(error_chain(&e))
-                }
-            })?;
+            .await;
+        let resp = match resp {
+            Ok(resp) => resp,
+            Err(e) if e.is_connect() => {
+                let host = authority.as_ref().map_or("", |a| a.host());
+                let port = authority.as_ref().and_then(|a| a.port_u16());
+                let scheme = scheme.as_ref().map_or("http", |s| s.as_str());
+                let place = match port {
+                    Some(port) => format!("{scheme}://{host}:{port}"),
+                    None => format!("{scheme}://{host}"),
+                };
+                return Err(HttpError::Connect(format!("{place}: {}", error_chain(&e))));
+            }
+            Err(e) => return Err(HttpError::Other(error_chain(&e))),
+        };
         let (parts, body) = resp.into_parts();
         Ok(Response {
             status: parts.status,

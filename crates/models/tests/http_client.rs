@@ -292,8 +292,17 @@ async fn an_upstream_that_refuses_is_a_connect_error() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         l.local_addr().unwrap().port()
     };
-    let message = connect_error(&format!("http://127.0.0.1:{port}/v1")).await;
+    let message = connect_error(&format!("http://user:secret@127.0.0.1:{port}/v1")).await;
     assert!(message.contains("refused"), "{message}");
+    // It names where it tried, without the user-info or the path.
+    assert!(
+        message.starts_with(&format!("http://127.0.0.1:{port}: ")),
+        "{message}"
+    );
+    assert!(
+        !message.contains("secret") && !message.contains("/v1"),
+        "{message}"
+    );
 }
 
 #[tokio::test]
