@@ -36,6 +36,9 @@ pub enum AuditKind {
     TaskTool,
     #[serde(rename = "task.finished")]
     TaskFinished,
+    /// A caller asked a task to stop (it then finishes as `cancelled`).
+    #[serde(rename = "task.cancel_requested")]
+    TaskCancelRequested,
     /// A rollout began (strategy, slots, thresholds).
     #[serde(rename = "rollout.started")]
     RolloutStarted,
@@ -58,7 +61,7 @@ pub enum AuditKind {
 }
 
 impl AuditKind {
-    pub const ALL: [AuditKind; 18] = [
+    pub const ALL: [AuditKind; 19] = [
         AuditKind::KeyCreated,
         AuditKind::KeyRevoked,
         AuditKind::KeyRateLimitChanged,
@@ -71,6 +74,7 @@ impl AuditKind {
         AuditKind::TaskCreated,
         AuditKind::TaskTool,
         AuditKind::TaskFinished,
+        AuditKind::TaskCancelRequested,
         AuditKind::RolloutStarted,
         AuditKind::RolloutStep,
         AuditKind::RolloutRolledBack,
@@ -93,6 +97,7 @@ impl AuditKind {
             AuditKind::TaskCreated => "task.created",
             AuditKind::TaskTool => "task.tool",
             AuditKind::TaskFinished => "task.finished",
+            AuditKind::TaskCancelRequested => "task.cancel_requested",
             AuditKind::RolloutStarted => "rollout.started",
             AuditKind::RolloutStep => "rollout.step",
             AuditKind::RolloutRolledBack => "rollout.rolled_back",

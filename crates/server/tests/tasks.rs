@@ -196,6 +196,16 @@ async fn async_tasks_stream_events_and_can_be_cancelled() {
         .post_as(&t.admin, &format!("/v1/tasks/{id}/cancel"), json!({}))
         .await;
     assert_eq!(r.status(), StatusCode::CONFLICT);
+    // The request to stop is audited once, with who asked; the refused
+    // second one is not.
+    let audit = t.state.store.recent_audit(50).await.unwrap();
+    let asked: Vec<_> = audit
+        .iter()
+        .filter(|a| a.event == "task.cancel_requested" && a.task_id.as_deref() == Some(id.as_str()))
+        .collect();
+    assert_eq!(asked.len(), 1, "{asked:?}");
+    assert!(asked[0].actor_key_id.is_some());
+    assert_eq!(asked[0].client_ip.as_deref(), Some("127.0.0.1"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -17,10 +17,11 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 use switchyard_agent::sandbox::SandboxStatus;
 use switchyard_agent::Workspace;
+use switchyard_core::audit::AuditKind;
 use switchyard_core::budget::nano_from_usd;
 use switchyard_core::tasks::{SeedFile, TaskSpec, TaskStatus};
 use switchyard_core::tools::ToolName;
-use switchyard_store::TaskRow;
+use switchyard_store::{AuditEvent, TaskRow};
 use utoipa::ToSchema;
 
 pub const MAX_TIMEOUT_SECONDS: u64 = 600;
@@ -353,6 +354,13 @@ pub async fn cancel(
         )
         .with_code("task_finished"));
     }
+    let entry = auth.actor().stamp(AuditEvent {
+        project: Some(task.project.clone()),
+        task_id: Some(task.id.clone()),
+        details: serde_json::json!({"task_owner_key_id": task.key_id}),
+        ..AuditEvent::new(AuditKind::TaskCancelRequested)
+    });
+    crate::audit::record(&state.store, &entry, chrono::Utc::now()).await;
     Ok(Json(
         serde_json::json!({"task_id": id, "cancel_requested": true}),
     ))
