@@ -1,7 +1,8 @@
 //! Decimal digits for the numbers written on every request (budget
-//! period keys, the remaining-budget and rate-limit headers). `format!`
-//! parses its pattern and pads through `fmt::Formatter`, several hundred
-//! instructions a number; these write the digits straight into the string.
+//! period keys, the remaining-budget and rate-limit headers, client
+//! addresses in rate-limiter keys). `format!` parses its pattern and pads
+//! through `fmt::Formatter`, several hundred instructions a number; these
+//! write the digits straight into the string.
 
 /// Appends `n` in decimal to `out`, padded with zeros to `width` digits.
 pub fn push(out: &mut String, n: u64, width: usize) {

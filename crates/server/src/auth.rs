@@ -239,13 +239,7 @@ fn address_key(prefix: &str, ip: Option<std::net::IpAddr>) -> String {
                 if i > 0 {
                     key.push('.');
                 }
-                if octet >= 100 {
-                    key.push(char::from(b'0' + octet / 100));
-                }
-                if octet >= 10 {
-                    key.push(char::from(b'0' + octet / 10 % 10));
-                }
-                key.push(char::from(b'0' + octet % 10));
+                switchyard_core::decimal::push(&mut key, u64::from(octet), 0);
             }
         }
         Some(ip) => {
