@@ -360,7 +360,7 @@ pub async fn cancel(
         details: serde_json::json!({"task_owner_key_id": task.key_id}),
         ..AuditEvent::new(AuditKind::TaskCancelRequested)
     });
-    crate::audit::record(&state.store, &entry, chrono::Utc::now()).await;
+    crate::audit::record(&state.store, &entry, switchyard_core::now()).await;
     Ok(Json(
         serde_json::json!({"task_id": id, "cancel_requested": true}),
     ))
