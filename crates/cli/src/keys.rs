@@ -208,10 +208,7 @@ pub async fn keys_command(config: &Config, cmd: KeysCommand) -> anyhow::Result<E
                 print_key_table(std::slice::from_ref(&k), policy);
                 ExitCode::SUCCESS
             }
-            None => {
-                eprintln!("error: no key with id `{id}`");
-                ExitCode::FAILURE
-            }
+            None => crate::report_failure(json, &format!("no key with id `{id}`"), &[]),
         },
         KeysCommand::SetRateLimit { id, rate } => {
             let rate_limit = if rate == "default" {

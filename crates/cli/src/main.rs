@@ -124,37 +124,86 @@ enum ConfigCommand {
 
 /// Parses the command line; the help ends with the configuration variables,
 /// listed from their declarations (`-h` points to them, `--help` lists them).
-fn parse_cli() -> Cli {
+/// Also says whether the verb that runs was asked for `--json`.
+fn parse_cli() -> (Cli, bool) {
     let matches = Cli::command()
         .after_help(switchyard_core::config::ENV_HELP_SHORT)
         .after_long_help(switchyard_core::config::env_help())
         .get_matches();
-    Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit())
+    let cli =
+        Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.format(&mut Cli::command()).exit());
+    (cli, wants_json(&matches))
+}
+
+/// Whether `--json` was given to the verb that runs (it is declared on
+/// the verbs, at any depth of subcommands).
+fn wants_json(matches: &clap::ArgMatches) -> bool {
+    let mut m = matches;
+    loop {
+        if matches!(m.try_get_one::<bool>("json"), Ok(Some(true))) {
+            return true;
+        }
+        match m.subcommand() {
+            Some((_, sub)) => m = sub,
+            None => return false,
+        }
+    }
+}
+
+/// A command that failed before it could report: the message on stderr
+/// and, under `--json`, `{"ok": false, "error": …, "problems": […]}` on
+/// stdout, so that a program reading stdout gets JSON on failure too.
+fn report_failure(json: bool, error: &str, problems: &[ConfigProblem]) -> ExitCode {
+    eprintln!("error: {error}");
+    for p in problems {
+        eprintln!("  - {p}");
+    }
+    if json {
+        let problems: Vec<serde_json::Value> = problems
+            .iter()
+            .map(|p| serde_json::json!({"variable": p.variable, "message": p.message}))
+            .collect();
+        let body = serde_json::json!({"ok": false, "error": error, "problems": problems});
+        println!("{body}");
+    }
+    ExitCode::FAILURE
 }
 
 fn main() -> ExitCode {
-    let cli = parse_cli();
+    let (cli, json) = parse_cli();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            return report_failure(json, &format!("cannot start the async runtime: {e}"), &[]);
         }
     };
-    let result = runtime.block_on(run(cli));
-    match result {
+    match runtime.block_on(run(cli, json)) {
         Ok(code) => code,
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
+        Err(e) => report_failure(json, &error_text(&e), &[]),
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+/// An error and its causes on one line, each said once: many errors
+/// already end with their cause's text, which `{:#}` would repeat.
+fn error_text(e: &anyhow::Error) -> String {
+    let mut text = String::new();
+    for cause in e.chain() {
+        let said = cause.to_string();
+        if text.contains(&said) {
+            continue;
+        }
+        if !text.is_empty() {
+            text.push_str(": ");
+        }
+        text.push_str(&said);
+    }
+    text
+}
+
+async fn run(cli: Cli, json: bool) -> anyhow::Result<ExitCode> {
     // Commands that report on the configuration (or need none) run even
     // when it has problems.
     match &cli.command {
@@ -169,8 +218,8 @@ async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     let config = match loaded.into_result() {
         Ok(c) => c,
         Err(errors) => {
-            eprint!("{errors}");
-            return Ok(ExitCode::FAILURE);
+            let summary = format!("invalid configuration ({} problem(s))", errors.0.len());
+            return Ok(report_failure(json, &summary, &errors.0));
         }
     };
     let output = match cli.command {
@@ -284,6 +333,10 @@ fn certificate_check(
 pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect_lazy(&config.database)?;
     store
+        .reach(config.database.acquire_timeout)
+        .await
+        .context("connecting to the database (DATABASE_URL)")?;
+    store
         .migrate()
         .await
         .context("applying database migrations (DATABASE_URL)")?;
@@ -292,6 +345,10 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
 
 async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
     let store = Store::connect_lazy(&config.database)?;
+    store
+        .reach(config.database.acquire_timeout)
+        .await
+        .context("connecting to the database (DATABASE_URL)")?;
     let applied = store.migrate().await.context("applying migrations")?;
     if applied == 0 {
         println!("database is up to date; no migrations applied");

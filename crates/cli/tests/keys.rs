@@ -181,3 +181,57 @@ fn due_keys_are_listed_and_reported_by_preflight() {
     let none = json_of(&run(&env, &["keys", "list", "--due", "--json"]));
     assert_eq!(none, serde_json::json!([]));
 }
+
+/// The failure of a command asked for `--json`, read as JSON from stdout.
+fn failure_json(out: &Output) -> Value {
+    assert!(!out.status.success(), "{}", text(&out.stdout));
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}): {}", text(&out.stdout)))
+}
+
+#[test]
+fn a_failure_under_json_is_json_on_stdout_too() {
+    let db = TestDatabase::sqlite();
+    let env = [("DATABASE_URL", db.url.as_str())];
+
+    // A verb's own failure: no such key.
+    let missing = run(&env, &["keys", "show", "key_nope", "--json"]);
+    let v = failure_json(&missing);
+    assert_eq!(v["ok"], false, "{v}");
+    assert_eq!(v["error"], "no key with id `key_nope`", "{v}");
+    assert!(text(&missing.stderr).contains("no key with id `key_nope`"));
+    // Without --json the same failure is text only.
+    let plain = run(&env, &["keys", "show", "key_nope"]);
+    assert!(!plain.status.success());
+    assert!(plain.stdout.is_empty(), "{}", text(&plain.stdout));
+
+    // An error on the way: a database that is not there.
+    let unreachable = [("DATABASE_URL", "postgres://nobody@127.0.0.1:1/none")];
+    let v = failure_json(&run(&unreachable, &["keys", "list", "--json"]));
+    assert_eq!(v["ok"], false, "{v}");
+    let error = v["error"].as_str().unwrap();
+    assert!(
+        error.contains("DATABASE_URL") && error.contains("refused"),
+        "the error names what to fix, and the database's own answer: {v}"
+    );
+
+    // A configuration with problems: each one, by variable.
+    let broken = [
+        ("DATABASE_URL", db.url.as_str()),
+        ("PORT", "nope"),
+        ("API_RATE_LIMIT", "-3"),
+    ];
+    let v = failure_json(&run(&broken, &["backup", "list", "--json"]));
+    let variables: Vec<&str> = v["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["variable"].as_str().unwrap())
+        .collect();
+    assert!(variables.contains(&"PORT"), "{v}");
+    assert!(variables.contains(&"API_RATE_LIMIT"), "{v}");
+    assert!(v["error"]
+        .as_str()
+        .unwrap()
+        .starts_with("invalid configuration"));
+}

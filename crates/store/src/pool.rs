@@ -223,6 +223,23 @@ impl Store {
             .collect())
     }
 
+    /// Opens one connection outside the pool and closes it, bounded by
+    /// `timeout`: the database's own answer (refused, unknown host, bad
+    /// password, TLS) where the pool would only report that it timed out
+    /// waiting. For commands, before their first query; SQLite files are
+    /// opened (and created) by the pool itself.
+    pub async fn reach(&self, timeout: Duration) -> Result<()> {
+        let (Store::Postgres(pool) | Store::PostgresPooled(pool)) = self else {
+            return Ok(());
+        };
+        let options = pool.connect_options();
+        let conn = tokio::time::timeout(timeout, options.connect())
+            .await
+            .map_err(|_| StoreError::Timeout(timeout))??;
+        sqlx::Connection::close(conn).await?;
+        Ok(())
+    }
+
     /// A round trip to the database, bounded by `timeout`; returns its latency.
     pub async fn ping(&self, timeout: Duration) -> Result<Duration> {
         let started = Instant::now();
