@@ -23,6 +23,7 @@ use tools::api;
 
 const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN: &str = "sy_00000000000000000000000000000000000000000000000000000000000000c1";
+const JWT_SECRET: &str = "console-test-secret-0123456789abcdef0123456789";
 
 /// The service over the fake OpenAI upstream (models `fast` and
 /// `agent-sleep`), a task worker, and a user key.
@@ -56,10 +57,7 @@ fn serve() -> Served {
         .env("DATABASE_URL", &db.url)
         .env("SWITCHYARD_CONFIG", &config)
         .env("ADMIN_API_KEY", ADMIN)
-        .env(
-            "JWT_SECRET",
-            "console-test-secret-0123456789abcdef0123456789",
-        )
+        .env("JWT_SECRET", JWT_SECRET)
         .env("LOCAL_MODEL_PRELOAD", "false")
         .env("TASK_WORKERS", "1")
         // Page loads count against the signed-in key's rate, as API calls do.
@@ -396,4 +394,65 @@ fn console_sessions_csrf_and_scopes_hold_over_plain_http() {
         303,
         "the ended session is refused"
     );
+}
+
+#[test]
+fn a_session_in_use_is_renewed_and_a_sign_out_still_ends_it() {
+    let s = serve();
+    let base = s.server.base_url();
+    // The user's key as the service has it, and a session for it signed
+    // forty minutes ago, as another replica with the same JWT_SECRET would.
+    let key: switchyard_core::keys::ApiKey = serde_json::from_value(api(
+        base,
+        "GET",
+        &format!("/v1/admin/keys/{}", s.user_id),
+        ADMIN,
+        None,
+    ))
+    .unwrap();
+    let secret = switchyard_core::Secret::new(JWT_SECRET.to_owned());
+    let sessions = switchyard_server::session::Sessions::new(Some(&secret), None, None);
+    let now = chrono::Utc::now();
+    let signed_in = now - chrono::Duration::minutes(40);
+    let old = sessions.issue(&key, None, signed_in).unwrap();
+
+    let mut user = Browser::new(base);
+    user.cookies.push(("sy_console".into(), old.token.clone()));
+    let (status, page, headers) = user.get("/console/usage");
+    assert_eq!(status, 200, "{page}");
+    let set = headers["set-cookie"].to_str().unwrap();
+    assert!(
+        set.contains("HttpOnly") && set.contains("Max-Age=36"),
+        "{set}"
+    );
+    let renewed = user.session().unwrap();
+    assert_ne!(renewed, old.token, "a later token");
+    let claims = sessions.verify(&renewed, chrono::Utc::now()).unwrap();
+    assert_eq!(claims.jti, old.claims.jti, "the same session");
+    assert_eq!(claims.auth_time, Some(signed_in.timestamp()));
+    assert!(claims.exp >= now.timestamp() + 3500, "{claims:?}");
+    // Its CSRF token is the one the page already had.
+    let csrf = value_of(&page, "csrf");
+    assert_eq!(csrf, sessions.csrf_token(&old.claims.jti));
+
+    // A young session is left as it is.
+    let (_, _, headers) = user.get("/console/usage");
+    assert!(headers.get("set-cookie").is_none(), "{headers:?}");
+
+    // Signing out ends the session: the renewed token and the old one.
+    let (status, _) = user.post("/console/logout", &[("csrf", &csrf)]);
+    assert_eq!(status, 303);
+    assert!(
+        user.session().is_none(),
+        "the cookie was removed, not renewed"
+    );
+    for token in [&renewed, &old.token] {
+        let mut copy = Browser::new(base);
+        copy.cookies.push(("sy_console".into(), token.clone()));
+        assert_eq!(
+            copy.get("/console/usage").0,
+            303,
+            "the ended session is refused"
+        );
+    }
 }

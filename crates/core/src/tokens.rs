@@ -35,6 +35,11 @@ pub struct TokenClaims {
     pub exp: i64,
     /// The token's own id, for the audit log.
     pub jti: String,
+    /// When the holder proved who they are (OpenID Connect's `auth_time`):
+    /// a console session renewed in use keeps the time of its sign-in, so
+    /// that its whole life can be bounded. Absent from API tokens.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
 }
 
 impl TokenClaims {
@@ -215,6 +220,7 @@ mod tests {
             iat: now.timestamp(),
             exp: now.timestamp() + ttl,
             jti: "tok_1".into(),
+            auth_time: None,
         }
     }
 

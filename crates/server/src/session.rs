@@ -24,8 +24,12 @@ pub const LOGIN_COOKIE: &str = "sy_console_login";
 /// request carries.
 pub const CSRF_FIELD: &str = "csrf";
 pub const CSRF_HEADER: &str = "x-csrf-token";
-/// How long a session lasts: the longest a signed token may live.
+/// How long a session lasts without use: the longest a signed token may
+/// live. A session in use is renewed once past half of it.
 pub const SESSION_SECONDS: i64 = MAX_TTL_SECONDS;
+/// The longest a session lives, renewals included, from its sign-in: a
+/// working day, then the key is asked for again.
+pub const SESSION_MAX_SECONDS: i64 = 12 * 3600;
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -121,6 +125,41 @@ impl Sessions {
             iat: now.timestamp(),
             exp,
             jti: new_id("ses"),
+            auth_time: Some(now.timestamp()),
+        };
+        let token = self.keys.sign(&claims).ok()?;
+        Some(Issued { token, claims })
+    }
+
+    /// A later token for a session in use, once past half its life: the
+    /// same session (its `jti`, so its CSRF token and a sign-out still
+    /// apply; its scopes; its sign-in time), for another
+    /// [`SESSION_SECONDS`], never past the key's `expiry` nor
+    /// [`SESSION_MAX_SECONDS`] after the sign-in. `None` while the session
+    /// is young, or when a new token would not end later.
+    pub fn renew(
+        &self,
+        claims: &TokenClaims,
+        expiry: Option<DateTime<Utc>>,
+        now: DateTime<Utc>,
+    ) -> Option<Issued> {
+        let now = now.timestamp();
+        if now - claims.iat < SESSION_SECONDS / 2 {
+            return None;
+        }
+        let signed_in = claims.auth_time.unwrap_or(claims.iat);
+        let mut exp = (now + SESSION_SECONDS).min(signed_in + SESSION_MAX_SECONDS);
+        if let Some(at) = expiry {
+            exp = exp.min(at.timestamp());
+        }
+        if exp <= claims.exp {
+            return None;
+        }
+        let claims = TokenClaims {
+            iat: now,
+            exp,
+            auth_time: Some(signed_in),
+            ..claims.clone()
         };
         let token = self.keys.sign(&claims).ok()?;
         Some(Issued { token, claims })
@@ -269,6 +308,55 @@ mod tests {
         let issued = sessions.issue(&key(), Some(soon), now).unwrap();
         assert_eq!(issued.claims.exp, soon.timestamp());
         assert!(sessions.issue(&key(), Some(now), now).is_none());
+    }
+
+    #[test]
+    fn a_session_in_use_is_renewed_within_its_limits() {
+        let sessions = Sessions::new(Some(&Secret::new("r".repeat(40))), None, None);
+        let start = switchyard_core::now();
+        let at = |secs: i64| start + chrono::Duration::seconds(secs);
+        let first = sessions.issue(&key(), None, start).unwrap();
+        assert_eq!(first.claims.auth_time, Some(start.timestamp()));
+        // Young: nothing to renew.
+        assert!(sessions.renew(&first.claims, None, at(1799)).is_none());
+        // Past half its life: the same session, for another hour.
+        let renewed = sessions.renew(&first.claims, None, at(1800)).unwrap();
+        let c = &renewed.claims;
+        assert_eq!(
+            (c.jti.as_str(), c.sub.as_str()),
+            (first.claims.jti.as_str(), "key_1")
+        );
+        assert_eq!(c.scope, first.claims.scope);
+        assert_eq!(
+            (c.iat, c.exp),
+            (at(1800).timestamp(), at(1800 + 3600).timestamp())
+        );
+        assert_eq!(c.auth_time, Some(start.timestamp()));
+        assert_eq!(sessions.verify(&renewed.token, at(1800)).unwrap(), *c);
+        assert!(
+            sessions.verify(&renewed.token, at(3700)).is_ok(),
+            "outlives the first token"
+        );
+        // Never past the key's expiry...
+        let key_ends = at(2000);
+        assert!(sessions
+            .renew(&first.claims, Some(at(3600)), at(1800))
+            .is_none());
+        let capped = sessions
+            .renew(&first.claims, Some(at(5000)), at(1800))
+            .unwrap();
+        assert_eq!(capped.claims.exp, at(5000).timestamp());
+        assert!(sessions
+            .renew(&first.claims, Some(key_ends), at(1800))
+            .is_none());
+        // ...nor twelve hours after the sign-in, however often renewed.
+        let mut current = first.claims.clone();
+        let mut now = at(1800);
+        while let Some(next) = sessions.renew(&current, None, now) {
+            current = next.claims;
+            now += chrono::Duration::seconds(1800);
+        }
+        assert_eq!(current.exp, at(SESSION_MAX_SECONDS).timestamp());
     }
 
     #[test]

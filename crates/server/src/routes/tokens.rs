@@ -123,6 +123,7 @@ pub async fn create_token(
         iat: now.timestamp(),
         exp,
         jti: switchyard_core::keys::new_id("tok"),
+        auth_time: None,
     };
     let access_token = signer.sign(&claims).map_err(|e| ApiError::internal(&e))?;
     tracing::info!(key_id = %key.id, jti = %claims.jti, expires_in = exp - now.timestamp(), "access token issued");

@@ -135,10 +135,11 @@ async fn signed_in<S: Stack>(g: &GateState, req: Request, next: Next<S>) -> Resp
         return rejection.into_response();
     }
     let method = req.method().clone();
+    let secure = session::is_https(req.headers(), g.serves_tls);
     let Some(raw) = session::cookie(req.headers(), session::COOKIE).map(str::to_owned) else {
         return no_session(&method, "sign in to use the console");
     };
-    let (caller, claims) = match identify(g, &raw).await {
+    let (caller, mut claims) = match identify(g, &raw).await {
         Ok(found) => found,
         Err(Refused::Store(e)) => return Problem(e).into_response(),
         Err(Refused::Session(why)) => {
@@ -146,6 +147,15 @@ async fn signed_in<S: Stack>(g: &GateState, req: Request, next: Next<S>) -> Resp
             return no_session(&method, &why);
         }
     };
+    let now = switchyard_core::now();
+    let renewed = g
+        .sessions
+        .renew(&claims, g.rotation.expiry(&caller.key), now);
+    if let Some(r) = &renewed {
+        // Handlers see the session as it now stands: a sign-out ends it
+        // until the renewed token would have expired.
+        claims = r.claims.clone();
+    }
     let csrf = g.sessions.csrf_token(&claims.jti);
     let (mut parts, body) = req.into_parts();
     let body = if method == Method::GET || method == Method::HEAD {
@@ -178,7 +188,31 @@ async fn signed_in<S: Stack>(g: &GateState, req: Request, next: Next<S>) -> Resp
     };
     parts.extensions.insert(caller);
     parts.extensions.insert(Session { claims, csrf });
-    next.run(Request::from_parts(parts, body)).await
+    let mut response = next.run(Request::from_parts(parts, body)).await;
+    if let Some(r) = renewed {
+        renew_cookie(&mut response, &r, now.timestamp(), secure);
+    }
+    response
+}
+
+/// Hands the browser a session's renewed token, unless the response sets
+/// the session cookie itself (a sign-out clears it).
+fn renew_cookie(response: &mut Response, renewed: &session::Issued, now: i64, secure: bool) {
+    let prefix = format!("{}=", session::COOKIE);
+    let sets_it = response
+        .headers()
+        .get_all(header::SET_COOKIE)
+        .iter()
+        .any(|v| v.as_bytes().starts_with(prefix.as_bytes()));
+    if sets_it {
+        return;
+    }
+    let max_age = renewed.claims.exp - now;
+    let cookie = session::set_cookie(session::COOKIE, &renewed.token, "/console", max_age, secure);
+    if let Ok(v) = HeaderValue::from_str(&cookie) {
+        response.headers_mut().append(header::SET_COOKIE, v);
+        tracing::debug!(session = %renewed.claims.jti, expires = renewed.claims.exp, "console session renewed");
+    }
 }
 
 enum Refused {

@@ -90,7 +90,7 @@ fn login_page(status: StatusCode, nonce: &str, error: Option<&str>) -> Response 
 <input type="hidden" name="login_csrf" value="{nonce}">
 <label for="key">API key</label>
 <input id="key" name="key" type="password" autocomplete="off" required autofocus placeholder="sy_…">
-<p class="hint">Any key signs in. Admin keys see and manage everything; other keys see their own usage, budgets and tasks. The session lasts at most an hour and never past the key's expiry.</p>
+<p class="hint">Any key signs in. Admin keys see and manage everything; other keys see their own usage, budgets and tasks. The session ends after an hour without use, twelve hours after signing in, or when the key expires.</p>
 <button type="submit">Sign in</button>
 </form>"#,
         nonce = esc(nonce)
