@@ -1,11 +1,11 @@
-//! The `usage_log` repository: records written in batches, one statement
-//! per batch, together with the budget settlements of the same calls.
+//! The `usage_log` repository: records written in batches, each batch in
+//! one transaction together with the budget settlements of the same calls
+//! (on PostgreSQL one statement, [`POSTGRES_RECORD`]).
 
 use crate::{on_pool, Result, Store};
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use switchyard_core::config::DatabaseKind;
 
 /// One request's usage. Costs are nano-USD; latencies milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
@@ -40,14 +40,14 @@ pub struct Settlement {
 /// The most records one write takes (the usage writer's batch size).
 pub const MAX_BATCH: usize = 500;
 
-/// Rows per INSERT statement. A write is made of statements of these sizes,
+/// Rows per INSERT statement on SQLite. A write is made of statements of these sizes,
 /// largest first (50 records: three of 16 and two of 1), so that only four
 /// statement texts exist: each is prepared once per connection and kept.
 /// A statement sized to each batch would be parsed and planned anew for
 /// every batch (about 10,000 instructions per row on SQLite), and keeping
 /// those prepared held tens of megabytes per connection after a burst.
-/// The largest, 64 rows of 16 parameters, stays far below both engines'
-/// parameter limits.
+/// The largest, 64 rows of 16 parameters, stays far below SQLite's
+/// parameter limit.
 const STATEMENT_ROWS: [usize; 4] = [64, 16, 4, 1];
 
 /// `records` cut into statement-sized runs (see [`STATEMENT_ROWS`]).
@@ -68,64 +68,72 @@ const USAGE_COLUMNS: &str = "timestamp, request_id, key_id, project, endpoint, \
     cost_nano_usd, latency_ms, upstream_latency_ms, status, error_type";
 const USAGE_COLUMN_COUNT: usize = 16;
 
-/// The INSERT of a run of `rows` usage records. The texts of the run sizes
-/// in [`STATEMENT_ROWS`] are written once per process: a `QueryBuilder`
-/// formatted each placeholder through `fmt` for every row, as much work
-/// as binding the row's values.
+/// The SQLite INSERT of a run of `rows` usage records. The texts of the
+/// run sizes in [`STATEMENT_ROWS`] are written once per process: a
+/// `QueryBuilder` formatted each placeholder through `fmt` for every row,
+/// as much work as binding the row's values.
 ///
-/// On SQLite the statement is `INSERT OR FAIL`: a constraint error ends
-/// the statement without undoing its earlier rows, so SQLite keeps no
+/// The statement is `INSERT OR FAIL`: a constraint error ends the
+/// statement without undoing its earlier rows, so SQLite keeps no
 /// statement journal for it. With the default (ABORT), every multi-row
 /// statement after the transaction's first copied the pages earlier
 /// statements had dirtied into a statement journal, spilled to a temporary
 /// file: about one extra write system call per row. Nothing partial can
 /// land: any error rolls the whole transaction back.
-fn usage_insert(engine: DatabaseKind, rows: usize) -> std::borrow::Cow<'static, str> {
-    static SQLITE: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    static POSTGRES: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
-    let texts = match engine {
-        DatabaseKind::Sqlite => &SQLITE,
-        DatabaseKind::Postgres => &POSTGRES,
-    }
-    .get_or_init(|| {
+fn usage_insert(rows: usize) -> std::borrow::Cow<'static, str> {
+    static TEXTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+    let texts = TEXTS.get_or_init(|| {
         STATEMENT_ROWS
             .iter()
-            .map(|&n| usage_insert_text(engine, n))
+            .map(|&n| usage_insert_text(n))
             .collect()
     });
     match STATEMENT_ROWS.iter().position(|&n| n == rows) {
         Some(i) => std::borrow::Cow::Borrowed(texts[i].as_str()),
-        None => std::borrow::Cow::Owned(usage_insert_text(engine, rows)),
+        None => std::borrow::Cow::Owned(usage_insert_text(rows)),
     }
 }
 
-fn usage_insert_text(engine: DatabaseKind, rows: usize) -> String {
-    let mut sql = String::with_capacity(256 + rows * USAGE_COLUMN_COUNT * 5);
-    sql.push_str(match engine {
-        DatabaseKind::Sqlite => "INSERT OR FAIL INTO usage_log (",
-        DatabaseKind::Postgres => "INSERT INTO usage_log (",
-    });
+fn usage_insert_text(rows: usize) -> String {
+    let mut sql = String::with_capacity(256 + rows * USAGE_COLUMN_COUNT * 3);
+    sql.push_str("INSERT OR FAIL INTO usage_log (");
     sql.push_str(USAGE_COLUMNS);
     sql.push_str(") VALUES ");
-    let mut n = 0;
     for row in 0..rows {
         sql.push_str(if row == 0 { "(" } else { ", (" });
         for column in 0..USAGE_COLUMN_COUNT {
-            if column > 0 {
-                sql.push_str(", ");
-            }
-            n += 1;
-            match engine {
-                DatabaseKind::Sqlite => sql.push('?'),
-                DatabaseKind::Postgres => {
-                    sql.push('$');
-                    sql.push_str(&n.to_string());
-                }
-            }
+            sql.push_str(if column == 0 { "?" } else { ", ?" });
         }
         sql.push(')');
     }
     sql
+}
+
+/// The PostgreSQL write of a whole batch, in one statement and so one
+/// round trip, whatever its size: the rows as one array per column
+/// (`UNNEST`), inserted by a data-modifying `WITH` (which runs to
+/// completion whether or not it is read), and the settlements, summed per
+/// budget period, added to the spend of the budgets that still exist, in a
+/// stable order so that concurrent writers lock rows alike. One statement
+/// is atomic: the rows and the spend land together or not at all. One
+/// text for every batch, so it is prepared once per connection.
+const POSTGRES_RECORD: &str = "WITH usage AS (INSERT INTO usage_log (timestamp, request_id, \
+    key_id, project, endpoint, model_requested, model_used, backend, input_tokens, \
+    output_tokens, cached_tokens, cost_nano_usd, latency_ms, upstream_latency_ms, status, \
+    error_type) SELECT * FROM UNNEST($1::timestamptz[], $2::text[], $3::text[], $4::text[], \
+    $5::text[], $6::text[], $7::text[], $8::text[], $9::int8[], $10::int8[], $11::int8[], \
+    $12::int8[], $13::int8[], $14::int8[], $15::int4[], $16::text[])) \
+    INSERT INTO budget_spend (budget_id, period_key, spent_nano_usd) \
+    SELECT s.budget_id, s.period_key, s.spent \
+    FROM UNNEST($17::text[], $18::text[], $19::int8[]) AS s (budget_id, period_key, spent) \
+    WHERE EXISTS (SELECT 1 FROM budgets WHERE id = s.budget_id) \
+    ORDER BY s.budget_id, s.period_key \
+    ON CONFLICT (budget_id, period_key) DO UPDATE \
+    SET spent_nano_usd = budget_spend.spent_nano_usd + excluded.spent_nano_usd";
+
+/// A column of a batch, as the array PostgreSQL unnests.
+fn column<'r, T>(records: &'r [UsageRecord], f: impl Fn(&'r UsageRecord) -> T) -> Vec<T> {
+    records.iter().map(f).collect()
 }
 
 impl Store {
@@ -171,63 +179,58 @@ impl Store {
                 *e = e.saturating_add(s.actual_nano_usd);
             }
         }
-        let engine = self.kind();
-        // The same steps on a pool or on SQLite's writer connection.
-        macro_rules! write_all {
-            ($p:expr) => {{
-                let p = $p;
-                let mut tx = sqlx::Acquire::begin(p).await?;
-                for chunk in statement_runs(records) {
-                    let sql = usage_insert(engine, chunk.len());
-                    let mut q = sqlx::query(&sql);
-                    for r in chunk {
-                        q = q
-                            .bind(r.timestamp)
-                            .bind(&r.request_id)
-                            .bind(&r.key_id)
-                            .bind(&r.project)
-                            .bind(&r.endpoint)
-                            .bind(&r.model_requested)
-                            .bind(&r.model_used)
-                            .bind(&r.backend)
-                            .bind(r.input_tokens)
-                            .bind(r.output_tokens)
-                            .bind(r.cached_tokens)
-                            .bind(r.cost_nano_usd)
-                            .bind(r.latency_ms)
-                            .bind(r.upstream_latency_ms)
-                            .bind(r.status)
-                            .bind(&r.error_type);
-                    }
-                    q.execute(&mut *tx).await?;
-                }
-                for ((id, key), spent) in &sums {
-                    sqlx::query(SETTLE)
-                        .bind(*id)
-                        .bind(*key)
-                        .bind(*spent)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                tx.commit().await?;
-            }};
-        }
-        match self {
-            Store::Sqlite(sqlite) => {
-                let mut turn = sqlite.writer().await?;
-                let done: Result<()> = async {
-                    write_all!(turn.conn()?);
-                    Ok(())
-                }
-                .await;
-                if done.is_err() {
-                    turn.discard();
-                }
-                done?;
+        let sqlite = match self {
+            Store::Sqlite(sqlite) => sqlite,
+            Store::Postgres(pool) => {
+                return record_usage_postgres(pool, false, records, &sums).await
             }
-            _ => on_pool!(self, p => write_all!(p)),
+            Store::PostgresPooled(pool) => {
+                return record_usage_postgres(pool, true, records, &sums).await
+            }
+        };
+        let mut turn = sqlite.writer().await?;
+        let done: Result<()> = async {
+            let mut tx = sqlx::Acquire::begin(turn.conn()?).await?;
+            for chunk in statement_runs(records) {
+                let sql = usage_insert(chunk.len());
+                let mut q = sqlx::query(&sql);
+                for r in chunk {
+                    q = q
+                        .bind(r.timestamp)
+                        .bind(&r.request_id)
+                        .bind(&r.key_id)
+                        .bind(&r.project)
+                        .bind(&r.endpoint)
+                        .bind(&r.model_requested)
+                        .bind(&r.model_used)
+                        .bind(&r.backend)
+                        .bind(r.input_tokens)
+                        .bind(r.output_tokens)
+                        .bind(r.cached_tokens)
+                        .bind(r.cost_nano_usd)
+                        .bind(r.latency_ms)
+                        .bind(r.upstream_latency_ms)
+                        .bind(r.status)
+                        .bind(&r.error_type);
+                }
+                q.execute(&mut *tx).await?;
+            }
+            for ((id, key), spent) in &sums {
+                sqlx::query(SETTLE)
+                    .bind(*id)
+                    .bind(*key)
+                    .bind(*spent)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+            Ok(())
         }
-        Ok(())
+        .await;
+        if done.is_err() {
+            turn.discard();
+        }
+        done
     }
 
     pub async fn count_usage(&self) -> Result<i64> {
@@ -244,6 +247,44 @@ impl Store {
             ORDER BY timestamp DESC, id DESC LIMIT $1";
         Ok(on_pool!(self, p => sqlx::query_as(SQL).bind(limit).fetch_all(p).await)?)
     }
+}
+
+/// [`Store::record_usage`] on PostgreSQL (`pooled`: behind a
+/// transaction-pooling proxy): [`POSTGRES_RECORD`].
+async fn record_usage_postgres(
+    pool: &sqlx::PgPool,
+    pooled: bool,
+    records: &[UsageRecord],
+    sums: &BTreeMap<(&str, &str), i64>,
+) -> Result<()> {
+    let q = sqlx::query(POSTGRES_RECORD)
+        .bind(column(records, |r| r.timestamp))
+        .bind(column(records, |r| r.request_id.as_str()))
+        .bind(column(records, |r| r.key_id.as_str()))
+        .bind(column(records, |r| r.project.as_str()))
+        .bind(column(records, |r| r.endpoint.as_str()))
+        .bind(column(records, |r| r.model_requested.as_deref()))
+        .bind(column(records, |r| r.model_used.as_deref()))
+        .bind(column(records, |r| r.backend.as_deref()))
+        .bind(column(records, |r| r.input_tokens))
+        .bind(column(records, |r| r.output_tokens))
+        .bind(column(records, |r| r.cached_tokens))
+        .bind(column(records, |r| r.cost_nano_usd))
+        .bind(column(records, |r| r.latency_ms))
+        .bind(column(records, |r| r.upstream_latency_ms))
+        .bind(column(records, |r| r.status))
+        .bind(column(records, |r| r.error_type.as_deref()))
+        .bind(sums.keys().map(|(id, _)| *id).collect::<Vec<_>>())
+        .bind(sums.keys().map(|(_, period)| *period).collect::<Vec<_>>())
+        .bind(sums.values().copied().collect::<Vec<_>>());
+    if pooled {
+        let mut tx = pool.begin_with(crate::pool::POOLER_BEGIN).await?;
+        q.execute(&mut *tx).await?;
+        tx.commit().await?;
+    } else {
+        q.execute(pool).await?;
+    }
+    Ok(())
 }
 
 /// Which records a usage summary covers.
@@ -365,26 +406,35 @@ mod tests {
 
     #[test]
     fn insert_texts_have_a_placeholder_per_column_and_row() {
-        let two = usage_insert(DatabaseKind::Postgres, 2);
+        let two = usage_insert(2);
         assert!(
-            two.starts_with("INSERT INTO usage_log (timestamp, "),
+            two.starts_with("INSERT OR FAIL INTO usage_log (timestamp, "),
             "{two}"
         );
-        assert!(two.ends_with("$31, $32)"), "{two}");
-        assert_eq!(two.matches('$').count(), 2 * USAGE_COLUMN_COUNT);
+        assert_eq!(two.matches('?').count(), 2 * USAGE_COLUMN_COUNT);
         assert_eq!(
             USAGE_COLUMNS.split(", ").count(),
             USAGE_COLUMN_COUNT,
             "one placeholder per column"
         );
-        let sqlite = usage_insert(DatabaseKind::Sqlite, 16);
-        assert!(sqlite.starts_with("INSERT OR FAIL INTO usage_log ("));
-        assert_eq!(sqlite.matches('?').count(), 16 * USAGE_COLUMN_COUNT);
+        assert_eq!(
+            usage_insert(16).matches('?').count(),
+            16 * USAGE_COLUMN_COUNT
+        );
         // The run sizes are built once and shared; any other size is built.
-        assert!(matches!(sqlite, std::borrow::Cow::Borrowed(_)));
-        assert!(matches!(
-            usage_insert(DatabaseKind::Sqlite, 3),
-            std::borrow::Cow::Owned(_)
-        ));
+        assert!(matches!(usage_insert(16), std::borrow::Cow::Borrowed(_)));
+        assert!(matches!(usage_insert(3), std::borrow::Cow::Owned(_)));
+    }
+
+    #[test]
+    fn the_postgres_write_names_every_column_with_an_array_each() {
+        let columns = format!("INSERT INTO usage_log ({USAGE_COLUMNS})");
+        assert!(POSTGRES_RECORD.contains(&columns), "{POSTGRES_RECORD}");
+        for n in 1..=19 {
+            assert!(POSTGRES_RECORD.contains(&format!("${n}::")), "${n}");
+        }
+        assert!(!POSTGRES_RECORD.contains("$20"));
+        let arrays = POSTGRES_RECORD.matches("[]").count();
+        assert_eq!(arrays, USAGE_COLUMN_COUNT + 3);
     }
 }

@@ -245,3 +245,54 @@ async fn leases_of_a_deleted_budget_go_with_it(kind: DatabaseKind) {
         .unwrap();
     assert_eq!(store.count_usage().await.unwrap(), 1);
 }
+
+/// Behind pgbouncer in transaction pooling mode (two server connections
+/// shared by four writers), batches of usage rows and their spend land
+/// whole: the write is one statement, prepared within its transaction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn usage_and_spend_land_through_a_transaction_pooler() {
+    let db = TestDatabase::postgres();
+    // postgres://user@host:port/database
+    let admin = switchyard_testkit::postgres_admin_url();
+    let (host, port) = admin
+        .split_once('@')
+        .and_then(|(_, rest)| rest.split('/').next()?.split_once(':'))
+        .unwrap();
+    let bouncer = switchyard_testkit::PrivatePgbouncer::start(host, port.parse().unwrap(), 2);
+    let mut config = switchyard_testkit::database_config(
+        &bouncer.url(db.postgres_name().unwrap()),
+        DatabaseKind::Postgres,
+    );
+    config.transaction_pooling = true;
+    config.statement_cache_capacity = 0;
+    let store = Store::connect_lazy(&config).unwrap();
+    store.migrate().await.unwrap();
+    let t = switchyard_core::now();
+    let b = budget(&store, "bud_1", BudgetPeriod::Daily, 1_000_000).await;
+    let key = b.period.key_at(t);
+    let writers: Vec<_> = (0..4)
+        .map(|w| {
+            let (store, id, key) = (store.clone(), b.id.clone(), key.clone());
+            tokio::spawn(async move {
+                for batch in 0..10 {
+                    let rows: Vec<UsageRecord> = (0..25)
+                        .map(|i| usage_row(w * 1000 + batch * 25 + i, t))
+                        .collect();
+                    let settlements: Vec<Settlement> = (0..25)
+                        .map(|_| Settlement {
+                            budgets: vec![(id.clone(), key.clone())],
+                            actual_nano_usd: 2,
+                        })
+                        .collect();
+                    store.record_usage(&rows, &settlements).await.unwrap();
+                }
+            })
+        })
+        .collect();
+    for w in writers {
+        w.await.unwrap();
+    }
+    assert_eq!(store.count_usage().await.unwrap(), 4 * 10 * 25);
+    let state = store.budget_state(&b, t).await.unwrap();
+    assert_eq!(state.spent_nano_usd, 4 * 10 * 25 * 2);
+}

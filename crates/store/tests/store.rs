@@ -351,6 +351,21 @@ async fn usage_batches_land_whole(kind: DatabaseKind) {
             cost_nano_usd: 123_456_789_012,
             ..usage_row(i, t)
         })
+        .map(|r| {
+            // Every third call failed before a model answered: its
+            // optional columns are NULL, and it has an error type.
+            if r.output_tokens % 3 != 0 {
+                return r;
+            }
+            UsageRecord {
+                model_used: None,
+                backend: None,
+                upstream_latency_ms: None,
+                status: 502,
+                error_type: Some("upstream_error".into()),
+                ..r
+            }
+        })
         .collect();
     store.insert_usage(&records).await.unwrap();
     assert_eq!(store.count_usage().await.unwrap(), 1234);
