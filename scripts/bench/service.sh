@@ -1,7 +1,8 @@
 # Sourced by the single-service benchmarks (instructions.sh, syscalls.sh):
-# the benchmark upstream and the release service on SQLite with the
-# benchmark's production settings (JSON access log at info, a rate limit,
-# a project budget, a usage row per call), ready to call.
+# the benchmark upstream and the release service on SQLite (or, with
+# BENCH_DATABASE_URL=postgres://…/DB, on that empty PostgreSQL database)
+# with the benchmark's production settings (JSON access log at info, a
+# rate limit, a project budget, a usage row per call), ready to call.
 #
 #   start_service OUT UPSTREAM_PREFIX SERVICE_PREFIX...
 #
@@ -29,7 +30,7 @@ start_service() {
 
   printf '[[models]]\nid = "bench"\nbase_url = "http://127.0.0.1:%s/v1"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n' "$up_port" >"$out/models.toml"
   admin=sy_$(python3 -c 'import secrets; print(secrets.token_hex(32))')
-  env -i PATH="$PATH" PORT="$port" DATABASE_URL="sqlite://$out/usage.db" \
+  env -i PATH="$PATH" PORT="$port" DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$out/usage.db}" \
     SWITCHYARD_CONFIG="$out/models.toml" ADMIN_API_KEY="$admin" \
     LOG_LEVEL=info LOG_FORMAT=json LOCAL_MODEL_PRELOAD=false TASK_WORKERS=0 \
     "$@" "$BIN/switchyard" serve >"$out/serve.log" 2>&1 &

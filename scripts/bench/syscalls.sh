@@ -8,6 +8,7 @@
 #
 #   scripts/bench/syscalls.sh                      # build, then measure
 #   BIN=/path/to/release RATE=2000 scripts/bench/syscalls.sh
+#   BENCH_DATABASE_URL=postgres://…/empty_db scripts/bench/syscalls.sh
 #
 # Needs perf (Debian `linux-perf`), taskset and oha (scripts/bench/gateway.sh
 # installs it into /var/cache/switchyard/tools); two or more CPUs.
