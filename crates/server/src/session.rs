@@ -48,6 +48,14 @@ fn derive(secret: &Secret, purpose: &str) -> Secret {
     Secret::new(hex::encode(mac.finalize().into_bytes()))
 }
 
+/// When a session's token signed at `now` ends: [`SESSION_SECONDS`] later,
+/// but never past the key's `expiry` nor [`SESSION_MAX_SECONDS`] after the
+/// sign-in.
+fn token_end(now: i64, signed_in: i64, expiry: Option<DateTime<Utc>>) -> i64 {
+    let end = (now + SESSION_SECONDS).min(signed_in + SESSION_MAX_SECONDS);
+    expiry.map_or(end, |at| end.min(at.timestamp()))
+}
+
 /// A new session: the signed token for the cookie and what it says.
 pub struct Issued {
     pub token: String,
@@ -105,10 +113,7 @@ impl Sessions {
         expiry: Option<DateTime<Utc>>,
         now: DateTime<Utc>,
     ) -> Option<Issued> {
-        let mut exp = now.timestamp() + SESSION_SECONDS;
-        if let Some(at) = expiry {
-            exp = exp.min(at.timestamp());
-        }
+        let exp = token_end(now.timestamp(), now.timestamp(), expiry);
         if exp <= now.timestamp() {
             return None;
         }
@@ -148,10 +153,7 @@ impl Sessions {
             return None;
         }
         let signed_in = claims.auth_time.unwrap_or(claims.iat);
-        let mut exp = (now + SESSION_SECONDS).min(signed_in + SESSION_MAX_SECONDS);
-        if let Some(at) = expiry {
-            exp = exp.min(at.timestamp());
-        }
+        let exp = token_end(now, signed_in, expiry);
         if exp <= claims.exp {
             return None;
         }
