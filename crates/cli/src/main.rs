@@ -159,10 +159,6 @@ fn report_failure(json: bool, error: &str, problems: &[ConfigProblem]) -> ExitCo
         eprintln!("  - {p}");
     }
     if json {
-        let problems: Vec<serde_json::Value> = problems
-            .iter()
-            .map(|p| serde_json::json!({"variable": p.variable, "message": p.message}))
-            .collect();
         let body = serde_json::json!({"ok": false, "error": error, "problems": problems});
         println!("{body}");
     }
@@ -330,12 +326,19 @@ fn certificate_check(
     }
 }
 
-pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
+/// The configured database, once one connection to it has been made, so
+/// that one that cannot be reached is reported as the database answered.
+async fn connect_store(config: &Config) -> anyhow::Result<Store> {
     let store = Store::connect_lazy(&config.database)?;
     store
         .reach(config.database.acquire_timeout)
         .await
         .context("connecting to the database (DATABASE_URL)")?;
+    Ok(store)
+}
+
+pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = connect_store(config).await?;
     store
         .migrate()
         .await
@@ -344,11 +347,7 @@ pub(crate) async fn open_store(config: &Config) -> anyhow::Result<Store> {
 }
 
 async fn migrate(config: &Config) -> anyhow::Result<ExitCode> {
-    let store = Store::connect_lazy(&config.database)?;
-    store
-        .reach(config.database.acquire_timeout)
-        .await
-        .context("connecting to the database (DATABASE_URL)")?;
+    let store = connect_store(config).await?;
     let applied = store.migrate().await.context("applying migrations")?;
     if applied == 0 {
         println!("database is up to date; no migrations applied");

@@ -132,7 +132,7 @@ pub struct Config {
 }
 
 /// One thing wrong with the configuration, tied to the variable that holds it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ConfigProblem {
     pub variable: String,
     pub message: String,
