@@ -3,16 +3,23 @@
 //! `--allowedTools` set to the task's tools and `--max-turns` to its turn cap,
 //! its stream-json events turned into the same execution log and outcome.
 //!
-//! The CLI runs its own tools, with its own permission checks; Switchyard
-//! confines it to the workspace as working directory, gives it a minimal
-//! environment, and kills its process group on timeout or cancel. The cost cap
-//! is checked against the CLI's reported cost when it ends (the CLI has no
-//! cost cap of its own); `--max-turns` bounds it meanwhile.
+//! The CLI runs its own tools, with its own permission checks, and runs them
+//! inside the same sandbox as the built-in loop's Bash commands
+//! ([`BashPolicy::confine_program`]): only the workspace writable, other
+//! tasks' workspaces and the data directory hidden, the task's caps on every
+//! process, the workspace quota watched, root dropped; unlike Bash it keeps
+//! the host's network, which it needs to reach its API. Its process group is
+//! killed on timeout, cancel or an exceeded quota. The cost cap is checked
+//! against the CLI's reported cost when it ends (the CLI has no cost cap of
+//! its own); `--max-turns` bounds it meanwhile.
 
 use crate::artifacts;
+use crate::confine::{prepare_workspace, Confinement};
+use crate::limits::{disk_usage, over_quota, QUOTA_POLL};
 use crate::protocol::TaskEvent;
 use crate::protocol::{EventKind, RunSpec, TaskOutcome, TaskStatus, TaskUsage};
 use crate::runner::{snapshot, Log};
+use crate::sandbox::BashPolicy;
 use crate::workspace::Workspace;
 use serde_json::Value;
 use std::collections::HashMap;
@@ -25,9 +32,38 @@ fn clip(text: &str) -> String {
     text.chars().take(200).collect()
 }
 
+/// How a CLI run ended.
+enum Ended {
+    Ran(Result<Value, BackendError>),
+    Cancelled,
+    /// The workspace grew past the quota (bytes when stopped).
+    OverQuota(u64),
+    /// It could not be started under the task's sandbox.
+    Refused(String),
+}
+
+/// Returns once the workspace at `root` holds more than `quota` bytes
+/// (never, without a quota), with its size then.
+async fn quota_exceeded(root: std::path::PathBuf, quota: Option<u64>) -> u64 {
+    let Some(quota) = quota else {
+        return std::future::pending().await;
+    };
+    loop {
+        let dir = root.clone();
+        let used = tokio::task::spawn_blocking(move || disk_usage(&dir, quota))
+            .await
+            .unwrap_or(0);
+        if used > quota {
+            return used;
+        }
+        tokio::time::sleep(QUOTA_POLL).await;
+    }
+}
+
 pub async fn run_with_cli(
     ws: &Workspace,
     cli: &ClaudeCliBackend,
+    policy: &BashPolicy,
     model_name: &str,
     spec: &RunSpec,
     mut cancel: watch::Receiver<bool>,
@@ -35,6 +71,17 @@ pub async fn run_with_cli(
 ) -> TaskOutcome {
     let started = Instant::now();
     let before = snapshot(ws).await;
+    let setup = match policy.confine_program(ws.root()) {
+        Ok(c) => prepare_workspace(policy, ws.root())
+            .await
+            .map(|quota| (c, quota))
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    let (confinement, quota, refused) = match setup {
+        Ok((c, quota)) => (c, quota, None),
+        Err(why) => (Confinement::default(), None, Some(why)),
+    };
     let inv = Invocation {
         prompt: spec.description.clone(),
         system: Some(
@@ -44,6 +91,8 @@ pub async fn run_with_cli(
         allowed_tools: Some(spec.tools.iter().map(|t| t.as_str().to_owned()).collect()),
         cwd: Some(ws.root().to_path_buf()),
         timeout: Some(spec.timeout),
+        wrapper: confinement.argv,
+        env: confinement.env,
     };
     let mut log = Log {
         events: Vec::new(),
@@ -53,7 +102,9 @@ pub async fn run_with_cli(
     let mut last_model_event = None;
     let mut summary = String::new();
     let mut turns = 0u32;
-    let result = {
+    let result = if let Some(why) = refused {
+        Ended::Refused(why)
+    } else {
         let run = cli.invoke(&inv, |event| {
             match event["type"].as_str() {
                 Some("assistant") => {
@@ -108,8 +159,9 @@ pub async fn run_with_cli(
             true
         });
         tokio::select! {
-            r = run => Some(r),
-            _ = cancel.changed() => None,
+            r = run => Ended::Ran(r),
+            _ = cancel.changed() => Ended::Cancelled,
+            used = quota_exceeded(ws.root().to_path_buf(), quota) => Ended::OverQuota(used),
         }
     };
     let mut usage = TaskUsage {
@@ -118,12 +170,20 @@ pub async fn run_with_cli(
         ..TaskUsage::default()
     };
     let (status, error) = match result {
-        None => (TaskStatus::Cancelled, Some("cancelled".to_owned())),
-        Some(Err(BackendError::Timeout(_))) => {
+        Ended::Cancelled => (TaskStatus::Cancelled, Some("cancelled".to_owned())),
+        Ended::Refused(why) => (TaskStatus::Failed, Some(why)),
+        Ended::OverQuota(used) => (
+            TaskStatus::Failed,
+            policy
+                .limits
+                .as_ref()
+                .map(|l| over_quota(l.workspace_mb, used)),
+        ),
+        Ended::Ran(Err(BackendError::Timeout(_))) => {
             (TaskStatus::Timeout, Some("the task timed out".to_owned()))
         }
-        Some(Err(e)) => (TaskStatus::Failed, Some(e.to_string())),
-        Some(Ok(r)) => {
+        Ended::Ran(Err(e)) => (TaskStatus::Failed, Some(e.to_string())),
+        Ended::Ran(Ok(r)) => {
             let u = usage_of(&r["usage"]);
             usage.input_tokens = u.prompt_tokens;
             usage.output_tokens = u.completion_tokens;

@@ -4,6 +4,7 @@
 
 pub mod artifacts;
 pub mod cli_runner;
+pub mod confine;
 pub mod definitions;
 pub mod limits;
 pub mod protocol;

@@ -246,6 +246,15 @@ impl Drop for QuotaWatcher {
     }
 }
 
+/// What a run killed for growing its workspace past `quota_mb` reports,
+/// `used` bytes being the workspace's size when stopped.
+pub(crate) fn over_quota(quota_mb: u64, used: u64) -> String {
+    format!(
+        "killed: the workspace grew past its quota of {quota_mb} MiB ({} MiB when stopped)",
+        used / MIB
+    )
+}
+
 /// Which cap most likely stopped a command, from how it ended and what it
 /// printed; `None` when nothing points at one.
 pub(crate) fn explain(

@@ -9,8 +9,10 @@
 //! [`crate::limits`]); a service running as root runs commands as another
 //! user when told to (`TASK_SANDBOX_USER`).
 
-use crate::limits::{self, Enforcement, QuotaWatcher, ResourceLimits, MIB};
+use crate::confine::{confinement, prepare_workspace, Network};
+use crate::limits::{self, Enforcement, QuotaWatcher, ResourceLimits};
 use crate::workspace::{ToolError, Workspace};
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -86,7 +88,7 @@ impl BashPolicy {
     /// The uid and gid commands run as instead of root, when they do: the
     /// service is root, a user is set, commands are sandboxed and `setpriv`
     /// is there.
-    fn dropped_to(&self) -> Option<(u32, u32)> {
+    pub(crate) fn dropped_to(&self) -> Option<(u32, u32)> {
         let usable = self.bwrap.is_some() && self.setpriv.is_some();
         self.run_as.filter(|_| usable && limits::service_is_root())
     }
@@ -267,82 +269,8 @@ fn environment(workspace: &Path) -> Vec<(String, std::ffi::OsString)> {
 }
 
 /// The argv that runs `command` in `ws`, sandboxed when possible.
-fn argv(
-    policy: &BashPolicy,
-    ws: &Path,
-    command: &str,
-) -> Result<Vec<std::ffi::OsString>, ToolError> {
-    let mut args: Vec<std::ffi::OsString> = Vec::new();
-    let dropped = policy.dropped_to();
-    if let (Some((uid, gid)), Some(setpriv)) = (dropped, &policy.setpriv) {
-        args.push(setpriv.into());
-        args.push(format!("--reuid={uid}").into());
-        args.push(format!("--regid={gid}").into());
-        args.push("--clear-groups".into());
-        args.push("--".into());
-    }
-    // Each tmpfs is sized, so that writing to it cannot eat the host's memory.
-    let size = |mib: u64| -> [std::ffi::OsString; 2] {
-        [
-            std::ffi::OsString::from("--size"),
-            std::ffi::OsString::from(mib.saturating_mul(MIB).to_string()),
-        ]
-    };
-    match &policy.bwrap {
-        Some(bwrap) => {
-            args.push(bwrap.into());
-            for a in ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"] {
-                args.push(a.into());
-            }
-            if let Some(l) = &policy.limits {
-                // /dev read-only but for its devices; /dev/shm sized.
-                for a in ["--remount-ro", "/dev"] {
-                    args.push(a.into());
-                }
-                args.extend(size(l.memory_mb));
-                for a in ["--tmpfs", "/dev/shm"] {
-                    args.push(a.into());
-                }
-                args.extend(size(l.workspace_mb));
-            }
-            for a in ["--tmpfs", "/tmp"] {
-                args.push(a.into());
-            }
-            for dir in &policy.hidden {
-                if policy.limits.is_some() {
-                    args.extend(size(1));
-                }
-                args.push("--tmpfs".into());
-                args.push(dir.into());
-            }
-            args.push("--bind".into());
-            args.push(ws.into());
-            args.push(ws.into());
-            args.push("--chdir".into());
-            args.push(ws.into());
-            for a in ["--unshare-all", "--die-with-parent", "--new-session", "--clearenv"] {
-                args.push(a.into());
-            }
-            for (k, v) in environment(ws) {
-                args.push("--setenv".into());
-                args.push(k.into());
-                args.push(v);
-            }
-            args.push("--".into());
-        }
-        None if policy.allow_unsandboxed => {}
-        None => {
-            return Err(ToolError::Refused(
-                "Bash needs a sandbox (bubblewrap) and none is installed; the operator has not allowed unsandboxed commands".into(),
-            ))
-        }
-    }
-    if let (Some(l), Some(prlimit)) = (&policy.limits, &policy.prlimit) {
-        args.push(prlimit.into());
-        // The process cap only where it counts this command's processes.
-        let nproc = policy.bwrap.is_some() && (dropped.is_some() || !limits::service_is_root());
-        args.extend(limits::prlimit_args(l, nproc));
-    }
+fn argv(policy: &BashPolicy, ws: &Path, command: &str) -> Result<Vec<OsString>, ToolError> {
+    let mut args = confinement(policy, ws, Network::Isolated)?;
     for a in ["/bin/bash", "--noprofile", "--norc", "-c"] {
         args.push(a.into());
     }
@@ -376,26 +304,7 @@ pub async fn run_bash(
         return Err(ToolError::Invalid("the command is empty".into()));
     }
     let args = argv(policy, ws.root(), command)?;
-    // The workspace's size at the start: a command may shrink a workspace
-    // already over its quota, never grow it.
-    let quota = match &policy.limits {
-        Some(l) => {
-            let root = ws.root().to_path_buf();
-            let run_as = policy.dropped_to();
-            let quota = l.workspace_mb.saturating_mul(MIB);
-            let prepared = tokio::task::spawn_blocking(move || {
-                if let Some((uid, gid)) = run_as {
-                    limits::hand_over(&root, uid, gid)?;
-                }
-                Ok::<u64, std::io::Error>(limits::disk_usage(&root, u64::MAX))
-            })
-            .await
-            .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?
-            .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?;
-            Some(quota.max(prepared))
-        }
-        None => None,
-    };
+    let quota = prepare_workspace(policy, ws.root()).await?;
     let (program, rest) = args
         .split_first()
         .ok_or_else(|| ToolError::Failed("no program to run".into()))?;
@@ -466,11 +375,7 @@ pub async fn run_bash(
     let exceeded = watcher.as_ref().and_then(QuotaWatcher::exceeded);
     drop(watcher);
     let limit = match (exceeded, &policy.limits) {
-        (Some(used), Some(l)) => Some(format!(
-            "killed: the workspace grew past its quota of {} MiB ({} MiB when stopped)",
-            l.workspace_mb,
-            used / MIB
-        )),
+        (Some(used), Some(l)) => Some(limits::over_quota(l.workspace_mb, used)),
         (None, Some(l)) if exit_code != Some(0) => limits::explain(l, exit_code, &output),
         _ => None,
     };

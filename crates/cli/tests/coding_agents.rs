@@ -434,6 +434,59 @@ fn claude_code_runs_its_tools_through_switchyard_under_a_key_and_budget() {
     assert_round_trip(&out, &upstream, &base, &key_id, "fake-claude");
 }
 
+/// A task whose model is a `claude_cli` model runs the real Claude Code CLI
+/// inside the task's sandbox: the CLI reaches the upstream at the model's
+/// `base_url`, its Bash tool runs, and what the sandbox hides (the tasks
+/// folder around the workspace, where the upstream's nonce file lies) it
+/// cannot read.
+#[test]
+fn a_claude_code_task_runs_its_tools_inside_the_sandbox() {
+    let claude = claude();
+    let dir = tempfile::tempdir().unwrap();
+    let tasks = dir.path().join("tasks");
+    std::fs::create_dir_all(&tasks).unwrap();
+    let upstream = scripted(UPSTREAM, &tasks);
+    let catalog = dir.path().join("models.toml");
+    std::fs::write(
+        &catalog,
+        format!(
+            "[[models]]\nid = \"claude-code\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\n\
+             base_url = \"{}\"\nupstream_model = \"claude-sonnet-4-5\"\napi_key_env = \"FAKE_ANTHROPIC_KEY\"\n",
+            claude.display(),
+            upstream.url
+        ),
+    )
+    .unwrap();
+    let db = TestDatabase::sqlite();
+    let server = Binary::new(BIN)
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHYARD_CONFIG", &catalog)
+        .env("FAKE_ANTHROPIC_KEY", "sk-ant-fake")
+        .env("ADMIN_API_KEY", ADMIN)
+        .env("LOCAL_MODEL_PRELOAD", "false")
+        .env("TASKS_DIR", &tasks)
+        .serve();
+    let task = api(
+        server.base_url(),
+        "POST",
+        "/v1/task",
+        ADMIN,
+        Some(
+            json!({"description": "Read the nonce file and tell me what it says.",
+                    "model": "claude-code", "allow_tools": ["Bash"]}),
+        ),
+    );
+    assert_eq!(task["status"], "completed", "{task}");
+    let summary = task["result"]["summary"].as_str().unwrap();
+    assert!(summary.starts_with("The file says: "), "{summary}");
+    // The tool ran, and `cat` found no file where the host has one.
+    let requests = serde_json::to_string(&upstream.requests()).unwrap();
+    assert!(requests.contains("tool_result"), "the Bash tool never ran");
+    assert!(requests.contains("No such file or directory"), "{requests}");
+    assert!(!requests.contains(&upstream.nonce) && !task.to_string().contains(&upstream.nonce));
+    assert_eq!(task["execution_log"][1]["tool"], "Bash", "{task}");
+}
+
 /// Runs `codex exec` through the service against `script`'s upstream (a
 /// catalog model with `extra` settings), and checks the round trip and the
 /// upstream path every call took.

@@ -1,5 +1,6 @@
 //! The Claude Code CLI as a backend: `claude -p --output-format stream-json
-//! --verbose --model M`, one subprocess per call.
+//! --verbose --model M --tools ""`, one subprocess per call (a chat call has
+//! no tools; a task's run has its tools, see `switchyard_agent::cli_runner`).
 //!
 //! The prompt goes over stdin and every argument as its own argv entry —
 //! never through a shell. The child runs in a process group of its own with a
@@ -13,6 +14,7 @@ use crate::openai_wire::{
     ChatChunk, ChatCompletion, ChatRequest, Delta, FinishReason, PromptTokensDetails, Role, Usage,
 };
 use serde_json::Value;
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::Duration;
@@ -35,6 +37,8 @@ const STDERR_TAIL_BYTES: usize = 8 * 1024;
 #[derive(Clone)]
 pub struct ClaudeCliBackend {
     command: PathBuf,
+    /// `ANTHROPIC_BASE_URL` for the CLI, when the catalog gives one.
+    base_url: Option<String>,
     model_id: String,
     upstream_model: String,
     api_key: Option<Secret>,
@@ -50,12 +54,18 @@ pub struct Invocation {
     pub system: Option<String>,
     /// `--max-turns` (at least 1).
     pub max_turns: u32,
-    /// `--allowedTools`, when the CLI may use tools.
+    /// `--tools` and `--allowedTools`: the tools the CLI has, all allowed;
+    /// `None`: no tools at all.
     pub allowed_tools: Option<Vec<String>>,
     /// The working directory (a task's workspace).
     pub cwd: Option<PathBuf>,
     /// Overrides the model's timeout.
     pub timeout: Option<Duration>,
+    /// The programs the CLI runs under (a sandbox's argv, ending with
+    /// `--`); empty: none.
+    pub wrapper: Vec<OsString>,
+    /// Environment set on top of the minimal one the CLI gets.
+    pub env: Vec<(String, OsString)>,
 }
 
 /// Kills the child's whole process group when dropped.
@@ -122,11 +132,19 @@ pub fn usage_of(v: &Value) -> Usage {
 
 impl ClaudeCliBackend {
     pub fn new(entry: &ModelEntry, api_key: Option<Secret>) -> Self {
+        let (command, base_url) = match &entry.upstream {
+            Upstream::ClaudeCli { command, base_url } => (
+                command.clone(),
+                // The CLI adds `/v1/messages` to the base itself.
+                base_url
+                    .as_ref()
+                    .map(|u| u.as_str().trim_end_matches('/').to_owned()),
+            ),
+            _ => (PathBuf::from("claude"), None),
+        };
         Self {
-            command: match &entry.upstream {
-                Upstream::ClaudeCli { command } => command.clone(),
-                _ => PathBuf::from("claude"),
-            },
+            command,
+            base_url,
             model_id: entry.id.clone(),
             upstream_model: entry.upstream_model().to_owned(),
             api_key,
@@ -135,7 +153,14 @@ impl ClaudeCliBackend {
     }
 
     fn spawn(&self, inv: &Invocation) -> Result<(Child, GroupGuard), BackendError> {
-        let mut cmd = Command::new(&self.command);
+        let mut cmd = match inv.wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(rest).arg(&self.command);
+                cmd
+            }
+            None => Command::new(&self.command),
+        };
         cmd.args([
             "-p",
             "--output-format",
@@ -149,8 +174,19 @@ impl ClaudeCliBackend {
         if let Some(s) = &inv.system {
             cmd.arg("--append-system-prompt").arg(s);
         }
-        if let Some(tools) = &inv.allowed_tools {
-            cmd.arg("--allowedTools").arg(tools.join(","));
+        // `--tools` decides which tools exist at all (none for a chat call),
+        // `--allowedTools` that those run without asking.
+        match &inv.allowed_tools {
+            Some(tools) => {
+                let tools = tools.join(",");
+                cmd.arg("--tools")
+                    .arg(&tools)
+                    .arg("--allowedTools")
+                    .arg(tools);
+            }
+            None => {
+                cmd.arg("--tools").arg("");
+            }
         }
         if let Some(dir) = &inv.cwd {
             cmd.current_dir(dir);
@@ -161,6 +197,13 @@ impl ClaudeCliBackend {
                 cmd.env(var, v);
             }
         }
+        // A CLI run by a server neither updates itself nor calls home.
+        cmd.env("DISABLE_AUTOUPDATER", "1")
+            .env("CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC", "1");
+        cmd.envs(inv.env.iter().map(|(k, v)| (k, v)));
+        if let Some(url) = &self.base_url {
+            cmd.env("ANTHROPIC_BASE_URL", url);
+        }
         if let Some(k) = &self.api_key {
             cmd.env("ANTHROPIC_API_KEY", k.expose());
         }
@@ -170,7 +213,8 @@ impl ClaudeCliBackend {
             .kill_on_drop(true)
             .process_group(0);
         let child = cmd.spawn().map_err(|e| {
-            BackendError::Connect(format!("cannot run `{}`: {e}", self.command.display()))
+            let program = inv.wrapper.first().map_or(self.command.as_os_str(), |p| p);
+            BackendError::Connect(format!("cannot run `{}`: {e}", program.to_string_lossy()))
         })?;
         let guard = GroupGuard(child.id().and_then(|id| i32::try_from(id).ok()));
         Ok((child, guard))

@@ -17,6 +17,7 @@ fn backend(model: &str, timeout: u32) -> ClaudeCliBackend {
     .unwrap();
     entry.upstream = Upstream::ClaudeCli {
         command: switchyard_testkit::fake_claude(),
+        base_url: None,
     };
     ClaudeCliBackend::new(&entry, None)
 }
@@ -110,6 +111,7 @@ async fn errors_and_missing_results_are_reported() {
         toml::from_str("id = \"cli\"\nbackend = \"claude_cli\"\n").unwrap();
     missing.upstream = Upstream::ClaudeCli {
         command: "/nonexistent/claude".into(),
+        base_url: None,
     };
     let err = ClaudeCliBackend::new(&missing, None)
         .complete(&ask("x"))

@@ -142,10 +142,10 @@ impl TryFrom<ModelFields> for ModelEntry {
             }
             BackendKind::ClaudeCli => {
                 misplaced("responses_api", f.responses_api.is_some())?;
-                misplaced("base_url", base_url.is_some())?;
                 misplaced("path", f.path.is_some())?;
                 Upstream::ClaudeCli {
                     command: f.command.unwrap_or_else(|| "claude".into()),
+                    base_url,
                 }
             }
             BackendKind::Local => {
@@ -194,7 +194,9 @@ impl From<ModelEntry> for ModelFields {
                 (Some(base_url.into()), None, None, stated)
             }
             Upstream::Anthropic { base_url } => (base_url.map(Into::into), None, None, None),
-            Upstream::ClaudeCli { command } => (None, Some(command), None, None),
+            Upstream::ClaudeCli { command, base_url } => {
+                (base_url.map(Into::into), Some(command), None, None)
+            }
             Upstream::Local { path } => (None, None, path, None),
         };
         ModelFields {

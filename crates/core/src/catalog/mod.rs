@@ -99,8 +99,13 @@ pub enum Upstream {
     /// Anthropic's Messages API at `{base_url}/v1/messages` (`None`:
     /// Anthropic's own, [`ANTHROPIC_BASE_URL`]).
     Anthropic { base_url: Option<url::Url> },
-    /// The Claude Code CLI, run as `command` (default `claude` on PATH).
-    ClaudeCli { command: std::path::PathBuf },
+    /// The Claude Code CLI, run as `command` (default `claude` on PATH),
+    /// talking to Anthropic's Messages API at `base_url` when given
+    /// (`ANTHROPIC_BASE_URL` in its environment), Anthropic's own otherwise.
+    ClaudeCli {
+        command: std::path::PathBuf,
+        base_url: Option<url::Url>,
+    },
     /// A GGUF file run in-process; `None`: the built-in model under
     /// `MODELS_DIR`, fetched on first use.
     Local { path: Option<std::path::PathBuf> },
@@ -354,9 +359,17 @@ mod tests {
         assert_eq!(
             cli.upstream,
             Upstream::ClaudeCli {
-                command: "claude".into()
+                command: "claude".into(),
+                base_url: None
             }
         );
+        let cli = read("id = \"m\"\nbackend = \"claude_cli\"\nbase_url = \"http://127.0.0.1:9\"")
+            .unwrap();
+        assert_eq!(cli.base_url(), None, "not an HTTP model of the service's");
+        let json = serde_json::to_value(&cli).unwrap();
+        assert_eq!(json["base_url"], "http://127.0.0.1:9/");
+        let again: ModelEntry = serde_json::from_value(json).unwrap();
+        assert_eq!(again, cli);
         let anthropic = read("id = \"m\"\nbackend = \"anthropic\"").unwrap();
         assert_eq!(anthropic.base_url(), Some(ANTHROPIC_BASE_URL));
         // What is read is what is written back.

@@ -247,6 +247,7 @@ async fn prepare_and_run(
             let run = switchyard_agent::cli_runner::run_with_cli(
                 &ws,
                 cli,
+                bash,
                 &route.entry.id,
                 &run_spec,
                 cancel_rx,

@@ -1,0 +1,172 @@
+//! Confining a task's programs: the argv prefix (`setpriv`, bubblewrap,
+//! `prlimit`) that Bash commands run under, and the one the Claude Code CLI
+//! runs under when a task's model is a `claude_cli` model, which differs only
+//! in reaching the host's network and in having a private home.
+
+use crate::limits::{self, MIB};
+use crate::sandbox::BashPolicy;
+use crate::workspace::ToolError;
+use std::ffi::OsString;
+use std::path::Path;
+
+/// What a confined program may reach besides its workspace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Network {
+    /// Nothing: a network namespace of its own (Bash).
+    Isolated,
+    /// The host's network (the Claude Code CLI, which must reach its API).
+    Host,
+}
+
+/// The home of a confined program other than Bash: a directory in the
+/// sandbox's own `/tmp`, so that what it keeps there (the CLI's settings
+/// and session files) stays out of the workspace and goes with the sandbox.
+pub const PRIVATE_HOME: &str = "/tmp/home";
+
+/// How a program other than Bash runs for a task (see
+/// [`BashPolicy::confine_program`]).
+#[derive(Debug, Clone, Default)]
+pub struct Confinement {
+    /// The programs the task's program runs under, ending with `--`: its
+    /// own argv follows. Empty when it runs unconfined.
+    pub argv: Vec<OsString>,
+    /// Environment to set on top of the program's own (its home and
+    /// temporary directory inside the sandbox).
+    pub env: Vec<(String, OsString)>,
+}
+
+impl BashPolicy {
+    /// How the Claude Code CLI runs a task in `ws`: confined as a Bash
+    /// command is (read-only system, only the workspace writable, other
+    /// tasks' workspaces and the data directory hidden, the same caps, root
+    /// dropped), but with the host's network and a private home
+    /// ([`PRIVATE_HOME`]) in place of the service user's. Without a sandbox
+    /// it runs unconfined only where the operator allows unsandboxed
+    /// commands.
+    pub fn confine_program(&self, ws: &Path) -> Result<Confinement, ToolError> {
+        let argv = confinement(self, ws, Network::Host)?;
+        let env = if self.bwrap.is_some() {
+            vec![
+                ("HOME".to_owned(), PRIVATE_HOME.into()),
+                ("TMPDIR".to_owned(), "/tmp".into()),
+            ]
+        } else {
+            Vec::new()
+        };
+        Ok(Confinement { argv, env })
+    }
+}
+
+/// The argv prefix that runs a program in `ws` under `policy`: `setpriv`
+/// when the service drops root, bubblewrap when present, `prlimit` when
+/// there are limits. The environment is the spawning command's, which the
+/// caller sets (bubblewrap passes it on). Refused when there is no sandbox
+/// and the operator has not allowed unsandboxed commands.
+pub(crate) fn confinement(
+    policy: &BashPolicy,
+    ws: &Path,
+    network: Network,
+) -> Result<Vec<OsString>, ToolError> {
+    let mut args: Vec<OsString> = Vec::new();
+    let dropped = policy.dropped_to();
+    if let (Some((uid, gid)), Some(setpriv)) = (dropped, &policy.setpriv) {
+        args.push(setpriv.into());
+        args.push(format!("--reuid={uid}").into());
+        args.push(format!("--regid={gid}").into());
+        args.push("--clear-groups".into());
+        args.push("--".into());
+    }
+    // Each tmpfs is sized, so that writing to it cannot eat the host's memory.
+    let size = |mib: u64| -> [OsString; 2] {
+        [
+            OsString::from("--size"),
+            OsString::from(mib.saturating_mul(MIB).to_string()),
+        ]
+    };
+    match &policy.bwrap {
+        Some(bwrap) => {
+            args.push(bwrap.into());
+            for a in ["--ro-bind", "/", "/", "--dev", "/dev", "--proc", "/proc"] {
+                args.push(a.into());
+            }
+            if let Some(l) = &policy.limits {
+                // /dev read-only but for its devices; /dev/shm sized.
+                for a in ["--remount-ro", "/dev"] {
+                    args.push(a.into());
+                }
+                args.extend(size(l.memory_mb));
+                for a in ["--tmpfs", "/dev/shm"] {
+                    args.push(a.into());
+                }
+                args.extend(size(l.workspace_mb));
+            }
+            for a in ["--tmpfs", "/tmp"] {
+                args.push(a.into());
+            }
+            if network == Network::Host {
+                args.push("--dir".into());
+                args.push(PRIVATE_HOME.into());
+            }
+            for dir in &policy.hidden {
+                if policy.limits.is_some() {
+                    args.extend(size(1));
+                }
+                args.push("--tmpfs".into());
+                args.push(dir.into());
+            }
+            args.push("--bind".into());
+            args.push(ws.into());
+            args.push(ws.into());
+            args.push("--chdir".into());
+            args.push(ws.into());
+            for a in ["--unshare-all", "--die-with-parent", "--new-session"] {
+                args.push(a.into());
+            }
+            if network == Network::Host {
+                args.push("--share-net".into());
+            }
+            args.push("--".into());
+        }
+        None if policy.allow_unsandboxed => {}
+        None => {
+            let what = match network {
+                Network::Isolated => "Bash",
+                Network::Host => "The Claude Code CLI",
+            };
+            return Err(ToolError::Refused(format!(
+                "{what} needs a sandbox (bubblewrap) and none is installed; the operator has not allowed unsandboxed commands"
+            )));
+        }
+    }
+    if let (Some(l), Some(prlimit)) = (&policy.limits, &policy.prlimit) {
+        args.push(prlimit.into());
+        // The process cap only where it counts this command's processes.
+        let nproc = policy.bwrap.is_some() && (dropped.is_some() || !limits::service_is_root());
+        args.extend(limits::prlimit_args(l, nproc));
+    }
+    Ok(args)
+}
+
+/// Makes `ws` ready for a confined program: handed to the sandbox user when
+/// the service drops root. Returns the workspace quota in bytes the program
+/// is held to, when there are limits: the quota, or the workspace's size now
+/// if it is already larger (a program may shrink such a workspace, never
+/// grow it).
+pub async fn prepare_workspace(policy: &BashPolicy, ws: &Path) -> Result<Option<u64>, ToolError> {
+    let Some(l) = &policy.limits else {
+        return Ok(None);
+    };
+    let root = ws.to_path_buf();
+    let run_as = policy.dropped_to();
+    let quota = l.workspace_mb.saturating_mul(MIB);
+    let prepared = tokio::task::spawn_blocking(move || {
+        if let Some((uid, gid)) = run_as {
+            limits::hand_over(&root, uid, gid)?;
+        }
+        Ok::<u64, std::io::Error>(limits::disk_usage(&root, u64::MAX))
+    })
+    .await
+    .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?
+    .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?;
+    Ok(Some(quota.max(prepared)))
+}

@@ -1,0 +1,239 @@
+//! Agent tasks run by the Claude Code CLI (the fake one in testkit, which
+//! speaks its stream-json protocol and really does what it reports): the
+//! execution log, artifacts, budgets, and the sandbox the CLI runs in.
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use common::TestApp;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// An app whose one model, `cli`, is the fake Claude Code CLI (it writes a
+/// report and reports 0.02 USD).
+async fn cli_app() -> TestApp {
+    TestApp::builder()
+        .catalog(&format!(
+            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"task-agent\"\n",
+            switchyard_testkit::fake_claude().display()
+        ))
+        .env_path("TASKS_DIR", "tasks")
+        // Idle budget headroom goes back a second after the last call.
+        .env("BUDGET_LEASE_SECONDS", "3")
+        .start()
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tasks_can_run_through_the_claude_cli() {
+    let app = cli_app().await;
+    let run = |tools: Value| {
+        app.client
+            .post(app.url("/v1/task"))
+            .bearer_auth(&app.admin)
+            .json(&json!({"description": "write a report", "model": "cli", "allow_tools": tools}))
+            .send()
+    };
+    let task: Value = run(json!(["Read", "Write"]))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["status"], "completed", "{task}");
+    assert_eq!(task["result"]["summary"], "Wrote report.md.");
+    assert_eq!(task["usage"]["total_cost"], 0.02);
+    assert_eq!(task["artifacts"][0]["path"], "report.md");
+    let kinds: Vec<&str> = task["execution_log"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds,
+        ["model_call", "tool_call", "tool_result", "model_call"]
+    );
+    assert_eq!(task["execution_log"][1]["tool"], "Write");
+    assert_eq!(task["execution_log"][2]["parent"], 2);
+    let id = task["task_id"].as_str().unwrap();
+    let report = app
+        .get(
+            &format!("/v1/tasks/{id}/artifacts/report.md"),
+            Some(&app.admin),
+        )
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(report, "# Report\nwrite a report");
+    // --allowedTools carries the task's tools: without Write the CLI refuses.
+    let task: Value = run(json!(["Read"])).await.unwrap().json().await.unwrap();
+    assert_eq!(task["status"], "failed");
+    assert!(task["result"]["error"]
+        .as_str()
+        .unwrap()
+        .contains("Write is not allowed"));
+}
+
+/// Tasks run through the Claude Code CLI spend against budgets like any
+/// model call: the cost cap is reserved before the run, the cost the CLI
+/// reports settles it, and a budget that cannot cover the cap refuses the
+/// run before the CLI starts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_tasks_cost_counts_against_its_project_budget() {
+    let app = cli_app().await;
+    let budget: Value = app
+        .client
+        .put(app.url("/v1/admin/budgets"))
+        .bearer_auth(&app.admin)
+        .json(
+            &json!({"scope": "project", "subject": "proj", "period": "monthly", "limit_usd": 0.05}),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let run = |max_cost: f64| {
+        app.client
+            .post(app.url("/v1/task"))
+            .bearer_auth(&app.admin)
+            .json(&json!({"description": "write a report", "model": "cli",
+                          "allow_tools": ["Read", "Write"], "max_cost": max_cost}))
+            .send()
+    };
+
+    // The fake CLI reports 0.02 USD for its run.
+    let first: Value = run(0.03).await.unwrap().json().await.unwrap();
+    assert_eq!(first["status"], "completed", "{first}");
+    let spent = |budgets: &Value| -> (String, String) {
+        let b = budgets["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["id"] == budget["id"])
+            .unwrap()
+            .clone();
+        (
+            b["spent_usd"].as_str().unwrap().to_owned(),
+            b["reserved_usd"].as_str().unwrap().to_owned(),
+        )
+    };
+    // Settlement lands with the usage row, in the writer's next batch; the
+    // replica then gives its idle lease back.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let budgets: Value = app
+            .get("/v1/admin/budgets", Some(&app.admin))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if spent(&budgets) == ("0.020000000".to_owned(), "0.000000000".to_owned()) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "budget: {budgets}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let rows = app.state.store.recent_usage(10).await.unwrap();
+    let row = rows
+        .iter()
+        .find(|r| Some(r.request_id.as_str()) == first["task_id"].as_str())
+        .unwrap();
+    assert_eq!(
+        (row.endpoint.as_str(), row.cost_nano_usd, row.status),
+        ("/v1/task", 20_000_000, 200)
+    );
+
+    // 0.03 USD is left: a cap of 0.04 cannot be reserved, so the CLI never runs.
+    let second = run(0.04).await.unwrap();
+    assert_eq!(second.status(), StatusCode::OK);
+    let second: Value = second.json().await.unwrap();
+    assert_eq!(second["status"], "failed", "{second}");
+    let error = second["result"]["error"].as_str().unwrap();
+    assert!(
+        error.contains("budget") && error.contains("cannot cover"),
+        "{error}"
+    );
+    assert_eq!(second["execution_log"], json!([]), "the CLI never ran");
+    let budgets: Value = app
+        .get("/v1/admin/budgets", Some(&app.admin))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(spent(&budgets).0, "0.020000000");
+    app.stop().await;
+}
+
+/// The CLI runs inside the task's sandbox: it reaches the network (its API),
+/// but cannot write outside its workspace, cannot see other tasks'
+/// workspaces, has a private writable home, and gets none of the service's
+/// environment.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_runs_confined_to_its_workspace_but_reaches_the_network() {
+    let app = TestApp::builder()
+        .catalog(&format!(
+            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"probe\"\n",
+            switchyard_testkit::fake_claude().display()
+        ))
+        .env_path("TASKS_DIR", "tasks")
+        .file("tasks/other-task/secret.txt", "another task's file")
+        .env("SWITCHYARD_PROBE_SECRET", "not for tasks")
+        .start()
+        .await;
+    // Outside the workspace and not under /tmp (the sandbox has its own).
+    let outside = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("escaped-{}.txt", rand::random::<u64>()));
+    let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
+    let probe = json!({"write": outside, "list": app.path("tasks"), "port": port});
+    let task: Value = app
+        .client
+        .post(app.url("/v1/task"))
+        .bearer_auth(&app.admin)
+        .json(&json!({"description": probe.to_string(), "model": "cli", "allow_tools": ["Read"]}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(task["status"], "completed", "{task}");
+    let found: Value = serde_json::from_str(task["result"]["summary"].as_str().unwrap()).unwrap();
+    let id = task["task_id"].as_str().unwrap();
+    assert_eq!(found["write"], "Read-only file system", "{found}");
+    assert!(!outside.exists());
+    // The tasks folder shows this task's workspace only.
+    assert_eq!(found["listed"], json!([id]), "{found}");
+    assert_eq!(
+        found["cwd"],
+        app.path(&format!("tasks/{id}")).to_str().unwrap()
+    );
+    assert_eq!(found["home"], "/tmp/home");
+    assert_eq!(found["home_writable"], true);
+    assert_eq!(found["network"], "connected", "{found}");
+    let env: Vec<&str> = found["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    assert!(
+        env.iter()
+            .all(|k| !k.starts_with("SWITCHYARD") && !k.contains("DATABASE")),
+        "{env:?}"
+    );
+    assert!(env.contains(&"DISABLE_AUTOUPDATER"), "{env:?}");
+    // What it wrote in its workspace is an artifact; its home is not.
+    let artifacts: Vec<&str> = task["artifacts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["path"].as_str().unwrap())
+        .collect();
+    assert_eq!(artifacts, ["found.json"]);
+}
