@@ -1110,6 +1110,90 @@ fn backup_cronjobs(
     found
 }
 
+/// The Ingresses: ingress-nginx (the controller the NetworkPolicy lets in),
+/// TLS for every host, every path to the Service's port by name, only the
+/// public paths (never /metrics or the dependency checks), and the proxy
+/// settings deploy/nginx has: the service's body limit, no buffering of
+/// streams, timeouts above the service's own, the WebSocket's hour.
+fn ingresses(docs: &[Value], service: &Value, settings: &BTreeMap<String, String>) {
+    let ingresses: Vec<&Value> = docs.iter().filter(|d| d["kind"] == "Ingress").collect();
+    assert!(!ingresses.is_empty(), "no Ingress");
+    let service_name = &service["metadata"]["name"];
+    let port_names: Vec<&Value> = service["spec"]["ports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| &p["name"])
+        .collect();
+    let api_timeout = settings
+        .get("API_TIMEOUT")
+        .map_or(300, |t| t.parse::<u64>().unwrap());
+    let body_limit = settings
+        .get("MAX_REQUEST_BODY_BYTES")
+        .map_or(10 << 20, |b| b.parse::<u64>().unwrap());
+    let mut routed = Vec::new();
+    for ingress in ingresses {
+        let name = string(&ingress["metadata"]["name"], "name");
+        let spec = &ingress["spec"];
+        assert_eq!(spec["ingressClassName"], "nginx", "{name}");
+        let tls_hosts: Vec<&Value> = spec["tls"]
+            .as_array()
+            .unwrap_or_else(|| panic!("{name} has no TLS"))
+            .iter()
+            .flat_map(|t| t["hosts"].as_array().unwrap())
+            .collect();
+        let notes = obj(&ingress["metadata"]["annotations"], name);
+        let note = |key: &str| {
+            let value = notes.get(&format!("nginx.ingress.kubernetes.io/{key}"));
+            string(value.unwrap_or(&Value::Null), key).to_owned()
+        };
+        assert_eq!(note("force-ssl-redirect"), "true", "{name}");
+        let read: u64 = note("proxy-read-timeout").parse().unwrap();
+        assert!(read > api_timeout, "{name}: {read} s <= API_TIMEOUT");
+        for rule in spec["rules"].as_array().unwrap() {
+            assert!(
+                tls_hosts.contains(&&rule["host"]),
+                "{name}: {} without TLS",
+                rule["host"]
+            );
+            for path in rule["http"]["paths"].as_array().unwrap() {
+                let backend = &path["backend"]["service"];
+                assert_eq!(&backend["name"], service_name, "{name}");
+                assert!(
+                    port_names.contains(&&backend["port"]["name"]),
+                    "{name}: {backend}"
+                );
+                let (p, kind) = (string(&path["path"], "path"), &path["pathType"]);
+                for private in ["/metrics", "/db-check", "/redis-check"] {
+                    let reaches = if kind == "Exact" {
+                        private == p
+                    } else {
+                        private == p
+                            || private.starts_with(&format!("{}/", p.trim_end_matches('/')))
+                    };
+                    assert!(!reaches, "{name}: {p} ({kind}) routes {private}");
+                }
+                routed.push(p.to_owned());
+                if p == "/v1/stream" {
+                    assert_eq!(read, 3600, "{name}: the WebSocket's timeout");
+                } else if p == "/v1" {
+                    let size = note("proxy-body-size");
+                    let mib: u64 = size.strip_suffix('m').unwrap().parse().unwrap();
+                    assert_eq!(mib << 20, body_limit, "{name}: proxy-body-size");
+                    assert_eq!(note("proxy-buffering"), "off", "{name}");
+                }
+            }
+        }
+    }
+    routed.sort();
+    for public in ["/console", "/health", "/ready", "/v1", "/v1/stream"] {
+        assert!(
+            routed.iter().any(|r| r == public),
+            "{public} is not routed: {routed:?}"
+        );
+    }
+}
+
 fn labels_match(selector: &Value, labels: &Value, what: &str) {
     let selector = obj(selector, what);
     assert!(!selector.is_empty(), "{what} selects everything");
@@ -1295,6 +1379,8 @@ fn the_kubernetes_manifests_validate_strictly() {
     writable("/var/lib/switchyard");
     writable(&settings["MODELS_DIR"]);
     writable(&settings["TASKS_DIR"]);
+
+    ingresses(&docs, service, &settings);
 
     let backup_containers = backup_cronjobs(&docs, deployment, service, &policies, config, secret);
     // The backup pods' policy: nothing in, both directions governed.
