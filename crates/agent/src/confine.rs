@@ -114,6 +114,14 @@ pub(crate) fn confinement(
                 args.push("--tmpfs".into());
                 args.push(dir.into());
             }
+            // A file inside a hidden directory is gone already.
+            for file in &policy.masked {
+                if !policy.hidden.iter().any(|d| file.starts_with(d)) {
+                    args.push("--ro-bind".into());
+                    args.push("/dev/null".into());
+                    args.push(file.into());
+                }
+            }
             args.push("--bind".into());
             args.push(ws.into());
             args.push(ws.into());
@@ -169,4 +177,73 @@ pub async fn prepare_workspace(policy: &BashPolicy, ws: &Path) -> Result<Option<
     .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?
     .map_err(|e| ToolError::Failed(format!("cannot prepare the workspace: {e}")))?;
     Ok(Some(quota.max(prepared)))
+}
+
+/// Folders shared with the rest of the system: a secret file in one of
+/// these is masked on its own; its folder stays visible.
+const SHARED_FOLDERS: &[&str] = &[
+    "/bin",
+    "/boot",
+    "/dev",
+    "/etc",
+    "/home",
+    "/lib",
+    "/lib64",
+    "/media",
+    "/mnt",
+    "/nix",
+    "/opt",
+    "/proc",
+    "/root",
+    "/run",
+    "/sbin",
+    "/snap",
+    "/srv",
+    "/sys",
+    "/tmp",
+    "/usr",
+    "/usr/lib",
+    "/usr/local",
+    "/usr/local/etc",
+    "/usr/share",
+    "/var",
+    "/var/lib",
+    "/var/tmp",
+];
+
+/// The folder to hide for a secret file: the one it is in (a Kubernetes
+/// Secret's mount, a systemd credentials directory, `/etc/switchyard`),
+/// so that the secrets beside it that the service never reads stay hidden
+/// too; `None` for a file directly in a folder the system shares (`/etc`),
+/// which is masked on its own instead.
+pub fn secret_folder(file: &Path) -> Option<std::path::PathBuf> {
+    let absolute = std::path::absolute(file).ok()?;
+    let folder = absolute.parent()?;
+    let shared = folder.parent().is_none() || SHARED_FOLDERS.iter().any(|s| folder == Path::new(s));
+    (!shared).then(|| folder.to_path_buf())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_secrets_own_folder_is_hidden_a_shared_one_is_not() {
+        let hidden = |f: &str| secret_folder(Path::new(f));
+        assert_eq!(
+            hidden("/run/secrets/switchyard/jwt_secret"),
+            Some("/run/secrets/switchyard".into())
+        );
+        assert_eq!(
+            hidden("/run/credentials/switchyard@blue.service/admin_api_key"),
+            Some("/run/credentials/switchyard@blue.service".into())
+        );
+        assert_eq!(
+            hidden("/etc/switchyard/jwt"),
+            Some("/etc/switchyard".into())
+        );
+        assert_eq!(hidden("/etc/jwt"), None);
+        assert_eq!(hidden("/jwt"), None);
+        assert_eq!(hidden("/var/lib/jwt"), None);
+    }
 }

@@ -40,6 +40,10 @@ pub struct BashPolicy {
     /// workspaces, the service's data directory, secret files' folders).
     /// The task's own workspace is mounted back on top.
     pub hidden: Vec<PathBuf>,
+    /// Files sandboxed commands can neither read nor write (secret files
+    /// outside the hidden directories): `/dev/null` is mounted over each,
+    /// where device files cannot be opened.
+    pub masked: Vec<PathBuf>,
     /// `prlimit` (util-linux), which sets the rlimits, when present.
     pub prlimit: Option<PathBuf>,
     /// `setpriv` (util-linux), which drops root for `run_as`, when present.
@@ -66,6 +70,7 @@ impl BashPolicy {
             bwrap: on_path("bwrap"),
             allow_unsandboxed,
             hidden: Vec::new(),
+            masked: Vec::new(),
             prlimit: on_path("prlimit"),
             setpriv: on_path("setpriv"),
             limits: None,
@@ -111,6 +116,17 @@ impl BashPolicy {
                 .filter_map(|d| d.canonicalize().ok())
                 // Never the root: that would hide the system itself.
                 .filter(|d| d.is_dir() && d.parent().is_some()),
+        );
+        self
+    }
+
+    /// Makes these files (those that exist) unreadable to sandboxed commands.
+    pub fn masking(mut self, files: impl IntoIterator<Item = PathBuf>) -> Self {
+        self.masked.extend(
+            files
+                .into_iter()
+                .filter_map(|f| f.canonicalize().ok())
+                .filter(|f| f.is_file()),
         );
         self
     }

@@ -438,9 +438,15 @@ async fn without_a_sandbox_bash_is_refused_unless_allowed() {
     assert_eq!(String::from_utf8_lossy(&r.output), "hi\n");
 }
 
+/// A folder of this test's outside /tmp (the sandbox has a /tmp of its own,
+/// so what lies under the host's /tmp is out of sight whatever is hidden).
+fn outside_tmp() -> tempfile::TempDir {
+    tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap()
+}
+
 #[tokio::test]
 async fn hidden_directories_are_invisible_but_the_own_workspace_is_not() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = outside_tmp();
     let tasks = dir.path().join("tasks");
     let mine = Workspace::create(&tasks.join("task_a")).unwrap();
     let theirs = Workspace::create(&tasks.join("task_b")).unwrap();
@@ -470,5 +476,31 @@ async fn hidden_directories_are_invisible_but_the_own_workspace_is_not() {
         out.lines().last(),
         Some("task_a"),
         "only the own workspace is listed: {out}"
+    );
+}
+
+#[tokio::test]
+async fn masked_files_can_be_neither_read_nor_written() {
+    let dir = outside_tmp();
+    let ws = Workspace::create(&dir.path().join("ws")).unwrap();
+    let secret = dir.path().join("jwt_secret");
+    std::fs::write(&secret, "the service's secret").unwrap();
+    let policy = BashPolicy::detect(false).masking([secret.clone()]);
+    let cmd = format!(
+        "cat {0} || echo unread; echo x > {0} || echo unwritten",
+        secret.display()
+    );
+    let r = run_bash(&ws, &policy, &cmd, Duration::from_secs(10))
+        .await
+        .unwrap();
+    let out = String::from_utf8_lossy(&r.output).into_owned();
+    assert!(!out.contains("the service's secret"), "{out}");
+    assert!(
+        out.contains("unread\n") && out.ends_with("unwritten\n"),
+        "{out}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(&secret).unwrap(),
+        "the service's secret"
     );
 }

@@ -505,3 +505,48 @@ async fn the_websocket_carries_chat_and_task_events_for_an_authenticated_key() {
     assert!(events >= 10, "{events}");
     assert_eq!(chat, Some(json!("chat.completion")));
 }
+
+/// The service's secret files are out of a task's reach: the folder a
+/// secret file is in is hidden from task commands, and with it the secrets
+/// beside it that the service never reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn task_commands_cannot_read_the_services_secret_files() {
+    // Outside /tmp, which the sandbox replaces with its own.
+    let secrets = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .join(format!("secrets-{:016x}", rand::random::<u64>()));
+    std::fs::create_dir_all(&secrets).unwrap();
+    let jwt = secrets.join("jwt_secret");
+    std::fs::write(&jwt, "a-jwt-secret-that-only-the-service-reads").unwrap();
+    std::fs::write(
+        secrets.join("database_url_direct"),
+        "postgres://backup:pw@db/sy",
+    )
+    .unwrap();
+    let state = TestApp::builder()
+        .env("JWT_SECRET_FILE", jwt.to_str().unwrap())
+        .env_path("TASKS_DIR", "tasks")
+        .state()
+        .await;
+    assert_eq!(state.config.secret_files, [jwt.as_path()]);
+    let ws = switchyard_agent::Workspace::create(&state.dir().join("tasks/probe")).unwrap();
+    let policy = switchyard_server::tasks::bash_policy(&state);
+    let command = format!(
+        "cat {0}/jwt_secret; cat {0}/database_url_direct; ls -A {0}; echo done",
+        secrets.display()
+    );
+    let ran = switchyard_agent::sandbox::run_bash(&ws, &policy, &command, Duration::from_secs(30))
+        .await
+        .unwrap();
+    let said = String::from_utf8_lossy(&ran.output);
+    std::fs::remove_dir_all(&secrets).unwrap();
+    assert!(said.ends_with("done\n"), "{said}");
+    assert!(
+        !said.contains("a-jwt-secret") && !said.contains("postgres://"),
+        "{said}"
+    );
+    assert_eq!(
+        said.matches("No such file or directory").count(),
+        2,
+        "{said}"
+    );
+}

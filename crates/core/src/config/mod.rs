@@ -113,6 +113,9 @@ pub struct Config {
     /// Upstream API keys by model id, read from each model's `api_key_env`
     /// or `api_key_file`.
     pub model_keys: BTreeMap<String, Secret>,
+    /// The files secrets are kept in: every `NAME_FILE` read, `TLS_KEY_FILE`
+    /// and the models' `api_key_file`s. Task sandboxes hide them.
+    pub secret_files: Vec<PathBuf>,
     pub tasks: TasksConfig,
     /// How long audit, usage and task data are kept.
     pub retention: RetentionConfig,
@@ -213,6 +216,10 @@ impl Config {
             );
         }
 
+        if let Some(tls) = &tls {
+            r.secret_file(&tls.key_file);
+        }
+        let secret_files = r.take_secret_files();
         let (problems, described) = r.finish();
         LoadedConfig {
             config: Config {
@@ -246,6 +253,7 @@ impl Config {
                 file,
                 limits,
                 model_keys: models.model_keys,
+                secret_files,
                 tasks,
                 retention,
                 backup,

@@ -135,6 +135,7 @@ fn read_file_keys(r: &mut Reader<'_>, file: &FileConfig, keys: &mut BTreeMap<Str
             }
         }
         if let Some(path) = &m.api_key_file {
+            r.secret_file(path);
             match std::fs::read_to_string(path) {
                 Ok(text) if !fits_a_header(text.trim()) => r.problem(
                     VARIABLE,

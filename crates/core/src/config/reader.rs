@@ -8,7 +8,7 @@ use super::setting::{DefaultValue, Section, Setting};
 use super::ConfigProblem;
 use crate::secret::{redact_url, Secret};
 use std::fmt::Display;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -25,6 +25,8 @@ pub(crate) struct Reader<'a> {
     shown: Vec<(&'static str, String)>,
     /// Rows that are not variables (e.g. the number of models), by section.
     notes: Vec<(Section, &'static str, String)>,
+    /// The files secrets were read from.
+    secret_files: Vec<PathBuf>,
 }
 
 impl<'a> Reader<'a> {
@@ -34,6 +36,7 @@ impl<'a> Reader<'a> {
             problems: Vec::new(),
             shown: Vec::new(),
             notes: Vec::new(),
+            secret_files: Vec::new(),
         }
     }
 
@@ -255,6 +258,7 @@ impl<'a> Reader<'a> {
             (Some(v), None) => Some(Secret::new(v.trim())),
             (None, Some(path)) => match std::fs::read_to_string(&path) {
                 Ok(text) => {
+                    self.secret_files.push(PathBuf::from(&path));
                     let value = text.trim_end_matches(['\r', '\n']).to_owned();
                     if value.is_empty() {
                         self.problem(&file_var, format!("file `{path}` is empty"));
@@ -274,6 +278,17 @@ impl<'a> Reader<'a> {
             (None, DefaultValue::Value(d)) => Some(Secret::new(d)),
             (value, _) => value,
         }
+    }
+
+    /// Records a file a secret was read from (besides `NAME_FILE`, which
+    /// the reader records itself).
+    pub(crate) fn secret_file(&mut self, path: &Path) {
+        self.secret_files.push(path.to_path_buf());
+    }
+
+    /// The files secrets were read from, in the order read.
+    pub(crate) fn take_secret_files(&mut self) -> Vec<PathBuf> {
+        std::mem::take(&mut self.secret_files)
     }
 
     /// A secret, shown as `[redacted]` or `(unset)`.

@@ -13,6 +13,7 @@ use crate::context::Caller;
 use crate::state::AppState;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use switchyard_agent::confine;
 use switchyard_agent::protocol::TaskOutcome;
 use switchyard_agent::sandbox::{BashPolicy, SandboxStatus};
 use switchyard_core::audit::AuditKind;
@@ -175,10 +176,11 @@ pub async fn sandbox_status() -> SandboxStatus {
 
 /// How this replica runs Bash: bubblewrap when present, as
 /// `TASK_SANDBOX_USER` when the service is root, with `TASKS_DIR` (other
-/// tasks' workspaces) and a SQLite database's directory hidden behind
-/// empty mounts (the command's own workspace is mounted back); each task
-/// adds its limits. Only folders that exist are hidden: the workers create
-/// TASKS_DIR before they build theirs.
+/// tasks' workspaces), a SQLite database's directory and the folders of the
+/// service's secret files hidden behind empty mounts (the command's own
+/// workspace is mounted back), and a secret file in a folder the system
+/// shares (`/etc`) made unreadable; each task adds its limits. Only folders that
+/// exist are hidden: the workers create TASKS_DIR before they build theirs.
 pub fn bash_policy(state: &AppState) -> BashPolicy {
     let database_dir = state
         .config
@@ -186,9 +188,16 @@ pub fn bash_policy(state: &AppState) -> BashPolicy {
         .sqlite_file()
         .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
         .filter(|d| !d.as_os_str().is_empty());
+    let secrets = &state.config.secret_files;
+    let secret_folders = secrets.iter().filter_map(|f| confine::secret_folder(f));
     BashPolicy::detect(state.config.tasks.allow_unsandboxed_bash)
         .running_as(state.config.tasks.sandbox_user)
-        .hiding(std::iter::once(state.config.tasks.dir.clone()).chain(database_dir))
+        .hiding(
+            std::iter::once(state.config.tasks.dir.clone())
+                .chain(database_dir)
+                .chain(secret_folders),
+        )
+        .masking(secrets.iter().cloned())
 }
 
 /// The directory of a task's workspace.
