@@ -506,15 +506,19 @@ async fn the_websocket_carries_chat_and_task_events_for_an_authenticated_key() {
     assert_eq!(chat, Some(json!("chat.completion")));
 }
 
-/// The service's secret files are out of a task's reach: the folder a
-/// secret file is in is hidden from task commands, and with it the secrets
-/// beside it that the service never reads.
+/// The service's secret files and its local backups are out of a task's
+/// reach: the folder a secret file is in is hidden from task commands, and
+/// with it the secrets beside it that the service never reads.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn task_commands_cannot_read_the_services_secret_files() {
+async fn task_commands_cannot_read_the_services_secrets_or_backups() {
     // Outside /tmp, which the sandbox replaces with its own.
-    let secrets = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .join(format!("secrets-{:016x}", rand::random::<u64>()));
+    let outside = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let (secrets, backups) = (
+        outside.path().join("secrets"),
+        outside.path().join("backups"),
+    );
     std::fs::create_dir_all(&secrets).unwrap();
+    std::fs::create_dir_all(&backups).unwrap();
     let jwt = secrets.join("jwt_secret");
     std::fs::write(&jwt, "a-jwt-secret-that-only-the-service-reads").unwrap();
     std::fs::write(
@@ -522,8 +526,10 @@ async fn task_commands_cannot_read_the_services_secret_files() {
         "postgres://backup:pw@db/sy",
     )
     .unwrap();
+    std::fs::write(backups.join("dump.sql"), "INSERT INTO api_keys").unwrap();
     let state = TestApp::builder()
         .env("JWT_SECRET_FILE", jwt.to_str().unwrap())
+        .env("BACKUP_DESTINATION", backups.to_str().unwrap())
         .env_path("TASKS_DIR", "tasks")
         .state()
         .await;
@@ -531,22 +537,21 @@ async fn task_commands_cannot_read_the_services_secret_files() {
     let ws = switchyard_agent::Workspace::create(&state.dir().join("tasks/probe")).unwrap();
     let policy = switchyard_server::tasks::bash_policy(&state);
     let command = format!(
-        "cat {0}/jwt_secret; cat {0}/database_url_direct; ls -A {0}; echo done",
-        secrets.display()
+        "cat {0}/jwt_secret; cat {0}/database_url_direct; ls -A {0}; cat {1}/dump.sql; echo done",
+        secrets.display(),
+        backups.display()
     );
     let ran = switchyard_agent::sandbox::run_bash(&ws, &policy, &command, Duration::from_secs(30))
         .await
         .unwrap();
     let said = String::from_utf8_lossy(&ran.output);
-    std::fs::remove_dir_all(&secrets).unwrap();
     assert!(said.ends_with("done\n"), "{said}");
-    assert!(
-        !said.contains("a-jwt-secret") && !said.contains("postgres://"),
-        "{said}"
-    );
+    for leaked in ["a-jwt-secret", "postgres://", "INSERT INTO"] {
+        assert!(!said.contains(leaked), "{said}");
+    }
     assert_eq!(
         said.matches("No such file or directory").count(),
-        2,
+        3,
         "{said}"
     );
 }

@@ -176,8 +176,9 @@ pub async fn sandbox_status() -> SandboxStatus {
 
 /// How this replica runs Bash: bubblewrap when present, as
 /// `TASK_SANDBOX_USER` when the service is root, with `TASKS_DIR` (other
-/// tasks' workspaces), a SQLite database's directory and the folders of the
-/// service's secret files hidden behind empty mounts (the command's own
+/// tasks' workspaces), a SQLite database's directory, a local backup
+/// destination and the folders of the service's secret files hidden behind
+/// empty mounts (the command's own
 /// workspace is mounted back), and a secret file in a folder the system
 /// shares (`/etc`) made unreadable; each task adds its limits. Only folders that
 /// exist are hidden: the workers create TASKS_DIR before they build theirs.
@@ -188,6 +189,10 @@ pub fn bash_policy(state: &AppState) -> BashPolicy {
         .sqlite_file()
         .and_then(|f| f.parent().map(std::path::Path::to_path_buf))
         .filter(|d| !d.as_os_str().is_empty());
+    let backups = match &state.config.backup.destination {
+        Some(switchyard_core::backup::Destination::Dir(dir)) => Some(dir.clone()),
+        _ => None,
+    };
     let secrets = &state.config.secret_files;
     let secret_folders = secrets.iter().filter_map(|f| confine::secret_folder(f));
     BashPolicy::detect(state.config.tasks.allow_unsandboxed_bash)
@@ -195,6 +200,7 @@ pub fn bash_policy(state: &AppState) -> BashPolicy {
         .hiding(
             std::iter::once(state.config.tasks.dir.clone())
                 .chain(database_dir)
+                .chain(backups)
                 .chain(secret_folders),
         )
         .masking(secrets.iter().cloned())
