@@ -71,7 +71,7 @@ pub async fn run_with_cli(
 ) -> TaskOutcome {
     let started = Instant::now();
     let before = snapshot(ws).await;
-    let setup = match policy.confine_program(ws.root()) {
+    let setup = match policy.confine_program(ws.root(), cli.command()) {
         Ok(c) => prepare_workspace(policy, ws.root())
             .await
             .map(|quota| (c, quota))
@@ -92,6 +92,7 @@ pub async fn run_with_cli(
         cwd: Some(ws.root().to_path_buf()),
         timeout: Some(spec.timeout),
         wrapper: confinement.argv,
+        program: confinement.program,
         env: confinement.env,
     };
     let mut log = Log {

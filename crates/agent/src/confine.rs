@@ -7,7 +7,7 @@ use crate::limits::{self, MIB};
 use crate::sandbox::BashPolicy;
 use crate::workspace::ToolError;
 use std::ffi::OsString;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What a confined program may reach besides its workspace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -30,30 +30,45 @@ pub struct Confinement {
     /// The programs the task's program runs under, ending with `--`: its
     /// own argv follows. Empty when it runs unconfined.
     pub argv: Vec<OsString>,
+    /// The program to run: its real path, which the sandbox shows; `None`:
+    /// as given.
+    pub program: Option<PathBuf>,
     /// Environment to set on top of the program's own (its home and
     /// temporary directory inside the sandbox).
     pub env: Vec<(String, OsString)>,
 }
 
 impl BashPolicy {
-    /// How the Claude Code CLI runs a task in `ws`: confined as a Bash
-    /// command is (read-only system, only the workspace writable, other
-    /// tasks' workspaces and the data directory hidden, the same caps, root
-    /// dropped), but with the host's network and a private home
-    /// ([`PRIVATE_HOME`]) in place of the service user's. Without a sandbox
-    /// it runs unconfined only where the operator allows unsandboxed
-    /// commands.
-    pub fn confine_program(&self, ws: &Path) -> Result<Confinement, ToolError> {
-        let argv = confinement(self, ws, Network::Host)?;
-        let env = if self.bwrap.is_some() {
-            vec![
-                ("HOME".to_owned(), PRIVATE_HOME.into()),
-                ("TMPDIR".to_owned(), "/tmp".into()),
-            ]
+    /// How the Claude Code CLI (`command`) runs a task in `ws`: confined as
+    /// a Bash command is (read-only system, only the workspace writable,
+    /// other tasks' workspaces and the data directory hidden, the same caps,
+    /// root dropped), but with the host's network and a private home
+    /// ([`PRIVATE_HOME`]) in place of the service user's. The folder its
+    /// executable really lies in is shown read-only wherever it is (under
+    /// `/tmp`, which the sandbox replaces, say), and the program is run by
+    /// that real path. Without a sandbox it runs unconfined only where the
+    /// operator allows unsandboxed commands.
+    pub fn confine_program(&self, ws: &Path, command: &Path) -> Result<Confinement, ToolError> {
+        if self.bwrap.is_none() {
+            let argv = confinement(self, ws, Network::Host, None)?;
+            return Ok(Confinement {
+                argv,
+                ..Confinement::default()
+            });
+        }
+        let found = if command.components().count() > 1 {
+            Some(command.to_path_buf())
         } else {
-            Vec::new()
+            command.to_str().and_then(crate::sandbox::on_path)
         };
-        Ok(Confinement { argv, env })
+        let program = found.and_then(|p| p.canonicalize().ok());
+        let folder = program.as_deref().and_then(Path::parent);
+        let argv = confinement(self, ws, Network::Host, folder)?;
+        let env = vec![
+            ("HOME".to_owned(), PRIVATE_HOME.into()),
+            ("TMPDIR".to_owned(), "/tmp".into()),
+        ];
+        Ok(Confinement { argv, program, env })
     }
 }
 
@@ -66,6 +81,7 @@ pub(crate) fn confinement(
     policy: &BashPolicy,
     ws: &Path,
     network: Network,
+    shown: Option<&Path>,
 ) -> Result<Vec<OsString>, ToolError> {
     let mut args: Vec<OsString> = Vec::new();
     let dropped = policy.dropped_to();
@@ -121,6 +137,11 @@ pub(crate) fn confinement(
                     args.push("/dev/null".into());
                     args.push(file.into());
                 }
+            }
+            if let Some(folder) = shown {
+                args.push("--ro-bind".into());
+                args.push(folder.into());
+                args.push(folder.into());
             }
             args.push("--bind".into());
             args.push(ws.into());

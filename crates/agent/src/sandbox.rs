@@ -55,7 +55,7 @@ pub struct BashPolicy {
 }
 
 /// The program called `name` on PATH.
-fn on_path(name: &str) -> Option<PathBuf> {
+pub(crate) fn on_path(name: &str) -> Option<PathBuf> {
     std::env::var_os("PATH").and_then(|paths| {
         std::env::split_paths(&paths)
             .map(|d| d.join(name))
@@ -286,7 +286,7 @@ fn environment(workspace: &Path) -> Vec<(String, std::ffi::OsString)> {
 
 /// The argv that runs `command` in `ws`, sandboxed when possible.
 fn argv(policy: &BashPolicy, ws: &Path, command: &str) -> Result<Vec<OsString>, ToolError> {
-    let mut args = confinement(policy, ws, Network::Isolated)?;
+    let mut args = confinement(policy, ws, Network::Isolated, None)?;
     for a in ["/bin/bash", "--noprofile", "--norc", "-c"] {
         args.push(a.into());
     }

@@ -64,6 +64,9 @@ pub struct Invocation {
     /// The programs the CLI runs under (a sandbox's argv, ending with
     /// `--`); empty: none.
     pub wrapper: Vec<OsString>,
+    /// The executable to run in place of the model's `command` (the same
+    /// file, by the path the sandbox shows it at).
+    pub program: Option<PathBuf>,
     /// Environment set on top of the minimal one the CLI gets.
     pub env: Vec<(String, OsString)>,
 }
@@ -131,6 +134,11 @@ pub fn usage_of(v: &Value) -> Usage {
 }
 
 impl ClaudeCliBackend {
+    /// The executable, as the catalog names it.
+    pub fn command(&self) -> &std::path::Path {
+        &self.command
+    }
+
     pub fn new(entry: &ModelEntry, api_key: Option<Secret>) -> Self {
         let (command, base_url) = match &entry.upstream {
             Upstream::ClaudeCli { command, base_url } => (
@@ -153,13 +161,14 @@ impl ClaudeCliBackend {
     }
 
     fn spawn(&self, inv: &Invocation) -> Result<(Child, GroupGuard), BackendError> {
+        let command = inv.program.as_ref().unwrap_or(&self.command);
         let mut cmd = match inv.wrapper.split_first() {
             Some((program, rest)) => {
                 let mut cmd = Command::new(program);
-                cmd.args(rest).arg(&self.command);
+                cmd.args(rest).arg(command);
                 cmd
             }
-            None => Command::new(&self.command),
+            None => Command::new(command),
         };
         cmd.args([
             "-p",

@@ -176,10 +176,15 @@ async fn a_cli_tasks_cost_counts_against_its_project_budget() {
 /// environment.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_cli_runs_confined_to_its_workspace_but_reaches_the_network() {
+    // The executable under /tmp, which the sandbox replaces with its own:
+    // the folder it is in is shown all the same.
+    let bin = tempfile::tempdir().unwrap();
+    let cli = bin.path().join("claude");
+    std::fs::copy(switchyard_testkit::fake_claude(), &cli).unwrap();
     let app = TestApp::builder()
         .catalog(&format!(
             "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"probe\"\n",
-            switchyard_testkit::fake_claude().display()
+            cli.display()
         ))
         .env_path("TASKS_DIR", "tasks")
         .file("tasks/other-task/secret.txt", "another task's file")
