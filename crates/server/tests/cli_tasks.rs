@@ -26,22 +26,30 @@ async fn cli_app() -> TestApp {
         .await
 }
 
+/// Runs a task as the admin (`POST /v1/task` answers when it has ended).
+async fn run_task(app: &TestApp, task: Value) -> Value {
+    let answer = app
+        .client
+        .post(app.url("/v1/task"))
+        .bearer_auth(&app.admin)
+        .json(&task)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), StatusCode::OK);
+    answer.json().await.unwrap()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tasks_can_run_through_the_claude_cli() {
     let app = cli_app().await;
     let run = |tools: Value| {
-        app.client
-            .post(app.url("/v1/task"))
-            .bearer_auth(&app.admin)
-            .json(&json!({"description": "write a report", "model": "cli", "allow_tools": tools}))
-            .send()
+        run_task(
+            &app,
+            json!({"description": "write a report", "model": "cli", "allow_tools": tools}),
+        )
     };
-    let task: Value = run(json!(["Read", "Write"]))
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let task = run(json!(["Read", "Write"])).await;
     assert_eq!(task["status"], "completed", "{task}");
     assert_eq!(task["result"]["summary"], "Wrote report.md.");
     assert_eq!(task["usage"]["total_cost"], 0.02);
@@ -70,7 +78,7 @@ async fn tasks_can_run_through_the_claude_cli() {
         .unwrap();
     assert_eq!(report, "# Report\nwrite a report");
     // --allowedTools carries the task's tools: without Write the CLI refuses.
-    let task: Value = run(json!(["Read"])).await.unwrap().json().await.unwrap();
+    let task = run(json!(["Read"])).await;
     assert_eq!(task["status"], "failed");
     assert!(task["result"]["error"]
         .as_str()
@@ -196,17 +204,11 @@ async fn the_cli_runs_confined_to_its_workspace_but_reaches_the_network() {
         .join(format!("escaped-{}.txt", rand::random::<u64>()));
     let port: u16 = app.base.rsplit(':').next().unwrap().parse().unwrap();
     let probe = json!({"write": outside, "list": app.path("tasks"), "port": port});
-    let task: Value = app
-        .client
-        .post(app.url("/v1/task"))
-        .bearer_auth(&app.admin)
-        .json(&json!({"description": probe.to_string(), "model": "cli", "allow_tools": ["Read"]}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let task = run_task(
+        &app,
+        json!({"description": probe.to_string(), "model": "cli", "allow_tools": ["Read"]}),
+    )
+    .await;
     assert_eq!(task["status"], "completed", "{task}");
     let found: Value = serde_json::from_str(task["result"]["summary"].as_str().unwrap()).unwrap();
     let id = task["task_id"].as_str().unwrap();
