@@ -169,6 +169,9 @@ pub(super) fn load(r: &mut Reader<'_>) -> (DatabaseConfig, bool) {
         for problem in postgres_tls_problems(database.url.expose(), &|p| p.is_file()) {
             r.problem(DATABASE_URL.name, problem);
         }
+        if let Some(key) = postgres_client_key(database.url.expose()) {
+            r.secret_file(&key);
+        }
     }
     let allow_sqlite_in_production = r.flag(&ALLOW_SQLITE_IN_PRODUCTION);
     (database, allow_sqlite_in_production)
@@ -183,6 +186,16 @@ pub const SSL_MODES: [&str; 6] = [
     "verify-ca",
     "verify-full",
 ];
+
+/// The client certificate's private key a `postgres://` URL names
+/// (`sslkey`), a secret file.
+fn postgres_client_key(url: &str) -> Option<std::path::PathBuf> {
+    let parsed = url::Url::parse(url).ok()?;
+    parsed
+        .query_pairs()
+        .find(|(name, _)| name == "sslkey" || name == "ssl-key")
+        .map(|(_, value)| std::path::PathBuf::from(&*value))
+}
 
 /// What is wrong with the TLS parameters of a `postgres://` URL: an
 /// `sslmode` no client knows, or an `sslrootcert`, `sslcert` or `sslkey`
@@ -225,6 +238,13 @@ mod tests {
             DatabaseKind::of_url(DEFAULT_DATABASE_URL),
             Some(DatabaseKind::Sqlite)
         );
+    }
+
+    #[test]
+    fn a_postgres_client_key_is_a_secret_file() {
+        let url = "postgres://app@db/sy?sslmode=verify-full&sslcert=/c/app.crt&sslkey=/c/app.key";
+        assert_eq!(postgres_client_key(url), Some("/c/app.key".into()));
+        assert_eq!(postgres_client_key("postgres://app@db/sy"), None);
     }
 
     #[test]

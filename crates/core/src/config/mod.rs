@@ -113,8 +113,9 @@ pub struct Config {
     /// Upstream API keys by model id, read from each model's `api_key_env`
     /// or `api_key_file`.
     pub model_keys: BTreeMap<String, Secret>,
-    /// The files secrets are kept in: every `NAME_FILE` read, `TLS_KEY_FILE`
-    /// and the models' `api_key_file`s. Task sandboxes hide them.
+    /// The files secrets are kept in: every `NAME_FILE` read, `TLS_KEY_FILE`,
+    /// the models' `api_key_file`s and a PostgreSQL client key (`sslkey`).
+    /// Task sandboxes hide them.
     pub secret_files: Vec<PathBuf>,
     pub tasks: TasksConfig,
     /// How long audit, usage and task data are kept.
