@@ -545,7 +545,7 @@ async fn task_commands_cannot_read_the_services_secrets_or_backups() {
         .await
         .unwrap();
     let said = String::from_utf8_lossy(&ran.output);
-    assert!(said.ends_with("done\n"), "{said}");
+    assert!(said.contains("done\n"), "{said}");
     for leaked in ["a-jwt-secret", "postgres://", "INSERT INTO"] {
         assert!(!said.contains(leaked), "{said}");
     }
