@@ -16,10 +16,10 @@
 use crate::artifacts;
 use crate::confine::{prepare_workspace, Confinement};
 use crate::limits::{disk_usage, over_quota, QUOTA_POLL};
+use crate::policy::BashPolicy;
 use crate::protocol::TaskEvent;
 use crate::protocol::{EventKind, RunSpec, TaskOutcome, TaskStatus, TaskUsage};
 use crate::runner::{snapshot, Log};
-use crate::sandbox::BashPolicy;
 use crate::workspace::Workspace;
 use serde_json::Value;
 use std::collections::HashMap;

@@ -4,7 +4,7 @@
 //! in reaching the host's network and in having a private home.
 
 use crate::limits::{self, MIB};
-use crate::sandbox::BashPolicy;
+use crate::policy::{on_path, BashPolicy};
 use crate::workspace::ToolError;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -59,7 +59,7 @@ impl BashPolicy {
         let found = if command.components().count() > 1 {
             Some(command.to_path_buf())
         } else {
-            command.to_str().and_then(crate::sandbox::on_path)
+            command.to_str().and_then(on_path)
         };
         let program = found.and_then(|p| p.canonicalize().ok());
         let folder = program.as_deref().and_then(Path::parent);

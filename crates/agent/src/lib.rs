@@ -7,6 +7,7 @@ pub mod cli_runner;
 pub mod confine;
 pub mod definitions;
 pub mod limits;
+pub mod policy;
 pub mod protocol;
 pub mod runner;
 pub mod sandbox;
