@@ -15,7 +15,7 @@
 
 use crate::artifacts;
 use crate::confine::{prepare_workspace, Confinement};
-use crate::limits::{disk_usage, over_quota, QUOTA_POLL};
+use crate::limits::{over_quota, QuotaWatcher};
 use crate::policy::BashPolicy;
 use crate::protocol::TaskEvent;
 use crate::protocol::{EventKind, RunSpec, TaskOutcome, TaskStatus, TaskUsage};
@@ -40,24 +40,6 @@ enum Ended {
     OverQuota(u64),
     /// It could not be started under the task's sandbox.
     Refused(String),
-}
-
-/// Returns once the workspace at `root` holds more than `quota` bytes
-/// (never, without a quota), with its size then.
-async fn quota_exceeded(root: std::path::PathBuf, quota: Option<u64>) -> u64 {
-    let Some(quota) = quota else {
-        return std::future::pending().await;
-    };
-    loop {
-        let dir = root.clone();
-        let used = tokio::task::spawn_blocking(move || disk_usage(&dir, quota))
-            .await
-            .unwrap_or(0);
-        if used > quota {
-            return used;
-        }
-        tokio::time::sleep(QUOTA_POLL).await;
-    }
 }
 
 pub async fn run_with_cli(
@@ -103,6 +85,14 @@ pub async fn run_with_cli(
     let mut last_model_event = None;
     let mut summary = String::new();
     let mut turns = 0u32;
+    // The same watcher as a Bash command's; past the quota it ends the run,
+    // whose process group goes with it.
+    let (over_tx, over_rx) = tokio::sync::oneshot::channel::<()>();
+    let watcher = quota.map(|threshold| {
+        QuotaWatcher::start(ws.root().to_path_buf(), threshold, move || {
+            let _ = over_tx.send(());
+        })
+    });
     let result = if let Some(why) = refused {
         Ended::Refused(why)
     } else {
@@ -162,9 +152,13 @@ pub async fn run_with_cli(
         tokio::select! {
             r = run => Ended::Ran(r),
             _ = cancel.changed() => Ended::Cancelled,
-            used = quota_exceeded(ws.root().to_path_buf(), quota) => Ended::OverQuota(used),
+            // Without a watcher the sender is gone and this branch is off.
+            Ok(()) = over_rx => Ended::OverQuota(
+                watcher.as_ref().and_then(QuotaWatcher::exceeded).unwrap_or(0),
+            ),
         }
     };
+    drop(watcher);
     let mut usage = TaskUsage {
         turns,
         model_used: Some(model_name.to_owned()),

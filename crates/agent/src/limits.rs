@@ -198,15 +198,19 @@ pub(crate) fn hand_over(dir: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
 }
 
 /// Watches a workspace while a command runs: past `threshold` bytes it
-/// kills the process group `pgid` and records the size it saw. Stops when
-/// dropped.
+/// records the size it saw and calls `stop_it` (which kills the command's
+/// process group, or ends a CLI run). Stops when dropped.
 pub(crate) struct QuotaWatcher {
     stop: Arc<AtomicBool>,
     exceeded: Arc<AtomicU64>,
 }
 
 impl QuotaWatcher {
-    pub(crate) fn start(dir: PathBuf, threshold: u64, pgid: i32) -> Self {
+    pub(crate) fn start(
+        dir: PathBuf,
+        threshold: u64,
+        stop_it: impl FnOnce() + Send + 'static,
+    ) -> Self {
         let stop = Arc::new(AtomicBool::new(false));
         let exceeded = Arc::new(AtomicU64::new(0));
         let (s, x) = (stop.clone(), exceeded.clone());
@@ -218,10 +222,7 @@ impl QuotaWatcher {
                     if used > threshold {
                         if !s.load(Ordering::Acquire) {
                             x.store(used, Ordering::Release);
-                            let _ = nix::sys::signal::killpg(
-                                nix::unistd::Pid::from_raw(pgid),
-                                nix::sys::signal::Signal::SIGKILL,
-                            );
+                            stop_it();
                         }
                         return;
                     }

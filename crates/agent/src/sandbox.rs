@@ -182,7 +182,12 @@ pub async fn run_bash(
         (Some(threshold), Some(pgid)) => Some(QuotaWatcher::start(
             ws.root().to_path_buf(),
             threshold,
-            pgid,
+            move || {
+                let _ = nix::sys::signal::killpg(
+                    nix::unistd::Pid::from_raw(pgid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            },
         )),
         _ => None,
     };

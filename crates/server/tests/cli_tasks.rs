@@ -244,3 +244,36 @@ async fn the_cli_runs_confined_to_its_workspace_but_reaches_the_network() {
         .collect();
     assert_eq!(artifacts, ["found.json"]);
 }
+
+/// A CLI run that grows its workspace past the quota is stopped by the same
+/// watcher as a Bash command, and the task says why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_run_past_the_workspace_quota_is_stopped() {
+    let app = TestApp::builder()
+        .catalog(&format!(
+            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"fill\"\n",
+            switchyard_testkit::fake_claude().display()
+        ))
+        .env_path("TASKS_DIR", "tasks")
+        .env("TASK_WORKSPACE_MB", "16")
+        .start()
+        .await;
+    let started = Instant::now();
+    let task = run_task(
+        &app,
+        json!({"description": "fill the disk", "model": "cli", "allow_tools": ["Write"]}),
+    )
+    .await;
+    assert_eq!(task["status"], "failed", "{task}");
+    let error = task["result"]["error"].as_str().unwrap();
+    assert!(
+        error.starts_with("killed: the workspace grew past its quota of 16 MiB"),
+        "{error}"
+    );
+    // Stopped at the quota, not at the end of the CLI's 60 s wait.
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+}

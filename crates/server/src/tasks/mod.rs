@@ -178,10 +178,10 @@ pub async fn sandbox_status() -> SandboxStatus {
 /// `TASK_SANDBOX_USER` when the service is root, with `TASKS_DIR` (other
 /// tasks' workspaces), a SQLite database's directory, a local backup
 /// destination and the folders of the service's secret files hidden behind
-/// empty mounts (the command's own
-/// workspace is mounted back), and a secret file in a folder the system
-/// shares (`/etc`) made unreadable; each task adds its limits. Only folders that
-/// exist are hidden: the workers create TASKS_DIR before they build theirs.
+/// empty mounts (the command's own workspace is mounted back), and a secret
+/// file in a folder the system shares (`/etc`) made unreadable; each task
+/// adds its limits. Only folders that exist are hidden: the workers create
+/// TASKS_DIR before they build theirs.
 pub fn bash_policy(state: &AppState) -> BashPolicy {
     let database_dir = state
         .config
