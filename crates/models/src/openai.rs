@@ -5,7 +5,7 @@ use crate::backend::{BackendError, ChunkStream};
 use crate::client::{Endpoint, HttpClient, RequestBuilder};
 use crate::http::{fetch_bytes, open_stream, sse_stream, traced};
 use crate::native::{Dialect, Forward, NativeReply, NativeStream};
-use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, StreamOptions};
+use crate::openai_wire::{ChatChunk, ChatCompletion, ChatRequest, UpstreamChat};
 use std::time::Duration;
 use switchyard_core::catalog::ModelEntry;
 use switchyard_core::Secret;
@@ -46,7 +46,7 @@ impl OpenAiBackend {
         }
     }
 
-    fn post(&self, body: &ChatRequest) -> RequestBuilder<'_> {
+    fn post(&self, body: &UpstreamChat<'_>) -> RequestBuilder<'_> {
         let r = match &self.url {
             Ok(url) => self.http.post(url),
             Err(raw) => self.http.post_str(raw),
@@ -95,19 +95,8 @@ impl OpenAiBackend {
         crate::native::forward_stream(req, Dialect::Responses, &self.model_id, self.timeout).await
     }
 
-    fn upstream_request(&self, req: &ChatRequest, stream: bool) -> ChatRequest {
-        let mut up = req.clone();
-        up.model = self.upstream_model.clone();
-        up.stream = Some(stream);
-        // Usage is always requested so that every streamed call is accounted.
-        up.stream_options = stream.then_some(StreamOptions {
-            include_usage: true,
-        });
-        up
-    }
-
     pub async fn complete(&self, req: &ChatRequest) -> Result<ChatCompletion, BackendError> {
-        let body = self.upstream_request(req, false);
+        let body = req.for_upstream(&self.upstream_model, false);
         let bytes = fetch_bytes(self.post(&body), self.timeout).await?;
         serde_json::from_slice::<ChatCompletion>(&bytes)
             .map_err(|e| BackendError::Protocol(format!("invalid chat completion: {e}")))
@@ -117,7 +106,7 @@ impl OpenAiBackend {
     /// returned here, later ones as stream items. The stream ends after the
     /// upstream's `[DONE]`, and the whole stream is bounded by the timeout.
     pub async fn stream(&self, req: &ChatRequest) -> Result<ChunkStream, BackendError> {
-        let body = self.upstream_request(req, true);
+        let body = req.for_upstream(&self.upstream_model, true);
         let deadline = tokio::time::Instant::now() + self.timeout;
         let resp = open_stream(self.post(&body), deadline, self.timeout).await?;
         Ok(sse_stream(resp, deadline, self.timeout, "[DONE]", |data| {

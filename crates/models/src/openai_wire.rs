@@ -406,6 +406,78 @@ impl ChatRequest {
     }
 }
 
+/// A request as an upstream is sent it: the caller's request with the
+/// upstream's model name and this call's stream settings, serialised from
+/// borrows of the caller's request rather than from a copy of it.
+#[derive(Serialize)]
+pub struct UpstreamChat<'a> {
+    model: &'a str,
+    messages: &'a [Message],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    temperature: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    top_p: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    max_completion_tokens: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stop: Option<&'a Stop>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tools: Option<&'a [Tool]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tool_choice: Option<&'a Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user: Option<&'a str>,
+    stream: bool,
+    /// Usage is always requested of a stream, so that every streamed call
+    /// is accounted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    stream_options: Option<StreamOptions>,
+    #[serde(flatten)]
+    extra: &'a Map<String, Value>,
+}
+
+impl ChatRequest {
+    /// This request as `model` upstream is sent it (see [`UpstreamChat`]).
+    pub fn for_upstream<'a>(&'a self, model: &'a str, stream: bool) -> UpstreamChat<'a> {
+        // Taken apart without `..`, so that a field added to the request
+        // does not compile until it is passed on here too.
+        let ChatRequest {
+            model: _,
+            messages,
+            temperature,
+            top_p,
+            max_tokens,
+            max_completion_tokens,
+            stop,
+            tools,
+            tool_choice,
+            user,
+            stream: _,
+            stream_options: _,
+            extra,
+        } = self;
+        UpstreamChat {
+            model,
+            messages,
+            temperature: *temperature,
+            top_p: *top_p,
+            max_tokens: *max_tokens,
+            max_completion_tokens: *max_completion_tokens,
+            stop: stop.as_ref(),
+            tools: tools.as_deref(),
+            tool_choice: tool_choice.as_ref(),
+            user: user.as_deref(),
+            stream,
+            stream_options: stream.then_some(StreamOptions {
+                include_usage: true,
+            }),
+            extra,
+        }
+    }
+}
+
 /// Seconds since the Unix epoch, for `created` fields.
 pub(crate) fn unix_now() -> i64 {
     std::time::SystemTime::now()
@@ -432,6 +504,36 @@ mod tests {
         let again: ChatRequest =
             serde_json::from_str(&serde_json::to_string(&req).unwrap()).unwrap();
         assert_eq!(again, req);
+    }
+
+    #[test]
+    fn the_upstream_is_sent_the_request_with_its_model_and_stream_settings() {
+        let text = r#"{"model":"alias","messages":[{"role":"user","content":"hi"}],
+            "temperature":0.5,"top_p":0.9,"max_tokens":7,"max_completion_tokens":8,
+            "stop":["a","b"],"tools":[{"type":"function","function":{"name":"f","parameters":{}}}],
+            "tool_choice":"auto","user":"u1","stream":false,
+            "stream_options":{"include_usage":false},"seed":7,"response_format":{"type":"text"}}"#;
+        let req: ChatRequest = serde_json::from_str(text).unwrap();
+        for stream in [false, true] {
+            let mut expected = req.clone();
+            expected.model = "upstream-1".into();
+            expected.stream = Some(stream);
+            expected.stream_options = stream.then_some(StreamOptions {
+                include_usage: true,
+            });
+            assert_eq!(
+                serde_json::to_string(&req.for_upstream("upstream-1", stream)).unwrap(),
+                serde_json::to_string(&expected).unwrap(),
+                "stream: {stream}"
+            );
+        }
+        let bare: ChatRequest =
+            serde_json::from_str(r#"{"model":"m","messages":[{"role":"user","content":"x"}]}"#)
+                .unwrap();
+        assert_eq!(
+            serde_json::to_string(&bare.for_upstream("up", false)).unwrap(),
+            r#"{"model":"up","messages":[{"role":"user","content":"x"}],"stream":false}"#
+        );
     }
 
     #[test]

@@ -46,8 +46,8 @@ where
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
         let bytes = json_bytes(req, state).await?;
-        let typed = parse_body(&bytes)?;
-        Ok(ApiJsonAndValue(typed, parse_body(&bytes)?))
+        let value: serde_json::Value = parse_body(&bytes)?;
+        Ok(ApiJsonAndValue(from_value(&value)?, value))
     }
 }
 
@@ -84,31 +84,40 @@ pub fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         return Ok(value);
     }
     let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize(de) {
-        Ok(value) => Ok(value),
-        Err(err) => {
-            let mut path = err.path().to_string();
-            let inner = err.into_inner();
-            // serde reports a missing field at its parent; name the field itself.
-            if let Some(field) = missing_field(&inner.to_string()) {
-                path = if path == "." {
-                    field
-                } else {
-                    format!("{path}.{field}")
-                };
-            }
-            let mut e = ApiError::invalid_request(if path == "." {
-                format!("invalid JSON body: {inner}")
-            } else {
-                format!("invalid value for `{path}`: {inner}")
-            })
-            .with_code("invalid_body");
-            if path != "." {
-                e = e.with_param(path);
-            }
-            Err(e)
-        }
+    serde_path_to_error::deserialize(de).map_err(named_error)
+}
+
+/// Reads `T` from a body already parsed as a JSON value (the text is not
+/// read twice); the error names the field at fault, as `parse_body`'s does.
+fn from_value<T: DeserializeOwned>(value: &serde_json::Value) -> Result<T, ApiError> {
+    if let Ok(typed) = T::deserialize(value) {
+        return Ok(typed);
     }
+    serde_path_to_error::deserialize(value).map_err(named_error)
+}
+
+/// The 400 for a body that does not fit its type, naming the field at fault.
+fn named_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
+    let mut path = err.path().to_string();
+    let inner = err.into_inner();
+    // serde reports a missing field at its parent; name the field itself.
+    if let Some(field) = missing_field(&inner.to_string()) {
+        path = if path == "." {
+            field
+        } else {
+            format!("{path}.{field}")
+        };
+    }
+    let mut e = ApiError::invalid_request(if path == "." {
+        format!("invalid JSON body: {inner}")
+    } else {
+        format!("invalid value for `{path}`: {inner}")
+    })
+    .with_code("invalid_body");
+    if path != "." {
+        e = e.with_param(path);
+    }
+    e
 }
 
 /// A `200 OK` with `value` as its JSON body. As axum's `Json` response, but

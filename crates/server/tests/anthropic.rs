@@ -222,6 +222,45 @@ async fn anthropic_clients_are_served_by_any_backend() {
     let e: Value = r.json().await.unwrap();
     assert_eq!(e["type"], "error");
     assert_eq!(e["error"]["type"], "not_found_error");
+
+    // A body that does not fit names the field at fault, nested or missing.
+    for (body, field) in [
+        (
+            json!({"model": "gpt", "max_tokens": "ten", "messages": []}),
+            "`max_tokens`",
+        ),
+        (json!({"model": "gpt", "max_tokens": 5}), "`messages`"),
+        (
+            json!({"model": "gpt", "max_tokens": 5, "messages": [{"role": "user", "content": 7}]}),
+            "`messages[0].content`",
+        ),
+    ] {
+        let r = b.post("/v1/messages", body).await;
+        assert_eq!(r.status(), StatusCode::BAD_REQUEST, "{field}");
+        let e: Value = r.json().await.unwrap();
+        assert_eq!(e["type"], "error", "{e}");
+        assert_eq!(e["error"]["type"], "invalid_request_error", "{e}");
+        let message = e["error"]["message"].as_str().unwrap();
+        assert!(message.contains(field), "{field}: {message}");
+    }
+    let r = b
+        .client
+        .post(b.url("/v1/messages"))
+        .bearer_auth(&b.admin)
+        .header("content-type", "application/json")
+        .body("{\"model\": ")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let e: Value = r.json().await.unwrap();
+    assert!(
+        e["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("EOF while parsing"),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
