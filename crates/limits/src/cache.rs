@@ -73,12 +73,17 @@ where
         self.shared.is_some()
     }
 
-    /// The value for `key`: from memory, else Redis, else `load` (run once
-    /// for all concurrent callers of this process).
-    pub async fn get_or_load<E, F>(&self, key: &str, load: F) -> Result<(V, Served), Arc<E>>
+    /// The value for `key`: from memory, else Redis, else the future
+    /// `load` makes (run once for all concurrent callers of this process).
+    ///
+    /// `load` makes the future only on a miss: a loading future (a database
+    /// query) passed in as it is would be held, unpolled, by every lookup's
+    /// future, and so by every future that awaits a lookup, hits included.
+    pub async fn get_or_load<E, F, L>(&self, key: &str, load: L) -> Result<(V, Served), Arc<E>>
     where
         E: Send + Sync + 'static,
         F: Future<Output = Result<V, E>>,
+        L: FnOnce() -> F,
     {
         if let Some(v) = self.local.get(key).await {
             return Ok((v, Served::Local));
@@ -94,7 +99,7 @@ where
                 from_shared.store(true, Ordering::Relaxed);
                 return Ok(v);
             }
-            let v = load.await?;
+            let v = load().await?;
             loaded.store(true, Ordering::Relaxed);
             self.shared_set(key, &v).await;
             Ok(v)

@@ -54,6 +54,14 @@ enum Backend {
     },
 }
 
+/// The parts of [`Backend::Redis`] one decision uses.
+struct Shared<'a> {
+    redis: &'a RedisLimiter,
+    fallback: &'a LocalLimiter,
+    policy: FailurePolicy,
+    retry_at: &'a AtomicU64,
+}
+
 pub struct Limiter {
     backend: Backend,
     clock: Arc<dyn Clock>,
@@ -99,26 +107,53 @@ impl Limiter {
         cost: u32,
         record: bool,
     ) -> Result<Verdict, Refused> {
-        let (redis, fallback, policy, retry_at) = match &self.backend {
+        match &self.backend {
             Backend::Local(local) => {
                 let decision = if record {
                     local.check(key, quota, cost)
                 } else {
                     local.peek(key, quota, cost)
                 };
-                return Ok(Verdict {
+                Ok(Verdict {
                     decision,
                     source: Source::Local,
                     backend_error: false,
-                });
+                })
             }
+            // The shared path's future (a Redis round trip, some kilobytes)
+            // is on the heap: every request's middleware futures hold the
+            // future of a decision, so the in-process path's stays small.
             Backend::Redis {
                 redis,
                 fallback,
                 policy,
                 retry_at_us,
-            } => (redis, fallback, *policy, retry_at_us),
-        };
+            } => {
+                let shared = Shared {
+                    redis,
+                    fallback,
+                    policy: *policy,
+                    retry_at: retry_at_us,
+                };
+                Box::pin(self.apply_shared(shared, key, quota, cost, record)).await
+            }
+        }
+    }
+
+    async fn apply_shared(
+        &self,
+        shared: Shared<'_>,
+        key: &str,
+        quota: &Quota,
+        cost: u32,
+        record: bool,
+    ) -> Result<Verdict, Refused> {
+        let Shared {
+            redis,
+            fallback,
+            policy,
+            retry_at,
+        } = shared;
         let now = self.clock.now_us();
         let waiting = retry_at.load(Ordering::Acquire);
         let mut backend_error = false;

@@ -206,7 +206,7 @@ async fn a_cold_key_is_loaded_once_however_many_ask() {
         let loads = loads.clone();
         tasks.push(tokio::spawn(async move {
             cache
-                .get_or_load("k", slow_load(&loads, "v"))
+                .get_or_load("k", || slow_load(&loads, "v"))
                 .await
                 .unwrap()
         }));
@@ -221,17 +221,17 @@ async fn a_cold_key_is_loaded_once_however_many_ask() {
     }
     assert_eq!((loads.load(Ordering::SeqCst), loaded), (1, 1));
     let (_, served) = cache
-        .get_or_load("k", slow_load(&loads, "x"))
+        .get_or_load("k", || slow_load(&loads, "x"))
         .await
         .unwrap();
     assert_eq!(served, Served::Local);
     // Errors are not cached.
     let failed: Result<_, Arc<String>> = cache
-        .get_or_load("bad", async { Err("db down".to_owned()) })
+        .get_or_load("bad", || async { Err("db down".to_owned()) })
         .await;
     assert!(failed.is_err());
     let (v, _) = cache
-        .get_or_load("bad", slow_load(&loads, "ok"))
+        .get_or_load("bad", || slow_load(&loads, "ok"))
         .await
         .unwrap();
     assert_eq!(v.as_str(), "ok");
@@ -247,18 +247,24 @@ async fn the_redis_tier_is_shared_and_optional() {
         TieredCache::with_redis(100, Duration::from_secs(60), conn, &prefix, TIMEOUT);
     let loads = AtomicUsize::new(0);
     assert_eq!(
-        a.get_or_load("k", slow_load(&loads, "v")).await.unwrap().1,
+        a.get_or_load("k", || slow_load(&loads, "v"))
+            .await
+            .unwrap()
+            .1,
         Served::Loaded
     );
     let (v, served) = b
-        .get_or_load("k", slow_load(&loads, "other"))
+        .get_or_load("k", || slow_load(&loads, "other"))
         .await
         .unwrap();
     assert_eq!((v.as_str(), served), ("v", Served::Shared));
     assert_eq!(loads.load(Ordering::SeqCst), 1);
     a.invalidate("k").await;
     b.invalidate_local();
-    let (v, served) = b.get_or_load("k", slow_load(&loads, "new")).await.unwrap();
+    let (v, served) = b
+        .get_or_load("k", || slow_load(&loads, "new"))
+        .await
+        .unwrap();
     assert_eq!((v.as_str(), served), ("new", Served::Loaded));
 
     // Redis down: lookups still answer from the source.
@@ -272,7 +278,7 @@ async fn the_redis_tier_is_shared_and_optional() {
     );
     private.stop();
     let (v, served) = c
-        .get_or_load("k", slow_load(&loads, "from-db"))
+        .get_or_load("k", || slow_load(&loads, "from-db"))
         .await
         .unwrap();
     assert_eq!((v.as_str(), served), ("from-db", Served::Loaded));

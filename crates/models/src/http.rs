@@ -55,7 +55,9 @@ pub(crate) async fn status_error(resp: Response) -> BackendError {
         .get("retry-after")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().parse::<u64>().ok());
-    let body = resp.text().await.unwrap_or_default();
+    // On the heap: this error path would otherwise add its kilobytes to
+    // the future of every upstream call.
+    let body = Box::pin(resp.text()).await.unwrap_or_default();
     let message = serde_json::from_str::<serde_json::Value>(&body)
         .ok()
         .and_then(|v| v["error"]["message"].as_str().map(str::to_owned))

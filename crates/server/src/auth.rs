@@ -100,7 +100,7 @@ impl KeyAuthority {
         let (found, served) = self
             .0
             .cache
-            .get_or_load(&hash.to_hex(), async move {
+            .get_or_load(&hash.to_hex(), move || async move {
                 store.find_key_by_hash(&hash).await.map(|k| k.map(Arc::new))
             })
             .await?;
@@ -116,7 +116,7 @@ impl KeyAuthority {
         let (found, served) = self
             .0
             .cache
-            .get_or_load(&id_cache_key(id), async move {
+            .get_or_load(&id_cache_key(id), move || async move {
                 store.get_key(id).await.map(|k| k.map(Arc::new))
             })
             .await?;

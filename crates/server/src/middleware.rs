@@ -291,9 +291,15 @@ async fn as_anthropic_error(response: Response) -> Response {
     response
 }
 
-/// Ends a request that exceeds `API_TIMEOUT` with a 504 JSON error.
-async fn timeout(limit: Duration, handled: impl Future<Output = Response>) -> Response {
-    match tokio::time::timeout(limit, handled).await {
+/// Ends a request that exceeds `API_TIMEOUT` with a 504 JSON error. A
+/// combinator, not an `async fn`: that would hold `handled` twice, as its
+/// argument and inside the timeout it awaits.
+fn timeout(
+    limit: Duration,
+    handled: impl Future<Output = Response>,
+) -> impl Future<Output = Response> {
+    use futures_util::FutureExt;
+    tokio::time::timeout(limit, handled).map(move |done| match done {
         Ok(response) => response,
         Err(_) => {
             tracing::warn!(timeout_s = limit.as_secs(), "request timed out");
@@ -308,7 +314,7 @@ async fn timeout(limit: Duration, handled: impl Future<Output = Response>) -> Re
             .with_code("request_timeout")
             .into_response()
         }
-    }
+    })
 }
 
 pub fn payload_too_large() -> ApiError {

@@ -183,17 +183,17 @@ pub fn observe<F>(
 where
     F: Future<Output = Response> + Send,
 {
-    let request = RequestReport::start(request_id, method, route);
-    async move {
-        match request {
-            None => handled.await,
-            Some(request) => {
-                let hub = request.hub.clone();
-                let response = REQUEST_HUB.scope(hub.clone(), handled.bind_hub(hub)).await;
-                request.finish(response.status());
-                response
-            }
-        }
+    use futures_util::future::Either;
+    // Without a client, `handled` itself: a wrapping future would hold it
+    // once as its argument and again while awaiting it.
+    match RequestReport::start(request_id, method, route) {
+        None => Either::Left(handled),
+        Some(request) => Either::Right(Box::pin(async move {
+            let hub = request.hub.clone();
+            let response = REQUEST_HUB.scope(hub.clone(), handled.bind_hub(hub)).await;
+            request.finish(response.status());
+            response
+        })),
     }
 }
 

@@ -355,7 +355,9 @@ impl Leases {
                 Admit::Retired => continue,
                 Admit::Short => {}
             }
-            return match self.sync(&lease, Purpose::Call(estimate)).await {
+            // On the heap: a sync is a database transaction, and its future
+            // would otherwise enlarge every call's, covered by the lease or not.
+            return match Box::pin(self.sync(&lease, Purpose::Call(estimate))).await {
                 Ok(Synced::Admitted(left)) => Ok(Some((charge(lease.clone()), left))),
                 Ok(Synced::Refused(left)) => Err(Shortfall::Exceeded(left)),
                 Ok(Synced::Gone) => Ok(None),

@@ -162,7 +162,7 @@ impl Budgets {
         let (budgets, served) = self
             .0
             .applicable
-            .get_or_load(&cache_key(caller), async {
+            .get_or_load(&cache_key(caller), || async {
                 self.0
                     .store
                     .budgets_for(&caller.key.id, &caller.key.project)
@@ -218,7 +218,7 @@ impl Budgets {
         let (least, _) = self
             .0
             .remaining
-            .get_or_load(&cache_key(caller), async {
+            .get_or_load(&cache_key(caller), || async {
                 let states = self
                     .0
                     .store

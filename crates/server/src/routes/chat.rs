@@ -52,16 +52,22 @@ pub async fn chat_completions(
 ) -> Response {
     let gateway = &state.gateway;
     if req.is_stream() {
-        let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
-        let call = match gateway.prepare(origin(&auth), &req).await {
-            Ok(call) => call,
-            Err(e) => return ApiError::from(e).into_response(),
-        };
-        let remaining = call.remaining_nano_usd();
-        return match gateway.stream(call, &req).await {
-            Ok(stream) => stream_response(gateway, stream, WireKind::OpenAi { include_usage }),
-            Err(e) => with_remaining(ApiError::from(e).into_response(), remaining),
-        };
+        // On the heap: preparing and opening a stream are futures of some
+        // kilobytes, which the handler's future would otherwise carry for
+        // every call, streamed or not.
+        return Box::pin(async move {
+            let include_usage = req.stream_options.is_some_and(|o| o.include_usage);
+            let call = match gateway.prepare(origin(&auth), &req).await {
+                Ok(call) => call,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            let remaining = call.remaining_nano_usd();
+            match gateway.stream(call, &req).await {
+                Ok(stream) => stream_response(gateway, stream, WireKind::OpenAi { include_usage }),
+                Err(e) => with_remaining(ApiError::from(e).into_response(), remaining),
+            }
+        })
+        .await;
     }
     match gateway.complete_detached(origin(&auth), req).await {
         (Ok(completion), remaining) => with_remaining(json_ok(&completion), remaining),

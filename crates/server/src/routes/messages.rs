@@ -59,15 +59,19 @@ pub async fn messages(
     let gateway = &state.gateway;
     let origin = origin_at(&auth, ENDPOINT);
     if req.is_stream() {
-        let prepared = match gateway.prepare(origin, &call.chat).await {
-            Ok(prepared) => prepared,
-            Err(e) => return anthropic_error(e, None),
-        };
-        let remaining = prepared.remaining_nano_usd();
-        return match gateway.stream_pieces(prepared, &call).await {
-            Ok(stream) => stream_pieces_response(gateway, stream, WireKind::Anthropic),
-            Err(e) => anthropic_error(e, remaining),
-        };
+        // On the heap, as in `chat_completions`.
+        return Box::pin(async move {
+            let prepared = match gateway.prepare(origin, &call.chat).await {
+                Ok(prepared) => prepared,
+                Err(e) => return anthropic_error(e, None),
+            };
+            let remaining = prepared.remaining_nano_usd();
+            match gateway.stream_pieces(prepared, &call).await {
+                Ok(stream) => stream_pieces_response(gateway, stream, WireKind::Anthropic),
+                Err(e) => anthropic_error(e, remaining),
+            }
+        })
+        .await;
     }
     match gateway.reply_detached(origin, call).await {
         (Ok(Reply::Native(reply)), remaining) => with_remaining(json_ok(&reply.body), remaining),

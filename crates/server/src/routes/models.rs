@@ -105,7 +105,7 @@ fn render(state: &AppState) -> Result<Arc<String>, serde_json::Error> {
 pub async fn list_models(State(state): State<AppState>) -> Response {
     let body = state
         .models_response
-        .get_or_load("models", async { render(&state) })
+        .get_or_load("models", || async { render(&state) })
         .await;
     match body {
         Ok((text, served)) => {

@@ -57,17 +57,21 @@ pub async fn responses(
     let gateway = &state.gateway;
     let origin = origin_at(&auth, ENDPOINT);
     if call.chat.is_stream() {
-        let prepared = match gateway.prepare(origin, &call.chat).await {
-            Ok(prepared) => prepared,
-            Err(e) => return ApiError::from(e).into_response(),
-        };
-        let remaining = prepared.remaining_nano_usd();
-        return match gateway.stream_pieces(prepared, &call).await {
-            Ok(stream) => {
-                stream_pieces_response(gateway, stream, WireKind::Responses(Box::new(body)))
+        // On the heap, as in `chat_completions`.
+        return Box::pin(async move {
+            let prepared = match gateway.prepare(origin, &call.chat).await {
+                Ok(prepared) => prepared,
+                Err(e) => return ApiError::from(e).into_response(),
+            };
+            let remaining = prepared.remaining_nano_usd();
+            match gateway.stream_pieces(prepared, &call).await {
+                Ok(stream) => {
+                    stream_pieces_response(gateway, stream, WireKind::Responses(Box::new(body)))
+                }
+                Err(e) => with_remaining(ApiError::from(e).into_response(), remaining),
             }
-            Err(e) => with_remaining(ApiError::from(e).into_response(), remaining),
-        };
+        })
+        .await;
     }
     let model = call.chat.model.clone();
     match gateway.reply_detached(origin, call).await {

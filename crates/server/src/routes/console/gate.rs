@@ -72,7 +72,9 @@ pub async fn gate<S: Stack>(g: Arc<GateState>, req: Request, next: Next<S>) -> R
             Err(rejection) => rejection.into_response(),
         }
     } else {
-        signed_in(&g, req, next).await
+        // On the heap: every request's future holds this gate's, and the
+        // console's session handling would add kilobytes to each.
+        Box::pin(signed_in(&g, req, next)).await
     };
     let h = response.headers_mut();
     h.insert(
