@@ -291,3 +291,33 @@ fn the_system_clock_moves_forward() {
     std::thread::sleep(Duration::from_millis(2));
     assert!(SystemClock.now_us() > a);
 }
+
+/// Every request's middleware futures hold a rate-limit decision's and a
+/// cache lookup's future. Their slow paths (a Redis round trip, a load from
+/// the database) are boxed where they run or made only on a miss, so that
+/// these futures stay small whatever those paths hold; if a change inlines
+/// them again, this fails (docs/performance.md, "Regression guards").
+#[test]
+fn decisions_and_lookups_are_small_futures() {
+    const SMALL: usize = 512;
+    let q = Quota::per_minute(5).unwrap();
+    let local = Limiter::local(Arc::new(SystemClock));
+    let decision = std::mem::size_of_val(&local.check("k", &q, 1));
+    assert!(
+        decision <= SMALL,
+        "a limiter decision's future: {decision} bytes"
+    );
+    let cache: TieredCache<Arc<String>> = TieredCache::local(10, Duration::from_secs(1));
+    let big_load = || async {
+        let held = [7u8; 4096];
+        tokio::task::yield_now().await;
+        Ok::<_, String>(Arc::new(format!("{}", held[4095])))
+    };
+    let small_load = || async { Ok::<_, String>(Arc::new(String::new())) };
+    let with_big = std::mem::size_of_val(&cache.get_or_load("k", big_load));
+    let with_small = std::mem::size_of_val(&cache.get_or_load("k", small_load));
+    assert_eq!(
+        with_big, with_small,
+        "a cache lookup's future grows with its loader's"
+    );
+}
