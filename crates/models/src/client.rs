@@ -422,15 +422,20 @@ impl Response {
         &self.headers
     }
 
-    /// The whole body.
-    pub async fn bytes(self) -> Result<Bytes, HttpError> {
+    /// The whole body. Combinators rather than an `async fn`, which would
+    /// hold the response twice (as its argument and while reading it) in
+    /// the future of every upstream call.
+    pub fn bytes(self) -> impl std::future::Future<Output = Result<Bytes, HttpError>> + Send {
+        use futures_util::future::{Either, FutureExt};
         match self.body {
-            Body::Direct(body) => body
-                .collect()
-                .await
-                .map(|b| b.to_bytes())
-                .map_err(|e| HttpError::Other(error_chain(&*e))),
-            Body::Proxied(resp) => resp.bytes().await.map_err(reqwest_error),
+            Body::Direct(body) => Either::Left(body.collect().map(|collected| {
+                collected
+                    .map(|b| b.to_bytes())
+                    .map_err(|e| HttpError::Other(error_chain(&*e)))
+            })),
+            Body::Proxied(resp) => {
+                Either::Right(resp.bytes().map(|read| read.map_err(reqwest_error)))
+            }
         }
     }
 

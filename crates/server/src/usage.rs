@@ -75,7 +75,15 @@ impl UsageRecorder {
     pub async fn record(&self, record: UsageRecord, settlement: Option<Settlement>) {
         self.metrics.usage_queue_depth.inc();
         let entry = Entry { record, settlement };
-        if let Err(mpsc::error::SendError(Entry { record: lost, .. })) = self.tx.send(entry).await {
+        // Nearly always the queue has room; the waiting send, a future of
+        // most of a kilobyte that every call's future would hold, is made
+        // on the heap only when it is full.
+        let sent = match self.tx.try_send(entry) {
+            Ok(()) => Ok(()),
+            Err(mpsc::error::TrySendError::Full(entry)) => Box::pin(self.tx.send(entry)).await,
+            Err(mpsc::error::TrySendError::Closed(entry)) => Err(mpsc::error::SendError(entry)),
+        };
+        if let Err(mpsc::error::SendError(Entry { record: lost, .. })) = sent {
             // Only after the writer has exited, i.e. after shutdown.
             self.metrics.usage_queue_depth.dec();
             self.metrics.usage_records_dropped.inc();

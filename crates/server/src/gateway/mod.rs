@@ -173,7 +173,9 @@ impl Gateway {
                     }
                     Refusal::Store(e) => GatewayError::Store(e),
                 };
-                call.close(Outcome::failed(&err, None)).await;
+                // On the heap: a refusal's accounting would otherwise enlarge
+                // the future of every call, refused or not.
+                Box::pin(call.close(Outcome::failed(&err, None))).await;
                 Err(err)
             }
         }
