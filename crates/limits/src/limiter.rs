@@ -45,21 +45,16 @@ pub struct Refused {
 
 enum Backend {
     Local(LocalLimiter),
-    Redis {
-        redis: RedisLimiter,
-        fallback: LocalLimiter,
-        policy: FailurePolicy,
-        /// 0 while healthy; else when to try Redis again (µs).
-        retry_at_us: AtomicU64,
-    },
+    Redis(Shared),
 }
 
-/// The parts of [`Backend::Redis`] one decision uses.
-struct Shared<'a> {
-    redis: &'a RedisLimiter,
-    fallback: &'a LocalLimiter,
+/// Limits shared through Redis, with the in-process fallback.
+struct Shared {
+    redis: RedisLimiter,
+    fallback: LocalLimiter,
     policy: FailurePolicy,
-    retry_at: &'a AtomicU64,
+    /// 0 while healthy; else when to try Redis again (µs).
+    retry_at_us: AtomicU64,
 }
 
 pub struct Limiter {
@@ -79,12 +74,12 @@ impl Limiter {
 
     pub fn redis(redis: RedisLimiter, policy: FailurePolicy, clock: Arc<dyn Clock>) -> Self {
         Self {
-            backend: Backend::Redis {
+            backend: Backend::Redis(Shared {
                 redis,
                 fallback: LocalLimiter::new(clock.clone()),
                 policy,
                 retry_at_us: AtomicU64::new(0),
-            },
+            }),
             clock,
             backend_errors: AtomicU64::new(0),
         }
@@ -123,18 +118,7 @@ impl Limiter {
             // The shared path's future (a Redis round trip, some kilobytes)
             // is on the heap: every request's middleware futures hold the
             // future of a decision, so the in-process path's stays small.
-            Backend::Redis {
-                redis,
-                fallback,
-                policy,
-                retry_at_us,
-            } => {
-                let shared = Shared {
-                    redis,
-                    fallback,
-                    policy: *policy,
-                    retry_at: retry_at_us,
-                };
+            Backend::Redis(shared) => {
                 Box::pin(self.apply_shared(shared, key, quota, cost, record)).await
             }
         }
@@ -142,7 +126,7 @@ impl Limiter {
 
     async fn apply_shared(
         &self,
-        shared: Shared<'_>,
+        shared: &Shared,
         key: &str,
         quota: &Quota,
         cost: u32,
@@ -152,7 +136,7 @@ impl Limiter {
             redis,
             fallback,
             policy,
-            retry_at,
+            retry_at_us: retry_at,
         } = shared;
         let now = self.clock.now_us();
         let waiting = retry_at.load(Ordering::Acquire);
@@ -207,7 +191,7 @@ impl Limiter {
     pub fn is_degraded(&self) -> bool {
         match &self.backend {
             Backend::Local(_) => false,
-            Backend::Redis { retry_at_us, .. } => retry_at_us.load(Ordering::Acquire) != 0,
+            Backend::Redis(shared) => shared.retry_at_us.load(Ordering::Acquire) != 0,
         }
     }
 
@@ -220,7 +204,7 @@ impl Limiter {
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
             Backend::Local(_) => "local",
-            Backend::Redis { .. } => "redis",
+            Backend::Redis(_) => "redis",
         }
     }
 
@@ -228,7 +212,7 @@ impl Limiter {
     pub fn purge_idle(&self) -> usize {
         match &self.backend {
             Backend::Local(l) => l.purge_idle(),
-            Backend::Redis { fallback, .. } => fallback.purge_idle(),
+            Backend::Redis(shared) => shared.fallback.purge_idle(),
         }
     }
 }
