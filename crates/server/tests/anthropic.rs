@@ -326,9 +326,9 @@ async fn the_builtin_catalog_needs_its_key_and_says_so() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_claude_cli_backend_serves_chat_and_reports_its_own_cost() {
     let app = TestApp::builder()
-        .catalog(&format!(
-            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"default\"\n",
-            switchyard_testkit::fake_claude().display()
+        .catalog(&common::claude_cli_catalog(
+            &switchyard_testkit::fake_claude(),
+            "default",
         ))
         .start()
         .await;

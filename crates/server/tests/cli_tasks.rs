@@ -15,9 +15,9 @@ use std::time::{Duration, Instant};
 /// report and reports 0.02 USD).
 async fn cli_app() -> TestApp {
     TestApp::builder()
-        .catalog(&format!(
-            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"task-agent\"\n",
-            switchyard_testkit::fake_claude().display()
+        .catalog(&common::claude_cli_catalog(
+            &switchyard_testkit::fake_claude(),
+            "task-agent",
         ))
         .env_path("TASKS_DIR", "tasks")
         // Idle budget headroom goes back a second after the last call.
@@ -190,10 +190,7 @@ async fn the_cli_runs_confined_to_its_workspace_but_reaches_the_network() {
     let cli = bin.path().join("claude");
     std::fs::copy(switchyard_testkit::fake_claude(), &cli).unwrap();
     let app = TestApp::builder()
-        .catalog(&format!(
-            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"probe\"\n",
-            cli.display()
-        ))
+        .catalog(&common::claude_cli_catalog(&cli, "probe"))
         .env_path("TASKS_DIR", "tasks")
         .file("tasks/other-task/secret.txt", "another task's file")
         .env("SWITCHYARD_PROBE_SECRET", "not for tasks")
@@ -250,9 +247,9 @@ async fn the_cli_runs_confined_to_its_workspace_but_reaches_the_network() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_cli_run_past_the_workspace_quota_is_stopped() {
     let app = TestApp::builder()
-        .catalog(&format!(
-            "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"fill\"\n",
-            switchyard_testkit::fake_claude().display()
+        .catalog(&common::claude_cli_catalog(
+            &switchyard_testkit::fake_claude(),
+            "fill",
         ))
         .env_path("TASKS_DIR", "tasks")
         .env("TASK_WORKSPACE_MB", "16")

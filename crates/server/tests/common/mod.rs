@@ -401,6 +401,16 @@ impl TestApp {
     }
 }
 
+/// A catalog whose one model, `cli`, is the Claude Code CLI at `command`;
+/// the fake one (`switchyard_testkit::fake_claude`) behaves as its model
+/// name, `upstream_model`, says.
+pub fn claude_cli_catalog(command: &Path, upstream_model: &str) -> String {
+    format!(
+        "[[models]]\nid = \"cli\"\nbackend = \"claude_cli\"\ncommand = \"{}\"\nupstream_model = \"{upstream_model}\"\n",
+        command.display()
+    )
+}
+
 pub async fn issue(state: &AppState, name: &str, scopes: Scopes) -> String {
     let spec = NewKeySpec::new(name, None, "proj", scopes, None, switchyard_core::now()).unwrap();
     let issued = state
