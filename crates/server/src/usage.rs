@@ -179,3 +179,58 @@ async fn writer(
         write_with_retry(&store, &mut batch, &metrics).await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(id: &str) -> UsageRecord {
+        UsageRecord {
+            timestamp: switchyard_core::now(),
+            request_id: id.to_owned(),
+            key_id: "key".into(),
+            project: "p".into(),
+            endpoint: "/v1/chat/completions".into(),
+            model_requested: None,
+            model_used: None,
+            backend: None,
+            input_tokens: 1,
+            output_tokens: 1,
+            cached_tokens: 0,
+            cost_nano_usd: 1,
+            latency_ms: 1,
+            upstream_latency_ms: None,
+            status: 200,
+            error_type: None,
+        }
+    }
+
+    /// A full queue makes `record` wait for room, and loses nothing.
+    #[tokio::test]
+    async fn a_full_queue_makes_the_caller_wait_and_keeps_the_record() {
+        let (tx, mut rx) = mpsc::channel(1);
+        let metrics = Metrics::new("test", None, false);
+        let recorder = UsageRecorder {
+            tx,
+            metrics: metrics.clone(),
+        };
+        recorder.record(record("first"), None).await;
+        let waiting = tokio::spawn({
+            let recorder = recorder.clone();
+            async move { recorder.record(record("second"), None).await }
+        });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(
+            !waiting.is_finished(),
+            "a full queue must make the caller wait"
+        );
+        let ids: Vec<String> = [rx.recv().await, rx.recv().await]
+            .into_iter()
+            .map(|e| e.unwrap().record.request_id)
+            .collect();
+        waiting.await.unwrap();
+        assert_eq!(ids, ["first", "second"]);
+        assert_eq!(metrics.usage_records_dropped.get(), 0);
+        assert_eq!(metrics.usage_queue_depth.get(), 2);
+    }
+}
