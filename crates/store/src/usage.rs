@@ -336,22 +336,84 @@ impl UsageGroup {
     }
 }
 
-macro_rules! summary_sql {
-    ($group:literal) => {
-        concat!(
-            "SELECT ",
-            $group,
-            " AS \"group\", COUNT(*) AS requests, ",
-            "CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, ",
-            "CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, ",
-            "CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, ",
-            "CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, ",
-            "CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT) AS cost_nano_usd ",
-            "FROM usage_log WHERE ($1 IS NULL OR key_id = $1) AND ($2 IS NULL OR project = $2) ",
-            "AND ($3 IS NULL OR timestamp >= $3) AND ($4 IS NULL OR timestamp < $4) ",
-            "GROUP BY 1 ORDER BY 1"
-        )
-    };
+/// The columns every usage summary adds up, after its group.
+const SUMMARY_SUMS: &str = " AS \"group\", COUNT(*) AS requests, \
+    CAST(COALESCE(SUM(CASE WHEN status >= 400 THEN 1 ELSE 0 END), 0) AS BIGINT) AS errors, \
+    CAST(COALESCE(SUM(input_tokens), 0) AS BIGINT) AS input_tokens, \
+    CAST(COALESCE(SUM(output_tokens), 0) AS BIGINT) AS output_tokens, \
+    CAST(COALESCE(SUM(cached_tokens), 0) AS BIGINT) AS cached_tokens, \
+    CAST(COALESCE(SUM(cost_nano_usd), 0) AS BIGINT) AS cost_nano_usd \
+    FROM usage_log";
+
+/// The text of a usage summary for `filter`: a condition for each filter
+/// given and none for the others, numbered in the order
+/// [`Store::usage_summary`] binds them (key, project, from, to). A
+/// condition written for every filter, such as `($1 IS NULL OR key_id =
+/// $1)`, keeps the planner from using the key, project and time indexes
+/// (SQLite always, PostgreSQL once it plans the statement generically), so
+/// every summary read the whole table.
+fn summary_sql(group: &str, filter: &UsageFilter) -> String {
+    let mut sql = format!("SELECT {group}{SUMMARY_SUMS}");
+    for (n, (condition, _)) in summary_conditions(filter).enumerate() {
+        sql.push_str(if n == 0 { " WHERE " } else { " AND " });
+        sql.push_str(condition);
+        sql.push('$');
+        sql.push_str(&(n + 1).to_string());
+    }
+    sql.push_str(" GROUP BY 1 ORDER BY 1");
+    sql
+}
+
+/// The conditions of the filters given, in binding order, each with its
+/// parameter's PostgreSQL type.
+fn summary_conditions(filter: &UsageFilter) -> impl Iterator<Item = (&'static str, &'static str)> {
+    [
+        (filter.key_id.is_some(), "key_id = ", "text"),
+        (filter.project.is_some(), "project = ", "text"),
+        (filter.from.is_some(), "timestamp >= ", "timestamptz"),
+        (filter.to.is_some(), "timestamp < ", "timestamptz"),
+    ]
+    .into_iter()
+    .filter(|(given, _, _)| *given)
+    .map(|(_, condition, kind)| (condition, kind))
+}
+
+/// The expression a usage summary groups by.
+fn summary_group(
+    grouping: UsageGrouping,
+    kind: switchyard_core::config::DatabaseKind,
+) -> &'static str {
+    use switchyard_core::config::DatabaseKind;
+    match (grouping, kind) {
+        (UsageGrouping::Model, _) => "COALESCE(model_used, model_requested, '')",
+        (UsageGrouping::Day, DatabaseKind::Sqlite) => "substr(timestamp, 1, 10)",
+        (UsageGrouping::Day, DatabaseKind::Postgres) => {
+            "to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')"
+        }
+        (UsageGrouping::Key, _) => "key_id",
+        (UsageGrouping::Project, _) => "project",
+    }
+}
+
+/// Binds the filters [`summary_sql`] made conditions of, in its order.
+macro_rules! bind_filter {
+    ($query:expr, $filter:expr) => {{
+        let mut q = $query;
+        let f: &UsageFilter = $filter;
+        if let Some(key) = &f.key_id {
+            q = q.bind(key);
+        }
+        if let Some(project) = &f.project {
+            q = q.bind(project);
+        }
+        if let Some(from) = f.from {
+            q = q.bind(from);
+        }
+        if let Some(to) = f.to {
+            q = q.bind(to);
+        }
+        q
+    }};
 }
 
 impl Store {
@@ -361,24 +423,78 @@ impl Store {
         filter: &UsageFilter,
         grouping: UsageGrouping,
     ) -> Result<Vec<UsageGroup>> {
-        use switchyard_core::config::DatabaseKind;
-        let sql = match (grouping, self.kind()) {
-            (UsageGrouping::Model, _) => summary_sql!("COALESCE(model_used, model_requested, '')"),
-            (UsageGrouping::Day, DatabaseKind::Sqlite) => summary_sql!("substr(timestamp, 1, 10)"),
-            (UsageGrouping::Day, DatabaseKind::Postgres) => {
-                summary_sql!("to_char(timestamp AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
-            }
-            (UsageGrouping::Key, _) => summary_sql!("key_id"),
-            (UsageGrouping::Project, _) => summary_sql!("project"),
-        };
-        Ok(on_pool!(self, p => sqlx::query_as(sql)
-            .bind(&filter.key_id)
-            .bind(&filter.project)
-            .bind(filter.from)
-            .bind(filter.to)
+        let sql = summary_sql(summary_group(grouping, self.kind()), filter);
+        Ok(
+            on_pool!(self, p => bind_filter!(sqlx::query_as(&sql), filter)
             .fetch_all(p)
-            .await)?)
+            .await)?,
+        )
     }
+
+    /// How the database would run [`Store::usage_summary`], one line per
+    /// step of its plan: SQLite's `EXPLAIN QUERY PLAN`, PostgreSQL's
+    /// `EXPLAIN` of the generic plan (the one a prepared statement comes to
+    /// use) with sequential scans priced out, so that a small table shows
+    /// whether an index can serve the filter at all. For tests and for
+    /// looking into a slow summary.
+    pub async fn usage_summary_plan(
+        &self,
+        filter: &UsageFilter,
+        grouping: UsageGrouping,
+    ) -> Result<Vec<String>> {
+        let sql = summary_sql(summary_group(grouping, self.kind()), filter);
+        match self {
+            Store::Sqlite(sqlite) => {
+                let explain = format!("EXPLAIN QUERY PLAN {sql}");
+                let rows: Vec<(i64, i64, i64, String)> =
+                    bind_filter!(sqlx::query_as(&explain), filter)
+                        .fetch_all(&sqlite.pool)
+                        .await?;
+                Ok(rows.into_iter().map(|(_, _, _, step)| step).collect())
+            }
+            Store::Postgres(pool) => postgres_plan(pool.begin().await?, &sql, filter).await,
+            Store::PostgresPooled(pool) => {
+                let tx = pool.begin_with(crate::pool::POOLER_BEGIN).await?;
+                postgres_plan(tx, &sql, filter).await
+            }
+        }
+    }
+}
+
+/// [`Store::usage_summary_plan`] on PostgreSQL, in `tx`, which it rolls
+/// back. The summary is prepared under a name and its generic plan
+/// explained: `EXPLAIN` of the statement itself would plan it for the
+/// values bound, as a one-off statement is planned. A generic plan does not
+/// depend on the values, so it is explained for nulls of the filters'
+/// types.
+async fn postgres_plan(
+    mut tx: sqlx::Transaction<'_, sqlx::Postgres>,
+    sql: &str,
+    filter: &UsageFilter,
+) -> Result<Vec<String>> {
+    let types: Vec<&str> = summary_conditions(filter).map(|(_, kind)| kind).collect();
+    let (types, nulls) = match types.is_empty() {
+        true => (String::new(), String::new()),
+        false => (
+            format!("({})", types.join(", ")),
+            format!("(NULL::{})", types.join(", NULL::")),
+        ),
+    };
+    for setting in [
+        "SET LOCAL plan_cache_mode = force_generic_plan",
+        "SET LOCAL enable_seqscan = off",
+        &format!("PREPARE usage_summary_plan {types} AS {sql}"),
+    ] {
+        sqlx::query(setting).execute(&mut *tx).await?;
+    }
+    let explain = format!("EXPLAIN EXECUTE usage_summary_plan {nulls}");
+    let rows: Vec<(String,)> = sqlx::query_as(&explain).fetch_all(&mut *tx).await?;
+    // A prepared statement outlives the transaction that made it.
+    sqlx::query("DEALLOCATE usage_summary_plan")
+        .execute(&mut *tx)
+        .await?;
+    tx.rollback().await?;
+    Ok(rows.into_iter().map(|(step,)| step).collect())
 }
 
 #[cfg(test)]

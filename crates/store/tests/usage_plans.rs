@@ -1,0 +1,152 @@
+//! Usage summaries are served by the `usage_log` indexes, not by reading
+//! the whole table: each filter an operator or the console gives (a key, a
+//! project, a time window) must be one the database can look up. Checked
+//! on the plans the databases report, on SQLite and on PostgreSQL (its
+//! generic plan, the one a prepared statement comes to use).
+
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use chrono::Duration;
+use switchyard_core::config::DatabaseKind;
+use switchyard_store::{Store, UsageFilter, UsageGrouping};
+use switchyard_testkit::TestDatabase;
+
+switchyard_testkit::on_both_engines!(usage_summaries_look_up_their_filters);
+
+async fn usage_summaries_look_up_their_filters(kind: DatabaseKind) {
+    let db = TestDatabase::of_kind(kind);
+    let store = Store::connect_lazy(&db.config()).unwrap();
+    store.migrate().await.unwrap();
+    let now = switchyard_core::now();
+    let key = || Some("key_1".to_owned());
+    let project = || Some("p".to_owned());
+    let cases = [
+        (
+            "a key",
+            UsageFilter {
+                key_id: key(),
+                ..UsageFilter::default()
+            },
+            &["usage_log_key_timestamp_idx"][..],
+        ),
+        (
+            "a key and a window",
+            UsageFilter {
+                key_id: key(),
+                from: Some(now - Duration::days(1)),
+                to: Some(now),
+                ..UsageFilter::default()
+            },
+            &["usage_log_key_timestamp_idx"][..],
+        ),
+        (
+            "a project",
+            UsageFilter {
+                project: project(),
+                ..UsageFilter::default()
+            },
+            &["usage_log_project_timestamp_idx"][..],
+        ),
+        (
+            "a window",
+            UsageFilter {
+                from: Some(now - Duration::days(7)),
+                to: Some(now),
+                ..UsageFilter::default()
+            },
+            &["usage_log_timestamp_idx"][..],
+        ),
+        (
+            "a key and a project",
+            UsageFilter {
+                key_id: key(),
+                project: project(),
+                ..UsageFilter::default()
+            },
+            &[
+                "usage_log_key_timestamp_idx",
+                "usage_log_project_timestamp_idx",
+            ][..],
+        ),
+    ];
+    for grouping in [
+        UsageGrouping::Model,
+        UsageGrouping::Day,
+        UsageGrouping::Key,
+        UsageGrouping::Project,
+    ] {
+        for (what, filter, indexes) in &cases {
+            let plan = store
+                .usage_summary_plan(filter, grouping)
+                .await
+                .unwrap()
+                .join("\n");
+            let looked_up = match kind {
+                // `SEARCH … USING INDEX i (key_id=?)`; a `SCAN … USING
+                // INDEX` reads the whole index.
+                DatabaseKind::Sqlite => indexes
+                    .iter()
+                    .any(|i| plan.contains(&format!("SEARCH usage_log USING INDEX {i} ("))),
+                // `Index Scan using i` or `Bitmap Index Scan on i`, with an
+                // `Index Cond`; never a sequential scan.
+                DatabaseKind::Postgres => {
+                    indexes.iter().any(|i| plan.contains(i))
+                        && plan.contains("Index Cond")
+                        && !plan.contains("Seq Scan")
+                }
+            };
+            assert!(
+                looked_up,
+                "{grouping:?} summary for {what} is not looked up in {indexes:?}:\n{plan}"
+            );
+        }
+    }
+    // And the answers are those of the filters (the rows are the
+    // repository tests'; here one row each side of every filter).
+    let rec = |key: &str, project: &str, at| switchyard_store::UsageRecord {
+        timestamp: at,
+        request_id: "r".into(),
+        key_id: key.into(),
+        project: project.into(),
+        endpoint: "/v1/chat/completions".into(),
+        model_requested: Some("m".into()),
+        model_used: Some("m".into()),
+        backend: None,
+        input_tokens: 1,
+        output_tokens: 1,
+        cached_tokens: 0,
+        cost_nano_usd: 1,
+        latency_ms: 1,
+        upstream_latency_ms: None,
+        status: 200,
+        error_type: None,
+    };
+    store
+        .insert_usage(&[
+            rec("key_1", "p", now - Duration::hours(1)),
+            rec("key_1", "q", now - Duration::days(3)),
+            rec("key_2", "p", now - Duration::days(10)),
+        ])
+        .await
+        .unwrap();
+    let requests = |filter: UsageFilter| {
+        let store = store.clone();
+        async move {
+            store
+                .usage_summary(&filter, UsageGrouping::Model)
+                .await
+                .unwrap()
+                .iter()
+                .map(|g| g.requests)
+                .sum::<i64>()
+        }
+    };
+    for (what, filter, expected) in cases
+        .iter()
+        .zip([2, 1, 2, 2, 1])
+        .map(|((w, f, _), n)| (w, f, n))
+    {
+        assert_eq!(requests(filter.clone()).await, expected, "{what}");
+    }
+    assert_eq!(requests(UsageFilter::default()).await, 3, "no filter");
+}
