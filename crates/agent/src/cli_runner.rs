@@ -9,9 +9,14 @@
 //! tasks' workspaces and the data directory hidden, the task's caps on every
 //! process, the workspace quota watched, root dropped; unlike Bash it keeps
 //! the host's network, which it needs to reach its API. Its process group is
-//! killed on timeout, cancel or an exceeded quota. The cost cap is checked
-//! against the CLI's reported cost when it ends (the CLI has no cost cap of
-//! its own); `--max-turns` bounds it meanwhile.
+//! killed on timeout, cancel or an exceeded quota.
+//!
+//! The CLI has no cost cap of its own. Its cost is known exactly only from
+//! its final `result` event; meanwhile each assistant message carries its
+//! tokens, which the catalog model's prices turn into a running cost
+//! ([`Spend`]). That running cost stops the run once it passes the task's
+//! cap, and is what a run stopped before its result (timeout, cancel,
+//! quota, a crash) is charged. `--max-turns` bounds the run as well.
 
 use crate::artifacts;
 use crate::confine::{prepare_workspace, Confinement};
@@ -24,6 +29,7 @@ use crate::workspace::Workspace;
 use serde_json::Value;
 use std::collections::HashMap;
 use std::time::Instant;
+use switchyard_core::catalog::{ModelEntry, Pricing};
 use switchyard_models::claude_cli::{usage_of, Invocation};
 use switchyard_models::{BackendError, ClaudeCliBackend};
 use tokio::sync::watch;
@@ -32,9 +38,58 @@ fn clip(text: &str) -> String {
     text.chars().take(200).collect()
 }
 
+/// The tokens of a run's assistant messages so far, priced. The CLI may
+/// send one message as several events (a block each), each with the
+/// message's usage so far: a message counts once, at the most it reported.
+#[derive(Debug, Default)]
+pub struct Spend {
+    /// Input (cached included), cached and output tokens per message id.
+    messages: HashMap<String, (u64, u64, u64)>,
+    /// Events without a message id, counted each.
+    unnamed: (u64, u64, u64),
+}
+
+impl Spend {
+    /// Counts the usage of one `assistant` event.
+    pub fn add(&mut self, event: &Value) {
+        let message = &event["message"];
+        let u = usage_of(&message["usage"]);
+        let cached = u
+            .prompt_tokens_details
+            .as_ref()
+            .map_or(0, |d| d.cached_tokens);
+        let seen = (u.prompt_tokens, cached, u.completion_tokens);
+        match message["id"].as_str() {
+            Some(id) => {
+                let m = self.messages.entry(id.to_owned()).or_default();
+                *m = (m.0.max(seen.0), m.1.max(seen.1), m.2.max(seen.2));
+            }
+            None => {
+                let t = &mut self.unnamed;
+                *t = (t.0 + seen.0, t.1 + seen.1, t.2 + seen.2);
+            }
+        }
+    }
+
+    /// Input (cached included), cached and output tokens so far.
+    pub fn tokens(&self) -> (u64, u64, u64) {
+        self.messages
+            .values()
+            .fold(self.unnamed, |t, m| (t.0 + m.0, t.1 + m.1, t.2 + m.2))
+    }
+
+    /// The tokens so far at `pricing`, in nano-USD.
+    pub fn cost_nano_usd(&self, pricing: &Pricing) -> u64 {
+        let (input, cached, output) = self.tokens();
+        pricing.cost_nano_usd(input, cached, output)
+    }
+}
+
 /// How a CLI run ended.
 enum Ended {
     Ran(Result<Value, BackendError>),
+    /// Its running cost passed the task's cap.
+    OverCost,
     Cancelled,
     /// The workspace grew past the quota (bytes when stopped).
     OverQuota(u64),
@@ -46,12 +101,13 @@ pub async fn run_with_cli(
     ws: &Workspace,
     cli: &ClaudeCliBackend,
     policy: &BashPolicy,
-    model_name: &str,
+    model: &ModelEntry,
     spec: &RunSpec,
     mut cancel: watch::Receiver<bool>,
     on_event: &(dyn Fn(&TaskEvent) + Send + Sync),
 ) -> TaskOutcome {
     let started = Instant::now();
+    let pricing = &model.pricing();
     let before = snapshot(ws).await;
     let setup = match policy.confine_program(ws.root(), cli.command()) {
         Ok(c) => prepare_workspace(policy, ws.root())
@@ -85,6 +141,9 @@ pub async fn run_with_cli(
     let mut last_model_event = None;
     let mut summary = String::new();
     let mut turns = 0u32;
+    let mut spend = Spend::default();
+    // Set by the event handler, read when the run has ended.
+    let over_cost = std::sync::atomic::AtomicBool::new(false);
     // The same watcher as a Bash command's; past the quota it ends the run,
     // whose process group goes with it.
     let (over_tx, over_rx) = tokio::sync::oneshot::channel::<()>();
@@ -100,6 +159,7 @@ pub async fn run_with_cli(
             match event["type"].as_str() {
                 Some("assistant") => {
                     turns += 1;
+                    spend.add(event);
                     let blocks = event["message"]["content"]
                         .as_array()
                         .cloned()
@@ -147,10 +207,16 @@ pub async fn run_with_cli(
                 }
                 _ => {}
             }
-            true
+            // Returning false ends the run (its process group is killed).
+            let over = spend.cost_nano_usd(pricing) > spec.max_cost_nano_usd;
+            over_cost.store(over, std::sync::atomic::Ordering::Relaxed);
+            !over
         });
         tokio::select! {
-            r = run => Ended::Ran(r),
+            r = run => match over_cost.load(std::sync::atomic::Ordering::Relaxed) {
+                true => Ended::OverCost,
+                false => Ended::Ran(r),
+            },
             _ = cancel.changed() => Ended::Cancelled,
             // Without a watcher the sender is gone and this branch is off.
             Ok(()) = over_rx => Ended::OverQuota(
@@ -159,12 +225,25 @@ pub async fn run_with_cli(
         }
     };
     drop(watcher);
+    // Without a result, the run is charged what its messages reported;
+    // a result replaces this with the CLI's own figures.
+    let (input, _, output) = spend.tokens();
     let mut usage = TaskUsage {
         turns,
-        model_used: Some(model_name.to_owned()),
+        model_used: Some(model.id.clone()),
+        input_tokens: input,
+        output_tokens: output,
+        total_cost_nano_usd: spend.cost_nano_usd(pricing),
         ..TaskUsage::default()
     };
     let (status, error) = match result {
+        Ended::OverCost => (
+            TaskStatus::CostExceeded,
+            Some(format!(
+                "max_cost reached: the CLI's messages so far cost {} nano-USD at the model's prices",
+                usage.total_cost_nano_usd
+            )),
+        ),
         Ended::Cancelled => (TaskStatus::Cancelled, Some("cancelled".to_owned())),
         Ended::Refused(why) => (TaskStatus::Failed, Some(why)),
         Ended::OverQuota(used) => (
@@ -182,10 +261,11 @@ pub async fn run_with_cli(
             let u = usage_of(&r["usage"]);
             usage.input_tokens = u.prompt_tokens;
             usage.output_tokens = u.completion_tokens;
+            // A result without a cost keeps the running one.
             usage.total_cost_nano_usd = r["total_cost_usd"]
                 .as_f64()
                 .filter(|c| c.is_finite() && *c >= 0.0)
-                .map_or(0, |c| (c * 1e9).round() as u64);
+                .map_or(usage.total_cost_nano_usd, |c| (c * 1e9).round() as u64);
             if let Some(text) = r["result"].as_str().filter(|t| !t.is_empty()) {
                 summary = text.to_owned();
             }
@@ -223,5 +303,45 @@ pub async fn run_with_cli(
         usage,
         artifacts: artifacts::diff(&before, &after),
         execution_log: log.events,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn event(id: Option<&str>, input: u64, cached: u64, output: u64) -> Value {
+        let mut message = json!({"role": "assistant", "content": [], "usage": {
+            "input_tokens": input, "cache_read_input_tokens": cached, "output_tokens": output}});
+        if let Some(id) = id {
+            message["id"] = json!(id);
+        }
+        json!({"type": "assistant", "message": message})
+    }
+
+    #[test]
+    fn a_message_counts_once_at_the_most_it_reported() {
+        let mut spend = Spend::default();
+        spend.add(&event(Some("msg_1"), 100, 50, 1));
+        spend.add(&event(Some("msg_1"), 100, 50, 40));
+        spend.add(&event(Some("msg_2"), 300, 0, 7));
+        // Events without an id are counted each.
+        spend.add(&event(None, 10, 0, 2));
+        spend.add(&event(None, 10, 0, 2));
+        // Input includes the cached tokens.
+        assert_eq!(spend.tokens(), (150 + 300 + 20, 50, 40 + 7 + 4));
+        let pricing = Pricing {
+            input_micros_per_mtok: 3_000_000,
+            output_micros_per_mtok: 15_000_000,
+            cached_input_micros_per_mtok: 300_000,
+        };
+        // Nano-USD per token: 3,000 input, 300 cached input, 15,000 output.
+        assert_eq!(
+            spend.cost_nano_usd(&pricing),
+            420 * 3_000 + 50 * 300 + 51 * 15_000
+        );
+        // Without prices, nothing.
+        assert_eq!(spend.cost_nano_usd(&Pricing::default()), 0);
     }
 }

@@ -274,3 +274,91 @@ async fn a_cli_run_past_the_workspace_quota_is_stopped() {
         started.elapsed()
     );
 }
+
+/// An app whose model `cli` is the fake CLI's never-ending `spend` run,
+/// priced at 3 USD per million input and 15 per million output tokens: each
+/// of its messages (1,000 in, 100 out) costs 4,500,000 nano-USD.
+async fn spending_app() -> TestApp {
+    let catalog = common::claude_cli_catalog(&switchyard_testkit::fake_claude(), "spend");
+    TestApp::builder()
+        .catalog(&format!(
+            "{catalog}input_per_mtok = 3.0\noutput_per_mtok = 15.0\n"
+        ))
+        .env_path("TASKS_DIR", "tasks")
+        .start()
+        .await
+}
+
+const MESSAGE_NANO_USD: u64 = 4_500_000;
+
+/// The usage row of a task, once the usage writer has written it.
+async fn usage_row(app: &TestApp, task_id: &str) -> switchyard_store::UsageRecord {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let rows = app.state.store.recent_usage(50).await.unwrap();
+        if let Some(row) = rows.into_iter().find(|r| r.request_id == task_id) {
+            return row;
+        }
+        assert!(Instant::now() < deadline, "no usage row for {task_id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// A CLI run stopped before its result (here, at the task's timeout) is
+/// charged the tokens its messages reported, at the model's prices: in the
+/// task's usage, its usage row and so its budgets. Each message counts
+/// once, although the CLI sends it as two events.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_run_stopped_before_its_result_is_charged_its_messages() {
+    let app = spending_app().await;
+    let task = run_task(
+        &app,
+        json!({"description": "work forever", "model": "cli", "allow_tools": ["Read"],
+               "timeout": 2, "max_cost": 5}),
+    )
+    .await;
+    assert_eq!(task["status"], "timeout", "{task}");
+    let messages = task["usage"]["input_tokens"].as_u64().unwrap() / 1000;
+    assert!(messages >= 2, "{task}");
+    assert_eq!(task["usage"]["input_tokens"], messages * 1000, "{task}");
+    assert_eq!(task["usage"]["output_tokens"], messages * 100, "{task}");
+    let cost = messages * MESSAGE_NANO_USD;
+    let reported = task["usage"]["total_cost"].as_f64().unwrap();
+    assert!(
+        (reported * 1e9 - cost as f64).abs() < 1.0,
+        "{reported} USD for {messages} messages"
+    );
+    let row = usage_row(&app, task["task_id"].as_str().unwrap()).await;
+    assert_eq!(row.cost_nano_usd, i64::try_from(cost).unwrap());
+    assert_eq!(row.input_tokens, i64::try_from(messages * 1000).unwrap());
+    app.stop().await;
+}
+
+/// The task's cost cap holds while the CLI runs: the run is stopped at the
+/// first event that takes its running cost past the cap, not at its end.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cli_run_is_stopped_when_its_messages_pass_the_cost_cap() {
+    let app = spending_app().await;
+    let started = Instant::now();
+    // 0.01 USD: two messages (0.009) fit, the third's first event does not.
+    let task = run_task(
+        &app,
+        json!({"description": "work forever", "model": "cli", "allow_tools": ["Read"],
+               "timeout": 60, "max_cost": 0.01}),
+    )
+    .await;
+    assert_eq!(task["status"], "cost_exceeded", "{task}");
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(task["usage"]["input_tokens"], 3000, "{task}");
+    assert_eq!(task["usage"]["output_tokens"], 201, "{task}");
+    let error = task["result"]["error"].as_str().unwrap();
+    assert!(error.starts_with("max_cost reached"), "{error}");
+    let row = usage_row(&app, task["task_id"].as_str().unwrap()).await;
+    // 3,000 input and 201 output tokens at 3 and 15 USD per million.
+    assert_eq!(row.cost_nano_usd, 9_000_000 + 3_015_000);
+    app.stop().await;
+}

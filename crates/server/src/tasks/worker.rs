@@ -248,7 +248,7 @@ async fn prepare_and_run(
                 &ws,
                 cli,
                 bash,
-                &route.entry.id,
+                &route.entry,
                 &run_spec,
                 cancel_rx,
                 &on_event,
