@@ -25,6 +25,23 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchyard");
 const ADMIN: &str = "sy_00000000000000000000000000000000000000000000000000000000000000c1";
 const JWT_SECRET: &str = "console-test-secret-0123456789abcdef0123456789";
 
+/// A replica of the service on `db`, with the catalog and tasks of `dir`
+/// and the same `JWT_SECRET` as any other (no Redis).
+fn replica(db: &TestDatabase, dir: &tempfile::TempDir) -> ServerProcess {
+    Binary::new(BIN)
+        .env("DATABASE_URL", &db.url)
+        .env("SWITCHYARD_CONFIG", dir.path().join("switchyard.toml"))
+        .env("ADMIN_API_KEY", ADMIN)
+        .env("JWT_SECRET", JWT_SECRET)
+        .env("LOCAL_MODEL_PRELOAD", "false")
+        .env("TASK_WORKERS", "1")
+        // Page loads count against the signed-in key's rate, as API calls do.
+        .env("API_RATE_LIMIT", "1000")
+        .env("ALLOW_UNSANDBOXED_BASH", "true")
+        .env("TASKS_DIR", dir.path().join("tasks"))
+        .serve()
+}
+
 /// The service over the fake OpenAI upstream (models `fast` and
 /// `agent-sleep`), a task worker, and a user key.
 struct Served {
@@ -33,8 +50,8 @@ struct Served {
     user_id: String,
     _upstream: FakeOpenAi,
     _rt: tokio::runtime::Runtime,
-    _db: TestDatabase,
-    _dir: tempfile::TempDir,
+    db: TestDatabase,
+    dir: tempfile::TempDir,
 }
 
 fn serve() -> Served {
@@ -53,18 +70,7 @@ fn serve() -> Served {
     )
     .unwrap();
     let db = TestDatabase::sqlite();
-    let server = Binary::new(BIN)
-        .env("DATABASE_URL", &db.url)
-        .env("SWITCHYARD_CONFIG", &config)
-        .env("ADMIN_API_KEY", ADMIN)
-        .env("JWT_SECRET", JWT_SECRET)
-        .env("LOCAL_MODEL_PRELOAD", "false")
-        .env("TASK_WORKERS", "1")
-        // Page loads count against the signed-in key's rate, as API calls do.
-        .env("API_RATE_LIMIT", "1000")
-        .env("ALLOW_UNSANDBOXED_BASH", "true")
-        .env("TASKS_DIR", dir.path().join("tasks"))
-        .serve();
+    let server = replica(&db, &dir);
     let created = api(
         server.base_url(),
         "POST",
@@ -78,8 +84,8 @@ fn serve() -> Served {
         server,
         _upstream: upstream,
         _rt: rt,
-        _db: db,
-        _dir: dir,
+        db,
+        dir,
     }
 }
 
@@ -446,13 +452,23 @@ fn a_session_in_use_is_renewed_and_a_sign_out_still_ends_it() {
         user.session().is_none(),
         "the cookie was removed, not renewed"
     );
-    for token in [&renewed, &old.token] {
-        let mut copy = Browser::new(base);
-        copy.cookies.push(("sy_console".into(), token.clone()));
-        assert_eq!(
-            copy.get("/console/usage").0,
-            303,
-            "the ended session is refused"
-        );
+    // Here, and on another replica of the same database without Redis
+    // (started after the sign-out, as after a restart).
+    let other = replica(&s.db, &s.dir);
+    for base in [base, other.base_url()] {
+        for token in [&renewed, &old.token] {
+            let mut copy = Browser::new(base);
+            copy.cookies.push(("sy_console".into(), token.clone()));
+            assert_eq!(
+                copy.get("/console/usage").0,
+                303,
+                "the ended session is refused at {base}"
+            );
+        }
     }
+    // A session never signed out still holds there.
+    let fresh = sessions.issue(&key, None, chrono::Utc::now()).unwrap();
+    let mut copy = Browser::new(other.base_url());
+    copy.cookies.push(("sy_console".into(), fresh.token));
+    assert_eq!(copy.get("/console/usage").0, 200);
 }

@@ -3,18 +3,20 @@
 //! this one purpose) kept in an HttpOnly cookie, the CSRF token bound to
 //! each session, and sessions ended by signing out. Every replica with the
 //! same `JWT_SECRET` accepts a session; without one, sessions are signed
-//! with a secret made at start-up and live only in this process.
+//! with a secret made at start-up and live only in this process. A sign-out
+//! is recorded in the database, so every replica sharing it refuses the
+//! session, after a restart too.
 
 use axum::http::HeaderMap;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use switchyard_core::keys::{new_id, ApiKey, Scope};
 use switchyard_core::tokens::{TokenClaims, TokenError, TokenKeys, ISSUER, MAX_TTL_SECONDS};
 use switchyard_core::Secret;
-use switchyard_limits::Redis;
+use switchyard_store::Store;
 
 /// The session cookie.
 pub const COOKIE: &str = "sy_console";
@@ -70,8 +72,9 @@ pub struct Sessions {
     pub ephemeral: bool,
     /// Sessions signed out on this replica, by `jti`, until they expire.
     ended: Mutex<HashMap<String, i64>>,
-    /// Where sign-outs are shared with the other replicas, when configured.
-    redis: Option<Arc<Redis>>,
+    /// Where sign-outs are recorded for every replica (none in unit tests
+    /// of the tokens alone).
+    store: Option<Store>,
 }
 
 impl std::fmt::Debug for Sessions {
@@ -85,11 +88,7 @@ impl std::fmt::Debug for Sessions {
 impl Sessions {
     /// From `JWT_SECRET` (and the previous one while it is rotated), else a
     /// random secret of this process.
-    pub fn new(
-        current: Option<&Secret>,
-        previous: Option<&Secret>,
-        redis: Option<Arc<Redis>>,
-    ) -> Self {
+    pub fn new(current: Option<&Secret>, previous: Option<&Secret>, store: Option<Store>) -> Self {
         let (base, ephemeral) = match current {
             Some(s) => (s.clone(), false),
             None => (Secret::new(hex::encode(rand::random::<[u8; 32]>())), true),
@@ -101,7 +100,7 @@ impl Sessions {
             csrf: derive(&base, "switchyard.console.csrf"),
             ephemeral,
             ended: Mutex::new(HashMap::new()),
-            redis,
+            store,
         }
     }
 
@@ -188,12 +187,8 @@ impl Sessions {
             .is_ok()
     }
 
-    fn redis_key(jti: &str) -> String {
-        format!("sy:console:ended:{jti}")
-    }
-
     /// Signs a session out: refused here at once, and on every replica
-    /// sharing Redis, until it would have expired anyway.
+    /// sharing the database, until it would have expired anyway.
     pub async fn end(&self, claims: &TokenClaims) {
         let now = switchyard_core::now().timestamp();
         {
@@ -201,33 +196,34 @@ impl Sessions {
             ended.retain(|_, exp| *exp > now);
             ended.insert(claims.jti.clone(), claims.exp);
         }
-        if let Some(redis) = &self.redis {
-            let ttl = (claims.exp - now).max(1);
-            let mut cmd = redis::cmd("SET");
-            cmd.arg(Self::redis_key(&claims.jti))
-                .arg(1)
-                .arg("EX")
-                .arg(ttl);
-            if let Err(e) = redis.query::<()>(&cmd, crate::REDIS_CALL_TIMEOUT).await {
-                tracing::warn!(error = %e, "could not share a console sign-out through Redis; other replicas accept the session until it expires");
+        if let Some(store) = &self.store {
+            if let Err(e) = store
+                .end_console_session(&claims.jti, claims.exp, now)
+                .await
+            {
+                tracing::warn!(error = %e, "could not record a console sign-out in the database; other replicas accept the session until it expires");
             }
         }
     }
 
-    /// Whether the session was signed out (here, or through Redis).
+    /// Whether the session was signed out, here or on a replica sharing
+    /// the database. When the database cannot say, the session is taken as
+    /// ended: the console fails closed.
     pub async fn is_ended(&self, jti: &str) -> bool {
         if switchyard_core::sync::lock(&self.ended).contains_key(jti) {
             return true;
         }
-        let Some(redis) = &self.redis else {
+        let Some(store) = &self.store else {
             return false;
         };
-        let mut cmd = redis::cmd("EXISTS");
-        cmd.arg(Self::redis_key(jti));
-        redis
-            .query::<i64>(&cmd, crate::REDIS_CALL_TIMEOUT)
+        let now = switchyard_core::now().timestamp();
+        store
+            .console_session_ended(jti, now)
             .await
-            .is_ok_and(|n| n > 0)
+            .unwrap_or_else(|e| {
+                tracing::warn!(error = %e, "could not read console sign-outs from the database; the session is refused");
+                true
+            })
     }
 }
 

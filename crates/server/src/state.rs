@@ -110,7 +110,7 @@ impl AppState {
         let sessions = Arc::new(crate::session::Sessions::new(
             config.jwt_secret.as_ref(),
             config.keys.jwt_secret_previous.as_ref(),
-            redis.clone(),
+            Some(store.clone()),
         ));
         if sessions.ephemeral {
             tracing::info!("console sessions are signed with a secret of this process (no JWT_SECRET): they end when it restarts and hold on this replica only");

@@ -9,6 +9,7 @@ mod audit_chain;
 mod backup_runs;
 mod budget_leases;
 mod budgets;
+mod console_sessions;
 mod jobs;
 mod keys;
 mod leases;

@@ -35,6 +35,11 @@ embedded!(
     (8, "audit chain", "0008_audit_chain.sql"),
     (9, "backup runs", "0009_backup_runs.sql"),
     (10, "budget leases", "0010_budget_leases.sql"),
+    (
+        11,
+        "console sessions ended",
+        "0011_console_sessions_ended.sql"
+    ),
 );
 
 #[derive(Debug)]
