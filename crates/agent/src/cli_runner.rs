@@ -47,6 +47,8 @@ pub struct Spend {
     messages: HashMap<String, (u64, u64, u64)>,
     /// Events without a message id, counted each.
     unnamed: (u64, u64, u64),
+    /// How many events had no message id.
+    unnamed_events: u32,
 }
 
 impl Spend {
@@ -67,8 +69,17 @@ impl Spend {
             None => {
                 let t = &mut self.unnamed;
                 *t = (t.0 + seen.0, t.1 + seen.1, t.2 + seen.2);
+                self.unnamed_events += 1;
             }
         }
+    }
+
+    /// The model calls so far: one per message, however many events
+    /// carried it.
+    pub fn messages(&self) -> u32 {
+        u32::try_from(self.messages.len())
+            .unwrap_or(u32::MAX)
+            .saturating_add(self.unnamed_events)
     }
 
     /// Input (cached included), cached and output tokens so far.
@@ -140,7 +151,6 @@ pub async fn run_with_cli(
     let mut calls: HashMap<String, u64> = HashMap::new();
     let mut last_model_event = None;
     let mut summary = String::new();
-    let mut turns = 0u32;
     let mut spend = Spend::default();
     // Set by the event handler, read when the run has ended.
     let over_cost = std::sync::atomic::AtomicBool::new(false);
@@ -158,7 +168,6 @@ pub async fn run_with_cli(
         let run = cli.invoke(&inv, |event| {
             match event["type"].as_str() {
                 Some("assistant") => {
-                    turns += 1;
                     spend.add(event);
                     let blocks = event["message"]["content"]
                         .as_array()
@@ -229,7 +238,7 @@ pub async fn run_with_cli(
     // a result replaces this with the CLI's own figures.
     let (input, _, output) = spend.tokens();
     let mut usage = TaskUsage {
-        turns,
+        turns: spend.messages(),
         model_used: Some(model.id.clone()),
         input_tokens: input,
         output_tokens: output,
@@ -331,6 +340,11 @@ mod tests {
         spend.add(&event(None, 10, 0, 2));
         // Input includes the cached tokens.
         assert_eq!(spend.tokens(), (150 + 300 + 20, 50, 40 + 7 + 4));
+        assert_eq!(
+            spend.messages(),
+            4,
+            "two messages, two events without an id"
+        );
         let pricing = Pricing {
             input_micros_per_mtok: 3_000_000,
             output_micros_per_mtok: 15_000_000,

@@ -355,6 +355,8 @@ async fn a_cli_run_is_stopped_when_its_messages_pass_the_cost_cap() {
     );
     assert_eq!(task["usage"]["input_tokens"], 3000, "{task}");
     assert_eq!(task["usage"]["output_tokens"], 201, "{task}");
+    // Three messages, each sent as two events (the last one's first only).
+    assert_eq!(task["usage"]["turns"], 3, "{task}");
     let error = task["result"]["error"].as_str().unwrap();
     assert!(error.starts_with("max_cost reached"), "{error}");
     let row = usage_row(&app, task["task_id"].as_str().unwrap()).await;
