@@ -128,7 +128,8 @@ impl AppState {
             crate::replica::replica_id(),
         );
         let (usage_stop, stop_rx) = watch::channel(false);
-        let (usage, writer) = UsageRecorder::spawn(store.clone(), metrics.clone(), stop_rx);
+        let (usage, writer) =
+            UsageRecorder::spawn(store.clone(), &config.database, metrics.clone(), stop_rx);
         let gateway = Gateway::new(
             &config,
             crate::gateway::http_client()?,

@@ -5,10 +5,18 @@
 //! retried until it lands; shutdown drains the queue. A call's cost stays
 //! held in its budget leases until its batch lands (at most the 50 ms batch
 //! window plus the write), and the leases learn when it has.
+//!
+//! On PostgreSQL the writer runs on a thread of its own, with a runtime and
+//! a connection pool of its own ([`WRITER_CONNECTIONS`]): building a
+//! batch's arrays, encoding them and reading the answer are work in bursts
+//! of a batch at a time, which on the request runtime's workers would hold
+//! up the calls behind them. (SQLite's driver already runs each statement
+//! on a thread of its own.)
 
 use crate::budgets::{Landing, Settlement};
 use crate::metrics::Metrics;
 use std::time::Duration;
+use switchyard_core::config::{DatabaseConfig, DatabaseKind};
 use switchyard_store::{Store, UsageRecord, MAX_BATCH};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
@@ -17,6 +25,9 @@ use tokio::task::JoinHandle;
 pub const QUEUE_CAPACITY: usize = 10_000;
 /// How long the writer waits to fill a batch.
 const BATCH_WINDOW: Duration = Duration::from_millis(50);
+/// Connections of the PostgreSQL writer's own pool: one writes, a second
+/// lets a retry start while a broken one is being replaced.
+pub const WRITER_CONNECTIONS: u32 = 2;
 
 /// One call's accounting: its usage row and, when a budget applied, the
 /// settlement of its reservation.
@@ -60,13 +71,50 @@ pub struct UsageRecorder {
 impl UsageRecorder {
     /// Starts the writer; it runs until `stop` turns true, then drains the
     /// queue and exits.
+    ///
+    /// On PostgreSQL the writer gets a thread, a runtime and a pool of its
+    /// own on `database`; should either fail to start, it runs on the
+    /// caller's runtime with `store`, as on SQLite.
     pub fn spawn(
         store: Store,
+        database: &DatabaseConfig,
         metrics: Metrics,
         stop: watch::Receiver<bool>,
     ) -> (Self, JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(QUEUE_CAPACITY);
-        let task = tokio::spawn(writer(store, rx, metrics.clone(), stop));
+        let task = match store.kind() {
+            DatabaseKind::Sqlite => tokio::spawn(writer(store, rx, metrics.clone(), stop)),
+            DatabaseKind::Postgres => {
+                let own = DatabaseConfig {
+                    pool_size: WRITER_CONNECTIONS,
+                    ..database.clone()
+                };
+                let metrics = metrics.clone();
+                let caller = tokio::runtime::Handle::current();
+                tokio::task::spawn_blocking(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build();
+                    match runtime {
+                        // The pool is made inside the runtime, so that its
+                        // connections and upkeep belong to it.
+                        Ok(runtime) => runtime.block_on(async move {
+                            match Store::connect_lazy(&own) {
+                                Ok(pool) => writer(pool, rx, metrics, stop).await,
+                                Err(e) => {
+                                    tracing::warn!(error = %e, "the usage writer shares the service's connection pool: its own could not be made");
+                                    writer(store, rx, metrics, stop).await;
+                                }
+                            }
+                        }),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "the usage writer runs on the request runtime: its own could not start");
+                            caller.block_on(writer(store, rx, metrics, stop));
+                        }
+                    }
+                })
+            }
+        };
         (Self { tx, metrics }, task)
     }
 
