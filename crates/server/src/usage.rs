@@ -233,24 +233,7 @@ mod tests {
     use super::*;
 
     fn record(id: &str) -> UsageRecord {
-        UsageRecord {
-            timestamp: switchyard_core::now(),
-            request_id: id.to_owned(),
-            key_id: "key".into(),
-            project: "p".into(),
-            endpoint: "/v1/chat/completions".into(),
-            model_requested: None,
-            model_used: None,
-            backend: None,
-            input_tokens: 1,
-            output_tokens: 1,
-            cached_tokens: 0,
-            cost_nano_usd: 1,
-            latency_ms: 1,
-            upstream_latency_ms: None,
-            status: 200,
-            error_type: None,
-        }
+        switchyard_testkit::usage_record(id, "key_1", switchyard_core::now())
     }
 
     /// A full queue makes `record` wait for room, and loses nothing.

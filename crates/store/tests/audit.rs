@@ -317,24 +317,7 @@ async fn pages_filter_and_run_both_ways(kind: DatabaseKind) {
 }
 
 fn usage(at: DateTime<Utc>, n: usize) -> UsageRecord {
-    UsageRecord {
-        timestamp: at,
-        request_id: format!("req-{n}"),
-        key_id: "key_1".into(),
-        project: "p".into(),
-        endpoint: "/v1/chat/completions".into(),
-        model_requested: None,
-        model_used: None,
-        backend: None,
-        input_tokens: 1,
-        output_tokens: 1,
-        cached_tokens: 0,
-        cost_nano_usd: 1,
-        latency_ms: 1,
-        upstream_latency_ms: None,
-        status: 200,
-        error_type: None,
-    }
+    switchyard_testkit::usage_record(&format!("req-{n}"), "key_1", at)
 }
 
 /// Queues a task at `at` and, unless `finish` is false, finishes it then

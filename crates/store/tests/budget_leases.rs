@@ -8,7 +8,7 @@ use chrono::{DateTime, Duration, Utc};
 use switchyard_core::budget::{Budget, BudgetPeriod, BudgetScope};
 use switchyard_core::config::DatabaseKind;
 use switchyard_store::{LeaseKey, LeaseRoom, NewBudget, Settlement, Store, UsageRecord};
-use switchyard_testkit::TestDatabase;
+use switchyard_testkit::{usage_row, TestDatabase};
 
 async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
     let db = TestDatabase::of_kind(kind);
@@ -141,27 +141,6 @@ async fn concurrent_holders_cannot_lease_past_the_limit(kind: DatabaseKind) {
     assert_eq!(store.release_budget_leases(r0).await.unwrap(), 1);
     assert_eq!(store.release_budget_leases(r0).await.unwrap(), 0);
     assert_eq!(store.budget_state(&b, t).await.unwrap().leased_nano_usd, 90);
-}
-
-fn usage_row(i: i64, t: DateTime<Utc>) -> UsageRecord {
-    UsageRecord {
-        timestamp: t + Duration::microseconds(i),
-        request_id: format!("req-{i}"),
-        key_id: "key_a".into(),
-        project: "p".into(),
-        endpoint: "/v1/chat/completions".into(),
-        model_requested: Some("m".into()),
-        model_used: Some("m".into()),
-        backend: Some("openai".into()),
-        input_tokens: 10,
-        output_tokens: 1,
-        cached_tokens: 0,
-        cost_nano_usd: 3,
-        latency_ms: 5,
-        upstream_latency_ms: Some(4),
-        status: 200,
-        error_type: None,
-    }
 }
 
 async fn spend_lands_with_usage_rows_and_leases_shrink_to_what_is_needed(kind: DatabaseKind) {

@@ -9,7 +9,7 @@ use switchyard_core::config::DatabaseKind;
 use switchyard_core::keys::{new_id, NewKeySecret, NewKeySpec, RateLimit, Scopes};
 use switchyard_core::tasks::TaskStatus;
 use switchyard_store::{AuditEvent, KeyInsert, NewTask, Store, TaskFinish, UsageRecord};
-use switchyard_testkit::TestDatabase;
+use switchyard_testkit::{usage_row, TestDatabase};
 
 async fn fresh(kind: DatabaseKind) -> (TestDatabase, Store) {
     let db = TestDatabase::of_kind(kind);
@@ -216,22 +216,13 @@ async fn usage_summaries_group_and_filter(kind: DatabaseKind) {
         .with_ymd_and_hms(2026, 11, 27, 0, 30, 0)
         .unwrap();
     let rec = |at, key: &str, model: &str, cost: i64| UsageRecord {
-        timestamp: at,
-        request_id: "r".into(),
-        key_id: key.into(),
-        project: "p".into(),
-        endpoint: "/v1/chat/completions".into(),
         model_requested: Some(model.into()),
         model_used: Some(model.into()),
-        backend: None,
         input_tokens: 10,
         output_tokens: 20,
         cached_tokens: 1,
         cost_nano_usd: cost,
-        latency_ms: 1,
-        upstream_latency_ms: None,
-        status: 200,
-        error_type: None,
+        ..switchyard_testkit::usage_record("r", key, at)
     };
     store
         .insert_usage(&[
@@ -319,27 +310,6 @@ async fn usage_summaries_group_and_filter(kind: DatabaseKind) {
         [("p", 4, 0), ("q", 1, 1)]
     );
     assert_eq!(switchyard_store::UsageGroup::total(&by_project).requests, 5);
-}
-
-fn usage_row(i: i64, t: chrono::DateTime<chrono::Utc>) -> UsageRecord {
-    UsageRecord {
-        timestamp: t + Duration::microseconds(i),
-        request_id: format!("req-{i}"),
-        key_id: "key_a".into(),
-        project: "p".into(),
-        endpoint: "/v1/chat/completions".into(),
-        model_requested: Some("m".into()),
-        model_used: Some("m".into()),
-        backend: Some("openai".into()),
-        input_tokens: 10,
-        output_tokens: 1,
-        cached_tokens: 0,
-        cost_nano_usd: 3,
-        latency_ms: 5,
-        upstream_latency_ms: Some(4),
-        status: 200,
-        error_type: None,
-    }
 }
 
 async fn usage_batches_land_whole(kind: DatabaseKind) {

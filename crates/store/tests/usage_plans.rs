@@ -8,7 +8,7 @@
 
 use chrono::Duration;
 use switchyard_core::config::DatabaseKind;
-use switchyard_store::{Store, UsageFilter, UsageGrouping};
+use switchyard_store::{Store, UsageFilter, UsageGrouping, UsageRecord};
 use switchyard_testkit::TestDatabase;
 
 switchyard_testkit::on_both_engines!(usage_summaries_look_up_their_filters);
@@ -103,23 +103,9 @@ async fn usage_summaries_look_up_their_filters(kind: DatabaseKind) {
     }
     // And the answers are those of the filters (the rows are the
     // repository tests'; here one row each side of every filter).
-    let rec = |key: &str, project: &str, at| switchyard_store::UsageRecord {
-        timestamp: at,
-        request_id: "r".into(),
-        key_id: key.into(),
+    let rec = |key: &str, project: &str, at| UsageRecord {
         project: project.into(),
-        endpoint: "/v1/chat/completions".into(),
-        model_requested: Some("m".into()),
-        model_used: Some("m".into()),
-        backend: None,
-        input_tokens: 1,
-        output_tokens: 1,
-        cached_tokens: 0,
-        cost_nano_usd: 1,
-        latency_ms: 1,
-        upstream_latency_ms: None,
-        status: 200,
-        error_type: None,
+        ..switchyard_testkit::usage_record("r", key, at)
     };
     store
         .insert_usage(&[

@@ -18,12 +18,14 @@ mod fake_server;
 pub mod otlp;
 pub mod ports;
 pub mod process;
+mod records;
 mod servers;
 pub mod tls;
 
 pub use servers::{PrivatePgbouncer, PrivatePostgres, PrivateRedis};
 pub use tls::{IssuedCert, TestCa};
 
+pub use records::{usage_record, usage_row};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
