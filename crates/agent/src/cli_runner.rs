@@ -45,10 +45,10 @@ fn clip(text: &str) -> String {
 pub struct Spend {
     /// Input (cached included), cached and output tokens per message id.
     messages: HashMap<String, (u64, u64, u64)>,
-    /// Events without a message id, counted each.
-    unnamed: (u64, u64, u64),
-    /// How many events had no message id.
+    /// How many events had no message id (each counted on its own).
     unnamed_events: u32,
+    /// The tokens of every message and unnamed event so far.
+    total: (u64, u64, u64),
 }
 
 impl Spend {
@@ -61,17 +61,22 @@ impl Spend {
             .as_ref()
             .map_or(0, |d| d.cached_tokens);
         let seen = (u.prompt_tokens, cached, u.completion_tokens);
-        match message["id"].as_str() {
+        // What this event adds: all of it without an id, else what it
+        // reports beyond the most its message reported before.
+        let added = match message["id"].as_str() {
             Some(id) => {
                 let m = self.messages.entry(id.to_owned()).or_default();
+                let before = *m;
                 *m = (m.0.max(seen.0), m.1.max(seen.1), m.2.max(seen.2));
+                (m.0 - before.0, m.1 - before.1, m.2 - before.2)
             }
             None => {
-                let t = &mut self.unnamed;
-                *t = (t.0 + seen.0, t.1 + seen.1, t.2 + seen.2);
                 self.unnamed_events += 1;
+                seen
             }
-        }
+        };
+        let t = &mut self.total;
+        *t = (t.0 + added.0, t.1 + added.1, t.2 + added.2);
     }
 
     /// The model calls so far: one per message, however many events
@@ -84,9 +89,7 @@ impl Spend {
 
     /// Input (cached included), cached and output tokens so far.
     pub fn tokens(&self) -> (u64, u64, u64) {
-        self.messages
-            .values()
-            .fold(self.unnamed, |t, m| (t.0 + m.0, t.1 + m.1, t.2 + m.2))
+        self.total
     }
 
     /// The tokens so far at `pricing`, in nano-USD.
@@ -99,8 +102,6 @@ impl Spend {
 /// How a CLI run ended.
 enum Ended {
     Ran(Result<Value, BackendError>),
-    /// Its running cost passed the task's cap.
-    OverCost,
     Cancelled,
     /// The workspace grew past the quota (bytes when stopped).
     OverQuota(u64),
@@ -152,8 +153,6 @@ pub async fn run_with_cli(
     let mut last_model_event = None;
     let mut summary = String::new();
     let mut spend = Spend::default();
-    // Set by the event handler, read when the run has ended.
-    let over_cost = std::sync::atomic::AtomicBool::new(false);
     // The same watcher as a Bash command's; past the quota it ends the run,
     // whose process group goes with it.
     let (over_tx, over_rx) = tokio::sync::oneshot::channel::<()>();
@@ -216,16 +215,12 @@ pub async fn run_with_cli(
                 }
                 _ => {}
             }
-            // Returning false ends the run (its process group is killed).
-            let over = spend.cost_nano_usd(pricing) > spec.max_cost_nano_usd;
-            over_cost.store(over, std::sync::atomic::Ordering::Relaxed);
-            !over
+            // Past the cap, returning false ends the run (its process
+            // group is killed) before the CLI reads another event.
+            spend.cost_nano_usd(pricing) <= spec.max_cost_nano_usd
         });
         tokio::select! {
-            r = run => match over_cost.load(std::sync::atomic::Ordering::Relaxed) {
-                true => Ended::OverCost,
-                false => Ended::Ran(r),
-            },
+            r = run => Ended::Ran(r),
             _ = cancel.changed() => Ended::Cancelled,
             // Without a watcher the sender is gone and this branch is off.
             Ok(()) = over_rx => Ended::OverQuota(
@@ -245,8 +240,11 @@ pub async fn run_with_cli(
         total_cost_nano_usd: spend.cost_nano_usd(pricing),
         ..TaskUsage::default()
     };
+    // Only the handler above stops a run for its cost, and a run that has
+    // not been stopped never gets past the cap.
+    let over_cost = usage.total_cost_nano_usd > spec.max_cost_nano_usd;
     let (status, error) = match result {
-        Ended::OverCost => (
+        Ended::Ran(_) if over_cost => (
             TaskStatus::CostExceeded,
             Some(format!(
                 "max_cost reached: the CLI's messages so far cost {} nano-USD at the model's prices",
