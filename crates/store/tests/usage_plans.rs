@@ -101,8 +101,8 @@ async fn usage_summaries_look_up_their_filters(kind: DatabaseKind) {
             );
         }
     }
-    // And the answers are those of the filters (the rows are the
-    // repository tests'; here one row each side of every filter).
+    // And the answers are those of the filters: three rows, each inside
+    // some filters and outside others.
     let rec = |key: &str, project: &str, at| UsageRecord {
         project: project.into(),
         ..switchyard_testkit::usage_record("r", key, at)

@@ -22,10 +22,10 @@ mod records;
 mod servers;
 pub mod tls;
 
+pub use records::{usage_record, usage_row};
 pub use servers::{PrivatePgbouncer, PrivatePostgres, PrivateRedis};
 pub use tls::{IssuedCert, TestCa};
 
-pub use records::{usage_record, usage_row};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
