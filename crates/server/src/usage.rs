@@ -99,13 +99,11 @@ impl UsageRecorder {
                         // The pool is made inside the runtime, so that its
                         // connections and upkeep belong to it.
                         Ok(runtime) => runtime.block_on(async move {
-                            match Store::connect_lazy(&own) {
-                                Ok(pool) => writer(pool, rx, metrics, stop).await,
-                                Err(e) => {
-                                    tracing::warn!(error = %e, "the usage writer shares the service's connection pool: its own could not be made");
-                                    writer(store, rx, metrics, stop).await;
-                                }
-                            }
+                            let pool = Store::connect_lazy(&own).unwrap_or_else(|e| {
+                                tracing::warn!(error = %e, "the usage writer shares the service's connection pool: its own could not be made");
+                                store
+                            });
+                            writer(pool, rx, metrics, stop).await
                         }),
                         Err(e) => {
                             tracing::warn!(error = %e, "the usage writer runs on the request runtime: its own could not start");
