@@ -2,7 +2,9 @@
 """Gateway overhead, side by side: the same open-loop load against one fake
 OpenAI upstream, directly and through each gateway, on this machine.
 
-Targets: `direct` (the upstream itself), `switchyard-sqlite` and
+Targets: `direct` (the upstream itself), `bare-proxy` (a proxy on the same
+HTTP stacks as Switchyard that only forwards: the floor of any gateway
+built on them), `switchyard-sqlite` and
 `switchyard-postgres` (authentication, per-key rate limit, budget
 reservation and usage logging all on) and `litellm` (LiteLLM's proxy with a
 master key). For each target and offered rate: achieved rate, latency
@@ -105,6 +107,23 @@ def cpu_seconds(pid):
     return total / TICK
 
 
+def database_server_pid():
+    """The local PostgreSQL server's postmaster (the oldest process named
+    `postgres`), or None."""
+    out = subprocess.run(["pgrep", "-o", "-x", "postgres"], capture_output=True, text=True)
+    return int(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.split() else None
+
+
+def set_database_priority(pid, priority):
+    """Gives every process of the database server `priority`: `idle`
+    (SCHED_IDLE: it runs only on a core that nothing else wants, and never
+    preempts what does) or `normal`. Backends started later inherit it from
+    the postmaster."""
+    policy = "--idle" if priority == "idle" else "--other"
+    for p in tree(pid):
+        subprocess.run(["chrt", policy, "-a", "-p", "0", str(p)], capture_output=True)
+
+
 def rss_mb(pid):
     total = 0
     for p in tree(pid):
@@ -183,9 +202,32 @@ class Direct(Target):
         pin_running(self.args, self.proc_pid, LOAD_CPU)
 
 
+class BareProxy(Target):
+    """The floor: a proxy on Switchyard's HTTP stacks that only forwards
+    (crates/bench/src/bin/bare-proxy.rs)."""
+
+    name = "bare-proxy"
+
+    def __init__(self, args, upstream_base):
+        self.args, self.upstream_base = args, upstream_base
+
+    def start(self):
+        port = free_port()
+        self.base = f"http://127.0.0.1:{port}"
+        self.proc = subprocess.Popen(
+            pinned(self.args, TARGET_CPU) + [os.path.join(self.args.bin, "bare-proxy"), "--port", str(port), "--upstream", self.upstream_base],
+            stdout=subprocess.DEVNULL,
+        )
+        wait_ready(self.models_url(), proc=self.proc)
+
+    def pid(self):
+        return self.proc.pid
+
+
 class Switchyard(Target):
     def __init__(self, args, work, upstream_base, db):
         self.args, self.work, self.upstream_base, self.db = args, work, upstream_base, db
+        self.database_pid = None
         self.name = f"switchyard-{db}"
 
     def start(self):
@@ -207,6 +249,11 @@ class Switchyard(Target):
             subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True)
             subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
             url = self.args.postgres.rsplit("/", 1)[0] + "/" + name
+            self.database_pid = database_server_pid()
+            if self.database_pid is None:
+                print("  the PostgreSQL server's processes were not found: its CPU is not measured", flush=True)
+            elif self.args.database_priority != "normal":
+                set_database_priority(self.database_pid, self.args.database_priority)
         self.db_url = url
         admin_key = "sy_" + secrets.token_hex(32)
         env = {
@@ -246,6 +293,11 @@ class Switchyard(Target):
 
     def pid(self):
         return self.proc.pid
+
+    def stop(self):
+        super().stop()
+        if self.database_pid and self.args.database_priority != "normal":
+            set_database_priority(self.database_pid, "normal")
 
     def usage_rows(self):
         sql = "SELECT COUNT(*) FROM usage_log WHERE endpoint = '/v1/chat/completions'"
@@ -338,12 +390,17 @@ def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, conn
 def measured(target, fn, upstream_pid):
     """Runs fn while sampling the target's CPU seconds and peak RSS, and
     the upstream's CPU seconds over the same time."""
-    pid = target.pid()
+    pid, db = target.pid(), getattr(target, "database_pid", None)
     before, up_before = cpu_seconds(pid), cpu_seconds(upstream_pid)
+    db_before = cpu_seconds(db) if db else None
     with Sampler(pid) as sampler:
         r = fn()
     r["cpu_s"] = round(cpu_seconds(pid) - before, 3)
     r["upstream_cpu_s"] = round(cpu_seconds(upstream_pid) - up_before, 3)
+    if db:
+        # The database server's processes over the same time: the backends
+        # the service writes through, and the server's own writers.
+        r["database_cpu_s"] = round(cpu_seconds(db) - db_before, 3)
     r["peak_rss_mb"] = round(sampler.peak, 1)
     return r
 
@@ -456,6 +513,8 @@ def headline(run, name, rate):
     if row and row["answered"]:
         out["cpu_us_per_call"] = row["cpu_s"] / row["answered"] * 1e6
         out["upstream_cpu_us_per_call"] = row["upstream_cpu_s"] / row["answered"] * 1e6
+        if row.get("database_cpu_s") is not None:
+            out["database_cpu_us_per_call"] = row["database_cpu_s"] / row["answered"] * 1e6
         if out["upstream_cpu_us_per_call"]:
             out["cpu_multiple"] = out["cpu_us_per_call"] / out["upstream_cpu_us_per_call"]
         if drow:
@@ -479,6 +538,7 @@ HEADLINE = [
     ("gateway CPU per call (µs)", "cpu_us_per_call"),
     ("upstream CPU per call, same run (µs)", "upstream_cpu_us_per_call"),
     ("CPU per call, multiple of the upstream's", "cpu_multiple"),
+    ("database server CPU per call, same run (µs)", "database_cpu_us_per_call"),
     ("added p50 (ms)", "added_p50_ms"),
     ("added p99 (ms)", "added_p99_ms"),
     ("saturation (req/s)", "saturation"),
@@ -568,6 +628,12 @@ def main():
     ap.add_argument("--targets", default="direct,switchyard-sqlite,switchyard-postgres,litellm")
     ap.add_argument("--repeat", type=int, default=1, help="runs of every target, one after another; figures are given as median and range")
     ap.add_argument("--settle", type=int, default=60, help="seconds after the saturation run at which RSS is read again")
+    ap.add_argument(
+        "--database-priority",
+        choices=["normal", "idle"],
+        default="normal",
+        help="scheduling of the PostgreSQL server's processes while switchyard-postgres runs; idle (SCHED_IDLE) keeps its work from preempting the path a call takes, on a machine where it shares the cores",
+    )
     ap.add_argument("--pin", action=argparse.BooleanOptionalAction, default=(os.cpu_count() or 1) >= 2, help="the target on CPU 1, load generator and upstream on CPU 0")
     args = ap.parse_args()
     args.rates = [int(r) for r in args.rates.split(",")]
@@ -589,6 +655,8 @@ def main():
         wait_ready(f"{up_base}/v1/models")
         if "direct" in wanted:
             targets.append(Direct(args, up_base, upstream))
+        if "bare-proxy" in wanted:
+            targets.append(BareProxy(args, up_base))
         if "switchyard-sqlite" in wanted:
             targets.append(Switchyard(args, work, up_base, "sqlite"))
         if "switchyard-postgres" in wanted and args.postgres:

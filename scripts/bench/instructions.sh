@@ -11,6 +11,7 @@
 #   scripts/bench/instructions.sh                 # build, then measure
 #   BIN=/path/to/release CALLS=500 scripts/bench/instructions.sh
 #   BENCH_DATABASE_URL=postgres://…/empty_db scripts/bench/instructions.sh
+#   BENCH_TARGET=bare-proxy scripts/bench/instructions.sh   # the floor (service.sh)
 #
 # Needs valgrind (Debian `valgrind`) and oha (scripts/bench/gateway.sh
 # installs it into /var/cache/switchyard/tools). Under valgrind the CPU has

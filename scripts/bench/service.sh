@@ -13,6 +13,10 @@
 # the service's pid; stops both processes (and removes $cleanup_dir, when
 # set) on exit. `chat ARGS…` runs $oha with ARGS against the chat
 # completions endpoint, after $chat_prefix (e.g. "taskset -c 0") when set.
+#
+# With BENCH_TARGET=bare-proxy the service is the bare forwarding proxy
+# (crates/bench/src/bin/bare-proxy.rs) instead: the floor of a gateway on
+# Switchyard's HTTP stacks, measured the same way.
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
@@ -28,6 +32,17 @@ start_service() {
   sy=
   trap stop_service EXIT
 
+  if [ "${BENCH_TARGET:-switchyard}" = bare-proxy ]; then
+    "$@" "$BIN/bare-proxy" --port "$port" --upstream "http://127.0.0.1:$up_port" >"$out/serve.log" 2>&1 &
+    sy=$!
+    for _ in $(seq 1 240); do
+      curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break
+      kill -0 "$sy" 2>/dev/null || { echo "the proxy stopped; see $out/serve.log" >&2; exit 1; }
+      sleep 0.5
+    done
+    key=none
+    return
+  fi
   printf '[[models]]\nid = "bench"\nbase_url = "http://127.0.0.1:%s/v1"\ninput_per_mtok = 1.0\noutput_per_mtok = 2.0\n' "$up_port" >"$out/models.toml"
   admin=sy_$(python3 -c 'import secrets; print(secrets.token_hex(32))')
   env -i PATH="$PATH" PORT="$port" DATABASE_URL="${BENCH_DATABASE_URL:-sqlite://$out/usage.db}" \

@@ -1,27 +1,31 @@
-//! The two load-test binaries together, as the benchmark script runs them:
-//! `sse-probe` timing streamed calls against `fake-upstream`.
+//! The load-test binaries together, as the benchmark script runs them:
+//! `sse-probe` timing streamed calls against `fake-upstream`, directly and
+//! through `bare-proxy`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 
-struct Upstream {
+/// A running tool, killed when dropped.
+struct Server {
     child: Child,
+    base: String,
     url: String,
 }
 
-impl Drop for Upstream {
+impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-/// Starts fake-upstream on a free port (it prints the one it chose).
-fn upstream(delay_ms: u64) -> Upstream {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_fake-upstream"))
-        .args(["--port", "0", "--delay-ms", &delay_ms.to_string()])
+/// Starts a tool on a free port (it prints the address it chose).
+fn serve(bin: &str, args: &[&str]) -> Server {
+    let mut child = Command::new(bin)
+        .args(["--port", "0"])
+        .args(args)
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
@@ -29,11 +33,26 @@ fn upstream(delay_ms: u64) -> Upstream {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    let addr = line.trim().rsplit(' ').next().unwrap().to_owned();
-    Upstream {
+    let base = format!("http://{}", line.trim().rsplit(' ').next().unwrap());
+    Server {
         child,
-        url: format!("http://{addr}/v1/chat/completions"),
+        url: format!("{base}/v1/chat/completions"),
+        base,
     }
+}
+
+fn upstream(delay_ms: u64) -> Server {
+    serve(
+        env!("CARGO_BIN_EXE_fake-upstream"),
+        &["--delay-ms", &delay_ms.to_string()],
+    )
+}
+
+fn bare_proxy(upstream: &Server) -> Server {
+    serve(
+        env!("CARGO_BIN_EXE_bare-proxy"),
+        &["--upstream", &upstream.base],
+    )
 }
 
 fn probe(url: &str, requests: usize) -> std::process::Output {
@@ -75,4 +94,74 @@ fn probe_fails_loudly_without_a_stream() {
     let out = probe(&up.url.replace("/chat/completions", "/nothing"), 5);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 404"));
+}
+
+/// The bare proxy passes on the method, path, body and status, and streams.
+#[tokio::test]
+async fn bare_proxy_forwards_calls_and_streams() {
+    let up = upstream(0);
+    let proxy = bare_proxy(&up);
+    let client = reqwest::Client::new();
+    let answer: serde_json::Value = client
+        .post(&proxy.url)
+        .body(r#"{"model":"bench","messages":[]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["usage"]["total_tokens"], 22);
+    let models = client
+        .get(format!("{}/v1/models", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(models.status(), 200);
+    assert_eq!(
+        models.json::<serde_json::Value>().await.unwrap()["data"][0]["id"],
+        "bench"
+    );
+    // The upstream's own 400 for a body that is not JSON comes through.
+    let bad = client.post(&proxy.url).body("nope").send().await.unwrap();
+    assert_eq!(bad.status(), 400);
+    let missing = client
+        .get(format!("{}/nothing", proxy.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 404);
+
+    let out = tokio::task::spawn_blocking({
+        let url = proxy.url.clone();
+        move || probe(&url, 10)
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        (r["sent"].as_u64(), r["errors"].as_u64()),
+        (Some(60), Some(0))
+    );
+}
+
+/// An upstream that is gone is a 502 from the proxy, not a hang.
+#[tokio::test]
+async fn bare_proxy_answers_502_without_an_upstream() {
+    let up = upstream(0);
+    let proxy = bare_proxy(&up);
+    drop(up);
+    let status = reqwest::Client::new()
+        .post(&proxy.url)
+        .body("{}")
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 502);
 }
