@@ -124,7 +124,7 @@ fn migrate_twice_is_a_no_op_the_second_time() {
         let first = run(&env, &["migrate"]);
         assert!(first.status.success(), "{}", text(&first.stderr));
         assert!(
-            text(&first.stdout).contains("applied 11 migration(s)"),
+            text(&first.stdout).contains("applied 12 migration(s)"),
             "{}",
             text(&first.stdout)
         );

@@ -40,6 +40,11 @@ embedded!(
         "console sessions ended",
         "0011_console_sessions_ended.sql"
     ),
+    (
+        12,
+        "usage indexes ascending",
+        "0012_usage_indexes_ascending.sql"
+    ),
 );
 
 #[derive(Debug)]

@@ -349,9 +349,9 @@ async fn migrations_apply_once(kind: DatabaseKind) {
     let store = Store::connect_lazy(&db.config()).unwrap();
     assert_eq!(
         store.pending_migrations().await.unwrap(),
-        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11]
+        vec![1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12]
     );
-    assert_eq!(store.migrate().await.unwrap(), 11);
+    assert_eq!(store.migrate().await.unwrap(), 12);
     assert_eq!(store.migrate().await.unwrap(), 0);
     assert!(store.pending_migrations().await.unwrap().is_empty());
     assert!(store.ping(std::time::Duration::from_secs(2)).await.is_ok());

@@ -11,7 +11,10 @@ use switchyard_core::config::DatabaseKind;
 use switchyard_store::{Store, UsageFilter, UsageGrouping, UsageRecord};
 use switchyard_testkit::TestDatabase;
 
-switchyard_testkit::on_both_engines!(usage_summaries_look_up_their_filters);
+switchyard_testkit::on_both_engines!(
+    usage_summaries_look_up_their_filters,
+    usage_time_indexes_ascend
+);
 
 async fn usage_summaries_look_up_their_filters(kind: DatabaseKind) {
     let db = TestDatabase::of_kind(kind);
@@ -135,4 +138,69 @@ async fn usage_summaries_look_up_their_filters(kind: DatabaseKind) {
         assert_eq!(requests(filter.clone()).await, expected, "{what}");
     }
     assert_eq!(requests(UsageFilter::default()).await, 3, "no filter");
+}
+
+/// The time indexes ascend (migration 12): rows arrive in time order, and
+/// an ascending index takes each at its right edge, where pages split
+/// cheaply and stay full. Newest-first reads scan it backwards.
+async fn usage_time_indexes_ascend(kind: DatabaseKind) {
+    let db = TestDatabase::of_kind(kind);
+    let store = Store::connect_lazy(&db.config()).unwrap();
+    store.migrate().await.unwrap();
+    let mut definitions: Vec<String> = match kind {
+        DatabaseKind::Sqlite => {
+            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(
+                "SELECT sql FROM sqlite_master \
+                 WHERE type = 'index' AND tbl_name = 'usage_log' AND sql IS NOT NULL",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+        DatabaseKind::Postgres => {
+            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
+            sqlx::query_scalar(
+                "SELECT indexdef FROM pg_indexes \
+                 WHERE tablename = 'usage_log' AND indexname <> 'usage_log_pkey'",
+            )
+            .fetch_all(&pool)
+            .await
+            .unwrap()
+        }
+    };
+    definitions.sort();
+    assert_eq!(definitions.len(), 3, "{definitions:#?}");
+    for (definition, (name, columns)) in definitions.iter().zip([
+        ("usage_log_key_timestamp_idx", "(key_id, \"timestamp\")"),
+        (
+            "usage_log_project_timestamp_idx",
+            "(project, \"timestamp\")",
+        ),
+        ("usage_log_timestamp_idx", "(\"timestamp\")"),
+    ]) {
+        let unquoted = columns.replace('"', "");
+        assert!(
+            definition.contains(name)
+                && (definition.contains(columns) || definition.contains(&unquoted))
+                && !definition.to_uppercase().contains("DESC"),
+            "not an ascending index {name} on {unquoted}: {definition}"
+        );
+    }
+    // Newest first, from the ascending index read backwards.
+    let now = switchyard_core::now();
+    let rows: Vec<UsageRecord> = (0..5)
+        .map(|i| {
+            switchyard_testkit::usage_record(&format!("r{i}"), "key_1", now + Duration::seconds(i))
+        })
+        .collect();
+    store.insert_usage(&rows).await.unwrap();
+    let recent: Vec<String> = store
+        .recent_usage(3)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.request_id)
+        .collect();
+    assert_eq!(recent, ["r4", "r3", "r2"]);
 }
