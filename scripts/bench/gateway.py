@@ -625,7 +625,7 @@ def main():
     ap.add_argument("--ttft-requests", type=int, default=1000)
     ap.add_argument("--soak", type=int, default=0, help="seconds of soak on switchyard-sqlite (0: none)")
     ap.add_argument("--soak-rate", type=int, default=1000)
-    ap.add_argument("--targets", default="direct,switchyard-sqlite,switchyard-postgres,litellm")
+    ap.add_argument("--targets", default="direct,bare-proxy,switchyard-sqlite,switchyard-postgres,litellm")
     ap.add_argument("--repeat", type=int, default=1, help="runs of every target, one after another; figures are given as median and range")
     ap.add_argument("--settle", type=int, default=60, help="seconds after the saturation run at which RSS is read again")
     ap.add_argument(

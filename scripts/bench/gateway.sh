@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Gateway overhead, side by side, in one run on this machine: the same
 # open-loop load (oha at fixed rates, latency-corrected) against one fake
-# OpenAI upstream directly, through Switchyard on SQLite and on PostgreSQL
-# (authentication, rate limit, budget reservation and usage logging all on),
-# and through LiteLLM's proxy. Prints the tables and writes results.json,
-# results.md and latency.png to $OUT (default target/bench/gateway).
+# OpenAI upstream directly, through a bare proxy on Switchyard's HTTP stacks
+# that only forwards (the floor), through Switchyard on SQLite and on
+# PostgreSQL (authentication, rate limit, budget reservation and usage
+# logging all on), and through LiteLLM's proxy. Prints the tables and
+# writes results.json, results.md and latency.png to $OUT (default
+# target/bench/gateway).
 #
 #   scripts/bench/gateway.sh
 #   RATES=500,1000 DURATION=5 SOAK=0 REPEAT=1 TARGETS=direct,switchyard-sqlite scripts/bench/gateway.sh
@@ -50,4 +52,4 @@ exec "$venv/bin/python" scripts/bench/gateway.py \
   --soak "${SOAK:-300}" \
   --repeat "${REPEAT:-3}" \
   --settle "${SETTLE:-60}" \
-  --targets "${TARGETS:-direct,switchyard-sqlite,switchyard-postgres,litellm}"
+  --targets "${TARGETS:-direct,bare-proxy,switchyard-sqlite,switchyard-postgres,litellm}"

@@ -20,6 +20,16 @@
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
+# Waits until PATH on $port answers 200; exits if the process $sy stops.
+wait_ready() {
+  local path=$1 out=$2
+  for _ in $(seq 1 240); do
+    curl -sf "http://127.0.0.1:$port$path" >/dev/null && return
+    kill -0 "$sy" 2>/dev/null || { echo "the service stopped; see $out/serve.log" >&2; exit 1; }
+    sleep 0.5
+  done
+}
+
 start_service() {
   local out=$1 upstream_prefix=$2
   shift 2
@@ -35,11 +45,7 @@ start_service() {
   if [ "${BENCH_TARGET:-switchyard}" = bare-proxy ]; then
     "$@" "$BIN/bare-proxy" --port "$port" --upstream "http://127.0.0.1:$up_port" >"$out/serve.log" 2>&1 &
     sy=$!
-    for _ in $(seq 1 240); do
-      curl -sf "http://127.0.0.1:$port/v1/models" >/dev/null && break
-      kill -0 "$sy" 2>/dev/null || { echo "the proxy stopped; see $out/serve.log" >&2; exit 1; }
-      sleep 0.5
-    done
+    wait_ready /v1/models "$out"
     key=none
     return
   fi
@@ -50,11 +56,7 @@ start_service() {
     LOG_LEVEL=info LOG_FORMAT=json LOCAL_MODEL_PRELOAD=false TASK_WORKERS=0 \
     "$@" "$BIN/switchyard" serve >"$out/serve.log" 2>&1 &
   sy=$!
-  for _ in $(seq 1 240); do
-    curl -sf "http://127.0.0.1:$port/ready" >/dev/null && break
-    kill -0 "$sy" 2>/dev/null || { echo "the service stopped; see $out/serve.log" >&2; exit 1; }
-    sleep 0.5
-  done
+  wait_ready /ready "$out"
 
   admin_json() { curl -sf -X "$1" -H "authorization: Bearer $admin" -H 'content-type: application/json' "http://127.0.0.1:$port$2" -d "$3"; }
   key=$(admin_json POST /v1/admin/keys '{"name":"bench","project":"bench","rate_limit":{"requests":1000000,"period_seconds":60}}' |

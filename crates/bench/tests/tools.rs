@@ -62,16 +62,21 @@ fn probe(url: &str, requests: usize) -> std::process::Output {
         .unwrap()
 }
 
-#[test]
-fn probe_times_streams_to_the_first_data_line() {
-    let up = upstream(25);
-    let out = probe(&up.url, 10);
+/// The probe's report of a run that must succeed.
+fn probed(url: &str, requests: usize) -> serde_json::Value {
+    let out = probe(url, requests);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+#[test]
+fn probe_times_streams_to_the_first_data_line() {
+    let up = upstream(25);
+    let r = probed(&up.url, 10);
     assert_eq!(
         (r["requests"].as_u64(), r["sent"].as_u64()),
         (Some(10), Some(60))
@@ -132,18 +137,12 @@ async fn bare_proxy_forwards_calls_and_streams() {
         .unwrap();
     assert_eq!(missing.status(), 404);
 
-    let out = tokio::task::spawn_blocking({
+    let r = tokio::task::spawn_blocking({
         let url = proxy.url.clone();
-        move || probe(&url, 10)
+        move || probed(&url, 10)
     })
     .await
     .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
         (r["sent"].as_u64(), r["errors"].as_u64()),
         (Some(60), Some(0))
