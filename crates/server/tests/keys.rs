@@ -444,8 +444,15 @@ async fn access_tokens_stand_for_their_key_and_end_with_it(kind: DatabaseKind) {
     let claims = claims_of(&token);
     assert_eq!(claims["sub"], key_id.as_str());
     assert_eq!(claims["scope"], "user");
-    let exp = claims["exp"].as_i64().unwrap();
-    assert!(exp - before <= 3600 && exp - before >= 3590, "{claims}");
+    let after = Utc::now().timestamp();
+    // Issued while it was minted (the clock may pass a second meanwhile),
+    // and good for an hour from then at most.
+    let (iat, exp) = (
+        claims["iat"].as_i64().unwrap(),
+        claims["exp"].as_i64().unwrap(),
+    );
+    assert!((before..=after).contains(&iat), "{claims}");
+    assert!(exp - iat <= 3600 && exp - before >= 3590, "{claims}");
     assert!(
         !token.contains(&user[3..]),
         "the token does not carry the key"
