@@ -4,7 +4,8 @@ OpenAI upstream, directly and through each gateway, on this machine.
 
 Targets: `direct` (the upstream itself), `bare-proxy` (a proxy on the same
 HTTP stacks as Switchyard that only forwards: the floor of any gateway
-built on them), `switchyard-sqlite` and
+built on them; `bare-proxy-current-thread` the same on tokio's
+current-thread runtime), `switchyard-sqlite` and
 `switchyard-postgres` (authentication, per-key rate limit, budget
 reservation and usage logging all on) and `litellm` (LiteLLM's proxy with a
 master key). For each target and offered rate: achieved rate, latency
@@ -206,16 +207,17 @@ class BareProxy(Target):
     """The floor: a proxy on Switchyard's HTTP stacks that only forwards
     (crates/bench/src/bin/bare-proxy.rs)."""
 
-    name = "bare-proxy"
-
-    def __init__(self, args, upstream_base):
-        self.args, self.upstream_base = args, upstream_base
+    def __init__(self, args, upstream_base, current_thread=False):
+        self.args, self.upstream_base, self.current_thread = args, upstream_base, current_thread
+        self.name = "bare-proxy-current-thread" if current_thread else "bare-proxy"
 
     def start(self):
         port = free_port()
         self.base = f"http://127.0.0.1:{port}"
         self.proc = subprocess.Popen(
-            pinned(self.args, TARGET_CPU) + [os.path.join(self.args.bin, "bare-proxy"), "--port", str(port), "--upstream", self.upstream_base],
+            pinned(self.args, TARGET_CPU)
+            + [os.path.join(self.args.bin, "bare-proxy"), "--port", str(port), "--upstream", self.upstream_base]
+            + (["--current-thread"] if self.current_thread else []),
             stdout=subprocess.DEVNULL,
         )
         wait_ready(self.models_url(), proc=self.proc)
@@ -657,6 +659,8 @@ def main():
             targets.append(Direct(args, up_base, upstream))
         if "bare-proxy" in wanted:
             targets.append(BareProxy(args, up_base))
+        if "bare-proxy-current-thread" in wanted:
+            targets.append(BareProxy(args, up_base, current_thread=True))
         if "switchyard-sqlite" in wanted:
             targets.append(Switchyard(args, work, up_base, "sqlite"))
         if "switchyard-postgres" in wanted and args.postgres:

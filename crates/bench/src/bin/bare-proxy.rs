@@ -35,6 +35,10 @@ struct Args {
     /// The upstream's base URL (http only), e.g. http://127.0.0.1:9100.
     #[arg(long)]
     upstream: String,
+    /// Run on tokio's current-thread runtime instead of the multi-threaded
+    /// one Switchyard uses: what the runtime's flavour costs per call.
+    #[arg(long)]
+    current_thread: bool,
 }
 
 struct Proxy {
@@ -82,9 +86,19 @@ async fn forward(
     response
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    let runtime = if args.current_thread {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+    }
+    .enable_all()
+    .build()?;
+    runtime.block_on(serve(args))
+}
+
+async fn serve(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     let base = args.upstream.trim_end_matches('/').to_owned();
     base.parse::<Uri>()?;
     let mut connector = HttpConnector::new();
