@@ -48,11 +48,10 @@ fn upstream(delay_ms: u64) -> Server {
     )
 }
 
-fn bare_proxy(upstream: &Server) -> Server {
-    serve(
-        env!("CARGO_BIN_EXE_bare-proxy"),
-        &["--upstream", &upstream.base],
-    )
+fn bare_proxy(upstream: &Server, flags: &[&str]) -> Server {
+    let mut args = vec!["--upstream", upstream.base.as_str()];
+    args.extend_from_slice(flags);
+    serve(env!("CARGO_BIN_EXE_bare-proxy"), &args)
 }
 
 fn probe(url: &str, requests: usize) -> std::process::Output {
@@ -105,7 +104,7 @@ fn probe_fails_loudly_without_a_stream() {
 #[tokio::test]
 async fn bare_proxy_forwards_calls_and_streams() {
     let up = upstream(0);
-    let proxy = bare_proxy(&up);
+    let proxy = bare_proxy(&up, &[]);
     let client = reqwest::Client::new();
     let answer: serde_json::Value = client
         .post(&proxy.url)
@@ -153,7 +152,7 @@ async fn bare_proxy_forwards_calls_and_streams() {
 #[tokio::test]
 async fn bare_proxy_answers_502_without_an_upstream() {
     let up = upstream(0);
-    let proxy = bare_proxy(&up);
+    let proxy = bare_proxy(&up, &[]);
     drop(up);
     let status = reqwest::Client::new()
         .post(&proxy.url)
@@ -163,4 +162,21 @@ async fn bare_proxy_answers_502_without_an_upstream() {
         .unwrap()
         .status();
     assert_eq!(status, 502);
+}
+
+/// On the current-thread runtime too.
+#[tokio::test]
+async fn bare_proxy_forwards_on_the_current_thread_runtime() {
+    let up = upstream(0);
+    let proxy = bare_proxy(&up, &["--current-thread"]);
+    let answer: serde_json::Value = reqwest::Client::new()
+        .post(&proxy.url)
+        .body(r#"{"model":"bench","messages":[]}"#)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(answer["usage"]["total_tokens"], 22);
 }
