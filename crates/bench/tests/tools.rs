@@ -100,21 +100,26 @@ fn probe_fails_loudly_without_a_stream() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("HTTP 404"));
 }
 
-/// The bare proxy passes on the method, path, body and status, and streams.
-#[tokio::test]
-async fn bare_proxy_forwards_calls_and_streams() {
-    let up = upstream(0);
-    let proxy = bare_proxy(&up, &[]);
-    let client = reqwest::Client::new();
-    let answer: serde_json::Value = client
-        .post(&proxy.url)
+/// A plain chat completion's JSON answer.
+async fn chat(client: &reqwest::Client, url: &str) -> serde_json::Value {
+    client
+        .post(url)
         .body(r#"{"model":"bench","messages":[]}"#)
         .send()
         .await
         .unwrap()
         .json()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+/// The bare proxy passes on the method, path, body and status, and streams.
+#[tokio::test]
+async fn bare_proxy_forwards_calls_and_streams() {
+    let up = upstream(0);
+    let proxy = bare_proxy(&up, &[]);
+    let client = reqwest::Client::new();
+    let answer = chat(&client, &proxy.url).await;
     assert_eq!(answer["usage"]["total_tokens"], 22);
     let models = client
         .get(format!("{}/v1/models", proxy.base))
@@ -169,14 +174,6 @@ async fn bare_proxy_answers_502_without_an_upstream() {
 async fn bare_proxy_forwards_on_the_current_thread_runtime() {
     let up = upstream(0);
     let proxy = bare_proxy(&up, &["--current-thread"]);
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(&proxy.url)
-        .body(r#"{"model":"bench","messages":[]}"#)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let answer = chat(&reqwest::Client::new(), &proxy.url).await;
     assert_eq!(answer["usage"]["total_tokens"], 22);
 }
