@@ -31,6 +31,7 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.parse
 import urllib.request
 
 BODY = {"model": "bench", "messages": [{"role": "user", "content": "What is the capital of Germany?"}]}
@@ -108,9 +109,12 @@ def cpu_seconds(pid):
     return total / TICK
 
 
-def database_server_pid():
-    """The local PostgreSQL server's postmaster (the oldest process named
-    `postgres`), or None."""
+def database_server_pid(url):
+    """The PostgreSQL server's postmaster (the oldest process named
+    `postgres`) when `url` is on this machine, or None."""
+    host = urllib.parse.urlsplit(url).hostname
+    if host not in (None, "", "localhost", "127.0.0.1", "::1"):
+        return None
     out = subprocess.run(["pgrep", "-o", "-x", "postgres"], capture_output=True, text=True)
     return int(out.stdout.split()[0]) if out.returncode == 0 and out.stdout.split() else None
 
@@ -251,9 +255,9 @@ class Switchyard(Target):
             subprocess.run(["psql", admin, "-qc", f"DROP DATABASE IF EXISTS {name}"], check=True)
             subprocess.run(["psql", admin, "-qc", f"CREATE DATABASE {name}"], check=True)
             url = self.args.postgres.rsplit("/", 1)[0] + "/" + name
-            self.database_pid = database_server_pid()
+            self.database_pid = database_server_pid(url)
             if self.database_pid is None:
-                print("  the PostgreSQL server's processes were not found: its CPU is not measured", flush=True)
+                print("  the PostgreSQL server's processes are not on this machine: its CPU is not measured", flush=True)
             elif self.args.database_priority != "normal":
                 set_database_priority(self.database_pid, self.args.database_priority)
         self.db_url = url

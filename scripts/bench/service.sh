@@ -28,6 +28,8 @@ wait_ready() {
     kill -0 "$sy" 2>/dev/null || { echo "the service stopped; see $out/serve.log" >&2; exit 1; }
     sleep 0.5
   done
+  echo "the service did not answer $path within 120 s; see $out/serve.log" >&2
+  exit 1
 }
 
 start_service() {

@@ -1,6 +1,6 @@
 //! `bare-proxy`: the floor under any gateway built on Switchyard's HTTP
 //! stacks. It serves every path with the same server (axum on hyper, on a
-//! multi-threaded tokio runtime) and forwards each request, its method,
+//! multi-threaded tokio runtime unless `--current-thread`) and forwards each request, its method,
 //! path and body, to the upstream with the same client (hyper-util's pooled
 //! client, HTTP/1.1, keep-alive), then answers with the upstream's status,
 //! content type and body, streamed as it arrives. It does nothing else: no
