@@ -147,28 +147,18 @@ async fn usage_time_indexes_ascend(kind: DatabaseKind) {
     let db = TestDatabase::of_kind(kind);
     let store = Store::connect_lazy(&db.config()).unwrap();
     store.migrate().await.unwrap();
-    let mut definitions: Vec<String> = match kind {
-        DatabaseKind::Sqlite => {
-            let pool = sqlx::SqlitePool::connect(&db.url).await.unwrap();
-            sqlx::query_scalar(
+    let mut definitions = db
+        .texts(match kind {
+            DatabaseKind::Sqlite => {
                 "SELECT sql FROM sqlite_master \
-                 WHERE type = 'index' AND tbl_name = 'usage_log' AND sql IS NOT NULL",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-        }
-        DatabaseKind::Postgres => {
-            let pool = sqlx::PgPool::connect(&db.url).await.unwrap();
-            sqlx::query_scalar(
+                 WHERE type = 'index' AND tbl_name = 'usage_log' AND sql IS NOT NULL"
+            }
+            DatabaseKind::Postgres => {
                 "SELECT indexdef FROM pg_indexes \
-                 WHERE tablename = 'usage_log' AND indexname <> 'usage_log_pkey'",
-            )
-            .fetch_all(&pool)
-            .await
-            .unwrap()
-        }
-    };
+                 WHERE tablename = 'usage_log' AND indexname <> 'usage_log_pkey'"
+            }
+        })
+        .await;
     definitions.sort();
     assert_eq!(definitions.len(), 3, "{definitions:#?}");
     for (definition, (name, columns)) in definitions.iter().zip([

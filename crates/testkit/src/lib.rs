@@ -125,6 +125,24 @@ impl TestDatabase {
         };
         result.unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
     }
+
+    /// Runs one query outside the service's store, as [`Self::execute`]
+    /// does, and returns its first column as text (tests that read the
+    /// schema back from the database's own catalog).
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        use sqlx::Connection;
+        let result = match self.kind {
+            DatabaseKind::Sqlite => {
+                let mut c = sqlx::SqliteConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut c).await
+            }
+            DatabaseKind::Postgres => {
+                let mut c = sqlx::PgConnection::connect(&self.url).await.unwrap();
+                sqlx::query_scalar(sql).fetch_all(&mut c).await
+            }
+        };
+        result.unwrap_or_else(|e| panic!("`{sql}` failed: {e}"))
+    }
 }
 
 impl Drop for TestDatabase {
