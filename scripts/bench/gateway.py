@@ -126,7 +126,11 @@ def set_database_priority(pid, priority):
     the postmaster."""
     policy = "--idle" if priority == "idle" else "--other"
     for p in tree(pid):
-        subprocess.run(["chrt", policy, "-a", "-p", "0", str(p)], capture_output=True)
+        r = subprocess.run(["chrt", policy, "-a", "-p", "0", str(p)], capture_output=True, text=True)
+        # A backend that ended meanwhile has nothing left to schedule; any
+        # other failure would leave the run measuring something else.
+        if r.returncode != 0 and os.path.exists(f"/proc/{p}"):
+            raise RuntimeError(f"chrt {policy} on the database server's process {p}: {r.stderr.strip()}")
 
 
 def rss_mb(pid):
@@ -170,6 +174,9 @@ class Target:
     name = ""
     key = None
     proc = None
+
+    def pid(self):
+        return self.proc.pid
 
     def chat_url(self):
         return f"{self.base}/v1/chat/completions"
@@ -225,9 +232,6 @@ class BareProxy(Target):
             stdout=subprocess.DEVNULL,
         )
         wait_ready(self.models_url(), proc=self.proc)
-
-    def pid(self):
-        return self.proc.pid
 
 
 class Switchyard(Target):
@@ -297,9 +301,6 @@ class Switchyard(Target):
             {"scope": "project", "subject": "bench", "period": "monthly", "limit_usd": 1000000},
         )
 
-    def pid(self):
-        return self.proc.pid
-
     def stop(self):
         super().stop()
         if self.database_pid and self.args.database_priority != "normal":
@@ -345,9 +346,6 @@ class LiteLLM(Target):
             env=env, cwd=self.work, stdout=self.log, stderr=subprocess.STDOUT,
         )
         wait_ready(f"{self.base}/health/liveliness", proc=self.proc, timeout=300)
-
-    def pid(self):
-        return self.proc.pid
 
 
 def oha_command(args, url, rate, duration=None, key=None, method="POST", body=BODY, connections=64, count=None, cpu=LOAD_CPU):
