@@ -639,21 +639,25 @@ async fn every_metric_the_alerts_dashboard_and_rollout_read_has_a_series_through
 
     // Everything the kit reads, once the monitor loop and the scheduler have
     // had their turn.
+    // The ratio is refreshed on the monitor loop's own tick, which may come
+    // before the call's spend is recorded: wait for a tick after it.
+    let budget_ratio = |all: &BTreeMap<String, Vec<(String, f64)>>| {
+        value(
+            all,
+            "switchyard_budget_used_ratio",
+            &[
+                "scope=\"project\"",
+                "subject=\"proj\"",
+                "period=\"monthly\"",
+            ],
+        )
+    };
     let text = wait_for_metrics(&app, "every required metric and the budget ratio", |t| {
-        missing(&required, t).is_empty()
+        missing(&required, t).is_empty() && budget_ratio(&samples(t)).is_some_and(|r| r != 0.0)
     })
     .await;
     let all = samples(&text);
-    let ratio = value(
-        &all,
-        "switchyard_budget_used_ratio",
-        &[
-            "scope=\"project\"",
-            "subject=\"proj\"",
-            "period=\"monthly\"",
-        ],
-    )
-    .unwrap();
+    let ratio = budget_ratio(&all).unwrap();
     assert!(ratio > 0.0 && ratio <= 1.0, "budget ratio {ratio}");
     assert_eq!(
         value(
