@@ -97,16 +97,21 @@ def tree(pid):
     return out
 
 
-def cpu_seconds(pid):
-    total = 0
+def cpu_split(pid):
+    """User and kernel CPU seconds of `pid` and its children, apart."""
+    user = kernel = 0
     for p in tree(pid):
         try:
             with open(f"/proc/{p}/stat") as f:
                 fields = f.read().rsplit(")", 1)[1].split()
-            total += int(fields[11]) + int(fields[12])  # utime, stime
+            user, kernel = user + int(fields[11]), kernel + int(fields[12])  # utime, stime
         except (OSError, IndexError):
             pass
-    return total / TICK
+    return user / TICK, kernel / TICK
+
+
+def cpu_seconds(pid):
+    return sum(cpu_split(pid))
 
 
 def database_server_pid(url):

@@ -25,19 +25,6 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import gateway as g  # noqa: E402
 
 
-def cpu_split(pid):
-    """User and kernel CPU seconds of `pid` and its children, apart."""
-    user = kernel = 0
-    for p in g.tree(pid):
-        try:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            user, kernel = user + int(fields[11]), kernel + int(fields[12])
-        except (OSError, IndexError):
-            pass
-    return user / g.TICK, kernel / g.TICK
-
-
 # Parts of a sample's stack, each the share of samples with a frame that
 # matches (a sample can count in more than one).
 PARTS = [
@@ -109,7 +96,7 @@ def main():
         )
         time.sleep(2)
         pid = target.pid()
-        before, up_before, t0 = cpu_split(pid), g.cpu_seconds(upstream.pid), time.time()
+        before, up_before, t0 = g.cpu_split(pid), g.cpu_seconds(upstream.pid), time.time()
         data = os.path.join(args.out, "perf.data")
         # Counted alongside: the wake-ups the gateway's threads cause (each
         # one of another thread, here mostly the load generator's and the
@@ -124,7 +111,7 @@ def main():
             check=True,
         )
         _, counts = counted.communicate()
-        after = cpu_split(pid)
+        after = g.cpu_split(pid)
         user, kernel = after[0] - before[0], after[1] - before[1]
         up_cpu, wall = g.cpu_seconds(upstream.pid) - up_before, time.time() - t0
         out, _ = load.communicate()
