@@ -179,6 +179,9 @@ class Target:
     name = ""
     key = None
     proc = None
+    # The PostgreSQL server's postmaster when the target writes to one on
+    # this machine: its CPU is read beside the target's.
+    database_pid = None
 
     def pid(self):
         return self.proc.pid
@@ -242,7 +245,6 @@ class BareProxy(Target):
 class Switchyard(Target):
     def __init__(self, args, work, upstream_base, db):
         self.args, self.work, self.upstream_base, self.db = args, work, upstream_base, db
-        self.database_pid = None
         self.name = f"switchyard-{db}"
 
     def start(self):
@@ -399,7 +401,7 @@ def oha(args, url, rate, duration=None, key=None, method="POST", body=BODY, conn
 def measured(target, fn, upstream_pid):
     """Runs fn while sampling the target's CPU seconds and peak RSS, and
     the upstream's CPU seconds over the same time."""
-    pid, db = target.pid(), getattr(target, "database_pid", None)
+    pid, db = target.pid(), target.database_pid
     before, up_before = cpu_seconds(pid), cpu_seconds(upstream_pid)
     db_before = cpu_seconds(db) if db else None
     with Sampler(pid) as sampler:
